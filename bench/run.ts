@@ -1,0 +1,135 @@
+/**
+ * `npm run bench [-- --only hungarian,reward,cuda]`: speed figures, side by
+ * side with the Python stack on the same inputs in the same run. Targets are
+ * checked here, never in tests.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { native, parseImageSize, SpatialReward, type RewardInput } from '../lib/index.js';
+import { makeRollouts } from './rollouts.js';
+
+const { values } = parseArgs({ options: { only: { type: 'string' } } });
+const sections = new Set((values.only ?? 'hungarian,reward,cuda').split(','));
+const work = mkdtempSync(join(tmpdir(), 'st-bench-'));
+const info = native().runtimeInfo();
+
+function python(args: string[]): Record<string, unknown> | string {
+  const r = spawnSync('python3', args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.error) return `python3 not runnable (${r.error.message})`;
+  if (r.status !== 0) return `python3 failed: ${r.stderr.trim().split('\n').pop()}`;
+  const out = JSON.parse(r.stdout) as Record<string, unknown>;
+  return typeof out['error'] === 'string' ? out['error'] : out;
+}
+
+/** Runs fn until at least `seconds` have passed; returns seconds per call. */
+async function timeIt(fn: () => Promise<unknown>, seconds = 1): Promise<number> {
+  await fn(); // warm-up
+  let calls = 0;
+  const start = process.hrtime.bigint();
+  let elapsed = 0;
+  while (elapsed < seconds) {
+    await fn();
+    calls++;
+    elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  }
+  return elapsed / calls;
+}
+
+function lcg(seed: number) {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+}
+
+function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, c) => Math.max(...cells.map((r) => (r[c] ?? '').length)));
+  const line = (r: string[]) => '| ' + r.map((v, c) => v.padEnd(widths[c] as number)).join(' | ') + ' |';
+  return [line(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...cells.slice(1).map(line)].join('\n');
+}
+
+async function benchHungarian(): Promise<void> {
+  console.log(`\n## Hungarian: n x n problems, ${info.threads} engine threads vs scipy.optimize.linear_sum_assignment (1 thread)\n`);
+  const rows: (string | number)[][] = [];
+  for (const [n, count] of [[8, 4096], [32, 512], [128, 32], [512, 2]] as const) {
+    const random = lcg(n);
+    const costs = Float64Array.from({ length: n * n * count }, () => random());
+    const file = join(work, `lsa-${n}.bin`);
+    writeFileSync(file, Buffer.from(costs.buffer));
+    const shape = { rows: new Int32Array(count).fill(n), cols: new Int32Array(count).fill(n), costs };
+    const ours = (await timeIt(() => native().linearSumAssignment(shape))) / count;
+    const { rowToCol } = await native().linearSumAssignment(shape);
+    const sha = createHash('sha256').update(Buffer.from(rowToCol.buffer)).digest('hex');
+    const scipy = python(['bench/reference/lsa_scipy.py', file, '--n', String(n), '--count', String(count)]);
+    if (typeof scipy === 'string') {
+      rows.push([n, count, (ours * 1e6).toFixed(1), `skipped: ${scipy}`, '', '']);
+      continue;
+    }
+    const scipyPer = scipy['seconds_per_problem'] as number;
+    rows.push([n, count, (ours * 1e6).toFixed(1), (scipyPer * 1e6).toFixed(1), `${(scipyPer / ours).toFixed(1)}x`, scipy['assignments_sha'] === sha ? 'yes' : 'NO']);
+  }
+  console.log(table(['n', 'problems', 'ours µs/problem', 'scipy µs/problem', 'speed-up', 'same assignments'], rows));
+}
+
+async function benchReward(): Promise<void> {
+  const count = 8192;
+  const rollouts = makeRollouts(count, 7, 8, 8);
+  const file = join(work, 'rollouts.jsonl');
+  writeFileSync(file, rollouts.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const inputs: RewardInput[] = rollouts.map((r) => ({
+    completion: r.prediction,
+    groundTruth: r.ground_truth,
+    prompt: r.problem,
+    image: parseImageSize(r.problem) ?? { width: 1, height: 1 },
+  }));
+  console.log(`\n## Spatial reward throughput: ${count} completions, 1-8 objects each, this machine (${info.threads} engine threads)\n`);
+  const py = python(['bench/reference/spatial_reward.py', file, '--repeat', '2']);
+  const pyRate = typeof py === 'string' ? undefined : (py['completions_per_second'] as number);
+  const rows: (string | number)[][] = [];
+  for (const similarity of ['exact', 'wordnet'] as const) {
+    // A fresh reward per call: its ground-truth cache would otherwise turn repeats into cache hits.
+    const perBatch = await timeIt(() => new SpatialReward({ similarity }).scoreBatch(inputs), 2);
+    const rate = count / perBatch;
+    rows.push([`spatialthinker (${similarity} labels)`, Math.round(rate), pyRate ? `${(rate / pyRate).toFixed(1)}x` : '']);
+  }
+  rows.push(['Python reference restatement (exact labels, scipy)', pyRate ? Math.round(pyRate) : `skipped: ${String(py)}`, '1.0x']);
+  console.log(table(['scorer', 'completions/s', 'vs Python'], rows));
+  console.log('\nTarget: at least 10x the Python figure.');
+}
+
+async function benchCuda(): Promise<void> {
+  console.log('\n## Matching kernels: CUDA vs CPU\n');
+  if (!info.cuda.available) {
+    console.log(`skipped: ${info.cuda.reason}`);
+    return;
+  }
+  const random = lcg(5);
+  const problems = 4096;
+  const predCounts = Int32Array.from({ length: problems }, () => 1 + Math.floor(random() * 50));
+  const gtCounts = Int32Array.from({ length: problems }, () => 1 + Math.floor(random() * 50));
+  const sum = (a: Int32Array) => a.reduce((s, v) => s + v, 0);
+  const boxes = (n: number) => Float64Array.from({ length: 4 * n }, (_, i) => (i % 4 < 2 ? random() * 0.5 : 0.5 + random() * 0.5));
+  let pairs = 0;
+  for (let i = 0; i < problems; i++) pairs += (predCounts[i] as number) * (gtCounts[i] as number);
+  const input = { predBoxes: boxes(sum(predCounts)), predCounts, gtBoxes: boxes(sum(gtCounts)), gtCounts };
+  const similarity = Float64Array.from({ length: pairs }, () => random());
+  const rows: (string | number)[][] = [];
+  for (const [name, call] of [
+    ['CIoU matrices', (device: 'cpu' | 'cuda') => native().ciouMatrices({ ...input, device })],
+    ['spatial scores (CIoU + Hungarian)', (device: 'cpu' | 'cuda') => native().spatialScores({ ...input, similarity, device })],
+  ] as const) {
+    const cpu = await timeIt(() => call('cpu'));
+    const gpu = await timeIt(() => call('cuda'));
+    rows.push([name, Math.round(problems / cpu), Math.round(problems / gpu), `${(cpu / gpu).toFixed(1)}x`]);
+  }
+  console.log(`${problems} problems of 1-50 x 1-50 boxes on ${info.cuda.devices[0]?.name}\n`);
+  console.log(table(['kernel', 'CPU problems/s', 'CUDA problems/s', 'speed-up'], rows));
+}
+
+console.log(`# spatialthinker bench (${new Date().toISOString()}, node ${process.version}, ${info.threads} threads, CUDA: ${info.cuda.available ? info.cuda.devices[0]?.name : info.cuda.reason})`);
+if (sections.has('hungarian')) await benchHungarian();
+if (sections.has('reward')) await benchReward();
+if (sections.has('cuda')) await benchCuda();

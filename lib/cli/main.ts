@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+/** The `spatialthinker` command line: one module per subcommand. */
+import { scoreCommand } from './score.js';
+import { doctorCommand } from './doctor.js';
+import { CliError } from './errors.js';
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
+  score: { run: scoreCommand, summary: 'score completions in a JSONL file with a reward (spatial or sparse)' },
+  doctor: { run: doctorCommand, summary: 'show the native engine build, CPU threads and CUDA devices' },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `usage: spatialthinker <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`spatialthinker <command> --help\` for a command's options.`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage() + '\n');
+    return name === undefined ? 1 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`spatialthinker: unknown command "${name}"\n\n${usage()}\n`);
+    return 1;
+  }
+  try {
+    await command.run(rest);
+    return 0;
+  } catch (error) {
+    if (error instanceof CliError) {
+      process.stderr.write(`spatialthinker ${name}: ${error.message}\n`);
+      return error.exitCode;
+    }
+    throw error;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,78 @@
+/**
+ * The compiled engine (native/), loaded once through node-gyp-build from
+ * build/Release or a prebuild. Weights and activations never cross into
+ * JavaScript: only typed arrays of inputs and results do.
+ */
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface CudaDeviceInfo {
+  index: number;
+  name: string;
+  computeCapability: string;
+  totalMemory: number;
+  freeMemory: number;
+  multiprocessors: number;
+}
+
+export interface RuntimeInfo {
+  /** Worker threads of the engine's CPU pool (SPATIALTHINKER_THREADS overrides). */
+  threads: number;
+  cuda: {
+    /** Whether this build contains the CUDA backend. */
+    compiled: boolean;
+    architectures: string;
+    runtimeVersion: number;
+    driverVersion: number;
+    /** Whether a usable GPU was found; `reason` says why not. */
+    available: boolean;
+    reason?: string;
+    devices: CudaDeviceInfo[];
+  };
+}
+
+export type Device = 'cpu' | 'cuda';
+
+export interface NativeBoxPairs {
+  predBoxes: Float64Array;
+  predCounts: Int32Array;
+  gtBoxes: Float64Array;
+  gtCounts: Int32Array;
+  device?: Device;
+}
+
+export interface NativeBinding {
+  runtimeInfo(): RuntimeInfo;
+  ciouMatrices(args: NativeBoxPairs): Promise<Float64Array>;
+  linearSumAssignment(args: {
+    costs: Float64Array;
+    rows: Int32Array;
+    cols: Int32Array;
+    device?: Device;
+  }): Promise<{ rowToCol: Int32Array; totals: Float64Array }>;
+  spatialScores(
+    args: NativeBoxPairs & { similarity: Float64Array; semanticWeight?: number; iouWeight?: number },
+  ): Promise<{ scores: Float64Array; gtToPred: Int32Array; gtMciou: Float64Array }>;
+}
+
+const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+let cached: NativeBinding | undefined;
+
+/** The native module; throws a message that says how to build it when it is missing. */
+export function native(): NativeBinding {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  const load = require('node-gyp-build') as (dir: string) => NativeBinding;
+  try {
+    cached = load(packageRoot);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(
+      `spatialthinker: the native engine is not built (${reason}). ` +
+        `Run \`npm run build:native\` in ${packageRoot} (needs cmake >= 3.25 and a C++17 compiler).`,
+    );
+  }
+  return cached;
+}

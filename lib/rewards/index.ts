@@ -1,0 +1,14 @@
+export * from './types.js';
+export { SpatialReward, DEFAULT_SPATIAL_WEIGHTS } from './spatial-reward.js';
+export type { SpatialRewardOptions, SpatialRewardWeights, SpatialScores } from './spatial-reward.js';
+export { SparseReward, sparseScore, isThinkAnswerFormat } from './sparse-reward.js';
+export type { SparseScores } from './sparse-reward.js';
+export { RewardRegistry, rewards, fromFunction } from './registry.js';
+export type { RewardFactory } from './registry.js';
+export { checkFormat, countScore, extractAnswer, answersMatch } from './spatial-format.js';
+export { extractScene, normaliseId, labelOf } from './scene.js';
+export { parseGroundTruth, GroundTruthError } from './ground-truth.js';
+export type { GroundTruth, GroundTruthObject } from './ground-truth.js';
+export { parseImageSize } from './image-size.js';
+export { exactSimilarity, wordnetSimilarity, labelSimilarity } from './similarity/index.js';
+export type { LabelSimilarity, SimilarityName } from './similarity/index.js';

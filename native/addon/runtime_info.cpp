@@ -1,0 +1,44 @@
+// runtimeInfo(): what the engine was built with and which devices it sees.
+#include "addon/exports.h"
+#include "backend/cuda/device.h"
+#include "engine/thread_pool.h"
+
+namespace st::addon {
+namespace {
+
+Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const cuda::RuntimeInfo& cuda_info = cuda::runtime_info();
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("compiled", cuda_info.compiled);
+  cuda.Set("architectures", cuda_info.architectures);
+  cuda.Set("runtimeVersion", cuda_info.runtime_version);
+  cuda.Set("driverVersion", cuda_info.driver_version);
+  cuda.Set("available", cuda_info.unavailable_reason.empty());
+  if (!cuda_info.unavailable_reason.empty()) cuda.Set("reason", cuda_info.unavailable_reason);
+  Napi::Array devices = Napi::Array::New(env, cuda_info.devices.size());
+  for (size_t i = 0; i < cuda_info.devices.size(); ++i) {
+    const cuda::DeviceInfo& d = cuda_info.devices[i];
+    Napi::Object device = Napi::Object::New(env);
+    device.Set("index", d.index);
+    device.Set("name", d.name);
+    device.Set("computeCapability", std::to_string(d.compute_major) + "." + std::to_string(d.compute_minor));
+    device.Set("totalMemory", double(d.total_memory));
+    device.Set("freeMemory", double(d.free_memory));
+    device.Set("multiprocessors", d.multiprocessors);
+    devices.Set(uint32_t(i), device);
+  }
+  cuda.Set("devices", devices);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("threads", default_thread_pool().size());
+  result.Set("cuda", cuda);
+  return result;
+}
+
+}  // namespace
+
+void register_runtime_info(Napi::Env env, Napi::Object exports) {
+  exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
+}
+
+}  // namespace st::addon

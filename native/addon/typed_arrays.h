@@ -1,0 +1,60 @@
+#pragma once
+// Argument checking and copies between JavaScript typed arrays and C++
+// vectors. A wrong argument throws a TypeError naming the function and field.
+#include <napi.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace st::addon {
+
+template <class T>
+struct TypedArrayName;
+template <>
+struct TypedArrayName<double> {
+  static constexpr napi_typedarray_type type = napi_float64_array;
+  static constexpr const char* name = "Float64Array";
+};
+template <>
+struct TypedArrayName<int32_t> {
+  static constexpr napi_typedarray_type type = napi_int32_array;
+  static constexpr const char* name = "Int32Array";
+};
+
+inline Napi::Object options_object(const Napi::CallbackInfo& info, const char* fn) {
+  if (info.Length() < 1 || !info[0].IsObject())
+    throw Napi::TypeError::New(info.Env(), std::string(fn) + ": expected an options object");
+  return info[0].As<Napi::Object>();
+}
+
+template <class T>
+std::vector<T> copy_typed_array(const Napi::Object& options, const char* field, const char* fn) {
+  Napi::Value value = options.Get(field);
+  const std::string where = std::string(fn) + ": `" + field + "`";
+  if (!value.IsTypedArray() ||
+      value.As<Napi::TypedArray>().TypedArrayType() != TypedArrayName<T>::type)
+    throw Napi::TypeError::New(options.Env(), where + " must be a " + TypedArrayName<T>::name);
+  auto array = value.As<Napi::TypedArrayOf<T>>();
+  std::vector<T> out(array.ElementLength());
+  if (!out.empty()) std::memcpy(out.data(), array.Data(), out.size() * sizeof(T));
+  return out;
+}
+
+inline double number_option(const Napi::Object& options, const char* field, double fallback,
+                            const char* fn) {
+  Napi::Value value = options.Get(field);
+  if (value.IsUndefined()) return fallback;
+  if (!value.IsNumber())
+    throw Napi::TypeError::New(options.Env(), std::string(fn) + ": `" + field + "` must be a number");
+  return value.As<Napi::Number>().DoubleValue();
+}
+
+template <class T>
+Napi::TypedArrayOf<T> to_typed_array(Napi::Env env, const std::vector<T>& values) {
+  auto array = Napi::TypedArrayOf<T>::New(env, values.size());
+  if (!values.empty()) std::memcpy(array.Data(), values.data(), values.size() * sizeof(T));
+  return array;
+}
+
+}  // namespace st::addon

@@ -1,0 +1,61 @@
+/**
+ * Our spatial reward (exact label similarity) against the plain-Python
+ * restatement of the reference scorer in bench/reference, on the spec's edge
+ * cases and on random rollouts. Needs python3 with scipy, as CI has.
+ */
+import t, { type Test } from 'tap';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SpatialReward, parseImageSize } from '../lib/index.js';
+import { makeRollouts } from '../bench/rollouts.js';
+
+const probe = spawnSync('python3', ['-c', 'import scipy'], { encoding: 'utf8' });
+const skip = probe.status === 0 ? false : `python3 with scipy is not available (${(probe.stderr || String(probe.error)).trim()})`;
+if (skip) t.comment(`reference parity skipped: ${skip}`);
+
+interface Row {
+  prediction: string;
+  ground_truth: string;
+  problem: string;
+  name?: string;
+}
+
+const COMPONENTS = ['overall', 'format', 'count', 'accuracy', 'spatial'] as const;
+
+async function compare(t: Test, rows: Row[], dir: string, label: string) {
+  const input = join(dir, `${label}.jsonl`);
+  const dump = join(dir, `${label}.scores.jsonl`);
+  writeFileSync(input, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  execFileSync('python3', ['bench/reference/spatial_reward.py', input, '--dump', dump], { stdio: 'pipe' });
+  const expected = readFileSync(dump, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  const reward = new SpatialReward({ similarity: 'exact' });
+  const ours = await reward.scoreBatch(
+    rows.map((r) => ({
+      completion: r.prediction,
+      groundTruth: r.ground_truth,
+      prompt: r.problem,
+      image: parseImageSize(r.problem) ?? { width: 1, height: 1 },
+    })),
+  );
+  let worst = 0;
+  const mismatches: string[] = [];
+  ours.forEach((s, i) => {
+    for (const c of COMPONENTS) {
+      const diff = Math.abs((s[c] as number) - (expected[i]?.[c] as number));
+      worst = Math.max(worst, diff);
+      if (!(diff <= 1e-9)) mismatches.push(`${rows[i]?.name ?? `row ${i}`}: ${c} ours ${s[c]} reference ${expected[i]?.[c]}`);
+    }
+  });
+  t.same(mismatches, [], `${rows.length} ${label} rows agree with the reference (max abs difference ${worst})`);
+}
+
+t.test('agrees with the reference scorer', { skip }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'st-parity-'));
+  const vectors = join(dir, 'vectors.jsonl');
+  execFileSync('python3', ['bench/reference/test_vectors.py', vectors, '--no-run'], { stdio: 'pipe' });
+  const edgeCases = readFileSync(vectors, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Row);
+  await compare(t, edgeCases, dir, 'edge-case');
+  await compare(t, makeRollouts(2000, 11), dir, 'random-rollout');
+});
