@@ -8,7 +8,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SpatialReward, parseImageSize } from '../lib/index.js';
+import { createHash } from 'node:crypto';
+import { SpatialReward, native, parseImageSize } from '../lib/index.js';
 import { makeRollouts } from '../bench/rollouts.js';
 
 const probe = spawnSync('python3', ['-c', 'import scipy'], { encoding: 'utf8' });
@@ -59,3 +60,30 @@ t.test('agrees with the reference scorer', { skip }, async (t) => {
   await compare(t, edgeCases, dir, 'edge-case');
   await compare(t, makeRollouts(2000, 11), dir, 'random-rollout');
 });
+
+t.test('assignments equal scipy.optimize.linear_sum_assignment, ties included', { skip }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'st-lsa-'));
+  for (const [n, levels] of [[6, 0], [6, 3], [20, 2], [40, 0]] as const) {
+    // levels > 0: integer costs from a few values, so most matrices have tied optima
+    const count = 200;
+    const random = lcg(n * 31 + levels);
+    const costs = Float64Array.from({ length: n * n * count }, () => (levels > 0 ? Math.floor(random() * levels) : random()));
+    const file = join(dir, `lsa-${n}-${levels}.bin`);
+    writeFileSync(file, Buffer.from(costs.buffer));
+    const scipy = JSON.parse(
+      execFileSync('python3', ['bench/reference/lsa_scipy.py', file, '--n', String(n), '--count', String(count)], { encoding: 'utf8' }),
+    ) as { assignments_sha: string };
+    const { rowToCol } = await native().linearSumAssignment({
+      costs,
+      rows: new Int32Array(count).fill(n),
+      cols: new Int32Array(count).fill(n),
+    });
+    const sha = createHash('sha256').update(Buffer.from(rowToCol.buffer)).digest('hex');
+    t.equal(sha, scipy.assignments_sha, `${count} ${n}x${n} matrices${levels > 0 ? ` with costs in 0..${levels - 1}` : ''}: identical assignments`);
+  }
+});
+
+function lcg(seed: number) {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+}

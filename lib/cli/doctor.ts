@@ -16,7 +16,7 @@ export async function doctorCommand(argv: string[]): Promise<void> {
   const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
   const lines = [
     `CPU backend:  ${info.threads} threads (SPATIALTHINKER_THREADS overrides)`,
-    `CUDA build:   ${info.cuda.compiled ? `yes, sm_${info.cuda.architectures.split(';').join(', sm_')}, runtime ${version(info.cuda.runtimeVersion)}` : 'no'}`,
+    `CUDA build:   ${info.cuda.compiled ? `yes, sm_${info.cuda.architectures.split(/[;,]/).join(', sm_')}, runtime ${version(info.cuda.runtimeVersion)}` : 'no'}`,
   ];
   if (info.cuda.compiled) lines.push(`CUDA driver:  ${info.cuda.driverVersion > 0 ? version(info.cuda.driverVersion) : 'none'}`);
   for (const d of info.cuda.devices)

@@ -104,6 +104,10 @@ std::string linear_sum_assignment_cpu(const CostBatch& batch, int32_t* row_to_co
 std::string validate(const SpatialBatch& batch) {
   std::string error = validate(batch.boxes);
   if (!error.empty()) return error;
+  // Finite weights and similarities keep every cost finite, so every
+  // assignment problem below is feasible.
+  if (!std::isfinite(batch.semantic_weight) || !std::isfinite(batch.iou_weight))
+    return "semantic and IoU weights must be finite";
   const std::vector<int64_t> offsets = matrix_offsets(batch.boxes);
   for (int64_t i = 0; i < batch.boxes.size; ++i)
     for (int64_t k = offsets[i]; k < offsets[i + 1]; ++k)
