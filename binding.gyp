@@ -2,16 +2,7 @@
   "targets": [
     {
       "target_name": "spatialthinker_native",
-      "sources": [
-        "native/addon/addon.cpp",
-        "native/addon/match_workers.cpp",
-        "native/addon/runtime_info.cpp",
-        "native/engine/thread_pool.cpp",
-        "native/match/hungarian.cpp",
-        "native/match/match_cpu.cpp",
-        "native/backend/cuda/device_disabled.cpp",
-        "native/match/match_cuda_disabled.cpp"
-      ],
+      "sources": ["<!@(node native/cpu-sources.cjs)"],
       "include_dirs": [
         "native",
         "<!(node -p \"require('node-addon-api').include_dir\")"

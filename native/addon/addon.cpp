@@ -3,14 +3,16 @@
 
 namespace st::addon {
 
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  register_runtime_info(env, exports);
-  register_match(env, exports);
-  return exports;
+std::vector<RegisterFn>& registrations() {
+  static std::vector<RegisterFn> list;
+  return list;
 }
 
 }  // namespace st::addon
 
-static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return st::addon::Init(env, exports); }
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  for (st::addon::RegisterFn fn : st::addon::registrations()) fn(env, exports);
+  return exports;
+}
 
 NODE_API_MODULE(spatialthinker_native, InitModule)

@@ -189,12 +189,14 @@ Napi::Value SpatialScores(const Napi::CallbackInfo& info) {
       });
 }
 
-}  // namespace
-
 void register_match(Napi::Env env, Napi::Object exports) {
   exports.Set("ciouMatrices", Napi::Function::New(env, CiouMatrices, "ciouMatrices"));
   exports.Set("linearSumAssignment", Napi::Function::New(env, LinearSumAssignment, "linearSumAssignment"));
   exports.Set("spatialScores", Napi::Function::New(env, SpatialScores, "spatialScores"));
 }
+
+const ModuleRegistration registration(register_match);
+
+}  // namespace
 
 }  // namespace st::addon

@@ -35,10 +35,11 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   return result;
 }
 
-}  // namespace
-
 void register_runtime_info(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
 }
 
+const ModuleRegistration registration(register_runtime_info);
+
+}  // namespace
 }  // namespace st::addon
