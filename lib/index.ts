@@ -2,3 +2,20 @@
 export * from './rewards/index.js';
 export * from './match/index.js';
 export { native, type RuntimeInfo, type Device, type CudaDeviceInfo } from './native/binding.js';
+export * from './io/safetensors.js';
+export * from './vision/index.js';
+export * from './tokenizer/index.js';
+export { Model } from './engine/model.js';
+export type {
+  Completion,
+  ForwardResult,
+  GenerateOptions,
+  ImageInput,
+  LoadOptions,
+  PromptInput,
+  SamplingOptions,
+  VisionResult,
+} from './engine/model.js';
+export { parseModelConfig, readModelConfig, ModelConfigError, type ModelConfig } from './engine/config.js';
+export { writeRandomCheckpoint, randomCheckpointTokens, TINY, type RandomCheckpointOptions } from './engine/random-checkpoint.js';
+export { checkFixtures, type CaseResult, type QuantityResult } from './fixtures/check.js';

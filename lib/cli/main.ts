@@ -2,15 +2,17 @@
 /** The `spatialthinker` command line: one module per subcommand. */
 import { scoreCommand } from './score.js';
 import { doctorCommand } from './doctor.js';
+import { checkFixturesCommand } from './check-fixtures.js';
 import { CliError } from './errors.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
   score: { run: scoreCommand, summary: 'score completions in a JSONL file with a reward (spatial or sparse)' },
   doctor: { run: doctorCommand, summary: 'show the native engine build, CPU threads and CUDA devices' },
+  'check-fixtures': { run: checkFixturesCommand, summary: 'check the engine against a golden fixtures directory' },
 };
 
 function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(15)} ${c.summary}`);
   return `usage: spatialthinker <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`spatialthinker <command> --help\` for a command's options.`;
 }
 

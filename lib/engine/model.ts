@@ -1,0 +1,195 @@
+/**
+ * A Qwen2.5-VL checkpoint loaded into the native engine. Everything is
+ * asynchronous and runs off the event loop; weights and activations stay
+ * native. Token-level API: ids in, ids and log-probs out (the Tokenizer and
+ * ImageProcessor build the inputs).
+ */
+import { native } from '../native/binding.js';
+import { readModelConfig, type ModelConfig } from './config.js';
+
+/** Pixel patches of a prompt's images, as the image processor makes them. */
+export interface ImageInput {
+  pixels: Float32Array; // [rows, 3 * T * p * p]
+  gridThw: readonly (readonly [number, number, number])[];
+}
+
+export interface PromptInput {
+  ids: Int32Array | readonly number[];
+  images?: ImageInput;
+}
+
+export interface SamplingOptions {
+  /** 0 or `greedy: true` picks the most likely token. Default 1. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  greedy?: boolean;
+  /** Reproducible results: each completion draws from its own generator seeded from this. */
+  seed?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Completions per prompt; they share the prompt's prefill. Default 1. */
+  samples?: number;
+  maxNewTokens?: number;
+  /** Generation stops after any of these (defaults to the model's EOS ids). */
+  stopTokenIds?: readonly number[];
+  /** Sequences decoded together; finished ones make room for the next prompt. Default 64. */
+  maxBatch?: number;
+  /** Called for every sampled token, in order per completion. */
+  onToken?: (prompt: number, sample: number, token: number) => void;
+  signal?: AbortSignal;
+  /** Keep the logits behind every token ([tokens, vocab]); for checks. */
+  keepStepLogits?: boolean;
+}
+
+export interface Completion {
+  prompt: number;
+  sample: number;
+  tokens: Int32Array;
+  /** log p of each token under the sampling distribution (temperature applied, before top-k/top-p). */
+  logprobs: Float32Array;
+  /** Position (all three M-RoPE streams) of each token fed back. */
+  positions: Float64Array;
+  finishReason: 'stop' | 'length' | 'cancelled';
+  stepLogits?: Float32Array;
+}
+
+export interface ForwardResult {
+  logits: Float32Array; // [rows, seqLen, vocab], 0 on padding
+  positions: Float64Array; // [3, rows, seqLen]
+  deltas: Float64Array; // [rows]
+}
+
+export interface VisionResult {
+  embeds: Float32Array;
+  windowIndex: Int32Array;
+  cuWindowSeqlens: Int32Array;
+  cuSeqlens: Int32Array;
+  rotPosIds: Int32Array;
+}
+
+interface NativePrompt {
+  ids: Int32Array;
+  pixels?: Float32Array;
+  grids?: Int32Array;
+}
+
+interface NativeModel {
+  info(): { parameters: number; backend: string } | null;
+  vision(args: { pixels: Float32Array; grids: Int32Array }): Promise<VisionResult>;
+  forward(args: { ids: Int32Array; mask: Int32Array; rows: number; seqLen: number; pixels?: Float32Array; grids?: Int32Array }): Promise<ForwardResult>;
+  logprobs(args: { prompts: NativePrompt[]; completions: Int32Array[]; temperature: number }): Promise<Float32Array[]>;
+  generate(args: Record<string, unknown>, onToken?: (prompt: number, sample: number, token: number) => void): Promise<Completion[]>;
+  cancel(): void;
+  dispose(): Promise<void>;
+}
+
+declare module '../native/binding.js' {
+  interface NativeBinding {
+    loadModel(args: { dir: string; config: ModelConfig; device: string }): Promise<NativeModel>;
+  }
+}
+
+export interface LoadOptions {
+  /** 'cpu' (default). */
+  device?: 'cpu' | 'cuda';
+}
+
+function flatGrids(grids: readonly (readonly [number, number, number])[]): Int32Array {
+  return Int32Array.from(grids.flat());
+}
+
+function nativePrompt(p: PromptInput): NativePrompt {
+  return {
+    ids: Int32Array.from(p.ids),
+    ...(p.images ? { pixels: p.images.pixels, grids: flatGrids(p.images.gridThw) } : {}),
+  };
+}
+
+export class Model {
+  private disposed = false;
+
+  private constructor(
+    readonly dir: string,
+    readonly config: ModelConfig,
+    private readonly handle: NativeModel,
+  ) {}
+
+  /** Loads config.json and the safetensors weights of a Hugging Face model directory. */
+  static async load(dir: string, options: LoadOptions = {}): Promise<Model> {
+    const config = await readModelConfig(dir);
+    const handle = await native().loadModel({ dir, config, device: options.device ?? 'cpu' });
+    return new Model(dir, config, handle);
+  }
+
+  get parameterCount(): number {
+    return this.live().info()?.parameters ?? 0;
+  }
+
+  /** The vision tower alone (with its window layout), for checks. */
+  vision(images: ImageInput): Promise<VisionResult> {
+    return this.live().vision({ pixels: images.pixels, grids: flatGrids(images.gridThw) });
+  }
+
+  /** Logits of padded rows [rows, seqLen] (mask 1 = real token), with their M-RoPE positions. */
+  forward(args: { ids: Int32Array; mask: Int32Array; rows: number; seqLen: number; images?: ImageInput }): Promise<ForwardResult> {
+    return this.live().forward({
+      ids: args.ids,
+      mask: args.mask,
+      rows: args.rows,
+      seqLen: args.seqLen,
+      ...(args.images ? { pixels: args.images.pixels, grids: flatGrids(args.images.gridThw) } : {}),
+    });
+  }
+
+  /** log p(completion_j | prompt, completion_<j) per prompt, computed a vocabulary tile at a time. */
+  logprobs(prompts: readonly PromptInput[], completions: readonly (Int32Array | readonly number[])[], temperature = 1): Promise<Float32Array[]> {
+    if (prompts.length !== completions.length) throw new RangeError('logprobs: one completion per prompt');
+    return this.live().logprobs({
+      prompts: prompts.map(nativePrompt),
+      completions: completions.map((c) => Int32Array.from(c)),
+      temperature,
+    });
+  }
+
+  async generate(prompts: readonly PromptInput[], options: GenerateOptions = {}): Promise<Completion[]> {
+    const handle = this.live();
+    const signal = options.signal;
+    if (signal?.aborted) throw signal.reason ?? new Error('aborted');
+    const abort = () => handle.cancel();
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      return await handle.generate(
+        {
+          prompts: prompts.map(nativePrompt),
+          samples: options.samples ?? 1,
+          maxNewTokens: options.maxNewTokens ?? 256,
+          maxBatch: options.maxBatch ?? 64,
+          seed: options.seed ?? 0,
+          greedy: options.greedy ?? false,
+          temperature: options.temperature ?? 1,
+          topK: options.topK ?? 0,
+          topP: options.topP ?? 1,
+          stopTokenIds: Int32Array.from(options.stopTokenIds ?? this.config.eosTokenIds),
+          keepStepLogits: options.keepStepLogits ?? false,
+        },
+        options.onToken,
+      );
+    } finally {
+      signal?.removeEventListener('abort', abort);
+    }
+  }
+
+  /** Frees the weights (after a call in flight finishes). */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.handle.dispose();
+  }
+
+  private live(): NativeModel {
+    if (this.disposed) throw new Error(`the model from ${this.dir} was disposed`);
+    return this.handle;
+  }
+}

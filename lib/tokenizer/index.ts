@@ -1,0 +1,5 @@
+/** Tokenizer, chat template and prompt assembly for Qwen2.5-VL. */
+export * from './tokenizer.js';
+export * from './chat-template.js';
+export * from './prompt.js';
+export { QWEN2_5_VL_CHAT_TEMPLATE } from './qwen2_5_vl_chat_template.js';

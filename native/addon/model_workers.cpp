@@ -1,0 +1,394 @@
+// N-API: the Qwen2.5-VL model object. Loading, vision, forward, log-probs and
+// generation run on worker threads; weights and activations stay native, only
+// ids, pixel patches, log-probs and (for checks) logits cross over.
+#include <atomic>
+#include <memory>
+#include <mutex>
+
+#include "addon/exports.h"
+#include "addon/promise_worker.h"
+#include "addon/typed_arrays.h"
+#include "engine/safetensors.h"
+#include "model/model.h"
+
+namespace st::addon {
+namespace {
+
+// A model shared by its JS wrapper and the calls in flight; one call runs at
+// a time (the calls share the engine's threads anyway).
+struct ModelHandle {
+  std::unique_ptr<model::Qwen25VL> model;
+  std::mutex busy;
+  std::atomic<bool> cancel{false};
+};
+
+std::string error_text(const std::exception& e) { return e.what(); }
+
+// Runs `body` under the model's lock, turning exceptions into messages.
+template <class F>
+std::string guarded(const std::shared_ptr<ModelHandle>& handle, F&& body) {
+  std::lock_guard<std::mutex> lock(handle->busy);
+  if (!handle->model) return "the model was disposed";
+  try {
+    body(*handle->model);
+  } catch (const std::exception& e) {
+    return error_text(e);
+  }
+  return "";
+}
+
+int64_t integer(const Napi::Object& o, const char* field, const char* fn) {
+  Napi::Value v = o.Get(field);
+  if (!v.IsNumber())
+    throw Napi::TypeError::New(o.Env(), std::string(fn) + ": `" + field + "` must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (d != double(int64_t(d))) throw Napi::TypeError::New(o.Env(), std::string(fn) + ": `" + field + "` must be an integer");
+  return int64_t(d);
+}
+
+int64_t integer_or(const Napi::Object& o, const char* field, int64_t fallback, const char* fn) {
+  return o.Get(field).IsUndefined() ? fallback : integer(o, field, fn);
+}
+
+std::vector<model::GridThw> grids_of(const Napi::Object& o, const char* fn) {
+  std::vector<model::GridThw> grids;
+  if (o.Get("grids").IsUndefined()) return grids;
+  const std::vector<int32_t> flat = copy_typed_array<int32_t>(o, "grids", fn);
+  if (flat.size() % 3 != 0) throw Napi::RangeError::New(o.Env(), std::string(fn) + ": `grids` holds [t, h, w] triples");
+  for (size_t i = 0; i < flat.size(); i += 3) grids.push_back({flat[i], flat[i + 1], flat[i + 2]});
+  return grids;
+}
+
+template <class T>
+Napi::Array to_array_of(Napi::Env env, const std::vector<std::vector<T>>& rows) {
+  Napi::Array out = Napi::Array::New(env, rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) out.Set(uint32_t(i), to_typed_array(env, rows[i]));
+  return out;
+}
+
+std::vector<float> optional_floats(const Napi::Object& o, const char* field, const char* fn) {
+  if (o.Get(field).IsUndefined()) return {};
+  const Napi::Value v = o.Get(field);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(o.Env(), std::string(fn) + ": `" + field + "` must be a Float32Array");
+  auto a = v.As<Napi::Float32Array>();
+  return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+}
+
+std::vector<int32_t> int32s(const Napi::Object& o, const char* field, const char* fn) {
+  return copy_typed_array<int32_t>(o, field, fn);
+}
+
+std::vector<model::Prompt> prompts_of(const Napi::Object& options, const char* fn) {
+  Napi::Value v = options.Get("prompts");
+  if (!v.IsArray()) throw Napi::TypeError::New(options.Env(), std::string(fn) + ": `prompts` must be an array");
+  Napi::Array array = v.As<Napi::Array>();
+  std::vector<model::Prompt> prompts;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    if (!array.Get(i).IsObject()) throw Napi::TypeError::New(options.Env(), std::string(fn) + ": each prompt is an object");
+    Napi::Object p = array.Get(i).As<Napi::Object>();
+    model::Prompt prompt;
+    prompt.ids = int32s(p, "ids", fn);
+    prompt.pixels = optional_floats(p, "pixels", fn);
+    prompt.grids = grids_of(p, fn);
+    prompts.push_back(std::move(prompt));
+  }
+  return prompts;
+}
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod("info", &NativeModel::Info), InstanceMethod("vision", &NativeModel::Vision),
+                        InstanceMethod("forward", &NativeModel::Forward),
+                        InstanceMethod("logprobs", &NativeModel::Logprobs),
+                        InstanceMethod("generate", &NativeModel::Generate),
+                        InstanceMethod("cancel", &NativeModel::Cancel),
+                        InstanceMethod("dispose", &NativeModel::Dispose)});
+  }
+
+  explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    if (info.Length() < 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(), "NativeModel is created by loadModel()");
+    handle_ = *info[0].As<Napi::External<std::shared_ptr<ModelHandle>>>().Data();
+  }
+
+ private:
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Object out = Napi::Object::New(info.Env());
+    std::lock_guard<std::mutex> lock(handle_->busy);
+    if (!handle_->model) return info.Env().Null();
+    out.Set("parameters", double(handle_->model->parameter_count()));
+    out.Set("backend", handle_->model->backend().name());
+    return out;
+  }
+
+  Napi::Value Vision(const Napi::CallbackInfo& info) {
+    const char* fn = "vision";
+    Napi::Object o = options_object(info, fn);
+    auto pixels = std::make_shared<std::vector<float>>(optional_floats(o, "pixels", fn));
+    auto grids = std::make_shared<std::vector<model::GridThw>>(grids_of(o, fn));
+    auto out = std::make_shared<std::vector<float>>();
+    auto layout = std::make_shared<model::VisionLayout>();
+    auto handle = handle_;
+    return PromiseWorker::Start(
+        info.Env(),
+        [=]() {
+          return guarded(handle, [&](model::Qwen25VL& m) {
+            const model::VisionLayout expected = model::vision_layout(m.config().vision, *grids);
+            if (int64_t(pixels->size()) != expected.patches * m.config().vision.patch_dim())
+              throw std::invalid_argument("vision: `pixels` does not match `grids`");
+            *out = m.vision(pixels->data(), *grids, layout.get());
+          });
+        },
+        [=](Napi::Env env) -> Napi::Value {
+          Napi::Object r = Napi::Object::New(env);
+          r.Set("embeds", to_typed_array(env, *out));
+          r.Set("windowIndex", to_typed_array(env, layout->window_index));
+          r.Set("cuWindowSeqlens", to_typed_array(env, layout->cu_window_seqlens));
+          r.Set("cuSeqlens", to_typed_array(env, layout->cu_seqlens));
+          r.Set("rotPosIds", to_typed_array(env, layout->rot_pos_ids));
+          return r;
+        });
+  }
+
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    const char* fn = "forward";
+    Napi::Object o = options_object(info, fn);
+    struct Input {
+      std::vector<int32_t> ids, mask;
+      int64_t rows, seq_len;
+      std::vector<float> pixels;
+      std::vector<model::GridThw> grids;
+    };
+    auto in = std::make_shared<Input>();
+    in->ids = int32s(o, "ids", fn);
+    in->mask = int32s(o, "mask", fn);
+    in->rows = integer(o, "rows", fn);
+    in->seq_len = integer(o, "seqLen", fn);
+    in->pixels = optional_floats(o, "pixels", fn);
+    in->grids = grids_of(o, fn);
+    if (int64_t(in->ids.size()) != in->rows * in->seq_len || in->mask.size() != in->ids.size())
+      throw Napi::RangeError::New(info.Env(), "forward: `ids` and `mask` must hold rows x seqLen entries");
+    auto logits = std::make_shared<std::vector<float>>();
+    auto rope = std::make_shared<model::RopeIndex>();
+    auto handle = handle_;
+    return PromiseWorker::Start(
+        info.Env(),
+        [=]() {
+          return guarded(handle, [&](model::Qwen25VL& m) {
+            if (!in->grids.empty() &&
+                int64_t(in->pixels.size()) != model::vision_layout(m.config().vision, in->grids).patches *
+                                                  m.config().vision.patch_dim())
+              throw std::invalid_argument("forward: `pixels` does not match `grids`");
+            *logits = m.forward(in->ids.data(), in->mask.data(), in->rows, in->seq_len, in->pixels.data(), in->grids,
+                                rope.get());
+          });
+        },
+        [=](Napi::Env env) -> Napi::Value {
+          Napi::Object r = Napi::Object::New(env);
+          r.Set("logits", to_typed_array(env, *logits));
+          std::vector<double> positions(rope->positions.begin(), rope->positions.end());
+          std::vector<double> deltas(rope->deltas.begin(), rope->deltas.end());
+          r.Set("positions", to_typed_array(env, positions));
+          r.Set("deltas", to_typed_array(env, deltas));
+          return r;
+        });
+  }
+
+  Napi::Value Logprobs(const Napi::CallbackInfo& info) {
+    const char* fn = "logprobs";
+    Napi::Object o = options_object(info, fn);
+    auto prompts = std::make_shared<std::vector<model::Prompt>>(prompts_of(o, fn));
+    auto completions = std::make_shared<std::vector<std::vector<int32_t>>>();
+    Napi::Value c = o.Get("completions");
+    if (!c.IsArray()) throw Napi::TypeError::New(info.Env(), "logprobs: `completions` must be an array of Int32Array");
+    Napi::Array ca = c.As<Napi::Array>();
+    for (uint32_t i = 0; i < ca.Length(); ++i) {
+      Napi::Object holder = Napi::Object::New(info.Env());
+      holder.Set("completion", ca.Get(i));
+      completions->push_back(int32s(holder, "completion", fn));
+    }
+    const double temperature = number_option(o, "temperature", 1.0, fn);
+    auto out = std::make_shared<std::vector<std::vector<float>>>();
+    auto handle = handle_;
+    return PromiseWorker::Start(
+        info.Env(),
+        [=]() {
+          return guarded(handle, [&](model::Qwen25VL& m) { *out = m.logprobs(*prompts, *completions, float(temperature)); });
+        },
+        [=](Napi::Env env) -> Napi::Value { return to_array_of(env, *out); });
+  }
+
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    const char* fn = "generate";
+    Napi::Object o = options_object(info, fn);
+    auto prompts = std::make_shared<std::vector<model::Prompt>>(prompts_of(o, fn));
+    auto options = std::make_shared<model::GenerateOptions>();
+    options->samples = integer_or(o, "samples", 1, fn);
+    options->max_new_tokens = integer_or(o, "maxNewTokens", 256, fn);
+    options->max_batch = integer_or(o, "maxBatch", 64, fn);
+    options->seed = uint64_t(integer_or(o, "seed", 0, fn));
+    options->sampling.greedy = o.Get("greedy").ToBoolean();
+    options->sampling.temperature = number_option(o, "temperature", 1.0, fn);
+    options->sampling.top_k = integer_or(o, "topK", 0, fn);
+    options->sampling.top_p = number_option(o, "topP", 1.0, fn);
+    options->keep_step_logits = o.Get("keepStepLogits").ToBoolean();
+    if (!o.Get("stopTokenIds").IsUndefined()) options->stop_token_ids = int32s(o, "stopTokenIds", fn);
+    if (options->samples < 1 || options->max_new_tokens < 1 || options->max_batch < 1)
+      throw Napi::RangeError::New(info.Env(), "generate: samples, maxNewTokens and maxBatch must be at least 1");
+    // Streaming: one call per sampled token, queued to the JS thread.
+    std::shared_ptr<Napi::ThreadSafeFunction> stream;
+    if (info.Length() > 1 && info[1].IsFunction())
+      stream = std::make_shared<Napi::ThreadSafeFunction>(
+          Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "spatialthinker.generate", 0, 1));
+    auto out = std::make_shared<std::vector<model::Completion>>();
+    auto handle = handle_;
+    handle->cancel = false;
+    return PromiseWorker::Start(
+        info.Env(),
+        [=]() {
+          std::string error = guarded(handle, [&](model::Qwen25VL& m) {
+            model::GenerateControl control;
+            control.cancel = &handle->cancel;
+            if (stream)
+              control.on_token = [&](const model::Completion& c) {
+                struct Event {
+                  int64_t prompt, sample;
+                  int32_t token;
+                };
+                auto* e = new Event{c.prompt, c.sample, c.tokens.back()};
+                stream->NonBlockingCall(e, [](Napi::Env env, Napi::Function f, Event* e) {
+                  f.Call({Napi::Number::New(env, double(e->prompt)), Napi::Number::New(env, double(e->sample)),
+                          Napi::Number::New(env, e->token)});
+                  delete e;
+                });
+              };
+            *out = m.generate(*prompts, *options, control);
+          });
+          if (stream) stream->Release();
+          return error;
+        },
+        [=](Napi::Env env) -> Napi::Value {
+          Napi::Array r = Napi::Array::New(env, out->size());
+          for (size_t i = 0; i < out->size(); ++i) {
+            const model::Completion& c = (*out)[i];
+            Napi::Object item = Napi::Object::New(env);
+            item.Set("prompt", double(c.prompt));
+            item.Set("sample", double(c.sample));
+            item.Set("tokens", to_typed_array(env, c.tokens));
+            item.Set("logprobs", to_typed_array(env, c.logprobs));
+            std::vector<double> positions(c.positions.begin(), c.positions.end());
+            item.Set("positions", to_typed_array(env, positions));
+            if (!c.step_logits.empty()) item.Set("stepLogits", to_typed_array(env, c.step_logits));
+            item.Set("finishReason", c.finish_reason);
+            r.Set(uint32_t(i), item);
+          }
+          return r;
+        });
+  }
+
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    handle_->cancel = true;
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    auto handle = handle_;
+    return PromiseWorker::Start(
+        info.Env(),
+        [handle]() {
+          handle->cancel = true;
+          std::lock_guard<std::mutex> lock(handle->busy);
+          handle->model.reset();
+          return std::string();
+        },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+  }
+
+  std::shared_ptr<ModelHandle> handle_;
+};
+
+struct AddonData {
+  Napi::FunctionReference model_constructor;
+};
+
+model::ModelConfig config_of(const Napi::Object& c, const char* fn) {
+  auto sub = [&](const char* field) {
+    if (!c.Get(field).IsObject()) throw Napi::TypeError::New(c.Env(), std::string(fn) + ": config." + field + " missing");
+    return c.Get(field).As<Napi::Object>();
+  };
+  model::ModelConfig config;
+  Napi::Object t = sub("text"), v = sub("vision");
+  config.text.hidden = integer(t, "hidden", fn);
+  config.text.intermediate = integer(t, "intermediate", fn);
+  config.text.layers = integer(t, "layers", fn);
+  config.text.heads = integer(t, "heads", fn);
+  config.text.kv_heads = integer(t, "kvHeads", fn);
+  config.text.vocab = integer(t, "vocab", fn);
+  config.text.rms_eps = float(number_option(t, "rmsEps", 1e-6, fn));
+  config.text.rope_theta = number_option(t, "ropeTheta", 1e6, fn);
+  const std::vector<int32_t> section = copy_typed_array<int32_t>(t, "mropeSection", fn);
+  if (section.size() != 3) throw Napi::RangeError::New(c.Env(), std::string(fn) + ": mropeSection needs 3 entries");
+  for (int i = 0; i < 3; ++i) config.text.mrope_section[size_t(i)] = section[size_t(i)];
+  config.text.tie_embeddings = t.Get("tieEmbeddings").ToBoolean();
+  config.vision.depth = integer(v, "depth", fn);
+  config.vision.hidden = integer(v, "hidden", fn);
+  config.vision.heads = integer(v, "heads", fn);
+  config.vision.intermediate = integer(v, "intermediate", fn);
+  config.vision.out_hidden = integer(v, "outHidden", fn);
+  config.vision.patch = integer(v, "patch", fn);
+  config.vision.temporal_patch = integer(v, "temporalPatch", fn);
+  config.vision.merge = integer(v, "merge", fn);
+  config.vision.in_channels = integer(v, "inChannels", fn);
+  config.vision.window_size = integer(v, "windowSize", fn);
+  for (int32_t b : copy_typed_array<int32_t>(v, "fullAttentionBlocks", fn)) config.vision.fullatt_blocks.push_back(b);
+  config.image_token_id = int32_t(integer(c, "imageTokenId", fn));
+  config.vision_start_token_id = int32_t(integer(c, "visionStartTokenId", fn));
+  return config;
+}
+
+// loadModel({dir, config, device}) -> Promise<NativeModel>
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  const char* fn = "loadModel";
+  Napi::Object o = options_object(info, fn);
+  if (!o.Get("dir").IsString()) throw Napi::TypeError::New(info.Env(), "loadModel: `dir` must be a string");
+  const std::string dir = o.Get("dir").As<Napi::String>().Utf8Value();
+  if (!o.Get("config").IsObject()) throw Napi::TypeError::New(info.Env(), "loadModel: `config` must be an object");
+  const model::ModelConfig config = config_of(o.Get("config").As<Napi::Object>(), fn);
+  const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
+  if (device != "cpu")
+    throw Napi::Error::New(info.Env(), "loadModel: device \"" + device +
+                                           "\" is not available for models yet (the CUDA model backend is not built); use \"cpu\"");
+  auto handle = std::make_shared<ModelHandle>();
+  return PromiseWorker::Start(
+      info.Env(),
+      [handle, config, dir]() -> std::string {
+        try {
+          handle->model = std::make_unique<model::Qwen25VL>(make_cpu_backend(), config, dir);
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+        return "";
+      },
+      [handle](Napi::Env env) -> Napi::Value {
+        AddonData* data = env.GetInstanceData<AddonData>();
+        auto external = Napi::External<std::shared_ptr<ModelHandle>>::New(
+            env, new std::shared_ptr<ModelHandle>(handle),
+            [](Napi::Env, std::shared_ptr<ModelHandle>* p) { delete p; });
+        return data->model_constructor.New({external});
+      });
+}
+
+void register_model(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  data->model_constructor = Napi::Persistent(NativeModel::Define(env));
+  env.SetInstanceData(data);
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
+}
+
+const ModuleRegistration registration(register_model);
+
+}  // namespace
+}  // namespace st::addon

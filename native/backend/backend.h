@@ -1,0 +1,126 @@
+#pragma once
+// The op interface the model is written against. The CPU backend (fp32,
+// threads) and the CUDA backend implement the same ops; the model code calls
+// only these, so it is written once. Shapes are row-major and contiguous;
+// pointers are the backend's own memory (host for CPU, device for CUDA).
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace st {
+
+// One sequence of a packed attention call. Its queries are rows
+// [q_offset, q_offset + q_len) of q; its keys and values are the rows
+// key_slots[0 .. k_len) of the key/value pools, in order. With `causal`, the
+// i-th query sees keys 0 .. k_len - q_len + i (the queries are the last
+// q_len positions of the sequence); otherwise every key.
+struct AttentionSequence {
+  int64_t q_offset = 0;
+  int64_t q_len = 0;
+  const int32_t* key_slots = nullptr;
+  int64_t k_len = 0;
+  bool causal = true;
+};
+
+struct AttentionArgs {
+  const float* q = nullptr;       // [rows, heads, head_dim]
+  const float* k_pool = nullptr;  // [slots, kv_heads, head_dim]
+  const float* v_pool = nullptr;  // [slots, kv_heads, head_dim]
+  float* out = nullptr;           // [rows, heads, head_dim]
+  int64_t heads = 0, kv_heads = 0, head_dim = 0;
+  float scale = 1.0f;
+  std::vector<AttentionSequence> sequences;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // Memory. Arrays are owned by the caller through DeviceArray.
+  virtual float* alloc(int64_t count) = 0;
+  virtual void free(float* ptr) = 0;
+  virtual void upload(float* dst, const float* host, int64_t count) = 0;
+  virtual void download(float* host, const float* src, int64_t count) = 0;
+  virtual void copy(float* dst, const float* src, int64_t count) = 0;
+
+  // y[m, n] = x[m, k] w[n, k]^T (+ bias[n] when not null)
+  virtual void linear(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k,
+                      int64_t n) = 0;
+  // y = w * x / sqrt(mean(x^2) + eps), per row of `dim`
+  virtual void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) = 0;
+  // In place on x [rows, heads, head_dim]: x * cos + rotate_half(x) * sin with
+  // per-row tables cos, sin [rows, head_dim].
+  virtual void rotary(float* x, const float* cos, const float* sin, int64_t rows, int64_t heads,
+                      int64_t head_dim) = 0;
+  // out = silu(gate) * up, elementwise over n
+  virtual void swiglu(const float* gate, const float* up, float* out, int64_t n) = 0;
+  // in place, exact (erf) GELU
+  virtual void gelu(float* x, int64_t n) = 0;
+  // x += y
+  virtual void add(float* x, const float* y, int64_t n) = 0;
+  // out[i] = table[ids[i]] (rows of dim); ids are host memory
+  virtual void embedding(const int32_t* ids, int64_t n, const float* table, float* out, int64_t dim) = 0;
+  // out[i] = src[rows[i]] (rows of dim); rows are host memory
+  virtual void gather_rows(const float* src, const int32_t* rows, int64_t n, float* out, int64_t dim) = 0;
+  // dst[rows[i]] = src[i] (rows of dim); rows are host memory
+  virtual void scatter_rows(const float* src, const int32_t* rows, int64_t n, float* dst, int64_t dim) = 0;
+  // dst[r, :] = src[r, col_offset : col_offset + cols] for each of `rows` rows
+  // of src (which has src_cols columns): splits fused projections.
+  virtual void copy_columns(const float* src, int64_t rows, int64_t src_cols, int64_t col_offset, int64_t cols,
+                            float* dst) = 0;
+  virtual void attention(const AttentionArgs& args) = 0;
+  // out[r] = log softmax(hidden[r] head^T / temperature)[targets[r]] without
+  // holding more than a tile of the [rows x vocab] logits; targets and out
+  // are host memory.
+  virtual void token_logprobs(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
+                              const int32_t* targets, float temperature, float* out) = 0;
+};
+
+// The CPU backend (always available).
+std::unique_ptr<Backend> make_cpu_backend();
+
+// An array in a backend's memory, freed with it.
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  DeviceArray(Backend& backend, int64_t count) : backend_(&backend), count_(count) {
+    ptr_ = count > 0 ? backend.alloc(count) : nullptr;
+  }
+  DeviceArray(DeviceArray&& other) noexcept { *this = std::move(other); }
+  DeviceArray& operator=(DeviceArray&& other) noexcept {
+    if (this != &other) {
+      reset();
+      backend_ = other.backend_;
+      ptr_ = other.ptr_;
+      count_ = other.count_;
+      other.ptr_ = nullptr;
+      other.count_ = 0;
+    }
+    return *this;
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() { reset(); }
+
+  float* get() const { return ptr_; }
+  int64_t size() const { return count_; }
+  // Grows (never shrinks) to hold at least `count` entries; contents are lost.
+  void ensure(Backend& backend, int64_t count) {
+    if (count <= count_ && backend_ == &backend) return;
+    *this = DeviceArray(backend, count);
+  }
+
+ private:
+  void reset() {
+    if (ptr_ != nullptr) backend_->free(ptr_);
+    ptr_ = nullptr;
+    count_ = 0;
+  }
+  Backend* backend_ = nullptr;
+  float* ptr_ = nullptr;
+  int64_t count_ = 0;
+};
+
+}  // namespace st

@@ -1,0 +1,192 @@
+// The CPU backend: fp32, spread over the engine's thread pool.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/gemm.h"
+#include "engine/thread_pool.h"
+
+namespace st {
+namespace {
+
+// Elementwise loops below this size stay on the calling thread.
+constexpr int64_t kElementGrain = 1 << 14;
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  float* alloc(int64_t count) override { return new float[size_t(count)]; }
+  void free(float* ptr) override { delete[] ptr; }
+  void upload(float* dst, const float* host, int64_t count) override { copy(dst, host, count); }
+  void download(float* host, const float* src, int64_t count) override { copy(host, src, count); }
+  void copy(float* dst, const float* src, int64_t count) override {
+    if (count > 0) std::memcpy(dst, src, size_t(count) * sizeof(float));
+  }
+
+  void linear(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k,
+              int64_t n) override {
+    cpu::linear(x, w, bias, y, m, k, n);
+  }
+
+  void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) override {
+    default_thread_pool().parallel_for(rows, std::max<int64_t>(1, kElementGrain / std::max<int64_t>(dim, 1)),
+                                       [&](int64_t begin, int64_t end) {
+                                         for (int64_t r = begin; r < end; ++r) {
+                                           const float* xr = x + r * dim;
+                                           double sum = 0.0;
+                                           for (int64_t i = 0; i < dim; ++i) sum += double(xr[i]) * xr[i];
+                                           const float inv = float(1.0 / std::sqrt(sum / double(dim) + eps));
+                                           float* yr = y + r * dim;
+                                           for (int64_t i = 0; i < dim; ++i) yr[i] = w[i] * (xr[i] * inv);
+                                         }
+                                       });
+  }
+
+  void rotary(float* x, const float* cos, const float* sin, int64_t rows, int64_t heads,
+              int64_t head_dim) override {
+    const int64_t half = head_dim / 2;
+    default_thread_pool().parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const float* c = cos + r * head_dim;
+        const float* s = sin + r * head_dim;
+        for (int64_t h = 0; h < heads; ++h) {
+          float* v = x + (r * heads + h) * head_dim;
+          for (int64_t i = 0; i < half; ++i) {
+            const float a = v[i], b = v[i + half];
+            v[i] = a * c[i] - b * s[i];
+            v[i + half] = b * c[i + half] + a * s[i + half];
+          }
+        }
+      }
+    });
+  }
+
+  void swiglu(const float* gate, const float* up, float* out, int64_t n) override {
+    elementwise(n, [&](int64_t i) {
+      const float g = gate[i];
+      out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    });
+  }
+
+  void gelu(float* x, int64_t n) override {
+    elementwise(n, [&](int64_t i) { x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f)); });
+  }
+
+  void add(float* x, const float* y, int64_t n) override {
+    elementwise(n, [&](int64_t i) { x[i] += y[i]; });
+  }
+
+  void embedding(const int32_t* ids, int64_t n, const float* table, float* out, int64_t dim) override {
+    gather_rows(table, ids, n, out, dim);
+  }
+
+  void gather_rows(const float* src, const int32_t* rows, int64_t n, float* out, int64_t dim) override {
+    for (int64_t i = 0; i < n; ++i) copy(out + i * dim, src + int64_t(rows[i]) * dim, dim);
+  }
+
+  void scatter_rows(const float* src, const int32_t* rows, int64_t n, float* dst, int64_t dim) override {
+    for (int64_t i = 0; i < n; ++i) copy(dst + int64_t(rows[i]) * dim, src + i * dim, dim);
+  }
+
+  void copy_columns(const float* src, int64_t rows, int64_t src_cols, int64_t col_offset, int64_t cols,
+                    float* dst) override {
+    for (int64_t r = 0; r < rows; ++r) copy(dst + r * cols, src + r * src_cols + col_offset, cols);
+  }
+
+  void attention(const AttentionArgs& a) override {
+    // Work items: (sequence, head, block of queries).
+    struct Item {
+      const AttentionSequence* seq;
+      int64_t head, q_begin, q_end;
+    };
+    std::vector<Item> items;
+    constexpr int64_t kQueriesPerItem = 16;
+    for (const AttentionSequence& s : a.sequences)
+      for (int64_t h = 0; h < a.heads; ++h)
+        for (int64_t q = 0; q < s.q_len; q += kQueriesPerItem)
+          items.push_back({&s, h, q, std::min(s.q_len, q + kQueriesPerItem)});
+    const int64_t group = a.heads / a.kv_heads;
+    const int64_t hd = a.head_dim;
+    default_thread_pool().parallel_for(int64_t(items.size()), 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> scores;
+      std::vector<double> acc(static_cast<size_t>(hd));
+      for (int64_t t = begin; t < end; ++t) {
+        const Item& it = items[size_t(t)];
+        const AttentionSequence& s = *it.seq;
+        const int64_t kvh = it.head / group;
+        scores.resize(size_t(s.k_len));
+        for (int64_t qi = it.q_begin; qi < it.q_end; ++qi) {
+          const float* q = a.q + ((s.q_offset + qi) * a.heads + it.head) * hd;
+          const int64_t visible = s.causal ? s.k_len - s.q_len + qi + 1 : s.k_len;
+          float max_score = -std::numeric_limits<float>::infinity();
+          for (int64_t j = 0; j < visible; ++j) {
+            const float* k = a.k_pool + (int64_t(s.key_slots[j]) * a.kv_heads + kvh) * hd;
+            float dot = 0.0f;
+            for (int64_t d = 0; d < hd; ++d) dot += q[d] * k[d];
+            scores[size_t(j)] = dot * a.scale;
+            max_score = std::max(max_score, scores[size_t(j)]);
+          }
+          double total = 0.0;
+          std::fill(acc.begin(), acc.end(), 0.0);
+          for (int64_t j = 0; j < visible; ++j) {
+            const double p = std::exp(double(scores[size_t(j)] - max_score));
+            total += p;
+            const float* v = a.v_pool + (int64_t(s.key_slots[j]) * a.kv_heads + kvh) * hd;
+            for (int64_t d = 0; d < hd; ++d) acc[size_t(d)] += p * v[d];
+          }
+          float* out = a.out + ((s.q_offset + qi) * a.heads + it.head) * hd;
+          for (int64_t d = 0; d < hd; ++d) out[d] = visible > 0 ? float(acc[size_t(d)] / total) : 0.0f;
+        }
+      }
+    });
+  }
+
+  void token_logprobs(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
+                      const int32_t* targets, float temperature, float* out) override {
+    // Tiles of kRowTile rows x kVocabTile logits (256 KiB), reduced with a
+    // running max and sum of exponentials per row.
+    constexpr int64_t kRowTile = 16, kVocabTile = 4096;
+    const double inv_t = 1.0 / double(temperature);
+    std::vector<float> tile(static_cast<size_t>(kRowTile * kVocabTile));
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+      const int64_t nr = std::min(kRowTile, rows - r0);
+      std::vector<double> running_max(static_cast<size_t>(nr), -INFINITY), running_sum(static_cast<size_t>(nr), 0.0),
+          target_logit(static_cast<size_t>(nr), 0.0);
+      for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
+        const int64_t nv = std::min(kVocabTile, vocab - v0);
+        cpu::linear(hidden + r0 * dim, head + v0 * dim, nullptr, tile.data(), nr, dim, nv);
+        for (int64_t r = 0; r < nr; ++r) {
+          const float* row = tile.data() + r * nv;
+          double m = running_max[size_t(r)];
+          for (int64_t j = 0; j < nv; ++j) m = std::max(m, double(row[j]) * inv_t);
+          double sum = running_sum[size_t(r)] * std::exp(running_max[size_t(r)] - m);
+          for (int64_t j = 0; j < nv; ++j) sum += std::exp(double(row[j]) * inv_t - m);
+          running_max[size_t(r)] = m;
+          running_sum[size_t(r)] = sum;
+          const int64_t target = targets[r0 + r];
+          if (target >= v0 && target < v0 + nv) target_logit[size_t(r)] = double(row[target - v0]) * inv_t;
+        }
+      }
+      for (int64_t r = 0; r < nr; ++r)
+        out[r0 + r] = float(target_logit[size_t(r)] - running_max[size_t(r)] - std::log(running_sum[size_t(r)]));
+    }
+  }
+
+ private:
+  template <class F>
+  void elementwise(int64_t n, F&& f) {
+    default_thread_pool().parallel_for(n, kElementGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) f(i);
+    });
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace st

@@ -1,0 +1,278 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <deque>
+#include <stdexcept>
+
+#include "model/decoder.h"
+
+namespace st::model {
+
+Qwen25VL::Qwen25VL(std::unique_ptr<Backend> backend, const ModelConfig& config, const std::string& dir)
+    : backend_(std::move(backend)), config_(config), weights_(load_weights(*backend_, config_, dir)) {}
+
+std::vector<float> Qwen25VL::vision(const float* pixels, const std::vector<GridThw>& grids, VisionLayout* layout) {
+  *layout = vision_layout(config_.vision, grids);
+  DeviceArray out = vision_forward(*backend_, config_, weights_, pixels, grids, *layout);
+  std::vector<float> host(static_cast<size_t>(out.size()));
+  backend_->download(host.data(), out.get(), out.size());
+  return host;
+}
+
+DeviceArray Qwen25VL::image_features(const std::vector<const Prompt*>& prompts, int64_t* rows) {
+  std::vector<GridThw> grids;
+  std::vector<float> pixels;
+  for (const Prompt* p : prompts) {
+    grids.insert(grids.end(), p->grids.begin(), p->grids.end());
+    pixels.insert(pixels.end(), p->pixels.begin(), p->pixels.end());
+  }
+  *rows = 0;
+  if (grids.empty()) return DeviceArray();
+  const VisionLayout layout = vision_layout(config_.vision, grids);
+  if (int64_t(pixels.size()) != layout.patches * config_.vision.patch_dim())
+    throw std::invalid_argument("pixel values hold " + std::to_string(pixels.size()) + " numbers but the image grids need " +
+                                std::to_string(layout.patches) + " patches of " +
+                                std::to_string(config_.vision.patch_dim()));
+  *rows = layout.patches / (config_.vision.merge * config_.vision.merge);
+  return vision_forward(*backend_, config_, weights_, pixels.data(), grids, layout);
+}
+
+namespace {
+
+// Appends one unpadded row to a decoder batch: its tokens, their positions
+// (from a [3, 1, n] rope index) and which of them carry image features.
+void append_row(DecoderBatch& batch, std::vector<int64_t> (&streams)[3], KvCache::SequenceId cache_id,
+                const int32_t* ids, const int64_t* positions, int64_t n, int64_t stride, int32_t image_token) {
+  DecoderSequence s;
+  s.cache_id = cache_id;
+  s.offset = int64_t(batch.ids.size());
+  s.length = n;
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] == image_token) batch.image_rows.push_back(int32_t(batch.ids.size()));
+    batch.ids.push_back(ids[i]);
+    for (int k = 0; k < 3; ++k) streams[k].push_back(positions[k * stride + i]);
+  }
+  batch.sequences.push_back(s);
+}
+
+void finish_positions(DecoderBatch& batch, std::vector<int64_t> (&streams)[3]) {
+  batch.positions.clear();
+  for (auto& s : streams) batch.positions.insert(batch.positions.end(), s.begin(), s.end());
+}
+
+void check_image_rows(const DecoderBatch& batch, int64_t feature_rows) {
+  if (int64_t(batch.image_rows.size()) != feature_rows)
+    throw std::invalid_argument("the prompts hold " + std::to_string(batch.image_rows.size()) +
+                                " image tokens but the images give " + std::to_string(feature_rows) + " features");
+}
+
+}  // namespace
+
+std::vector<float> Qwen25VL::forward(const int32_t* ids, const int32_t* mask, int64_t rows, int64_t seq_len,
+                                     const float* pixels, const std::vector<GridThw>& grids, RopeIndex* rope) {
+  *rope = rope_index(config_, ids, mask, rows, seq_len, grids);
+  Prompt all;
+  all.grids = grids;
+  if (!grids.empty()) {
+    const int64_t n = vision_layout(config_.vision, grids).patches * config_.vision.patch_dim();
+    all.pixels.assign(pixels, pixels + n);
+  }
+  int64_t feature_rows = 0;
+  DeviceArray features = image_features({&all}, &feature_rows);
+
+  KvCache cache(*backend_, config_.text);
+  DecoderBatch batch;
+  std::vector<int64_t> streams[3];
+  std::vector<std::pair<int64_t, int64_t>> where;  // (row, column) of each packed token
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<int32_t> row_ids;
+    std::vector<int64_t> row_pos[3];
+    for (int64_t i = 0; i < seq_len; ++i) {
+      if (!mask[r * seq_len + i]) continue;
+      row_ids.push_back(ids[r * seq_len + i]);
+      for (int k = 0; k < 3; ++k) row_pos[k].push_back(rope->positions[size_t((k * rows + r) * seq_len + i)]);
+      where.emplace_back(r, i);
+    }
+    std::vector<int64_t> flat;
+    for (auto& p : row_pos) flat.insert(flat.end(), p.begin(), p.end());
+    append_row(batch, streams, cache.create(), row_ids.data(), flat.data(), int64_t(row_ids.size()),
+               int64_t(row_ids.size()), config_.image_token_id);
+  }
+  finish_positions(batch, streams);
+  check_image_rows(batch, feature_rows);
+  batch.image_features = features.get();
+  for (int64_t i = 0; i < int64_t(batch.ids.size()); ++i) batch.logit_rows.push_back(int32_t(i));
+
+  const int64_t vocab = config_.text.vocab;
+  std::vector<float> out(static_cast<size_t>(rows * seq_len * vocab), 0.0f);
+  if (batch.ids.empty()) return out;
+  DeviceArray hidden = decoder_forward(*backend_, config_, weights_, cache, batch);
+  DeviceArray all_logits = logits(*backend_, config_, weights_, hidden.get(), int64_t(batch.ids.size()));
+  std::vector<float> host(static_cast<size_t>(all_logits.size()));
+  backend_->download(host.data(), all_logits.get(), all_logits.size());
+  for (size_t t = 0; t < where.size(); ++t)
+    std::copy(host.begin() + int64_t(t) * vocab, host.begin() + int64_t(t + 1) * vocab,
+              out.begin() + (where[t].first * seq_len + where[t].second) * vocab);
+  return out;
+}
+
+std::vector<std::vector<float>> Qwen25VL::logprobs(const std::vector<Prompt>& prompts,
+                                                   const std::vector<std::vector<int32_t>>& completions,
+                                                   float temperature) {
+  if (prompts.size() != completions.size())
+    throw std::invalid_argument("logprobs needs one completion per prompt");
+  std::vector<const Prompt*> pointers;
+  for (const Prompt& p : prompts) pointers.push_back(&p);
+  int64_t feature_rows = 0;
+  DeviceArray features = image_features(pointers, &feature_rows);
+  KvCache cache(*backend_, config_.text);
+  DecoderBatch batch;
+  std::vector<int64_t> streams[3];
+  std::vector<int32_t> targets;
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    if (prompts[p].ids.empty()) throw std::invalid_argument("prompt " + std::to_string(p) + " is empty");
+    std::vector<int32_t> seq = prompts[p].ids;
+    seq.insert(seq.end(), completions[p].begin(), completions[p].end());
+    const std::vector<int32_t> ones(seq.size(), 1);
+    const RopeIndex rope = rope_index(config_, seq.data(), ones.data(), 1, int64_t(seq.size()), prompts[p].grids);
+    const int64_t first = int64_t(batch.ids.size());
+    append_row(batch, streams, cache.create(), seq.data(), rope.positions.data(), int64_t(seq.size()),
+               int64_t(seq.size()), config_.image_token_id);
+    const int64_t prompt_len = int64_t(prompts[p].ids.size());
+    for (size_t j = 0; j < completions[p].size(); ++j) {
+      batch.logit_rows.push_back(int32_t(first + prompt_len - 1 + int64_t(j)));
+      targets.push_back(completions[p][j]);
+    }
+  }
+  finish_positions(batch, streams);
+  check_image_rows(batch, feature_rows);
+  batch.image_features = features.get();
+  for (int32_t t : targets)
+    if (t < 0 || t >= config_.text.vocab)
+      throw std::invalid_argument("completion token " + std::to_string(t) + " is outside the vocabulary");
+  std::vector<float> flat(targets.size());
+  if (!targets.empty()) {
+    DeviceArray hidden = decoder_forward(*backend_, config_, weights_, cache, batch);
+    backend_->token_logprobs(hidden.get(), weights_.lm_head_weight(), int64_t(targets.size()), config_.text.hidden,
+                             config_.text.vocab, targets.data(), temperature, flat.data());
+  }
+  std::vector<std::vector<float>> out;
+  size_t at = 0;
+  for (const auto& c : completions) {
+    out.emplace_back(flat.begin() + int64_t(at), flat.begin() + int64_t(at + c.size()));
+    at += c.size();
+  }
+  return out;
+}
+
+std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, const GenerateOptions& options,
+                                           const GenerateControl& control) {
+  struct Active {
+    size_t completion;
+    KvCache::SequenceId cache_id;
+    int64_t delta;
+    Rng rng;
+  };
+  const int64_t vocab = config_.text.vocab;
+  KvCache cache(*backend_, config_.text);
+  std::vector<Completion> completions(prompts.size() * size_t(options.samples));
+  std::vector<Active> active;
+  std::vector<float> scratch;
+  size_t next_prompt = 0;
+  auto cancelled = [&] { return control.cancel && control.cancel->load(); };
+  auto is_stop = [&](int32_t t) {
+    return std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), t) != options.stop_token_ids.end();
+  };
+  // Records a sampled token; returns whether the sequence goes on.
+  auto record = [&](Active& a, const float* row) {
+    Completion& c = completions[a.completion];
+    const Sample s = sample_token(row, vocab, options.sampling, a.rng, scratch);
+    c.tokens.push_back(s.token);
+    c.logprobs.push_back(s.logprob);
+    if (options.keep_step_logits) c.step_logits.insert(c.step_logits.end(), row, row + vocab);
+    if (control.on_token) control.on_token(c);
+    if (is_stop(s.token)) c.finish_reason = "stop";
+    else if (int64_t(c.tokens.size()) >= options.max_new_tokens) c.finish_reason = "length";
+    return c.finish_reason.empty();
+  };
+
+  while ((next_prompt < prompts.size() || !active.empty()) && !cancelled()) {
+    // Admit prompts while their samples fit in the batch: one prefill per
+    // prompt, shared by its samples through forked cache sequences.
+    std::vector<size_t> admitted;
+    int64_t room = options.max_batch - int64_t(active.size());
+    while (next_prompt < prompts.size() && (room >= options.samples || (active.empty() && admitted.empty()))) {
+      admitted.push_back(next_prompt++);
+      room -= options.samples;
+    }
+    if (!admitted.empty()) {
+      std::vector<const Prompt*> pointers;
+      for (size_t p : admitted) pointers.push_back(&prompts[p]);
+      int64_t feature_rows = 0;
+      DeviceArray features = image_features(pointers, &feature_rows);
+      DecoderBatch batch;
+      std::vector<int64_t> streams[3];
+      std::vector<int64_t> deltas;
+      for (size_t p : admitted) {
+        const Prompt& prompt = prompts[p];
+        if (prompt.ids.empty()) throw std::invalid_argument("prompt " + std::to_string(p) + " is empty");
+        const std::vector<int32_t> ones(prompt.ids.size(), 1);
+        const RopeIndex rope =
+            rope_index(config_, prompt.ids.data(), ones.data(), 1, int64_t(prompt.ids.size()), prompt.grids);
+        append_row(batch, streams, cache.create(), prompt.ids.data(), rope.positions.data(),
+                   int64_t(prompt.ids.size()), int64_t(prompt.ids.size()), config_.image_token_id);
+        batch.logit_rows.push_back(int32_t(batch.ids.size() - 1));
+        deltas.push_back(rope.deltas[0]);
+      }
+      finish_positions(batch, streams);
+      check_image_rows(batch, feature_rows);
+      batch.image_features = features.get();
+      DeviceArray hidden = decoder_forward(*backend_, config_, weights_, cache, batch);
+      DeviceArray prefill_logits = logits(*backend_, config_, weights_, hidden.get(), int64_t(admitted.size()));
+      std::vector<float> host(static_cast<size_t>(prefill_logits.size()));
+      backend_->download(host.data(), prefill_logits.get(), prefill_logits.size());
+      for (size_t i = 0; i < admitted.size(); ++i) {
+        const KvCache::SequenceId prompt_seq = batch.sequences[i].cache_id;
+        for (int64_t s = 0; s < options.samples; ++s) {
+          const size_t index = admitted[i] * size_t(options.samples) + size_t(s);
+          completions[index].prompt = int64_t(admitted[i]);
+          completions[index].sample = s;
+          Active a{index, cache.fork(prompt_seq), deltas[i],
+                   Rng(options.seed ^ (0x9e3779b97f4a7c15ULL * (index + 1)))};
+          if (record(a, host.data() + int64_t(i) * vocab)) active.push_back(a);
+          else cache.release(a.cache_id);
+        }
+        cache.release(prompt_seq);  // its blocks live on in the samples' forks
+      }
+      continue;
+    }
+
+    // One decode step for every active sequence.
+    DecoderBatch batch;
+    std::vector<int64_t> streams[3];
+    for (const Active& a : active) {
+      Completion& c = completions[a.completion];
+      const int64_t position = cache.length(a.cache_id) + a.delta;
+      c.positions.push_back(position);
+      const int64_t pos3[3] = {position, position, position};
+      append_row(batch, streams, a.cache_id, &c.tokens.back(), pos3, 1, 1, -1);
+      batch.logit_rows.push_back(int32_t(batch.ids.size() - 1));
+    }
+    finish_positions(batch, streams);
+    DeviceArray hidden = decoder_forward(*backend_, config_, weights_, cache, batch);
+    DeviceArray step_logits = logits(*backend_, config_, weights_, hidden.get(), int64_t(active.size()));
+    std::vector<float> host(static_cast<size_t>(step_logits.size()));
+    backend_->download(host.data(), step_logits.get(), step_logits.size());
+    std::vector<Active> still;
+    for (size_t i = 0; i < active.size(); ++i) {
+      if (record(active[i], host.data() + int64_t(i) * vocab)) still.push_back(active[i]);
+      else cache.release(active[i].cache_id);  // its blocks go back at once
+    }
+    active = std::move(still);
+  }
+  for (Completion& c : completions)
+    if (c.finish_reason.empty()) c.finish_reason = "cancelled";
+  return completions;
+}
+
+}  // namespace st::model

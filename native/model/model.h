@@ -1,0 +1,86 @@
+#pragma once
+// A loaded Qwen2.5-VL: the entry points the addon exposes. One call at a time
+// per model (the addon serialises them); each call may use every thread.
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/rope_index.h"
+#include "model/sampler.h"
+#include "model/vision.h"
+#include "model/weights.h"
+
+namespace st::model {
+
+// One prompt: its token ids (no padding) and its images' pixel patches.
+struct Prompt {
+  std::vector<int32_t> ids;
+  std::vector<float> pixels;  // [sum rows, patch_dim]
+  std::vector<GridThw> grids;
+};
+
+struct GenerateOptions {
+  SamplingOptions sampling;
+  int64_t samples = 1;  // completions per prompt, sharing its prefill
+  int64_t max_new_tokens = 256;
+  std::vector<int32_t> stop_token_ids;
+  uint64_t seed = 0;
+  int64_t max_batch = 64;  // sequences decoded together
+  bool keep_step_logits = false;
+};
+
+struct Completion {
+  int64_t prompt = 0, sample = 0;
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  std::vector<int64_t> positions;  // M-RoPE position of each token fed back
+  std::vector<float> step_logits;  // [tokens, vocab] when kept
+  std::string finish_reason;       // "stop", "length" or "cancelled"
+};
+
+struct GenerateControl {
+  const std::atomic<bool>* cancel = nullptr;
+  // Called on the engine thread after every sampled token.
+  std::function<void(const Completion&)> on_token;
+};
+
+class Qwen25VL {
+ public:
+  Qwen25VL(std::unique_ptr<Backend> backend, const ModelConfig& config, const std::string& dir);
+
+  const ModelConfig& config() const { return config_; }
+  Backend& backend() { return *backend_; }
+  int64_t parameter_count() const { return weights_.parameter_count; }
+
+  // Vision tower on host pixels; returns host [tokens, out_hidden].
+  std::vector<float> vision(const float* pixels, const std::vector<GridThw>& grids, VisionLayout* layout);
+
+  // Full forward of padded rows [rows, seq_len] (mask 1 = real token): logits
+  // [rows, seq_len, vocab] on real tokens (0 on padding), and the rope index.
+  std::vector<float> forward(const int32_t* ids, const int32_t* mask, int64_t rows, int64_t seq_len,
+                             const float* pixels, const std::vector<GridThw>& grids, RopeIndex* rope);
+
+  // log p(completion_j | prompt, completion_<j) for each prompt, at a
+  // temperature, through the tiled log-prob gather.
+  std::vector<std::vector<float>> logprobs(const std::vector<Prompt>& prompts,
+                                           const std::vector<std::vector<int32_t>>& completions,
+                                           float temperature);
+
+  std::vector<Completion> generate(const std::vector<Prompt>& prompts, const GenerateOptions& options,
+                                   const GenerateControl& control);
+
+ private:
+  // Vision features of every prompt's images, in backend memory.
+  DeviceArray image_features(const std::vector<const Prompt*>& prompts, int64_t* rows);
+
+  std::unique_ptr<Backend> backend_;
+  ModelConfig config_;
+  Weights weights_;
+};
+
+}  // namespace st::model

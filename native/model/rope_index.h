@@ -1,0 +1,23 @@
+#pragma once
+// M-RoPE position ids for mixed image/text rows (shared/spec/qwen25vl.md §6).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/vision.h"
+
+namespace st::model {
+
+struct RopeIndex {
+  std::vector<int64_t> positions;  // [3, rows, seq_len]; padding gets 1
+  std::vector<int64_t> deltas;     // [rows]: max position + 1 - seq_len
+};
+
+// ids and mask are [rows, seq_len]; grids are the images of all rows, in
+// order. Throws std::invalid_argument naming the row when a run of image
+// tokens does not match the next image's size or images are left over.
+RopeIndex rope_index(const ModelConfig& config, const int32_t* ids, const int32_t* mask, int64_t rows,
+                     int64_t seq_len, const std::vector<GridThw>& grids);
+
+}  // namespace st::model

@@ -1,0 +1,38 @@
+#pragma once
+// The parameters of a Qwen2.5-VL checkpoint in backend memory (fp32 on the
+// CPU), loaded from a model directory by their hub names (or the renamed
+// transformers >= 4.52 names), each checked against the config's shape.
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/config.h"
+
+namespace st::model {
+
+struct VisionBlockWeights {
+  DeviceArray norm1, norm2, qkv_w, qkv_b, proj_w, proj_b, gate_w, gate_b, up_w, up_b, down_w, down_b;
+};
+
+struct DecoderLayerWeights {
+  DeviceArray input_norm, post_norm, q_w, q_b, k_w, k_b, v_w, v_b, o_w, gate_w, up_w, down_w;
+};
+
+struct Weights {
+  // vision tower and merger
+  DeviceArray patch_embed;  // [D_v, C*T*p*p]
+  std::vector<VisionBlockWeights> vision_blocks;
+  DeviceArray merger_norm, merger_fc1_w, merger_fc1_b, merger_fc2_w, merger_fc2_b;
+  // decoder
+  DeviceArray embed_tokens;  // [vocab, D]
+  std::vector<DecoderLayerWeights> layers;
+  DeviceArray final_norm;
+  DeviceArray lm_head;  // empty when tied: use embed_tokens
+  const float* lm_head_weight() const { return lm_head.get() ? lm_head.get() : embed_tokens.get(); }
+  int64_t parameter_count = 0;
+};
+
+// Throws FormatError naming the directory, file and tensor on any problem.
+Weights load_weights(Backend& backend, const ModelConfig& config, const std::string& dir);
+
+}  // namespace st::model
