@@ -17,5 +17,6 @@ export type {
   VisionResult,
 } from './engine/model.js';
 export { parseModelConfig, readModelConfig, ModelConfigError, type ModelConfig } from './engine/config.js';
-export { writeRandomCheckpoint, randomCheckpointTokens, TINY, type RandomCheckpointOptions } from './engine/random-checkpoint.js';
+export { writeRandomCheckpoint, randomCheckpointTokens, QWEN_TOKEN_IDS, TINY, type RandomCheckpointOptions, type SpecialTokenIds } from './engine/random-checkpoint.js';
+export { VisionLanguageModel, type VisionRequest, type TextCompletion, type TextGenerateOptions, type PreparedPrompt } from './engine/pipeline.js';
 export { checkFixtures, type CaseResult, type QuantityResult } from './fixtures/check.js';

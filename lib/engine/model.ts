@@ -82,6 +82,7 @@ interface NativeModel {
   logprobs(args: { prompts: NativePrompt[]; completions: Int32Array[]; temperature: number }): Promise<Float32Array[]>;
   generate(args: Record<string, unknown>, onToken?: (prompt: number, sample: number, token: number) => void): Promise<Completion[]>;
   cancel(): void;
+  stopSequence(prompt: number, sample: number): void;
   dispose(): Promise<void>;
 }
 
@@ -179,6 +180,14 @@ export class Model {
     } finally {
       signal?.removeEventListener('abort', abort);
     }
+  }
+
+  /**
+   * Ends one completion of the generate call in flight (it finishes with
+   * reason "stop" after at most a few more tokens); for stop strings.
+   */
+  stopSequence(prompt: number, sample: number): void {
+    this.live().stopSequence(prompt, sample);
   }
 
   /** Frees the weights (after a call in flight finishes). */

@@ -37,7 +37,32 @@ export interface RandomCheckpointOptions {
   seed?: number;
   /** Standard deviation of the weights (norm weights are 1 + noise). */
   std?: number;
+  /** Special token ids (default: the top 8 ids of the vocabulary, see randomCheckpointTokens). */
+  tokenIds?: Partial<SpecialTokenIds>;
 }
+
+export interface SpecialTokenIds {
+  endoftext: number;
+  imStart: number;
+  imEnd: number;
+  visionStart: number;
+  visionEnd: number;
+  visionPad: number;
+  imagePad: number;
+  videoPad: number;
+}
+
+/** The ids of Qwen2.5-VL's tokenizer, for a random checkpoint paired with a real tokenizer. */
+export const QWEN_TOKEN_IDS: SpecialTokenIds = {
+  endoftext: 151643,
+  imStart: 151644,
+  imEnd: 151645,
+  visionStart: 151652,
+  visionEnd: 151653,
+  visionPad: 151654,
+  imagePad: 151655,
+  videoPad: 151656,
+};
 
 /** The small default: text 64 wide, 2 layers; vision 32 wide, 4 blocks (like the golden fixtures). */
 export const TINY = {
@@ -64,17 +89,7 @@ export async function writeRandomCheckpoint(dir: string, options: RandomCheckpoi
   const dtype = options.dtype ?? 'F32';
   const std = options.std ?? 0.02;
   const random = gaussian(options.seed ?? 1);
-  const special = text.vocab - 8; // special tokens at the top of the vocabulary
-  const ids = {
-    endoftext: special,
-    im_start: special + 1,
-    im_end: special + 2,
-    vision_start: special + 3,
-    vision_end: special + 4,
-    vision_pad: special + 5,
-    image_pad: special + 6,
-    video_pad: special + 7,
-  };
+  const ids = { ...randomCheckpointTokens(text.vocab), ...options.tokenIds };
   const hd = text.hidden / text.heads;
   const merged = vision.hidden * 4;
   const shapes: [string, number[], 'weight' | 'norm' | 'bias'][] = [
@@ -170,12 +185,12 @@ export async function writeRandomCheckpoint(dir: string, options: RandomCheckpoi
     hidden_act: 'silu',
     max_position_embeddings: 32768,
     bos_token_id: ids.endoftext,
-    eos_token_id: ids.im_end,
-    vision_start_token_id: ids.vision_start,
-    vision_end_token_id: ids.vision_end,
-    vision_token_id: ids.vision_pad,
-    image_token_id: ids.image_pad,
-    video_token_id: ids.video_pad,
+    eos_token_id: ids.imEnd,
+    vision_start_token_id: ids.visionStart,
+    vision_end_token_id: ids.visionEnd,
+    vision_token_id: ids.visionPad,
+    image_token_id: ids.imagePad,
+    video_token_id: ids.videoPad,
     torch_dtype: dtype === 'BF16' ? 'bfloat16' : 'float32',
     vision_config: {
       depth: vision.depth,
@@ -214,8 +229,17 @@ export async function writeRandomCheckpoint(dir: string, options: RandomCheckpoi
   );
 }
 
-/** Special token ids of a random checkpoint with this vocabulary size. */
-export function randomCheckpointTokens(vocab: number) {
+/** Special token ids of a random checkpoint with this vocabulary size: its top 8 ids. */
+export function randomCheckpointTokens(vocab: number): SpecialTokenIds {
   const s = vocab - 8;
-  return { endoftext: s, imStart: s + 1, imEnd: s + 2, visionStart: s + 3, visionEnd: s + 4, imagePad: s + 6 };
+  return {
+    endoftext: s,
+    imStart: s + 1,
+    imEnd: s + 2,
+    visionStart: s + 3,
+    visionEnd: s + 4,
+    visionPad: s + 5,
+    imagePad: s + 6,
+    videoPad: s + 7,
+  };
 }

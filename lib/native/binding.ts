@@ -51,6 +51,16 @@ export interface NativeBinding {
     cols: Int32Array;
     device?: Device;
   }): Promise<{ rowToCol: Int32Array; totals: Float64Array }>;
+  /** One CPU matrix product y = x w^T + bias, for kernel tests and benchmarks (mean seconds of `repeat` runs). */
+  linear(args: {
+    x: Float32Array;
+    w: Float32Array;
+    bias?: Float32Array;
+    m: number;
+    k: number;
+    n: number;
+    repeat?: number;
+  }): Promise<{ y: Float32Array; seconds: number }>;
   spatialScores(
     args: NativeBoxPairs & { similarity: Float64Array; semanticWeight?: number; iouWeight?: number },
   ): Promise<{ scores: Float64Array; gtToPred: Int32Array; gtMciou: Float64Array }>;

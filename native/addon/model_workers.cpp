@@ -4,6 +4,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <utility>
 
 #include "addon/exports.h"
 #include "addon/promise_worker.h"
@@ -20,6 +22,9 @@ struct ModelHandle {
   std::unique_ptr<model::Qwen25VL> model;
   std::mutex busy;
   std::atomic<bool> cancel{false};
+  // (prompt, sample) pairs the caller asked to stop during a generate call.
+  std::mutex stop_mutex;
+  std::set<std::pair<int64_t, int64_t>> stop;
 };
 
 std::string error_text(const std::exception& e) { return e.what(); }
@@ -105,6 +110,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("logprobs", &NativeModel::Logprobs),
                         InstanceMethod("generate", &NativeModel::Generate),
                         InstanceMethod("cancel", &NativeModel::Cancel),
+                        InstanceMethod("stopSequence", &NativeModel::StopSequence),
                         InstanceMethod("dispose", &NativeModel::Dispose)});
   }
 
@@ -246,12 +252,20 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto out = std::make_shared<std::vector<model::Completion>>();
     auto handle = handle_;
     handle->cancel = false;
+    {
+      std::lock_guard<std::mutex> lock(handle->stop_mutex);
+      handle->stop.clear();
+    }
     return PromiseWorker::Start(
         info.Env(),
         [=]() {
           std::string error = guarded(handle, [&](model::Qwen25VL& m) {
             model::GenerateControl control;
             control.cancel = &handle->cancel;
+            control.stop_requested = [&](int64_t prompt, int64_t sample) {
+              std::lock_guard<std::mutex> lock(handle->stop_mutex);
+              return handle->stop.count({prompt, sample}) != 0;
+            };
             if (stream)
               control.on_token = [&](const model::Completion& c) {
                 struct Event {
@@ -287,6 +301,15 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           }
           return r;
         });
+  }
+
+  // stopSequence(prompt, sample): ends one completion of the running generate call.
+  Napi::Value StopSequence(const Napi::CallbackInfo& info) {
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+      throw Napi::TypeError::New(info.Env(), "stopSequence(prompt, sample) takes two numbers");
+    std::lock_guard<std::mutex> lock(handle_->stop_mutex);
+    handle_->stop.emplace(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
   }
 
   Napi::Value Cancel(const Napi::CallbackInfo& info) {

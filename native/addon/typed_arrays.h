@@ -17,6 +17,11 @@ struct TypedArrayName<double> {
   static constexpr const char* name = "Float64Array";
 };
 template <>
+struct TypedArrayName<float> {
+  static constexpr napi_typedarray_type type = napi_float32_array;
+  static constexpr const char* name = "Float32Array";
+};
+template <>
 struct TypedArrayName<int32_t> {
   static constexpr napi_typedarray_type type = napi_int32_array;
   static constexpr const char* name = "Int32Array";

@@ -191,7 +191,8 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
     c.logprobs.push_back(s.logprob);
     if (options.keep_step_logits) c.step_logits.insert(c.step_logits.end(), row, row + vocab);
     if (control.on_token) control.on_token(c);
-    if (is_stop(s.token)) c.finish_reason = "stop";
+    if (is_stop(s.token) || (control.stop_requested && control.stop_requested(c.prompt, c.sample)))
+      c.finish_reason = "stop";
     else if (int64_t(c.tokens.size()) >= options.max_new_tokens) c.finish_reason = "length";
     return c.finish_reason.empty();
   };

@@ -47,6 +47,9 @@ struct GenerateControl {
   const std::atomic<bool>* cancel = nullptr;
   // Called on the engine thread after every sampled token.
   std::function<void(const Completion&)> on_token;
+  // Asked after every token: true ends that completion (a stop string seen
+  // by the caller).
+  std::function<bool(int64_t prompt, int64_t sample)> stop_requested;
 };
 
 class Qwen25VL {

@@ -1,0 +1,97 @@
+/** `spatialthinker generate`: one image and a question through a model directory. */
+import { parseArgs } from 'node:util';
+import { VisionLanguageModel } from '../engine/pipeline.js';
+import { drawBoxes, sceneBoxes } from '../report/boxes.js';
+import { CliError } from './errors.js';
+
+const HELP = `usage: spatialthinker generate --model DIR --question TEXT [--image IMG ...] [options]
+
+Prints the completion of a Qwen2.5-VL model directory (config.json,
+safetensors, tokenizer.json, tokenizer_config.json, preprocessor_config.json)
+for the images and question, streaming it as it is generated.
+
+options:
+  --model DIR            the model directory (required)
+  --image IMG            an image (JPEG, PNG, WebP); repeat for several
+  --question TEXT        the user's text (required)
+  --max-new-tokens N     default 1024
+  --temperature T        default 0 (greedy); > 0 samples
+  --top-p P, --top-k K   nucleus / top-k sampling limits
+  --seed N               sampling seed (default 0)
+  --samples N            completions to draw (default 1)
+  --stop TEXT            stop before this string (repeatable)
+  --boxes OUT.png        draw the predicted <scene> boxes on the first image
+  --threads N            engine threads (default: all cores)
+`;
+
+export async function generateCommand(argv: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        model: { type: 'string' },
+        image: { type: 'string', multiple: true },
+        question: { type: 'string' },
+        'max-new-tokens': { type: 'string', default: '1024' },
+        temperature: { type: 'string', default: '0' },
+        'top-p': { type: 'string', default: '1' },
+        'top-k': { type: 'string', default: '0' },
+        seed: { type: 'string', default: '0' },
+        samples: { type: 'string', default: '1' },
+        stop: { type: 'string', multiple: true },
+        boxes: { type: 'string' },
+        threads: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    throw new CliError(`${(error as Error).message}\n\n${HELP}`);
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (!values.model || values.question === undefined) throw new CliError(`--model and --question are required\n\n${HELP}`);
+  const number = (name: string, text: string, integer: boolean) => {
+    const n = Number(text);
+    if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) throw new CliError(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}`);
+    return n;
+  };
+  // The engine's thread pool reads this when it starts, on the first native call.
+  if (values.threads !== undefined) process.env['SPATIALTHINKER_THREADS'] = String(number('threads', values.threads, true));
+  const temperature = number('temperature', values.temperature, false);
+  const samples = Math.max(1, number('samples', values.samples, true));
+  const vlm = await VisionLanguageModel.load(values.model);
+  try {
+    const request = { images: values.image ?? [], text: values.question };
+    const streaming = samples === 1 && process.stdout.isTTY;
+    const [first, ...rest] = await vlm.generate([request], {
+      greedy: temperature === 0,
+      temperature: temperature === 0 ? 1 : temperature,
+      topP: number('top-p', values['top-p'], false),
+      topK: number('top-k', values['top-k'], true),
+      seed: number('seed', values.seed, true),
+      samples,
+      maxNewTokens: Math.max(1, number('max-new-tokens', values['max-new-tokens'], true)),
+      ...(values.stop ? { stop: values.stop } : {}),
+      ...(streaming ? { onText: (_p: number, _s: number, text: string) => process.stdout.write(text) } : {}),
+    });
+    const completions = [first, ...rest].filter((c) => c !== undefined);
+    if (streaming) process.stdout.write('\n');
+    else
+      completions.forEach((c, i) => process.stdout.write((samples > 1 ? `--- sample ${i} (${c.finishReason})\n` : '') + c.text + '\n'));
+    const last = completions[0];
+    process.stderr.write(`${last?.tokens.length ?? 0} tokens, finished by ${last?.finishReason ?? '?'}\n`);
+    if (values.boxes) {
+      const prepared = await vlm.prepare(request);
+      const image = prepared.images[0];
+      if (!image) throw new CliError('--boxes needs an --image to draw on');
+      const boxes = sceneBoxes(last?.text ?? '');
+      await drawBoxes(image, boxes, values.boxes);
+      process.stderr.write(`drew ${boxes.length} predicted boxes on ${values.boxes}\n`);
+    }
+  } finally {
+    await vlm.dispose();
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * Text and images in, text out: a Model with its directory's tokenizer, chat
+ * template and image processor. This is what `spatialthinker generate`, the
+ * trainer's rollouts and evaluation call.
+ */
+import { loadChatTemplate, type ChatMessage, type ChatTemplate } from '../tokenizer/chat-template.js';
+import { buildPrompt } from '../tokenizer/prompt.js';
+import { Tokenizer } from '../tokenizer/tokenizer.js';
+import { loadImage, type RgbImage } from '../vision/image.js';
+import { ImageProcessor } from '../vision/processor.js';
+import { Model, type Completion, type GenerateOptions, type LoadOptions, type PromptInput } from './model.js';
+
+export interface VisionRequest {
+  /** Images in prompt order: decoded images, or paths / bytes to decode. */
+  images?: readonly (RgbImage | string | Uint8Array)[];
+  /** One user turn: the images, then this text. */
+  text?: string;
+  /** Or the whole conversation (image parts in `images` order). */
+  messages?: readonly ChatMessage[];
+}
+
+export interface PreparedPrompt {
+  input: PromptInput;
+  text: string;
+  images: RgbImage[];
+}
+
+export interface TextCompletion extends Completion {
+  text: string;
+}
+
+export interface TextGenerateOptions extends Omit<GenerateOptions, 'onToken'> {
+  /** Completions end before the first of these strings (it is not included). */
+  stop?: readonly string[];
+  /** Streams text as it is decoded. */
+  onText?: (prompt: number, sample: number, text: string) => void;
+}
+
+export class VisionLanguageModel {
+  private constructor(
+    readonly model: Model,
+    readonly tokenizer: Tokenizer,
+    readonly template: ChatTemplate,
+    readonly processor: ImageProcessor,
+  ) {}
+
+  static async load(dir: string, options: LoadOptions = {}): Promise<VisionLanguageModel> {
+    const tokenizer = await Tokenizer.fromDirectory(dir);
+    const [template, processor] = await Promise.all([loadChatTemplate(dir, tokenizer.config), ImageProcessor.fromDirectory(dir)]);
+    const model = await Model.load(dir, options);
+    return new VisionLanguageModel(model, tokenizer, template, processor);
+  }
+
+  async prepare(request: VisionRequest): Promise<PreparedPrompt> {
+    const images = await Promise.all((request.images ?? []).map((i) => (typeof i === 'string' || i instanceof Uint8Array ? loadImage(i) : i)));
+    const messages: ChatMessage[] = request.messages
+      ? [...request.messages]
+      : [{ role: 'user', content: [...images.map(() => ({ type: 'image' as const })), { type: 'text' as const, text: request.text ?? '' }] }];
+    const processed = images.length > 0 ? await this.processor.process(images) : undefined;
+    const config = this.model.config;
+    const built = buildPrompt(this.tokenizer, this.template, messages, processed?.imageTokens ?? [], {
+      imageTokenId: config.imageTokenId,
+      visionStartId: config.visionStartTokenId,
+      visionEndId: config.visionEndTokenId,
+    });
+    return {
+      input: { ids: built.inputIds, ...(processed ? { images: { pixels: processed.pixelValues, gridThw: processed.gridThw } } : {}) },
+      text: built.text,
+      images,
+    };
+  }
+
+  async generate(requests: readonly VisionRequest[], options: TextGenerateOptions = {}): Promise<TextCompletion[]> {
+    const prompts = await Promise.all(requests.map((r) => this.prepare(r)));
+    const stops = options.stop ?? [];
+    const stopTokenIds = options.stopTokenIds ?? [...new Set([...this.model.config.eosTokenIds, ...this.tokenizer.eosTokenIds])];
+    // Per completion: streamed text so far, to spot stop strings early.
+    const streams = new Map<string, { decoder: ReturnType<Tokenizer['createDecoder']>; text: string; stopped: boolean }>();
+    const onToken =
+      stops.length > 0 || options.onText
+        ? (prompt: number, sample: number, token: number) => {
+            const key = `${prompt}/${sample}`;
+            let s = streams.get(key);
+            if (!s) streams.set(key, (s = { decoder: this.tokenizer.createDecoder({ skipSpecialTokens: true }), text: '', stopped: false }));
+            if (s.stopped) return;
+            const piece = s.decoder.push(token);
+            s.text += piece;
+            if (stops.some((stop) => s.text.includes(stop))) {
+              s.stopped = true;
+              this.model.stopSequence(prompt, sample);
+            }
+            if (piece) options.onText?.(prompt, sample, piece);
+          }
+        : undefined;
+    const completions = await this.model.generate(
+      prompts.map((p) => p.input),
+      { ...options, stopTokenIds, ...(onToken ? { onToken } : {}) },
+    );
+    return completions.map((c) => this.finish(c, stops));
+  }
+
+  /** Decodes a completion, cutting it before the first stop string. */
+  private finish(c: Completion, stops: readonly string[]): TextCompletion {
+    const full = this.tokenizer.decode(Array.from(c.tokens), { skipSpecialTokens: true });
+    let cut = -1;
+    for (const stop of stops) {
+      const at = full.indexOf(stop);
+      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+    }
+    if (cut < 0) return { ...c, text: full };
+    // Keep the tokens up to the one that completed the stop string.
+    let keep = c.tokens.length;
+    for (let n = 1; n <= c.tokens.length; n++) {
+      const prefix = this.tokenizer.decode(Array.from(c.tokens.subarray(0, n)), { skipSpecialTokens: true });
+      if (prefix.length >= cut + 1 && stops.some((s) => prefix.includes(s))) {
+        keep = n;
+        break;
+      }
+    }
+    return {
+      ...c,
+      text: full.slice(0, cut),
+      tokens: c.tokens.slice(0, keep),
+      logprobs: c.logprobs.slice(0, keep),
+      positions: c.positions.slice(0, Math.max(0, keep - 1)),
+      finishReason: 'stop',
+    };
+  }
+
+  dispose(): Promise<void> {
+    return this.model.dispose();
+  }
+}

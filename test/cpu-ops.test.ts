@@ -1,0 +1,28 @@
+/** The CPU matrix product against a float64 computation, on shapes that hit every tail path. */
+import t from 'tap';
+import { native } from '../lib/native/binding.js';
+import { rng } from './helpers.js';
+
+t.test('linear = x w^T + bias on awkward shapes', async (t) => {
+  const random = rng(9);
+  const shapes: [number, number, number][] = [
+    [1, 1, 1], [1, 7, 5], [3, 8, 3], [4, 9, 2], [5, 17, 7], [7, 33, 10], [13, 64, 29], [64, 100, 65], [130, 31, 200], [1, 896, 300],
+  ];
+  for (const [m, k, n] of shapes) {
+    const x = Float32Array.from({ length: m * k }, () => random() * 2 - 1);
+    const w = Float32Array.from({ length: n * k }, () => random() * 2 - 1);
+    const bias = Float32Array.from({ length: n }, () => random());
+    const { y } = await native().linear({ x, w, bias, m, k, n });
+    let worst = 0;
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) {
+        let s = bias[j] as number;
+        for (let l = 0; l < k; l++) s += (x[i * k + l] as number) * (w[j * k + l] as number);
+        worst = Math.max(worst, Math.abs(s - (y[i * n + j] as number)) / Math.sqrt(k));
+      }
+    t.ok(worst < 1e-5, `${m}x${k} . ${n}x${k}^T: max error / sqrt(k) = ${worst.toExponential(2)}`);
+  }
+  const { y } = await native().linear({ x: new Float32Array(0), w: new Float32Array(0), m: 0, k: 0, n: 0 });
+  t.equal(y.length, 0, 'an empty product');
+  await t.rejects(async () => native().linear({ x: new Float32Array(3), w: new Float32Array(4), m: 1, k: 2, n: 2 }), /x must be m x k/);
+});

@@ -1,0 +1,70 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { VisionLanguageModel } from '../lib/engine/pipeline.js';
+import { drawBoxes, sceneBoxes } from '../lib/report/boxes.js';
+import { loadImage } from '../lib/vision/image.js';
+import { writeQwenTestModel } from './helpers-model.js';
+
+const root = mkdtempSync(join(tmpdir(), 'st-pipeline-'));
+t.teardown(() => rmSync(root, { recursive: true, force: true }));
+const modelDir = join(root, 'model');
+await writeQwenTestModel(modelDir);
+const imagePath = join(root, 'scene.png');
+await sharp({ create: { width: 120, height: 90, channels: 3, background: { r: 40, g: 120, b: 200 } } }).png().toFile(imagePath);
+
+t.test('image and question in, text out, with stop strings', async (t) => {
+  const vlm = await VisionLanguageModel.load(modelDir);
+  t.teardown(() => vlm.dispose());
+  const prepared = await vlm.prepare({ images: [imagePath], text: 'Where is the cube?' });
+  t.match(prepared.text, /<\|im_start\|>user\n<\|vision_start\|>(<\|image_pad\|>)+<\|vision_end\|>Where is the cube\?<\|im_end\|>\n<\|im_start\|>assistant\n$/);
+  // 120x90 -> smart_resize 112x84 -> grid 8x6 -> 12 image tokens
+  t.equal(prepared.input.ids.length - Array.from(prepared.input.ids).filter((id) => id !== 151655).length, 12, '12 image tokens');
+  const [greedy] = await vlm.generate([{ images: [imagePath], text: 'Where is the cube?' }], { greedy: true, maxNewTokens: 24, stopTokenIds: [] });
+  t.equal(greedy?.tokens.length, 24);
+  t.equal(greedy?.text, vlm.tokenizer.decode(Array.from(greedy!.tokens), { skipSpecialTokens: true }), 'text is the decoded tokens');
+  // Stop at a string that occurs in the greedy text: generation ends early and the string is cut.
+  const text = greedy!.text;
+  const stop = text.slice(Math.floor(text.length / 2), Math.floor(text.length / 2) + 3);
+  t.ok(stop.length > 0, `stop string ${JSON.stringify(stop)}`);
+  const streamed: string[] = [];
+  const [stopped] = await vlm.generate([{ images: [imagePath], text: 'Where is the cube?' }], {
+    greedy: true,
+    maxNewTokens: 24,
+    stopTokenIds: [],
+    stop: [stop],
+    onText: (_p, _s, piece) => streamed.push(piece),
+  });
+  t.equal(stopped?.finishReason, 'stop');
+  t.equal(stopped?.text, text.slice(0, text.indexOf(stop)), 'the text ends before the stop string');
+  t.ok((stopped?.tokens.length ?? 99) < 24, `generation ended early (${stopped?.tokens.length} tokens)`);
+  t.ok(streamed.join('').startsWith(stopped!.text), 'text streamed as it was decoded');
+});
+
+t.test('predicted scene boxes are drawn on the image', async (t) => {
+  const completion = '<observe>x</observe><scene>{"objects": [{"id": "cube.1", "bbox": [10, 10, 60, 50]}, {"id": "bad.1", "bbox": [1, 2]}]}</scene><think>t</think><answer>(A) left</answer>';
+  const boxes = sceneBoxes(completion);
+  t.same(boxes.map((b) => b.label), ['cube.1'], 'only well-formed boxes');
+  const out = join(root, 'boxes.png');
+  await drawBoxes(await loadImage(imagePath), boxes, out);
+  const drawn = await loadImage(out);
+  const at = (x: number, y: number) => Array.from(drawn.data.subarray((y * drawn.width + x) * 3, (y * drawn.width + x) * 3 + 3));
+  t.not(JSON.stringify(at(10, 30)), JSON.stringify([40, 120, 200]), 'the box edge is drawn');
+  t.same(at(100, 80), [40, 120, 200], 'pixels away from boxes are untouched');
+  t.same(sceneBoxes('no scene here'), []);
+});
+
+t.test('spatialthinker generate end to end', async (t) => {
+  const out = join(root, 'cli-boxes.png');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli/main.ts', 'generate', '--model', modelDir, '--image', imagePath, '--question', 'Where?', '--max-new-tokens', '8', '--boxes', out], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stderr, /8 tokens, finished by length/);
+  t.match(r.stderr, /drew \d+ predicted boxes/);
+  t.ok(existsSync(out), 'the boxes image is written');
+  const bad = spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli/main.ts', 'generate', '--model', join(root, 'missing'), '--question', 'x'], { encoding: 'utf8' });
+  t.equal(bad.status, 1);
+  t.match(bad.stderr, /cannot read tokenizer .*missing\/tokenizer\.json/);
+});
