@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --only hungarian,reward,cuda]`: speed figures, side by
+ * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference]`: speed figures, side by
  * side with the Python stack on the same inputs in the same run. Targets are
  * checked here, never in tests.
  */
@@ -11,9 +11,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { native, parseImageSize, SpatialReward, type RewardInput } from '../lib/index.js';
 import { makeRollouts } from './rollouts.js';
+import { benchInference, benchMatmul, table } from './engine.js';
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });
-const sections = new Set((values.only ?? 'hungarian,reward,cuda').split(','));
+const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference').split(','));
 const work = mkdtempSync(join(tmpdir(), 'st-bench-'));
 const info = native().runtimeInfo();
 
@@ -42,13 +43,6 @@ async function timeIt(fn: () => Promise<unknown>, seconds = 1): Promise<number> 
 function lcg(seed: number) {
   let s = seed >>> 0;
   return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
-}
-
-function table(header: string[], rows: (string | number)[][]): string {
-  const cells = [header, ...rows.map((r) => r.map(String))];
-  const widths = header.map((_, c) => Math.max(...cells.map((r) => (r[c] ?? '').length)));
-  const line = (r: string[]) => '| ' + r.map((v, c) => v.padEnd(widths[c] as number)).join(' | ') + ' |';
-  return [line(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...cells.slice(1).map(line)].join('\n');
 }
 
 async function benchHungarian(): Promise<void> {
@@ -133,3 +127,5 @@ console.log(`# spatialthinker bench (${new Date().toISOString()}, node ${process
 if (sections.has('hungarian')) await benchHungarian();
 if (sections.has('reward')) await benchReward();
 if (sections.has('cuda')) await benchCuda();
+if (sections.has('matmul')) await benchMatmul();
+if (sections.has('inference')) await benchInference();

@@ -85,8 +85,9 @@ t.test('several images in one prompt equal each image alone in the vision tower'
   const together = await model.vision(both);
   const a = await model.vision(img1);
   const b = await model.vision(img2);
-  t.equal(maxDiff(together.embeds.subarray(0, a.embeds.length), a.embeds), 0, 'first image');
-  t.equal(maxDiff(together.embeds.subarray(a.embeds.length), b.embeds), 0, 'second image');
+  // Equal up to rounding: the matrix kernels sum in another order for more rows.
+  t.ok(maxDiff(together.embeds.subarray(0, a.embeds.length), a.embeds) < 1e-5, 'first image');
+  t.ok(maxDiff(together.embeds.subarray(a.embeds.length), b.embeds) < 1e-5, 'second image');
   const twoImageIds = promptIds([[5], [6], [7]], [6, 6]);
   const r = await model.forward({ ids: Int32Array.from(twoImageIds), mask: new Int32Array(twoImageIds.length).fill(1), rows: 1, seqLen: twoImageIds.length, images: both });
   // positions: [im_start 5 vs] = 0 1 2, image 1 (2x3 merged) at 3.., next text at 3 + 3 = 6

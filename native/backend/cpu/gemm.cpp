@@ -1,12 +1,14 @@
-// The CPU matrix product, in "x times w transposed" form: both operands are
-// read along contiguous rows of k, so no packing is needed for the weight
-// layout linear layers use ([out, in]). Register tiles of 4 x-rows by 3
-// w-rows, 8 lanes each, keep 12 accumulators in AVX registers; blocks of
-// w-rows sized to stay in L2 are shared across the x-rows of a thread.
+// The CPU matrix product y = x w^T, our own kernels (no BLAS, so nothing to
+// install and the same numbers everywhere). Products with many rows pack
+// both operands and run a 6 x 16 (AVX2) or 12 x 32 (AVX-512) register tile
+// of outer products; products with few rows (decoding) read each weight row
+// once with dot-product tiles of 4 x-rows by 3 w-rows. A portable path covers
+// CPUs without AVX2.
 #include "backend/cpu/gemm.h"
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "engine/thread_pool.h"
 
@@ -87,6 +89,172 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const float* x, const float* 
   }
 }
 
+
+// Packed GEMM for products with many rows (prefill, training): B = w^T is
+// packed into panels of kNr columns laid out [k][kNr], A into panels of kMr
+// rows laid out [k][kMr], and a 6x16 register tile accumulates outer
+// products (12 AVX accumulators, 2 loads and 6 broadcasts per 12 FMAs).
+constexpr int64_t kMr = 6, kNr = 16, kKc = 256, kMaxMc = 192, kNc = 1024;
+constexpr int64_t kNr512 = 32, kMr512 = 12;
+
+// Accumulators are named variables, not an array: with an array the
+// compiler keeps them in memory and every FMA round-trips through the stack.
+#define ST_ROW(r)                                          \
+  {                                                         \
+    const __m256 av = _mm256_broadcast_ss(a + p * kMr + r); \
+    c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0);             \
+    c##r##1 = _mm256_fmadd_ps(av, b1, c##r##1);             \
+  }
+
+__attribute__((target("avx2,fma"))) void micro_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                                   bool accumulate, int64_t rows, int64_t cols) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m256 b0 = _mm256_loadu_ps(b + p * kNr), b1 = _mm256_loadu_ps(b + p * kNr + 8);
+    ST_ROW(0) ST_ROW(1) ST_ROW(2) ST_ROW(3) ST_ROW(4) ST_ROW(5)
+  }
+  alignas(32) float tile[kMr * kNr];
+  const __m256 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  if (rows == kMr && cols == kNr) {
+    for (int r = 0; r < kMr; ++r) {
+      float* row = c + r * ldc;
+      __m256 v0 = acc[r][0], v1 = acc[r][1];
+      if (accumulate) {
+        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
+        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row + 8));
+      }
+      _mm256_storeu_ps(row, v0);
+      _mm256_storeu_ps(row + 8, v1);
+    }
+    return;
+  }
+  for (int r = 0; r < kMr; ++r) {
+    _mm256_store_ps(tile + r * kNr, acc[r][0]);
+    _mm256_store_ps(tile + r * kNr + 8, acc[r][1]);
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) c[r * ldc + j] = (accumulate ? c[r * ldc + j] : 0.0f) + tile[r * kNr + j];
+}
+#undef ST_ROW
+
+#define ST_ROW512(name, r)                                  \
+  {                                                          \
+    const __m512 av = _mm512_set1_ps(a[p * kMr512 + r]);     \
+    c##name##0 = _mm512_fmadd_ps(av, b0, c##name##0);        \
+    c##name##1 = _mm512_fmadd_ps(av, b1, c##name##1);        \
+  }
+
+// The AVX-512 tile: 12 rows x 32 columns, 24 zmm accumulators, so each
+// pair of loads of w feeds 24 FMAs.
+__attribute__((target("avx512f"))) void micro_12x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                                   bool accumulate, int64_t rows, int64_t cols) {
+  constexpr int64_t mr = kMr512;
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
+  __m512 c90 = c00, c91 = c00, cA0 = c00, cA1 = c00, cB0 = c00, cB1 = c00;
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m512 b0 = _mm512_loadu_ps(b + p * kNr512), b1 = _mm512_loadu_ps(b + p * kNr512 + 16);
+    ST_ROW512(0, 0) ST_ROW512(1, 1) ST_ROW512(2, 2) ST_ROW512(3, 3) ST_ROW512(4, 4) ST_ROW512(5, 5)
+    ST_ROW512(6, 6) ST_ROW512(7, 7) ST_ROW512(8, 8) ST_ROW512(9, 9) ST_ROW512(A, 10) ST_ROW512(B, 11)
+  }
+  const __m512 acc[mr][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
+                             {c60, c61}, {c70, c71}, {c80, c81}, {c90, c91}, {cA0, cA1}, {cB0, cB1}};
+  if (rows == mr && cols == kNr512) {
+    for (int r = 0; r < mr; ++r) {
+      float* row = c + r * ldc;
+      __m512 v0 = acc[r][0], v1 = acc[r][1];
+      if (accumulate) {
+        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(row));
+        v1 = _mm512_add_ps(v1, _mm512_loadu_ps(row + 16));
+      }
+      _mm512_storeu_ps(row, v0);
+      _mm512_storeu_ps(row + 16, v1);
+    }
+    return;
+  }
+  alignas(64) float tile[mr * kNr512];
+  for (int r = 0; r < mr; ++r) {
+    _mm512_store_ps(tile + r * kNr512, acc[r][0]);
+    _mm512_store_ps(tile + r * kNr512 + 16, acc[r][1]);
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) c[r * ldc + j] = (accumulate ? c[r * ldc + j] : 0.0f) + tile[r * kNr512 + j];
+}
+#undef ST_ROW512
+
+// w rows [j0, j0 + cols) x k-range [k0, k0 + kc) -> [kc][nr], zero padded.
+void pack_b(const float* w, int64_t k, int64_t j0, int64_t cols, int64_t k0, int64_t kc, int64_t nr, float* out) {
+  for (int64_t jj = 0; jj < nr; ++jj) {
+    if (jj < cols) {
+      const float* src = w + (j0 + jj) * k + k0;
+      for (int64_t p = 0; p < kc; ++p) out[p * nr + jj] = src[p];
+    } else {
+      for (int64_t p = 0; p < kc; ++p) out[p * nr + jj] = 0.0f;
+    }
+  }
+}
+
+void pack_a(const float* x, int64_t k, int64_t i0, int64_t rows, int64_t k0, int64_t kc, int64_t mr, float* out) {
+  for (int64_t ii = 0; ii < mr; ++ii) {
+    if (ii < rows) {
+      const float* src = x + (i0 + ii) * k + k0;
+      for (int64_t p = 0; p < kc; ++p) out[p * mr + ii] = src[p];
+    } else {
+      for (int64_t p = 0; p < kc; ++p) out[p * mr + ii] = 0.0f;
+    }
+  }
+}
+
+using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, bool, int64_t, int64_t);
+
+void packed_gemm(const float* x, const float* w, float* y, int64_t m, int64_t k, int64_t n, MicroKernel micro,
+                 int64_t mr, int64_t nr) {
+  std::vector<float> packed_b(static_cast<size_t>(kKc * (kNc + nr)));
+  // Row blocks sized so every thread gets about two of equal size (the last
+  // one is not left mostly empty), at most kMaxMc rows to stay in L2.
+  const int64_t threads = default_thread_pool().size();
+  const int64_t target_blocks = std::max<int64_t>(1, 2 * threads);
+  const int64_t mc_rows = std::min(kMaxMc, std::max(mr, ((m + target_blocks - 1) / target_blocks + mr - 1) / mr * mr));
+  const int64_t m_blocks = (m + mc_rows - 1) / mc_rows;
+  for (int64_t j0 = 0; j0 < n; j0 += kNc) {
+    const int64_t nc = std::min(kNc, n - j0);
+    const int64_t panels = (nc + nr - 1) / nr;
+    for (int64_t k0 = 0; k0 < k; k0 += kKc) {
+      const int64_t kc = std::min(kKc, k - k0);
+      default_thread_pool().parallel_for(panels, 4, [&](int64_t begin, int64_t end) {
+        for (int64_t pnl = begin; pnl < end; ++pnl)
+          pack_b(w, k, j0 + pnl * nr, std::min(nr, nc - pnl * nr), k0, kc, nr, packed_b.data() + pnl * kc * nr);
+      });
+      // Tasks: (row block, group of panels); each packs its own rows of x.
+      const int64_t groups = std::min<int64_t>(panels, std::max<int64_t>(1, (target_blocks + m_blocks - 1) / m_blocks));
+      const int64_t per_group = (panels + groups - 1) / groups;
+      default_thread_pool().parallel_for(m_blocks * groups, 1, [&](int64_t begin, int64_t end) {
+        std::vector<float> packed_a(static_cast<size_t>((mc_rows + mr) * kKc));
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t mb = task / groups, g = task % groups;
+          const int64_t i0 = mb * mc_rows, mc = std::min(mc_rows, m - i0);
+          const int64_t row_panels = (mc + mr - 1) / mr;
+          for (int64_t rp = 0; rp < row_panels; ++rp)
+            pack_a(x, k, i0 + rp * mr, std::min(mr, mc - rp * mr), k0, kc, mr, packed_a.data() + rp * kc * mr);
+          const int64_t p_end = std::min(panels, (g + 1) * per_group);
+          for (int64_t pnl = g * per_group; pnl < p_end; ++pnl)
+            for (int64_t rp = 0; rp < row_panels; ++rp)
+              micro(kc, packed_a.data() + rp * kc * mr, packed_b.data() + pnl * kc * nr,
+                    y + (i0 + rp * mr) * n + j0 + pnl * nr, n, k0 > 0, std::min(mr, mc - rp * mr),
+                    std::min(nr, nc - pnl * nr));
+        }
+      });
+    }
+  }
+}
+
+bool has_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
+
 bool has_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return yes;
@@ -105,6 +273,20 @@ TileFn tile_fn() {
 }  // namespace
 
 void linear(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k, int64_t n) {
+#ifdef ST_X86
+  // Many rows: packing pays for itself. Few rows (decoding): every weight is
+  // read once anyway, so the unpacked dot-product tiles are faster.
+  if (has_avx2() && m >= 32 && k > 0 && m * k * n >= (int64_t(1) << 20)) {
+    if (has_avx512()) packed_gemm(x, w, y, m, k, n, micro_12x32, kMr512, kNr512);
+    else packed_gemm(x, w, y, m, k, n, micro_6x16, kMr, kNr);
+    if (bias)
+      default_thread_pool().parallel_for(m, 16, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r)
+          for (int64_t c = 0; c < n; ++c) y[r * n + c] += bias[c];
+      });
+    return;
+  }
+#endif
   const TileFn tile = tile_fn();
   // w-rows per block: about 256 KiB of weights, shared by every x-row.
   const int64_t block_cols = std::max<int64_t>(3, std::min<int64_t>(n, (256 * 1024 / 4) / std::max<int64_t>(k, 1) / 3 * 3));
