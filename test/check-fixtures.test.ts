@@ -21,7 +21,7 @@ t.test('every inference case of the golden fixtures passes', { skip }, async (t)
     t.equal(r.error, undefined, `${r.name} ran`);
     for (const q of r.quantities) t.ok(q.pass, `${r.name}: ${q.name} (max abs ${q.maxAbs.toExponential(2)}; ${q.detail})`);
   }
-  for (const kind of ['processor', 'vision', 'forward', 'generate', 'logprobs'])
+  for (const kind of ['processor', 'vision', 'forward', 'generate', 'logprobs', 'adamw'])
     t.ok(inference.some((r) => r.kind === kind), `a ${kind} case is covered`);
   for (const r of results.filter((r) => r.skipped)) t.comment(`not yet checked: ${r.name} (${r.skipped})`);
 });

@@ -1,0 +1,172 @@
+// N-API: the optimiser step and the GRPO policy loss on host arrays. The
+// trainer's own step keeps weights, gradients and moments native; these
+// entry points serve tests, fixtures and tools.
+#include <cmath>
+#include <memory>
+
+#include "addon/exports.h"
+#include "addon/promise_worker.h"
+#include "addon/typed_arrays.h"
+#include "train/adamw.h"
+#include "train/policy_loss.h"
+
+namespace st::addon {
+namespace {
+
+std::vector<std::vector<float>> float_arrays(const Napi::Object& o, const char* field, const char* fn) {
+  const Napi::Value v = o.Get(field);
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), std::string(fn) + ": `" + field + "` must be an array of Float32Array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<std::vector<float>> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Object holder = Napi::Object::New(o.Env());
+    holder.Set("item", a.Get(i));
+    out.push_back(copy_typed_array<float>(holder, "item", fn));
+  }
+  return out;
+}
+
+std::string string_option(const Napi::Object& o, const char* field, const char* fallback) {
+  const Napi::Value v = o.Get(field);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : fallback;
+}
+
+// adamwStep({params, grads, m, v, step, lr, beta1, beta2, eps, weightDecay, maxGradNorm})
+//   -> Promise<{params, m, v, gradNorm, clipCoef, skipped}>: gradients clipped
+//   jointly by their global norm, then one AdamW step (skipped, leaving
+//   everything unchanged, when the norm is not finite).
+Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
+  const char* fn = "adamwStep";
+  Napi::Object o = options_object(info, fn);
+  struct State {
+    std::vector<std::vector<float>> params, grads, m, v;
+    int64_t step;
+    train::AdamWOptions options;
+    double max_grad_norm, norm = 0, coef = 1;
+    bool skipped = false;
+  };
+  auto s = std::make_shared<State>();
+  s->params = float_arrays(o, "params", fn);
+  s->grads = float_arrays(o, "grads", fn);
+  s->m = float_arrays(o, "m", fn);
+  s->v = float_arrays(o, "v", fn);
+  s->step = int64_t(number_option(o, "step", 1, fn));
+  s->options.lr = number_option(o, "lr", 1e-6, fn);
+  s->options.beta1 = number_option(o, "beta1", 0.9, fn);
+  s->options.beta2 = number_option(o, "beta2", 0.999, fn);
+  s->options.eps = number_option(o, "eps", 1e-8, fn);
+  s->options.weight_decay = number_option(o, "weightDecay", 0.01, fn);
+  s->max_grad_norm = number_option(o, "maxGradNorm", 1.0, fn);
+  const size_t n = s->params.size();
+  if (s->grads.size() != n || s->m.size() != n || s->v.size() != n || s->step < 1)
+    throw Napi::RangeError::New(info.Env(), "adamwStep: params, grads, m and v must have the same tensors; step >= 1");
+  for (size_t i = 0; i < n; ++i)
+    if (s->grads[i].size() != s->params[i].size() || s->m[i].size() != s->params[i].size() ||
+        s->v[i].size() != s->params[i].size())
+      throw Napi::RangeError::New(info.Env(), "adamwStep: tensor " + std::to_string(i) + " has mismatched sizes");
+  return PromiseWorker::Start(
+      info.Env(),
+      [s]() -> std::string {
+        double total = 0;
+        for (const auto& g : s->grads) total += train::sum_squares(g.data(), int64_t(g.size()));
+        s->norm = std::sqrt(total);
+        if (!std::isfinite(s->norm)) {
+          s->skipped = true;
+          return "";
+        }
+        s->coef = s->max_grad_norm > 0 ? train::clip_coefficient(s->norm, s->max_grad_norm) : 1.0;
+        for (size_t i = 0; i < s->params.size(); ++i)
+          train::adamw_step(s->params[i].data(), s->grads[i].data(), s->m[i].data(), s->v[i].data(),
+                            int64_t(s->params[i].size()), s->step, float(s->coef), s->options);
+        return "";
+      },
+      [s](Napi::Env env) -> Napi::Value {
+        auto arrays = [&](const std::vector<std::vector<float>>& list) {
+          Napi::Array a = Napi::Array::New(env, list.size());
+          for (size_t i = 0; i < list.size(); ++i) a.Set(uint32_t(i), to_typed_array(env, list[i]));
+          return a;
+        };
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("params", arrays(s->params));
+        r.Set("m", arrays(s->m));
+        r.Set("v", arrays(s->v));
+        r.Set("gradNorm", s->norm);
+        r.Set("clipCoef", s->coef);
+        r.Set("skipped", s->skipped);
+        return r;
+      });
+}
+
+// policyLoss({logp, oldLogp, refLogp?, advantages, sequence, clipLow, clipHigh,
+//   dualClip, klCoef, klEstimator, aggregation, batchTokens, batchSequences})
+Napi::Value PolicyLoss(const Napi::CallbackInfo& info) {
+  const char* fn = "policyLoss";
+  Napi::Object o = options_object(info, fn);
+  struct Job {
+    std::vector<float> logp, old_logp, ref_logp, advantages;
+    std::vector<int32_t> sequence;
+    train::PolicyLossInput input;
+    train::PolicyLossOptions options;
+    train::PolicyLossResult result;
+  };
+  auto j = std::make_shared<Job>();
+  j->logp = copy_typed_array<float>(o, "logp", fn);
+  j->old_logp = copy_typed_array<float>(o, "oldLogp", fn);
+  if (!o.Get("refLogp").IsUndefined()) j->ref_logp = copy_typed_array<float>(o, "refLogp", fn);
+  j->advantages = copy_typed_array<float>(o, "advantages", fn);
+  j->sequence = copy_typed_array<int32_t>(o, "sequence", fn);
+  const size_t n = j->logp.size();
+  if (j->old_logp.size() != n || j->advantages.size() != n || j->sequence.size() != n ||
+      (!j->ref_logp.empty() && j->ref_logp.size() != n))
+    throw Napi::RangeError::New(info.Env(), "policyLoss: every per-token array must have the same length");
+  j->options.clip_low = number_option(o, "clipLow", 0.2, fn);
+  j->options.clip_high = number_option(o, "clipHigh", 0.3, fn);
+  j->options.dual_clip = number_option(o, "dualClip", 3.0, fn);
+  j->options.kl_coef = number_option(o, "klCoef", 0.01, fn);
+  try {
+    j->options.kl = train::parse_kl_estimator(string_option(o, "klEstimator", "k3"));
+    j->options.aggregation = train::parse_aggregation(string_option(o, "aggregation", "token-mean"));
+  } catch (const std::exception& e) {
+    throw Napi::RangeError::New(info.Env(), std::string("policyLoss: ") + e.what());
+  }
+  j->input.tokens = int64_t(n);
+  j->input.batch_tokens = int64_t(number_option(o, "batchTokens", 0, fn));
+  j->input.batch_sequences = int64_t(number_option(o, "batchSequences", 0, fn));
+  return PromiseWorker::Start(
+      info.Env(),
+      [j]() -> std::string {
+        j->input.logp = j->logp.data();
+        j->input.old_logp = j->old_logp.data();
+        j->input.ref_logp = j->ref_logp.empty() ? nullptr : j->ref_logp.data();
+        j->input.advantages = j->advantages.data();
+        j->input.sequence = j->sequence.data();
+        j->result = train::policy_loss(j->input, j->options);
+        return "";
+      },
+      [j](Napi::Env env) -> Napi::Value {
+        const train::PolicyLossResult& r = j->result;
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("loss", r.loss);
+        out.Set("pgLoss", r.pg_loss);
+        out.Set("klLoss", r.kl_loss);
+        out.Set("dlogp", to_typed_array(env, r.dlogp));
+        out.Set("ratio", to_typed_array(env, r.ratio));
+        out.Set("kl", to_typed_array(env, r.kl));
+        out.Set("clipfracHigh", r.clipfrac_high);
+        out.Set("clipfracLow", r.clipfrac_low);
+        out.Set("clipfracDual", r.clipfrac_dual);
+        out.Set("ppoKl", r.ppo_kl);
+        out.Set("klMean", r.kl_mean);
+        return out;
+      });
+}
+
+void register_train(Napi::Env env, Napi::Object exports) {
+  exports.Set("adamwStep", Napi::Function::New(env, AdamwStep, "adamwStep"));
+  exports.Set("policyLoss", Napi::Function::New(env, PolicyLoss, "policyLoss"));
+}
+
+const ModuleRegistration registration(register_train);
+
+}  // namespace
+}  // namespace st::addon

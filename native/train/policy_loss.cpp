@@ -1,0 +1,115 @@
+#include "train/policy_loss.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace st::train {
+
+KlEstimator parse_kl_estimator(const std::string& name) {
+  if (name == "k1") return KlEstimator::kK1;
+  if (name == "abs") return KlEstimator::kAbs;
+  if (name == "mse" || name == "k2") return KlEstimator::kMse;
+  if (name == "k3" || name == "low_var_kl") return KlEstimator::kK3;
+  throw std::invalid_argument("unknown KL estimator \"" + name + "\" (k1, abs, mse/k2, k3/low_var_kl)");
+}
+
+Aggregation parse_aggregation(const std::string& name) {
+  if (name == "token-mean") return Aggregation::kTokenMean;
+  if (name == "seq-mean-token-mean") return Aggregation::kSeqMeanTokenMean;
+  if (name == "seq-mean-token-sum") return Aggregation::kSeqMeanTokenSum;
+  throw std::invalid_argument("unknown loss aggregation \"" + name +
+                              "\" (token-mean, seq-mean-token-mean, seq-mean-token-sum)");
+}
+
+PolicyLossResult policy_loss(const PolicyLossInput& in, const PolicyLossOptions& o) {
+  const int64_t n = in.tokens;
+  if (n < 0) throw std::invalid_argument("policy loss: negative token count");
+  if (o.kl_coef != 0.0 && in.ref_logp == nullptr && n > 0)
+    throw std::invalid_argument("policy loss: a KL coefficient needs reference log-probs");
+  // Tokens per completion, for the per-sequence aggregations.
+  int64_t sequences = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    if (in.sequence[t] < 0) throw std::invalid_argument("policy loss: negative completion index");
+    sequences = std::max<int64_t>(sequences, int64_t(in.sequence[t]) + 1);
+  }
+  std::vector<int64_t> length(static_cast<size_t>(sequences), 0);
+  for (int64_t t = 0; t < n; ++t) ++length[size_t(in.sequence[t])];
+  const double batch_tokens = double(in.batch_tokens > 0 ? in.batch_tokens : n);
+  const double batch_sequences = double(in.batch_sequences > 0 ? in.batch_sequences : sequences);
+
+  PolicyLossResult r;
+  r.dlogp.assign(size_t(n), 0.0f);
+  r.ratio.assign(size_t(n), 0.0f);
+  r.kl.assign(size_t(n), 0.0f);
+  const double lo = std::log(1.0 - o.clip_low), hi = std::log(1.0 + o.clip_high);
+  const bool dual = o.dual_clip > 1.0;
+  for (int64_t t = 0; t < n; ++t) {
+    const double logp = in.logp[t], a = in.advantages[t];
+    const double d = logp - double(in.old_logp[t]);
+    const double ratio = std::exp(d);
+    const double clamped_d = std::min(std::max(d, lo), hi);
+    const double clipped = std::exp(clamped_d);
+    const double l1 = -a * ratio, l2 = -a * clipped;
+    double loss, grad;
+    if (l1 >= l2) {
+      loss = l1;
+      grad = -a * ratio;
+    } else {
+      loss = l2;
+      grad = (d > lo && d < hi) ? -a * clipped : 0.0;
+    }
+    if (dual && a < 0 && loss > -a * o.dual_clip) {
+      loss = -a * o.dual_clip;
+      grad = 0.0;
+      r.clipfrac_dual += 1;
+    }
+    if (a > 0 && d > hi) r.clipfrac_high += 1;
+    if (a < 0 && d < lo) r.clipfrac_low += 1;
+
+    double kl = 0, dkl = 0;
+    if (o.kl_coef != 0.0) {
+      const double diff = logp - double(in.ref_logp[t]);
+      switch (o.kl) {
+        case KlEstimator::kK1: kl = diff; dkl = 1; break;
+        case KlEstimator::kAbs: kl = std::fabs(diff); dkl = diff > 0 ? 1 : diff < 0 ? -1 : 0; break;
+        case KlEstimator::kMse: kl = 0.5 * diff * diff; dkl = diff; break;
+        case KlEstimator::kK3: {
+          const double k = -diff;  // ref - new
+          kl = std::exp(k) - k - 1;
+          dkl = 1 - std::exp(k);
+          if (kl > 10 || kl < -10) {
+            kl = std::min(10.0, std::max(-10.0, kl));
+            dkl = 0;
+          }
+          break;
+        }
+      }
+    }
+    const int64_t s = in.sequence[t];
+    double weight;
+    switch (o.aggregation) {
+      case Aggregation::kTokenMean: weight = 1.0 / batch_tokens; break;
+      case Aggregation::kSeqMeanTokenMean: weight = 1.0 / (batch_sequences * double(length[size_t(s)])); break;
+      case Aggregation::kSeqMeanTokenSum: weight = 1.0 / batch_sequences; break;
+    }
+    r.pg_loss += weight * loss;
+    r.kl_loss += weight * kl;
+    r.dlogp[size_t(t)] = float(weight * (grad + o.kl_coef * dkl));
+    r.ratio[size_t(t)] = float(ratio);
+    r.kl[size_t(t)] = float(kl);
+    r.ppo_kl += -d;
+    r.kl_mean += kl;
+  }
+  r.loss = r.pg_loss + o.kl_coef * r.kl_loss;
+  if (n > 0) {
+    r.clipfrac_high /= double(n);
+    r.clipfrac_low /= double(n);
+    r.clipfrac_dual /= double(n);
+    r.ppo_kl /= double(n);
+    r.kl_mean /= double(n);
+  }
+  return r;
+}
+
+}  // namespace st::train
