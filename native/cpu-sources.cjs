@@ -11,4 +11,5 @@ function walk(dir) {
 }
 
 const root = join(__dirname, '..');
-for (const file of walk(__dirname).sort()) console.log(relative(root, file));
+// native/tests/ holds C++ test programs, not addon sources.
+for (const file of walk(__dirname).sort()) if (!file.includes(`${join(__dirname, 'tests')}`)) console.log(relative(root, file));

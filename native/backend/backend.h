@@ -76,6 +76,32 @@ class Backend {
   // are host memory.
   virtual void token_logprobs(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
                               const int32_t* targets, float temperature, float* out) = 0;
+
+  // Backward passes, for training. `d*` arrays are gradients; "accumulate"
+  // means +=, so parameters shared between uses (tied embeddings) and
+  // micro-batches add up. Pointers to gradients that are not wanted may be
+  // null.
+
+  // y = x w^T + b: dx = dy w (overwritten), dw += dy^T x, db += sum_rows dy.
+  virtual void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                               int64_t m, int64_t k, int64_t n) = 0;
+  // dx (overwritten) and dw (+=) of y = w * x / rms(x).
+  virtual void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t rows,
+                                int64_t dim, float eps) = 0;
+  // In place: the gradient through rotary() is the rotation by -theta.
+  virtual void rotary_backward(float* dx, const float* cos, const float* sin, int64_t rows, int64_t heads,
+                               int64_t head_dim) = 0;
+  // out = silu(gate) * up: dgate, dup (overwritten).
+  virtual void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
+                               int64_t n) = 0;
+  // x_out = gelu(x_in): dx = dout * gelu'(x_in), overwritten in place of dout.
+  virtual void gelu_backward(const float* x_in, float* dout, int64_t n) = 0;
+  // table grad rows[ids[i]] += dout[i] (ids host)
+  virtual void embedding_backward(const int32_t* ids, int64_t n, const float* dout, float* dtable, int64_t dim) = 0;
+  // Attention backward over the same sequences as the forward: dq
+  // (overwritten, [rows, heads, hd]); dk_pool and dv_pool accumulate.
+  virtual void attention_backward(const AttentionArgs& forward, const float* dout, float* dq, float* dk_pool,
+                                  float* dv_pool) = 0;
 };
 
 // The CPU backend (always available).

@@ -176,7 +176,148 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int64_t m,
+                       int64_t k, int64_t n) override {
+    if (dx) {
+      // dx = dy w: the product kernel takes its second operand transposed.
+      std::vector<float> wt(static_cast<size_t>(k * n));
+      transpose(w, n, k, wt.data());
+      cpu::linear(dy, wt.data(), nullptr, dx, m, n, k);
+    }
+    if (dw) {
+      std::vector<float> dyt(static_cast<size_t>(n * m)), xt(static_cast<size_t>(k * m)), grad(static_cast<size_t>(n * k));
+      transpose(dy, m, n, dyt.data());
+      transpose(x, m, k, xt.data());
+      cpu::linear(dyt.data(), xt.data(), nullptr, grad.data(), n, m, k);
+      add(dw, grad.data(), n * k);
+    }
+    if (db)
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < n; ++c) db[c] += dy[r * n + c];
+  }
+
+  void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t rows,
+                        int64_t dim, float eps) override {
+    std::vector<double> dw_acc(static_cast<size_t>(dim), 0.0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * dim;
+      const float* dyr = dy + r * dim;
+      double sum = 0.0, dot = 0.0;
+      for (int64_t i = 0; i < dim; ++i) sum += double(xr[i]) * xr[i];
+      const double inv = 1.0 / std::sqrt(sum / double(dim) + eps);
+      for (int64_t i = 0; i < dim; ++i) {
+        dot += double(w[i]) * dyr[i] * xr[i];
+        dw_acc[size_t(i)] += double(dyr[i]) * xr[i] * inv;
+      }
+      if (dx)
+        for (int64_t i = 0; i < dim; ++i)
+          dx[r * dim + i] = float(inv * w[i] * dyr[i] - inv * inv * inv / double(dim) * xr[i] * dot);
+    }
+    if (dw)
+      for (int64_t i = 0; i < dim; ++i) dw[i] += float(dw_acc[size_t(i)]);
+  }
+
+  void rotary_backward(float* dx, const float* cos, const float* sin, int64_t rows, int64_t heads,
+                       int64_t head_dim) override {
+    const int64_t half = head_dim / 2;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* c = cos + r * head_dim;
+      const float* s = sin + r * head_dim;
+      for (int64_t h = 0; h < heads; ++h) {
+        float* v = dx + (r * heads + h) * head_dim;
+        for (int64_t i = 0; i < half; ++i) {
+          const float da = v[i], db = v[i + half];
+          v[i] = c[i] * da + s[i + half] * db;
+          v[i + half] = -s[i] * da + c[i + half] * db;
+        }
+      }
+    }
+  }
+
+  void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
+                       int64_t n) override {
+    elementwise(n, [&](int64_t i) {
+      const float g = gate[i];
+      const float sig = 1.0f / (1.0f + std::exp(-g));
+      dgate[i] = dout[i] * up[i] * (sig + g * sig * (1.0f - sig));
+      dup[i] = dout[i] * g * sig;
+    });
+  }
+
+  void gelu_backward(const float* x_in, float* dout, int64_t n) override {
+    elementwise(n, [&](int64_t i) {
+      const double x = x_in[i];
+      const double cdf = 0.5 * (1.0 + std::erf(x * 0.70710678118654752));
+      const double pdf = std::exp(-0.5 * x * x) * 0.39894228040143268;
+      dout[i] = float(dout[i] * (cdf + x * pdf));
+    });
+  }
+
+  void embedding_backward(const int32_t* ids, int64_t n, const float* dout, float* dtable, int64_t dim) override {
+    for (int64_t i = 0; i < n; ++i) add(dtable + int64_t(ids[i]) * dim, dout + i * dim, dim);
+  }
+
+  void attention_backward(const AttentionArgs& a, const float* dout, float* dq, float* dk_pool,
+                          float* dv_pool) override {
+    // One task per (sequence, kv head): it owns that head's key/value slots
+    // of the sequence, so the accumulations into dk/dv never race.
+    const int64_t group = a.heads / a.kv_heads, hd = a.head_dim;
+    const int64_t tasks = int64_t(a.sequences.size()) * a.kv_heads;
+    default_thread_pool().parallel_for(tasks, 1, [&](int64_t begin, int64_t end) {
+      std::vector<double> p, dp;
+      for (int64_t t = begin; t < end; ++t) {
+        const AttentionSequence& s = a.sequences[size_t(t / a.kv_heads)];
+        const int64_t kvh = t % a.kv_heads;
+        p.resize(size_t(s.k_len));
+        dp.resize(size_t(s.k_len));
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
+          for (int64_t qi = 0; qi < s.q_len; ++qi) {
+            const int64_t row = s.q_offset + qi;
+            const float* q = a.q + (row * a.heads + h) * hd;
+            const float* g = dout + (row * a.heads + h) * hd;
+            const int64_t visible = s.causal ? s.k_len - s.q_len + qi + 1 : s.k_len;
+            double max_score = -INFINITY;
+            for (int64_t j = 0; j < visible; ++j) {
+              const float* k = a.k_pool + (int64_t(s.key_slots[j]) * a.kv_heads + kvh) * hd;
+              double dot = 0.0;
+              for (int64_t d = 0; d < hd; ++d) dot += double(q[d]) * k[d];
+              p[size_t(j)] = dot * a.scale;
+              max_score = std::max(max_score, p[size_t(j)]);
+            }
+            double total = 0.0;
+            for (int64_t j = 0; j < visible; ++j) total += (p[size_t(j)] = std::exp(p[size_t(j)] - max_score));
+            double weighted = 0.0;
+            for (int64_t j = 0; j < visible; ++j) {
+              p[size_t(j)] /= total;
+              const float* v = a.v_pool + (int64_t(s.key_slots[j]) * a.kv_heads + kvh) * hd;
+              double dot = 0.0;
+              for (int64_t d = 0; d < hd; ++d) dot += double(g[d]) * v[d];
+              dp[size_t(j)] = dot;
+              weighted += p[size_t(j)] * dot;
+            }
+            float* dqr = dq + (row * a.heads + h) * hd;
+            for (int64_t d = 0; d < hd; ++d) dqr[d] = 0.0f;
+            for (int64_t j = 0; j < visible; ++j) {
+              const double ds = p[size_t(j)] * (dp[size_t(j)] - weighted) * a.scale;
+              const int64_t slot = (int64_t(s.key_slots[j]) * a.kv_heads + kvh) * hd;
+              const float* k = a.k_pool + slot;
+              for (int64_t d = 0; d < hd; ++d) {
+                dqr[d] += float(ds * k[d]);
+                dk_pool[slot + d] += float(ds * q[d]);
+                dv_pool[slot + d] += float(p[size_t(j)] * g[d]);
+              }
+            }
+          }
+      }
+    });
+  }
+
  private:
+  static void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+  }
+
   template <class F>
   void elementwise(int64_t n, F&& f) {
     default_thread_pool().parallel_for(n, kElementGrain, [&](int64_t begin, int64_t end) {
