@@ -13,15 +13,15 @@ import { compare, maskSelector } from '../lib/fixtures/compare.js';
 const FIXTURES = resolve('..', 'shared', 'fixtures', 'qwen25vl-tiny');
 const skip = existsSync(FIXTURES) ? false : `the golden fixtures are not at ${FIXTURES}`;
 
-t.test('every inference case of the golden fixtures passes', { skip }, async (t) => {
+t.test('every case of the golden fixtures passes', { skip }, async (t) => {
   const results = await checkFixtures(FIXTURES);
   const inference = results.filter((r) => !r.skipped);
-  t.ok(inference.length >= 8, `${inference.length} inference cases ran`);
+  t.ok(inference.length >= 10, `${inference.length} cases ran`);
   for (const r of inference) {
     t.equal(r.error, undefined, `${r.name} ran`);
     for (const q of r.quantities) t.ok(q.pass, `${r.name}: ${q.name} (max abs ${q.maxAbs.toExponential(2)}; ${q.detail})`);
   }
-  for (const kind of ['processor', 'vision', 'forward', 'generate', 'logprobs', 'adamw'])
+  for (const kind of ['processor', 'vision', 'forward', 'generate', 'logprobs', 'adamw', 'grpo'])
     t.ok(inference.some((r) => r.kind === kind), `a ${kind} case is covered`);
   for (const r of results.filter((r) => r.skipped)) t.comment(`not yet checked: ${r.name} (${r.skipped})`);
 });

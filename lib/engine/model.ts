@@ -55,6 +55,56 @@ export interface Completion {
   stepLogits?: Float32Array;
 }
 
+/** A prompt and one completion of it, with what the GRPO loss needs per completion token. */
+export interface TrainSequence {
+  /** Prompt ids followed by completion ids (no padding). */
+  ids: Int32Array | readonly number[];
+  promptLength: number;
+  images?: ImageInput;
+  advantage: number;
+  oldLogprobs: Float32Array;
+  refLogprobs?: Float32Array;
+}
+
+export interface TrainLossOptions {
+  clipLow?: number;
+  clipHigh?: number;
+  /** <= 1 disables the dual clip. Default 3. */
+  dualClip?: number;
+  klCoef?: number;
+  klEstimator?: 'k1' | 'abs' | 'mse' | 'k2' | 'k3' | 'low_var_kl';
+  aggregation?: 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum';
+  temperature?: number;
+  /** The whole mini-batch's token and completion counts, when this call is one micro-batch of it. */
+  batchTokens?: number;
+  batchSequences?: number;
+}
+
+export interface TrainGradientsResult {
+  loss: number;
+  pgLoss: number;
+  klLoss: number;
+  /** Per completion token, sequences in order. */
+  logp: Float32Array;
+  ratio: Float32Array;
+  kl: Float32Array;
+  clipfracHigh: number;
+  clipfracLow: number;
+  clipfracDual: number;
+  ppoKl: number;
+  klMean: number;
+}
+
+export interface OptimizerOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** Global gradient-norm clip; 0 disables it. Default 1. */
+  maxGradNorm?: number;
+}
+
 export interface ForwardResult {
   logits: Float32Array; // [rows, seqLen, vocab], 0 on padding
   positions: Float64Array; // [3, rows, seqLen]
@@ -83,6 +133,11 @@ interface NativeModel {
   generate(args: Record<string, unknown>, onToken?: (prompt: number, sample: number, token: number) => void): Promise<Completion[]>;
   cancel(): void;
   stopSequence(prompt: number, sample: number): void;
+  trainGradients(args: Record<string, unknown>): Promise<TrainGradientsResult>;
+  zeroGradients(): Promise<void>;
+  optimizerStep(args: Record<string, unknown>): Promise<{ gradNorm: number; skipped: boolean; step: number }>;
+  parameters(): Promise<Record<string, Float32Array>>;
+  gradients(): Promise<Record<string, Float32Array>>;
   dispose(): Promise<void>;
 }
 
@@ -180,6 +235,43 @@ export class Model {
     } finally {
       signal?.removeEventListener('abort', abort);
     }
+  }
+
+  /**
+   * Forward and backward of a batch: adds its GRPO-loss gradients to the
+   * model's gradient buffers and returns the loss, log-probs and metrics.
+   */
+  trainGradients(sequences: readonly TrainSequence[], options: TrainLossOptions = {}): Promise<TrainGradientsResult> {
+    return this.live().trainGradients({
+      sequences: sequences.map((s) => ({
+        ids: Int32Array.from(s.ids),
+        promptLen: s.promptLength,
+        advantage: s.advantage,
+        oldLogp: s.oldLogprobs,
+        ...(s.refLogprobs ? { refLogp: s.refLogprobs } : {}),
+        ...(s.images ? { pixels: s.images.pixels, grids: flatGrids(s.images.gridThw) } : {}),
+      })),
+      ...options,
+    });
+  }
+
+  zeroGradients(): Promise<void> {
+    return this.live().zeroGradients();
+  }
+
+  /** Clips the accumulated gradients by their global norm and takes one AdamW step (fp32 master weights and moments). */
+  optimizerStep(options: OptimizerOptions): Promise<{ gradNorm: number; skipped: boolean; step: number }> {
+    return this.live().optimizerStep({ ...options });
+  }
+
+  /** Host copies of every parameter by hub name. */
+  parameters(): Promise<Record<string, Float32Array>> {
+    return this.live().parameters();
+  }
+
+  /** Host copies of the accumulated gradients by hub name. */
+  gradients(): Promise<Record<string, Float32Array>> {
+    return this.live().gradients();
   }
 
   /**

@@ -2,6 +2,7 @@
 // generation run on worker threads; weights and activations stay native, only
 // ids, pixel patches, log-probs and (for checks) logits cross over.
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -12,6 +13,7 @@
 #include "addon/typed_arrays.h"
 #include "engine/safetensors.h"
 #include "model/model.h"
+#include "train/policy_loss.h"
 
 namespace st::addon {
 namespace {
@@ -111,6 +113,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("generate", &NativeModel::Generate),
                         InstanceMethod("cancel", &NativeModel::Cancel),
                         InstanceMethod("stopSequence", &NativeModel::StopSequence),
+                        InstanceMethod("trainGradients", &NativeModel::TrainGradients),
+                        InstanceMethod("zeroGradients", &NativeModel::ZeroGradients),
+                        InstanceMethod("optimizerStep", &NativeModel::OptimizerStep),
+                        InstanceMethod("parameters", &NativeModel::Parameters),
+                        InstanceMethod("gradients", &NativeModel::Gradients),
                         InstanceMethod("dispose", &NativeModel::Dispose)});
   }
 
@@ -311,6 +318,120 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     handle_->stop.emplace(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int64Value());
     return info.Env().Undefined();
   }
+
+  // trainGradients({sequences: [{ids, promptLen, pixels?, grids?, advantage,
+  //   oldLogp, refLogp?}], clipLow, clipHigh, dualClip, klCoef, klEstimator,
+  //   aggregation, temperature, batchTokens, batchSequences})
+  Napi::Value TrainGradients(const Napi::CallbackInfo& info) {
+    const char* fn = "trainGradients";
+    Napi::Object o = options_object(info, fn);
+    auto batch = std::make_shared<std::vector<model::TrainSequence>>();
+    Napi::Value seqs = o.Get("sequences");
+    if (!seqs.IsArray()) throw Napi::TypeError::New(info.Env(), "trainGradients: `sequences` must be an array");
+    Napi::Array array = seqs.As<Napi::Array>();
+    for (uint32_t i = 0; i < array.Length(); ++i) {
+      if (!array.Get(i).IsObject()) throw Napi::TypeError::New(info.Env(), "trainGradients: each sequence is an object");
+      Napi::Object so = array.Get(i).As<Napi::Object>();
+      model::TrainSequence s;
+      s.ids = int32s(so, "ids", fn);
+      s.prompt_len = integer(so, "promptLen", fn);
+      s.pixels = optional_floats(so, "pixels", fn);
+      s.grids = grids_of(so, fn);
+      s.advantage = float(number_option(so, "advantage", 0, fn));
+      s.old_logp = optional_floats(so, "oldLogp", fn);
+      s.ref_logp = optional_floats(so, "refLogp", fn);
+      batch->push_back(std::move(s));
+    }
+    auto options = std::make_shared<model::TrainOptions>();
+    options->loss.clip_low = number_option(o, "clipLow", 0.2, fn);
+    options->loss.clip_high = number_option(o, "clipHigh", 0.3, fn);
+    options->loss.dual_clip = number_option(o, "dualClip", 3.0, fn);
+    options->loss.kl_coef = number_option(o, "klCoef", 0.01, fn);
+    try {
+      options->loss.kl = train::parse_kl_estimator(o.Get("klEstimator").IsString() ? o.Get("klEstimator").As<Napi::String>().Utf8Value() : "k3");
+      options->loss.aggregation = train::parse_aggregation(
+          o.Get("aggregation").IsString() ? o.Get("aggregation").As<Napi::String>().Utf8Value() : "token-mean");
+    } catch (const std::exception& e) {
+      throw Napi::RangeError::New(info.Env(), std::string("trainGradients: ") + e.what());
+    }
+    options->temperature = float(number_option(o, "temperature", 1.0, fn));
+    options->batch_tokens = integer_or(o, "batchTokens", 0, fn);
+    options->batch_sequences = integer_or(o, "batchSequences", 0, fn);
+    auto result = std::make_shared<model::TrainResult>();
+    auto handle = handle_;
+    return PromiseWorker::Start(
+        info.Env(),
+        [=]() { return guarded(handle, [&](model::Qwen25VL& m) { *result = m.accumulate_gradients(*batch, *options); }); },
+        [=](Napi::Env env) -> Napi::Value {
+          const train::PolicyLossResult& r = result->loss;
+          Napi::Object out = Napi::Object::New(env);
+          out.Set("loss", r.loss);
+          out.Set("pgLoss", r.pg_loss);
+          out.Set("klLoss", r.kl_loss);
+          out.Set("logp", to_typed_array(env, result->logp));
+          out.Set("ratio", to_typed_array(env, r.ratio));
+          out.Set("kl", to_typed_array(env, r.kl));
+          out.Set("clipfracHigh", r.clipfrac_high);
+          out.Set("clipfracLow", r.clipfrac_low);
+          out.Set("clipfracDual", r.clipfrac_dual);
+          out.Set("ppoKl", r.ppo_kl);
+          out.Set("klMean", r.kl_mean);
+          return out;
+        });
+  }
+
+  Napi::Value ZeroGradients(const Napi::CallbackInfo& info) {
+    auto handle = handle_;
+    return PromiseWorker::Start(
+        info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& m) { m.zero_gradients(); }); },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+  }
+
+  // optimizerStep({lr, beta1, beta2, eps, weightDecay, maxGradNorm}) -> {gradNorm, skipped, step}
+  Napi::Value OptimizerStep(const Napi::CallbackInfo& info) {
+    const char* fn = "optimizerStep";
+    Napi::Object o = options_object(info, fn);
+    train::AdamWOptions options;
+    options.lr = number_option(o, "lr", 1e-6, fn);
+    options.beta1 = number_option(o, "beta1", 0.9, fn);
+    options.beta2 = number_option(o, "beta2", 0.999, fn);
+    options.eps = number_option(o, "eps", 1e-8, fn);
+    options.weight_decay = number_option(o, "weightDecay", 0.01, fn);
+    const double max_norm = number_option(o, "maxGradNorm", 1.0, fn);
+    auto norm = std::make_shared<double>(0.0);
+    auto step = std::make_shared<int64_t>(0);
+    auto handle = handle_;
+    return PromiseWorker::Start(
+        info.Env(),
+        [=]() {
+          return guarded(handle, [&](model::Qwen25VL& m) {
+            *norm = m.optimizer_step(options, max_norm);
+            *step = m.optimizer_steps();
+          });
+        },
+        [=](Napi::Env env) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(env);
+          out.Set("gradNorm", *norm);
+          out.Set("skipped", !std::isfinite(*norm));
+          out.Set("step", double(*step));
+          return out;
+        });
+  }
+
+  Napi::Value NamedArrays(const Napi::CallbackInfo& info, bool gradients) {
+    auto out = std::make_shared<std::vector<std::pair<std::string, std::vector<float>>>>();
+    auto handle = handle_;
+    return PromiseWorker::Start(
+        info.Env(),
+        [=]() { return guarded(handle, [&](model::Qwen25VL& m) { *out = gradients ? m.gradients() : m.parameters(); }); },
+        [=](Napi::Env env) -> Napi::Value {
+          Napi::Object r = Napi::Object::New(env);
+          for (const auto& [name, values] : *out) r.Set(name, to_typed_array(env, values));
+          return r;
+        });
+  }
+  Napi::Value Parameters(const Napi::CallbackInfo& info) { return NamedArrays(info, false); }
+  Napi::Value Gradients(const Napi::CallbackInfo& info) { return NamedArrays(info, true); }
 
   Napi::Value Cancel(const Napi::CallbackInfo& info) {
     handle_->cancel = true;

@@ -102,6 +102,12 @@ class Backend {
   // (overwritten, [rows, heads, hd]); dk_pool and dv_pool accumulate.
   virtual void attention_backward(const AttentionArgs& forward, const float* dout, float* dq, float* dk_pool,
                                   float* dv_pool) = 0;
+  // The gradient of token_logprobs(): given d loss / d logp per row, dhidden
+  // (overwritten) and dhead (+=), recomputing the logits a tile at a time.
+  virtual void token_logprobs_backward(const float* hidden, const float* head, int64_t rows, int64_t dim,
+                                       int64_t vocab, const int32_t* targets, float temperature, const float* dlogp,
+                                       float* dhidden, float* dhead) = 0;
+  virtual void fill(float* x, float value, int64_t n) = 0;
 };
 
 // The CPU backend (always available).

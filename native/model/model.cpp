@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <stdexcept>
 
@@ -274,6 +275,59 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
   for (Completion& c : completions)
     if (c.finish_reason.empty()) c.finish_reason = "cancelled";
   return completions;
+}
+
+TrainResult Qwen25VL::accumulate_gradients(const std::vector<TrainSequence>& batch, const TrainOptions& options) {
+  if (!grads_) grads_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+  return train_forward_backward(*backend_, config_, weights_, *grads_, batch, options);
+}
+
+void Qwen25VL::zero_gradients() {
+  if (!grads_) return;
+  for (auto& [name, array] : named_parameters(*grads_)) backend_->fill(array->get(), 0.0f, array->size());
+}
+
+double Qwen25VL::gradient_norm() {
+  if (!grads_) return 0.0;
+  double total = 0.0;
+  for (auto& [name, array] : host_copy(*grads_)) total += train::sum_squares(array.data(), int64_t(array.size()));
+  return std::sqrt(total);
+}
+
+double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_grad_norm) {
+  if (!grads_) throw std::logic_error("optimizer_step before any gradients were accumulated");
+  const double norm = gradient_norm();
+  if (!std::isfinite(norm)) return norm;
+  if (!adam_m_) {
+    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+  }
+  const float scale = float(max_grad_norm > 0 ? train::clip_coefficient(norm, max_grad_norm) : 1.0);
+  ++optimizer_step_count_;
+  auto p = named_parameters(weights_), g = named_parameters(*grads_), m = named_parameters(*adam_m_),
+       v = named_parameters(*adam_v_);
+  // The CPU backend's arrays are host memory; the CUDA backend will run this as a kernel.
+  for (size_t i = 0; i < p.size(); ++i)
+    train::adamw_step(p[i].second->get(), g[i].second->get(), m[i].second->get(), v[i].second->get(),
+                      p[i].second->size(), optimizer_step_count_, scale, options);
+  return norm;
+}
+
+std::vector<std::pair<std::string, std::vector<float>>> Qwen25VL::host_copy(Weights& arrays) {
+  std::vector<std::pair<std::string, std::vector<float>>> out;
+  for (auto& [name, array] : named_parameters(arrays)) {
+    std::vector<float> host(static_cast<size_t>(array->size()));
+    backend_->download(host.data(), array->get(), array->size());
+    out.emplace_back(name, std::move(host));
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::vector<float>>> Qwen25VL::parameters() { return host_copy(weights_); }
+
+std::vector<std::pair<std::string, std::vector<float>>> Qwen25VL::gradients() {
+  if (!grads_) return {};
+  return host_copy(*grads_);
 }
 
 }  // namespace st::model

@@ -12,6 +12,8 @@
 #include "model/kv_cache.h"
 #include "model/rope_index.h"
 #include "model/sampler.h"
+#include "model/training.h"
+#include "train/adamw.h"
 #include "model/vision.h"
 #include "model/weights.h"
 
@@ -77,13 +79,31 @@ class Qwen25VL {
   std::vector<Completion> generate(const std::vector<Prompt>& prompts, const GenerateOptions& options,
                                    const GenerateControl& control);
 
+  // Training: adds the batch's gradients to the model's gradient buffers
+  // (allocated on first use) and returns the loss, log-probs and metrics.
+  TrainResult accumulate_gradients(const std::vector<TrainSequence>& batch, const TrainOptions& options);
+  void zero_gradients();
+  // Global L2 norm of the accumulated gradients.
+  double gradient_norm();
+  // Clips by the global norm and takes one AdamW step on fp32 master weights
+  // with fp32 moments; returns the norm before clipping. A non-finite norm
+  // skips the step (nothing changes) and is returned as is.
+  double optimizer_step(const train::AdamWOptions& options, double max_grad_norm);
+  int64_t optimizer_steps() const { return optimizer_step_count_; }
+  // Host copies of named parameters or gradients (hub names), for checks and checkpoints.
+  std::vector<std::pair<std::string, std::vector<float>>> parameters();
+  std::vector<std::pair<std::string, std::vector<float>>> gradients();
+
  private:
+  std::vector<std::pair<std::string, std::vector<float>>> host_copy(Weights& arrays);
   // Vision features of every prompt's images, in backend memory.
   DeviceArray image_features(const std::vector<const Prompt*>& prompts, int64_t* rows);
 
   std::unique_ptr<Backend> backend_;
   ModelConfig config_;
   Weights weights_;
+  std::unique_ptr<Weights> grads_, adam_m_, adam_v_;
+  int64_t optimizer_step_count_ = 0;
 };
 
 }  // namespace st::model

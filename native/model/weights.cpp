@@ -119,4 +119,60 @@ Weights load_weights(Backend& backend, const ModelConfig& config, const std::str
   return w;
 }
 
+std::vector<std::pair<std::string, DeviceArray*>> named_parameters(Weights& w) {
+  std::vector<std::pair<std::string, DeviceArray*>> out;
+  out.emplace_back("visual.patch_embed.proj.weight", &w.patch_embed);
+  for (size_t b = 0; b < w.vision_blocks.size(); ++b) {
+    const std::string p = "visual.blocks." + std::to_string(b) + ".";
+    VisionBlockWeights& v = w.vision_blocks[b];
+    for (auto& [name, array] : std::vector<std::pair<std::string, DeviceArray*>>{
+             {"norm1.weight", &v.norm1}, {"norm2.weight", &v.norm2}, {"attn.qkv.weight", &v.qkv_w},
+             {"attn.qkv.bias", &v.qkv_b}, {"attn.proj.weight", &v.proj_w}, {"attn.proj.bias", &v.proj_b},
+             {"mlp.gate_proj.weight", &v.gate_w}, {"mlp.gate_proj.bias", &v.gate_b}, {"mlp.up_proj.weight", &v.up_w},
+             {"mlp.up_proj.bias", &v.up_b}, {"mlp.down_proj.weight", &v.down_w}, {"mlp.down_proj.bias", &v.down_b}})
+      out.emplace_back(p + name, array);
+  }
+  out.emplace_back("visual.merger.ln_q.weight", &w.merger_norm);
+  out.emplace_back("visual.merger.mlp.0.weight", &w.merger_fc1_w);
+  out.emplace_back("visual.merger.mlp.0.bias", &w.merger_fc1_b);
+  out.emplace_back("visual.merger.mlp.2.weight", &w.merger_fc2_w);
+  out.emplace_back("visual.merger.mlp.2.bias", &w.merger_fc2_b);
+  out.emplace_back("model.embed_tokens.weight", &w.embed_tokens);
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    DecoderLayerWeights& d = w.layers[l];
+    for (auto& [name, array] : std::vector<std::pair<std::string, DeviceArray*>>{
+             {"input_layernorm.weight", &d.input_norm}, {"post_attention_layernorm.weight", &d.post_norm},
+             {"self_attn.q_proj.weight", &d.q_w}, {"self_attn.q_proj.bias", &d.q_b},
+             {"self_attn.k_proj.weight", &d.k_w}, {"self_attn.k_proj.bias", &d.k_b},
+             {"self_attn.v_proj.weight", &d.v_w}, {"self_attn.v_proj.bias", &d.v_b},
+             {"self_attn.o_proj.weight", &d.o_w}, {"mlp.gate_proj.weight", &d.gate_w},
+             {"mlp.up_proj.weight", &d.up_w}, {"mlp.down_proj.weight", &d.down_w}})
+      out.emplace_back(p + name, array);
+  }
+  out.emplace_back("model.norm.weight", &w.final_norm);
+  if (w.lm_head.get()) out.emplace_back("lm_head.weight", &w.lm_head);
+  return out;
+}
+
+Weights zeros_like(Backend& backend, Weights& weights) {
+  Weights zeros;
+  zeros.vision_blocks.resize(weights.vision_blocks.size());
+  zeros.layers.resize(weights.layers.size());
+  auto source = named_parameters(weights);
+  auto target = named_parameters(zeros);
+  // lm_head comes last in `source` (when untied) and is absent from `target`
+  // until allocated below; everything before it lines up.
+  for (size_t i = 0; i < target.size(); ++i) {
+    *target[i].second = DeviceArray(backend, source[i].second->size());
+    backend.fill(target[i].second->get(), 0.0f, source[i].second->size());
+  }
+  if (weights.lm_head.get()) {
+    zeros.lm_head = DeviceArray(backend, weights.lm_head.size());
+    backend.fill(zeros.lm_head.get(), 0.0f, weights.lm_head.size());
+  }
+  zeros.parameter_count = weights.parameter_count;
+  return zeros;
+}
+
 }  // namespace st::model

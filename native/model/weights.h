@@ -3,6 +3,7 @@
 // CPU), loaded from a model directory by their hub names (or the renamed
 // transformers >= 4.52 names), each checked against the config's shape.
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -34,5 +35,12 @@ struct Weights {
 
 // Throws FormatError naming the directory, file and tensor on any problem.
 Weights load_weights(Backend& backend, const ModelConfig& config, const std::string& dir);
+
+// Every parameter with its hub name, in a fixed order (for gradients,
+// optimiser state and checkpoints). Tied models list no lm_head.
+std::vector<std::pair<std::string, DeviceArray*>> named_parameters(Weights& weights);
+
+// Zero-filled arrays shaped like `weights` (gradients, AdamW moments).
+Weights zeros_like(Backend& backend, Weights& weights);
 
 }  // namespace st::model

@@ -312,6 +312,56 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void token_logprobs_backward(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
+                               const int32_t* targets, float temperature, const float* dlogp, float* dhidden,
+                               float* dhead) override {
+    // Pass 1: log-sum-exp per row. Pass 2: dlogit = dlogp (onehot - softmax) / T
+    // per tile, folded into dhidden and dhead at once.
+    constexpr int64_t kRowTile = 16, kVocabTile = 4096;
+    const double inv_t = 1.0 / double(temperature);
+    std::vector<float> tile(static_cast<size_t>(kRowTile * kVocabTile));
+    fill(dhidden, 0.0f, rows * dim);
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+      const int64_t nr = std::min(kRowTile, rows - r0);
+      std::vector<double> lse_max(static_cast<size_t>(nr), -INFINITY), lse_sum(static_cast<size_t>(nr), 0.0);
+      for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
+        const int64_t nv = std::min(kVocabTile, vocab - v0);
+        cpu::linear(hidden + r0 * dim, head + v0 * dim, nullptr, tile.data(), nr, dim, nv);
+        for (int64_t r = 0; r < nr; ++r) {
+          const float* row = tile.data() + r * nv;
+          double m = lse_max[size_t(r)];
+          for (int64_t j = 0; j < nv; ++j) m = std::max(m, double(row[j]) * inv_t);
+          double sum = lse_sum[size_t(r)] * std::exp(lse_max[size_t(r)] - m);
+          for (int64_t j = 0; j < nv; ++j) sum += std::exp(double(row[j]) * inv_t - m);
+          lse_max[size_t(r)] = m;
+          lse_sum[size_t(r)] = sum;
+        }
+      }
+      std::vector<double> lse(static_cast<size_t>(nr));
+      for (int64_t r = 0; r < nr; ++r) lse[size_t(r)] = lse_max[size_t(r)] + std::log(lse_sum[size_t(r)]);
+      std::vector<float> dhidden_tile(static_cast<size_t>(nr * dim));
+      for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
+        const int64_t nv = std::min(kVocabTile, vocab - v0);
+        cpu::linear(hidden + r0 * dim, head + v0 * dim, nullptr, tile.data(), nr, dim, nv);
+        for (int64_t r = 0; r < nr; ++r) {
+          float* row = tile.data() + r * nv;
+          const double g = dlogp[r0 + r];
+          const int64_t target = targets[r0 + r];
+          for (int64_t j = 0; j < nv; ++j) {
+            const double p = std::exp(double(row[j]) * inv_t - lse[size_t(r)]);
+            row[j] = float(g * ((v0 + j == target ? 1.0 : 0.0) - p) * inv_t);
+          }
+        }
+        // dhidden += dlogit head_tile; dhead_tile += dlogit^T hidden
+        linear_backward(hidden + r0 * dim, head + v0 * dim, tile.data(), dhidden_tile.data(),
+                        dhead ? dhead + v0 * dim : nullptr, nullptr, nr, dim, nv);
+        add(dhidden + r0 * dim, dhidden_tile.data(), nr * dim);
+      }
+    }
+  }
+
+  void fill(float* x, float value, int64_t n) override { std::fill(x, x + n, value); }
+
  private:
   static void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
     for (int64_t r = 0; r < rows; ++r)

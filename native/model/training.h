@@ -1,0 +1,43 @@
+#pragma once
+// One training forward and backward over a batch of sequences: the model's
+// log-probs of each completion token, the GRPO policy loss, and the gradient
+// of every parameter, accumulated into a Weights-shaped set of arrays.
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/config.h"
+#include "model/vision.h"
+#include "model/weights.h"
+#include "train/policy_loss.h"
+
+namespace st::model {
+
+// A prompt followed by a completion; the loss covers tokens
+// ids[prompt_len ..]. Per completion token: rollout and reference log-probs.
+struct TrainSequence {
+  std::vector<int32_t> ids;
+  int64_t prompt_len = 0;
+  std::vector<float> pixels;  // the prompt's images
+  std::vector<GridThw> grids;
+  float advantage = 0;
+  std::vector<float> old_logp, ref_logp;  // [ids.size() - prompt_len]
+};
+
+struct TrainOptions {
+  train::PolicyLossOptions loss;
+  float temperature = 1.0f;
+  int64_t batch_tokens = 0, batch_sequences = 0;  // the mini-batch's, see PolicyLossInput
+};
+
+struct TrainResult {
+  train::PolicyLossResult loss;
+  std::vector<float> logp;  // per completion token, sequences in order
+};
+
+// Adds this batch's gradients to `grads` (zeros_like(weights) to start).
+TrainResult train_forward_backward(Backend& backend, const ModelConfig& config, const Weights& weights,
+                                   Weights& grads, const std::vector<TrainSequence>& batch,
+                                   const TrainOptions& options);
+
+}  // namespace st::model
