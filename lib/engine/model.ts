@@ -105,6 +105,13 @@ export interface OptimizerOptions {
   maxGradNorm?: number;
 }
 
+/** AdamW moments by parameter name and the number of steps taken. */
+export interface OptimizerState {
+  step: number;
+  m: Record<string, Float32Array>;
+  v: Record<string, Float32Array>;
+}
+
 export interface ForwardResult {
   logits: Float32Array; // [rows, seqLen, vocab], 0 on padding
   positions: Float64Array; // [3, rows, seqLen]
@@ -138,6 +145,9 @@ interface NativeModel {
   optimizerStep(args: Record<string, unknown>): Promise<{ gradNorm: number; skipped: boolean; step: number }>;
   parameters(): Promise<Record<string, Float32Array>>;
   gradients(): Promise<Record<string, Float32Array>>;
+  setParameters(values: Record<string, Float32Array>): Promise<void>;
+  optimizerState(): Promise<OptimizerState>;
+  setOptimizerState(state: OptimizerState): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -267,6 +277,19 @@ export class Model {
   /** Host copies of every parameter by hub name. */
   parameters(): Promise<Record<string, Float32Array>> {
     return this.live().parameters();
+  }
+
+  /** Replaces parameters by hub name (e.g. fp32 master weights on resume). */
+  setParameters(values: Record<string, Float32Array>): Promise<void> {
+    return this.live().setParameters(values);
+  }
+
+  optimizerState(): Promise<OptimizerState> {
+    return this.live().optimizerState();
+  }
+
+  setOptimizerState(state: OptimizerState): Promise<void> {
+    return this.live().setOptimizerState(state);
   }
 
   /** Host copies of the accumulated gradients by hub name. */

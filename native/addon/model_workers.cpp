@@ -118,6 +118,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("optimizerStep", &NativeModel::OptimizerStep),
                         InstanceMethod("parameters", &NativeModel::Parameters),
                         InstanceMethod("gradients", &NativeModel::Gradients),
+                        InstanceMethod("setParameters", &NativeModel::SetParameters),
+                        InstanceMethod("optimizerState", &NativeModel::OptimizerState),
+                        InstanceMethod("setOptimizerState", &NativeModel::SetOptimizerState),
                         InstanceMethod("dispose", &NativeModel::Dispose)});
   }
 
@@ -431,6 +434,68 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         });
   }
   Napi::Value Parameters(const Napi::CallbackInfo& info) { return NamedArrays(info, false); }
+
+  using Named = std::vector<std::pair<std::string, std::vector<float>>>;
+  static Named named_of(const Napi::Value& value, const char* fn) {
+    if (!value.IsObject()) throw Napi::TypeError::New(value.Env(), std::string(fn) + ": expected a record of Float32Array");
+    Napi::Object o = value.As<Napi::Object>();
+    Named out;
+    Napi::Array keys = o.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      const std::string name = keys.Get(i).As<Napi::String>().Utf8Value();
+      Napi::Value v = o.Get(name);
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw Napi::TypeError::New(value.Env(), std::string(fn) + ": '" + name + "' must be a Float32Array");
+      auto a = v.As<Napi::Float32Array>();
+      out.emplace_back(name, std::vector<float>(a.Data(), a.Data() + a.ElementLength()));
+    }
+    return out;
+  }
+  static Napi::Object record_of(Napi::Env env, const Named& named) {
+    Napi::Object r = Napi::Object::New(env);
+    for (const auto& [name, values] : named) r.Set(name, to_typed_array(env, values));
+    return r;
+  }
+
+  Napi::Value SetParameters(const Napi::CallbackInfo& info) {
+    auto values = std::make_shared<Named>(named_of(info.Length() > 0 ? info[0] : info.Env().Undefined(), "setParameters"));
+    auto handle = handle_;
+    return PromiseWorker::Start(
+        info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& m) { m.set_parameters(*values); }); },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+  }
+
+  Napi::Value OptimizerState(const Napi::CallbackInfo& info) {
+    auto m = std::make_shared<Named>(), v = std::make_shared<Named>();
+    auto step = std::make_shared<int64_t>(0);
+    auto handle = handle_;
+    return PromiseWorker::Start(
+        info.Env(),
+        [=]() {
+          return guarded(handle, [&](model::Qwen25VL& model) {
+            model.optimizer_state(m.get(), v.get());
+            *step = model.optimizer_steps();
+          });
+        },
+        [=](Napi::Env env) -> Napi::Value {
+          Napi::Object r = Napi::Object::New(env);
+          r.Set("step", double(*step));
+          r.Set("m", record_of(env, *m));
+          r.Set("v", record_of(env, *v));
+          return r;
+        });
+  }
+
+  Napi::Value SetOptimizerState(const Napi::CallbackInfo& info) {
+    const char* fn = "setOptimizerState";
+    Napi::Object o = options_object(info, fn);
+    auto m = std::make_shared<Named>(named_of(o.Get("m"), fn)), v = std::make_shared<Named>(named_of(o.Get("v"), fn));
+    const int64_t step = integer(o, "step", fn);
+    auto handle = handle_;
+    return PromiseWorker::Start(
+        info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& model) { model.set_optimizer_state(*m, *v, step); }); },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+  }
   Napi::Value Gradients(const Napi::CallbackInfo& info) { return NamedArrays(info, true); }
 
   Napi::Value Cancel(const Napi::CallbackInfo& info) {

@@ -330,4 +330,41 @@ std::vector<std::pair<std::string, std::vector<float>>> Qwen25VL::gradients() {
   return host_copy(*grads_);
 }
 
+void Qwen25VL::upload_named(Weights& arrays, const std::vector<std::pair<std::string, std::vector<float>>>& values,
+                            const char* what) {
+  auto named = named_parameters(arrays);
+  for (const auto& [name, data] : values) {
+    auto it = std::find_if(named.begin(), named.end(), [&](const auto& p) { return p.first == name; });
+    if (it == named.end()) throw std::invalid_argument(std::string(what) + ": the model has no parameter '" + name + "'");
+    if (int64_t(data.size()) != it->second->size())
+      throw std::invalid_argument(std::string(what) + ": '" + name + "' has " + std::to_string(data.size()) +
+                                  " values, the model " + std::to_string(it->second->size()));
+    backend_->upload(it->second->get(), data.data(), it->second->size());
+  }
+}
+
+void Qwen25VL::set_parameters(const std::vector<std::pair<std::string, std::vector<float>>>& values) {
+  upload_named(weights_, values, "set_parameters");
+}
+
+void Qwen25VL::optimizer_state(std::vector<std::pair<std::string, std::vector<float>>>* m,
+                               std::vector<std::pair<std::string, std::vector<float>>>* v) {
+  m->clear();
+  v->clear();
+  if (!adam_m_) return;
+  *m = host_copy(*adam_m_);
+  *v = host_copy(*adam_v_);
+}
+
+void Qwen25VL::set_optimizer_state(const std::vector<std::pair<std::string, std::vector<float>>>& m,
+                                   const std::vector<std::pair<std::string, std::vector<float>>>& v, int64_t step) {
+  if (!adam_m_) {
+    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+  }
+  upload_named(*adam_m_, m, "set_optimizer_state (m)");
+  upload_named(*adam_v_, v, "set_optimizer_state (v)");
+  optimizer_step_count_ = step;
+}
+
 }  // namespace st::model

@@ -93,9 +93,19 @@ class Qwen25VL {
   // Host copies of named parameters or gradients (hub names), for checks and checkpoints.
   std::vector<std::pair<std::string, std::vector<float>>> parameters();
   std::vector<std::pair<std::string, std::vector<float>>> gradients();
+  // Replaces parameters by name (checkpoint resume); every name must exist
+  // with the same size, else std::invalid_argument naming it.
+  void set_parameters(const std::vector<std::pair<std::string, std::vector<float>>>& values);
+  // AdamW moments by parameter name, and the step count (empty before the first step).
+  void optimizer_state(std::vector<std::pair<std::string, std::vector<float>>>* m,
+                       std::vector<std::pair<std::string, std::vector<float>>>* v);
+  void set_optimizer_state(const std::vector<std::pair<std::string, std::vector<float>>>& m,
+                           const std::vector<std::pair<std::string, std::vector<float>>>& v, int64_t step);
 
  private:
   std::vector<std::pair<std::string, std::vector<float>>> host_copy(Weights& arrays);
+  void upload_named(Weights& arrays, const std::vector<std::pair<std::string, std::vector<float>>>& values,
+                    const char* what);
   // Vision features of every prompt's images, in backend memory.
   DeviceArray image_features(const std::vector<const Prompt*>& prompts, int64_t* rows);
 
