@@ -57,7 +57,7 @@ t.test('micro-batches with the mini-batch counts add up to one big batch', async
   const whole = await Model.load(base);
   const split = await Model.load(base);
   const seqs = [...batch(0), ...batch(1)];
-  const tokens = seqs.reduce((n, s) => n + s.oldLogprobs.length, 0);
+  const tokens = seqs.reduce((n, s) => n + s.oldLogprobs!.length, 0);
   const all = await whole.trainGradients(seqs, { aggregation: 'token-mean' });
   const a = await split.trainGradients(seqs.slice(0, 2), { aggregation: 'token-mean', batchTokens: tokens, batchSequences: 4 });
   const b = await split.trainGradients(seqs.slice(2), { aggregation: 'token-mean', batchTokens: tokens, batchSequences: 4 });
@@ -137,5 +137,47 @@ t.test('keep-last and interrupted saves', async (t) => {
   mkdirSync(join(runDir, 'checkpoints', 'step-000006'), { recursive: true });
   writeFileSync(join(runDir, 'checkpoints', 'step-000006', 'model.safetensors'), 'partial');
   t.match(await latestCheckpoint(runDir), /step-000004$/, 'the last good checkpoint');
+  await model.dispose();
+});
+
+t.test('gradient checkpointing gives the same gradients; freezing leaves parts untouched', async (t) => {
+  const plain = await Model.load(base);
+  const ckpt = await Model.load(base);
+  const a = await plain.trainGradients(batch(3));
+  const b = await ckpt.trainGradients(batch(3), { checkpointLayers: true });
+  t.equal(a.loss, b.loss, 'same loss');
+  const ga = await plain.gradients();
+  const gb = await ckpt.gradients();
+  t.ok(Object.entries(ga).every(([n, v]) => v.every((x, i) => x === (gb[n] as Float32Array)[i])), 'identical gradients with recomputation');
+
+  const before = await plain.parameters();
+  await plain.optimizerStep({ lr: 1e-2, freezeVision: true, freezeMerger: true });
+  const after = await plain.parameters();
+  const changed = (prefix: string) => Object.keys(before).filter((n) => n.startsWith(prefix)).some((n) => (before[n] as Float32Array).some((x, i) => x !== (after[n] as Float32Array)[i]));
+  t.notOk(changed('visual.'), 'the frozen vision tower and merger did not move');
+  t.ok(changed('model.layers.'), 'the language model did');
+  await plain.dispose();
+  await ckpt.dispose();
+});
+
+t.test('SFT through the same path; bad sequences are errors naming them', async (t) => {
+  const model = await Model.load(base);
+  const seqs = batch(0).map(({ ids, promptLength, images }) => ({ ids, promptLength, ...(images ? { images } : {}), advantage: 0 }));
+  const sft = await model.trainGradients(seqs, { objective: 'sft' });
+  const mean = -Array.from(sft.logp).reduce((a, b) => a + b, 0) / sft.logp.length;
+  t.ok(Math.abs(sft.loss - mean) < 1e-6, `SFT loss = mean token cross-entropy (${sft.loss})`);
+  await t.rejects(model.trainGradients(seqs, { objective: 'sft', maxSequenceLength: 10 }), /training sequence 0 has \d+ tokens, more than the maximum of 10/);
+  await t.rejects(model.trainGradients([{ ...seqs[0]!, ids: prompt, promptLength: prompt.length }], { objective: 'sft' }), /training sequence 0: the completion is empty/);
+  await t.rejects(model.trainGradients([{ ...seqs[0]! }]), /one old \(and reference\) log-prob per completion token is needed/);
+  await t.rejects(async () => model.trainGradients(seqs, { objective: 'ppo' as 'sft' }), /objective` must be "grpo" or "sft"/);
+  // A NaN appearing in the loss: the optimiser step is skipped, nothing moves.
+  await model.zeroGradients();
+  const bad = batch(0).map((s) => ({ ...s, oldLogprobs: s.oldLogprobs!.map(() => Number.NaN) }));
+  await model.trainGradients(bad);
+  const before = await model.parameters();
+  const step = await model.optimizerStep(OPT);
+  t.ok(step.skipped, 'a non-finite gradient norm skips the step');
+  const after = await model.parameters();
+  t.ok(Object.entries(before).every(([n, v]) => v.every((x, i) => x === (after[n] as Float32Array)[i])), 'and leaves the weights');
   await model.dispose();
 });

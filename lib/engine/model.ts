@@ -62,11 +62,25 @@ export interface TrainSequence {
   promptLength: number;
   images?: ImageInput;
   advantage: number;
-  oldLogprobs: Float32Array;
+  /** Rollout log-probs per completion token (GRPO). */
+  oldLogprobs?: Float32Array;
   refLogprobs?: Float32Array;
 }
 
-export interface TrainLossOptions {
+/** Parts of the model left untouched by training (the whole model trains by default). */
+export interface FreezeOptions {
+  freezeVision?: boolean;
+  freezeMerger?: boolean;
+  freezeLanguage?: boolean;
+}
+
+export interface TrainLossOptions extends FreezeOptions {
+  /** 'grpo' (default) or 'sft' (token cross-entropy on the completion, e.g. a warm start). */
+  objective?: 'grpo' | 'sft';
+  /** Longer sequences are an error naming them. 0: no limit. */
+  maxSequenceLength?: number;
+  /** Recompute each block in the backward pass instead of keeping its activations. */
+  checkpointLayers?: boolean;
   clipLow?: number;
   clipHigh?: number;
   /** <= 1 disables the dual clip. Default 3. */
@@ -95,7 +109,7 @@ export interface TrainGradientsResult {
   klMean: number;
 }
 
-export interface OptimizerOptions {
+export interface OptimizerOptions extends FreezeOptions {
   lr: number;
   beta1?: number;
   beta2?: number;
@@ -257,7 +271,7 @@ export class Model {
         ids: Int32Array.from(s.ids),
         promptLen: s.promptLength,
         advantage: s.advantage,
-        oldLogp: s.oldLogprobs,
+        ...(s.oldLogprobs ? { oldLogp: s.oldLogprobs } : {}),
         ...(s.refLogprobs ? { refLogp: s.refLogprobs } : {}),
         ...(s.images ? { pixels: s.images.pixels, grids: flatGrids(s.images.gridThw) } : {}),
       })),

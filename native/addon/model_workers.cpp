@@ -358,6 +358,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       throw Napi::RangeError::New(info.Env(), std::string("trainGradients: ") + e.what());
     }
     options->temperature = float(number_option(o, "temperature", 1.0, fn));
+    const std::string objective = o.Get("objective").IsString() ? o.Get("objective").As<Napi::String>().Utf8Value() : "grpo";
+    if (objective != "grpo" && objective != "sft")
+      throw Napi::RangeError::New(info.Env(), "trainGradients: `objective` must be \"grpo\" or \"sft\"");
+    options->objective = objective == "sft" ? model::TrainOptions::Objective::kSft : model::TrainOptions::Objective::kGrpo;
+    options->max_sequence_length = integer_or(o, "maxSequenceLength", 0, fn);
+    options->checkpoint_layers = o.Get("checkpointLayers").ToBoolean();
+    options->skip_vision_backward = o.Get("freezeVision").ToBoolean() && o.Get("freezeMerger").ToBoolean();
     options->batch_tokens = integer_or(o, "batchTokens", 0, fn);
     options->batch_sequences = integer_or(o, "batchSequences", 0, fn);
     auto result = std::make_shared<model::TrainResult>();
@@ -401,6 +408,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     options.eps = number_option(o, "eps", 1e-8, fn);
     options.weight_decay = number_option(o, "weightDecay", 0.01, fn);
     const double max_norm = number_option(o, "maxGradNorm", 1.0, fn);
+    model::Freeze freeze;
+    freeze.vision = o.Get("freezeVision").ToBoolean();
+    freeze.merger = o.Get("freezeMerger").ToBoolean();
+    freeze.language = o.Get("freezeLanguage").ToBoolean();
     auto norm = std::make_shared<double>(0.0);
     auto step = std::make_shared<int64_t>(0);
     auto handle = handle_;
@@ -408,7 +419,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         info.Env(),
         [=]() {
           return guarded(handle, [&](model::Qwen25VL& m) {
-            *norm = m.optimizer_step(options, max_norm);
+            *norm = m.optimizer_step(options, max_norm, freeze);
             *step = m.optimizer_steps();
           });
         },

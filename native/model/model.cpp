@@ -287,16 +287,23 @@ void Qwen25VL::zero_gradients() {
   for (auto& [name, array] : named_parameters(*grads_)) backend_->fill(array->get(), 0.0f, array->size());
 }
 
-double Qwen25VL::gradient_norm() {
+bool Freeze::trainable(const std::string& name) const {
+  if (name.rfind("visual.merger.", 0) == 0) return !merger;
+  if (name.rfind("visual.", 0) == 0) return !vision;
+  return !language;
+}
+
+double Qwen25VL::gradient_norm(const Freeze& freeze) {
   if (!grads_) return 0.0;
   double total = 0.0;
-  for (auto& [name, array] : host_copy(*grads_)) total += train::sum_squares(array.data(), int64_t(array.size()));
+  for (auto& [name, array] : host_copy(*grads_))
+    if (freeze.trainable(name)) total += train::sum_squares(array.data(), int64_t(array.size()));
   return std::sqrt(total);
 }
 
-double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_grad_norm) {
+double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_grad_norm, const Freeze& freeze) {
   if (!grads_) throw std::logic_error("optimizer_step before any gradients were accumulated");
-  const double norm = gradient_norm();
+  const double norm = gradient_norm(freeze);
   if (!std::isfinite(norm)) return norm;
   if (!adam_m_) {
     adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
@@ -308,7 +315,8 @@ double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_g
        v = named_parameters(*adam_v_);
   // The CPU backend's arrays are host memory; the CUDA backend will run this as a kernel.
   for (size_t i = 0; i < p.size(); ++i)
-    train::adamw_step(p[i].second->get(), g[i].second->get(), m[i].second->get(), v[i].second->get(),
+    if (freeze.trainable(p[i].first))
+      train::adamw_step(p[i].second->get(), g[i].second->get(), m[i].second->get(), v[i].second->get(),
                       p[i].second->size(), optimizer_step_count_, scale, options);
   return norm;
 }

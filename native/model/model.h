@@ -54,6 +54,12 @@ struct GenerateControl {
   std::function<bool(int64_t prompt, int64_t sample)> stop_requested;
 };
 
+// Parts of the model that training leaves untouched.
+struct Freeze {
+  bool vision = false, merger = false, language = false;
+  bool trainable(const std::string& name) const;
+};
+
 class Qwen25VL {
  public:
   Qwen25VL(std::unique_ptr<Backend> backend, const ModelConfig& config, const std::string& dir);
@@ -83,12 +89,12 @@ class Qwen25VL {
   // (allocated on first use) and returns the loss, log-probs and metrics.
   TrainResult accumulate_gradients(const std::vector<TrainSequence>& batch, const TrainOptions& options);
   void zero_gradients();
-  // Global L2 norm of the accumulated gradients.
-  double gradient_norm();
+  // Global L2 norm of the accumulated gradients of the trainable parameters.
+  double gradient_norm(const Freeze& freeze);
   // Clips by the global norm and takes one AdamW step on fp32 master weights
   // with fp32 moments; returns the norm before clipping. A non-finite norm
   // skips the step (nothing changes) and is returned as is.
-  double optimizer_step(const train::AdamWOptions& options, double max_grad_norm);
+  double optimizer_step(const train::AdamWOptions& options, double max_grad_norm, const Freeze& freeze = Freeze());
   int64_t optimizer_steps() const { return optimizer_step_count_; }
   // Host copies of named parameters or gradients (hub names), for checks and checkpoints.
   std::vector<std::pair<std::string, std::vector<float>>> parameters();

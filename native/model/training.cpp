@@ -121,6 +121,21 @@ void block_backward(Backend& b, const BlockParams& p, const BlockGrads& g, Devic
   b.add(dx.get(), dpart.get(), n * d);
 }
 
+// Gradient checkpointing: drop everything but the block's input...
+void keep_input_only(BlockActivations& s) {
+  DeviceArray input = std::move(s.x_in);
+  s = BlockActivations();
+  s.x_in = std::move(input);
+}
+
+// ...and rebuild the rest from it just before the block's backward.
+void recompute(Backend& b, const BlockParams& p, int64_t n, const float* cos, const float* sin,
+               const AttentionArgs& args, BlockActivations& s) {
+  DeviceArray x(b, n * p.dim);
+  b.copy(x.get(), s.x_in.get(), n * p.dim);
+  block_forward(b, p, x, n, cos, sin, args, s);
+}
+
 std::vector<AttentionSequence> spans(const std::vector<int32_t>& bounds, const std::vector<int32_t>& slots, bool causal) {
   std::vector<AttentionSequence> out;
   for (size_t i = 0; i + 1 < bounds.size(); ++i)
@@ -145,10 +160,16 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   for (size_t si = 0; si < batch.size(); ++si) {
     const TrainSequence& s = batch[si];
     const int64_t len = int64_t(s.ids.size()), completion = len - s.prompt_len;
+    const bool grpo = options.objective == TrainOptions::Objective::kGrpo;
     if (s.prompt_len < 1 || completion < 0)
       throw std::invalid_argument("training sequence " + std::to_string(si) + ": prompt_len must be in [1, length]");
-    if (int64_t(s.old_logp.size()) != completion ||
-        (options.loss.kl_coef != 0.0 && int64_t(s.ref_logp.size()) != completion))
+    if (completion == 0)
+      throw std::invalid_argument("training sequence " + std::to_string(si) + ": the completion is empty");
+    if (options.max_sequence_length > 0 && len > options.max_sequence_length)
+      throw std::invalid_argument("training sequence " + std::to_string(si) + " has " + std::to_string(len) +
+                                  " tokens, more than the maximum of " + std::to_string(options.max_sequence_length));
+    if (grpo && (int64_t(s.old_logp.size()) != completion ||
+                 (options.loss.kl_coef != 0.0 && int64_t(s.ref_logp.size()) != completion)))
       throw std::invalid_argument("training sequence " + std::to_string(si) +
                                   ": one old (and reference) log-prob per completion token is needed");
     const std::vector<int32_t> ones(s.ids.size(), 1);
@@ -163,8 +184,8 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
       loss_rows.push_back(base + int32_t(s.prompt_len - 1 + j));
       targets.push_back(s.ids[size_t(s.prompt_len + j)]);
       sequence_of.push_back(int32_t(si));
-      old_logp.push_back(s.old_logp[size_t(j)]);
-      ref_logp.push_back(options.loss.kl_coef != 0.0 ? s.ref_logp[size_t(j)] : 0.0f);
+      old_logp.push_back(grpo ? s.old_logp[size_t(j)] : 0.0f);
+      ref_logp.push_back(grpo && options.loss.kl_coef != 0.0 ? s.ref_logp[size_t(j)] : 0.0f);
       advantages.push_back(s.advantage);
     }
     bounds.push_back(base + int32_t(len));
@@ -221,9 +242,11 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
     a.sequences = full ? frames : windows;
     return a;
   };
-  for (int64_t blk = 0; blk < int64_t(vacts.size()); ++blk)
+  for (int64_t blk = 0; blk < int64_t(vacts.size()); ++blk) {
     block_forward(b, vision_params(vc, w.vision_blocks[size_t(blk)]), vx, N, vcos.get(), vsin.get(), vargs_for(blk),
                   vacts[size_t(blk)]);
+    if (options.checkpoint_layers) keep_input_only(vacts[size_t(blk)]);
+  }
   DeviceArray mnorm(b, N * Dv), mpre(b, merged * unit * Dv), mact(b, merged * unit * Dv), my(b, merged * D),
       features(b, merged * D);
   if (N > 0) {
@@ -261,8 +284,10 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   targs.scale = float(1.0 / std::sqrt(double(hd)));
   targs.sequences = spans(bounds, slots, true);
   std::vector<BlockActivations> acts(static_cast<size_t>(t.layers));
-  for (int64_t l = 0; l < t.layers; ++l)
+  for (int64_t l = 0; l < t.layers; ++l) {
     block_forward(b, decoder_params(t, w.layers[size_t(l)]), x, M, cos.get(), sin.get(), targs, acts[size_t(l)]);
+    if (options.checkpoint_layers) keep_input_only(acts[size_t(l)]);
+  }
   DeviceArray xl(b, T * D), hl(b, T * D);
   b.gather_rows(x.get(), loss_rows.data(), T, xl.get(), D);
   b.rmsnorm(xl.get(), w.final_norm.get(), hl.get(), T, D, t.rms_eps);
@@ -280,7 +305,8 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   in.sequence = sequence_of.data();
   in.batch_tokens = options.batch_tokens;
   in.batch_sequences = options.batch_sequences;
-  result.loss = train::policy_loss(in, options.loss);
+  result.loss = options.objective == TrainOptions::Objective::kSft ? train::cross_entropy_loss(in, options.loss.aggregation)
+                                                                   : train::policy_loss(in, options.loss);
 
   // ---- backward
   float* dhead = grads.lm_head.get() ? grads.lm_head.get() : grads.embed_tokens.get();
@@ -290,9 +316,12 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   b.rmsnorm_backward(xl.get(), w.final_norm.get(), dhl.get(), dxl.get(), grads.final_norm.get(), T, D, t.rms_eps);
   b.fill(dx.get(), 0.0f, M * D);
   b.scatter_rows(dxl.get(), loss_rows.data(), T, dx.get(), D);  // loss rows are distinct
-  for (int64_t l = t.layers - 1; l >= 0; --l)
-    block_backward(b, decoder_params(t, w.layers[size_t(l)]), decoder_grads(grads.layers[size_t(l)]), dx, M, cos.get(),
-                   sin.get(), targs, acts[size_t(l)]);
+  for (int64_t l = t.layers - 1; l >= 0; --l) {
+    const BlockParams params = decoder_params(t, w.layers[size_t(l)]);
+    if (options.checkpoint_layers) recompute(b, params, M, cos.get(), sin.get(), targs, acts[size_t(l)]);
+    block_backward(b, params, decoder_grads(grads.layers[size_t(l)]), dx, M, cos.get(), sin.get(), targs, acts[size_t(l)]);
+    acts[size_t(l)] = BlockActivations();  // free as we go
+  }
   // Embedding rows of text tokens; image rows flow back into the vision tower.
   std::vector<int32_t> text_rows, text_ids;
   {
@@ -307,7 +336,7 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   DeviceArray dtext(b, int64_t(text_rows.size()) * D);
   b.gather_rows(dx.get(), text_rows.data(), int64_t(text_rows.size()), dtext.get(), D);
   b.embedding_backward(text_ids.data(), int64_t(text_ids.size()), dtext.get(), grads.embed_tokens.get(), D);
-  if (merged == 0) return result;
+  if (merged == 0 || options.skip_vision_backward) return result;
 
   DeviceArray dfeat(b, merged * D), dy(b, merged * D), dact(b, merged * unit * Dv), dnorm(b, N * Dv), dvx(b, N * Dv);
   b.gather_rows(dx.get(), image_rows.data(), merged, dfeat.get(), D);
@@ -318,9 +347,13 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   b.linear_backward(mnorm.get(), w.merger_fc1_w.get(), dact.get(), dnorm.get(), grads.merger_fc1_w.get(),
                     grads.merger_fc1_b.get(), merged, unit * Dv, unit * Dv);
   b.rmsnorm_backward(vx.get(), w.merger_norm.get(), dnorm.get(), dvx.get(), grads.merger_norm.get(), N, Dv, 1e-6f);
-  for (int64_t blk = int64_t(vacts.size()) - 1; blk >= 0; --blk)
-    block_backward(b, vision_params(vc, w.vision_blocks[size_t(blk)]), vision_grads(vc, grads.vision_blocks[size_t(blk)]),
-                   dvx, N, vcos.get(), vsin.get(), vargs_for(blk), vacts[size_t(blk)]);
+  for (int64_t blk = int64_t(vacts.size()) - 1; blk >= 0; --blk) {
+    const BlockParams params = vision_params(vc, w.vision_blocks[size_t(blk)]);
+    if (options.checkpoint_layers) recompute(b, params, N, vcos.get(), vsin.get(), vargs_for(blk), vacts[size_t(blk)]);
+    block_backward(b, params, vision_grads(vc, grads.vision_blocks[size_t(blk)]), dvx, N, vcos.get(), vsin.get(),
+                   vargs_for(blk), vacts[size_t(blk)]);
+    vacts[size_t(blk)] = BlockActivations();
+  }
   DeviceArray dembedded(b, N * Dv);
   b.scatter_rows(dvx.get(), patch_order.data(), N, dembedded.get(), Dv);  // undo the window permutation
   b.linear_backward(px.get(), w.patch_embed.get(), dembedded.get(), nullptr, grads.patch_embed.get(), nullptr, N,

@@ -14,7 +14,8 @@
 namespace st::model {
 
 // A prompt followed by a completion; the loss covers tokens
-// ids[prompt_len ..]. Per completion token: rollout and reference log-probs.
+// ids[prompt_len ..]. Per completion token: rollout and reference log-probs
+// (GRPO; SFT needs neither).
 struct TrainSequence {
   std::vector<int32_t> ids;
   int64_t prompt_len = 0;
@@ -25,9 +26,18 @@ struct TrainSequence {
 };
 
 struct TrainOptions {
+  enum class Objective { kGrpo, kSft };
+  Objective objective = Objective::kGrpo;
   train::PolicyLossOptions loss;
   float temperature = 1.0f;
   int64_t batch_tokens = 0, batch_sequences = 0;  // the mini-batch's, see PolicyLossInput
+  int64_t max_sequence_length = 0;               // 0: no limit
+  // Keep only each block's input and recompute the block in the backward
+  // pass: activation memory of one block instead of all of them.
+  bool checkpoint_layers = false;
+  // No gradients for the vision tower and merger (both frozen): their
+  // backward is skipped.
+  bool skip_vision_backward = false;
 };
 
 struct TrainResult {

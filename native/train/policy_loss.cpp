@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 namespace st::train {
@@ -64,6 +65,9 @@ PolicyLossResult policy_loss(const PolicyLossInput& in, const PolicyLossOptions&
       grad = 0.0;
       r.clipfrac_dual += 1;
     }
+    // A non-finite loss must not vanish in a clamp or a branch: it poisons
+    // the gradient so the optimiser step sees a non-finite norm and is skipped.
+    if (!std::isfinite(loss)) grad = std::numeric_limits<double>::quiet_NaN();
     if (a > 0 && d > hi) r.clipfrac_high += 1;
     if (a < 0 && d < lo) r.clipfrac_low += 1;
 
@@ -109,6 +113,32 @@ PolicyLossResult policy_loss(const PolicyLossInput& in, const PolicyLossOptions&
     r.ppo_kl /= double(n);
     r.kl_mean /= double(n);
   }
+  return r;
+}
+
+PolicyLossResult cross_entropy_loss(const PolicyLossInput& in, Aggregation aggregation) {
+  const int64_t n = in.tokens;
+  int64_t sequences = 0;
+  for (int64_t t = 0; t < n; ++t) sequences = std::max<int64_t>(sequences, int64_t(in.sequence[t]) + 1);
+  std::vector<int64_t> length(static_cast<size_t>(sequences), 0);
+  for (int64_t t = 0; t < n; ++t) ++length[size_t(in.sequence[t])];
+  const double batch_tokens = double(in.batch_tokens > 0 ? in.batch_tokens : n);
+  const double batch_sequences = double(in.batch_sequences > 0 ? in.batch_sequences : sequences);
+  PolicyLossResult r;
+  r.dlogp.assign(size_t(n), 0.0f);
+  r.ratio.assign(size_t(n), 1.0f);
+  r.kl.assign(size_t(n), 0.0f);
+  for (int64_t t = 0; t < n; ++t) {
+    double weight;
+    switch (aggregation) {
+      case Aggregation::kTokenMean: weight = 1.0 / batch_tokens; break;
+      case Aggregation::kSeqMeanTokenMean: weight = 1.0 / (batch_sequences * double(length[size_t(in.sequence[t])])); break;
+      case Aggregation::kSeqMeanTokenSum: weight = 1.0 / batch_sequences; break;
+    }
+    r.pg_loss += -weight * double(in.logp[t]);
+    r.dlogp[size_t(t)] = float(-weight);
+  }
+  r.loss = r.pg_loss;
   return r;
 }
 

@@ -42,6 +42,10 @@ struct PolicyLossResult {
   double kl_mean = 0;
 };
 
+// Token cross-entropy -logp on the completion tokens (SFT), aggregated like
+// the policy loss; old/ref log-probs and advantages are not used.
+PolicyLossResult cross_entropy_loss(const PolicyLossInput& input, Aggregation aggregation);
+
 // Throws std::invalid_argument for inconsistent inputs (non-finite values are
 // reported by the caller, which skips the step).
 PolicyLossResult policy_loss(const PolicyLossInput& input, const PolicyLossOptions& options);
