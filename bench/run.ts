@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference]`: speed figures, side by
+ * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference,training]`: speed figures, side by
  * side with the Python stack on the same inputs in the same run. Targets are
  * checked here, never in tests.
  */
@@ -12,9 +12,10 @@ import { parseArgs } from 'node:util';
 import { native, parseImageSize, SpatialReward, type RewardInput } from '../lib/index.js';
 import { makeRollouts } from './rollouts.js';
 import { benchInference, benchMatmul, table } from './engine.js';
+import { benchTraining } from './train.js';
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });
-const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference').split(','));
+const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference,training').split(','));
 const work = mkdtempSync(join(tmpdir(), 'st-bench-'));
 const info = native().runtimeInfo();
 
@@ -129,3 +130,4 @@ if (sections.has('reward')) await benchReward();
 if (sections.has('cuda')) await benchCuda();
 if (sections.has('matmul')) await benchMatmul();
 if (sections.has('inference')) await benchInference();
+if (sections.has('training')) await benchTraining();

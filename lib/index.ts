@@ -15,8 +15,18 @@ export type {
   PromptInput,
   SamplingOptions,
   VisionResult,
+  TrainSequence,
+  TrainLossOptions,
+  TrainGradientsResult,
+  OptimizerOptions,
+  OptimizerState,
+  FreezeOptions,
 } from './engine/model.js';
 export { parseModelConfig, readModelConfig, ModelConfigError, type ModelConfig } from './engine/config.js';
 export { writeRandomCheckpoint, randomCheckpointTokens, QWEN_TOKEN_IDS, TINY, type RandomCheckpointOptions, type SpecialTokenIds } from './engine/random-checkpoint.js';
 export { VisionLanguageModel, type VisionRequest, type TextCompletion, type TextGenerateOptions, type PreparedPrompt } from './engine/pipeline.js';
 export { checkFixtures, type CaseResult, type QuantityResult } from './fixtures/check.js';
+export { saveCheckpoint, restoreCheckpoint, listCheckpoints, latestCheckpoint, type SaveOptions } from './train/checkpoint.js';
+export { learningRate, type ScheduleOptions, type ScheduleName } from './train/schedule.js';
+export { policyLoss, adamwStep, freshAdamWState } from './train/native-train.js';
+export type { PolicyLossOptions, PolicyLossResult, PolicyLossInput, KlEstimator, LossAggregation, AdamWOptions } from './train/native-train.js';

@@ -181,3 +181,19 @@ t.test('SFT through the same path; bad sequences are errors naming them', async 
   t.ok(Object.entries(before).every(([n, v]) => v.every((x, i) => x === (after[n] as Float32Array)[i])), 'and leaves the weights');
   await model.dispose();
 });
+
+t.test('the reference model shares no memory with the policy', async (t) => {
+  const policy = await Model.load(base);
+  const reference = await Model.load(base);
+  const seq = batch(1)[0]!;
+  const completion = Array.from(seq.ids).slice(seq.promptLength);
+  const promptInput = { ids: Array.from(seq.ids).slice(0, seq.promptLength), ...(seq.images ? { images: seq.images } : {}) };
+  const [before] = await reference.logprobs([promptInput], [completion]);
+  await trainSteps(policy, 0, 2);
+  const [after] = await reference.logprobs([promptInput], [completion]);
+  const [moved] = await policy.logprobs([promptInput], [completion]);
+  t.same(Array.from(after!), Array.from(before!), 'training the policy leaves the reference untouched');
+  t.not(JSON.stringify(Array.from(moved!)), JSON.stringify(Array.from(before!)), 'while the policy moved');
+  await policy.dispose();
+  await reference.dispose();
+});

@@ -107,6 +107,8 @@ export interface TrainGradientsResult {
   clipfracDual: number;
   ppoKl: number;
   klMean: number;
+  /** Mean entropy of the policy's next-token distribution over the completion tokens. */
+  entropy: number;
 }
 
 export interface OptimizerOptions extends FreezeOptions {

@@ -44,6 +44,8 @@ export interface NativeBoxPairs {
 
 export interface NativeBinding {
   runtimeInfo(): RuntimeInfo;
+  /** Time spent in CPU matrix products since the last reset (benchmarks). */
+  engineCounters(reset?: boolean): { matmulSeconds: number };
   ciouMatrices(args: NativeBoxPairs): Promise<Float64Array>;
   linearSumAssignment(args: {
     costs: Float64Array;

@@ -386,6 +386,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           out.Set("clipfracDual", r.clipfrac_dual);
           out.Set("ppoKl", r.ppo_kl);
           out.Set("klMean", r.kl_mean);
+          out.Set("entropy", result->entropy);
           return out;
         });
   }

@@ -1,6 +1,7 @@
 // runtimeInfo(): what the engine was built with and which devices it sees.
 #include "addon/exports.h"
 #include "backend/cuda/device.h"
+#include "backend/cpu/gemm.h"
 #include "engine/thread_pool.h"
 
 namespace st::addon {
@@ -35,8 +36,17 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// engineCounters(reset?) -> {matmulSeconds}: time spent in CPU matrix products.
+Napi::Value EngineCounters(const Napi::CallbackInfo& info) {
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("matmulSeconds", double(cpu::matmul_nanoseconds()) / 1e9);
+  if (info.Length() > 0 && info[0].ToBoolean()) cpu::reset_matmul_nanoseconds();
+  return out;
+}
+
 void register_runtime_info(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
+  exports.Set("engineCounters", Napi::Function::New(env, EngineCounters, "engineCounters"));
 }
 
 const ModuleRegistration registration(register_runtime_info);

@@ -72,10 +72,11 @@ class Backend {
                             float* dst) = 0;
   virtual void attention(const AttentionArgs& args) = 0;
   // out[r] = log softmax(hidden[r] head^T / temperature)[targets[r]] without
-  // holding more than a tile of the [rows x vocab] logits; targets and out
+  // holding more than a tile of the [rows x vocab] logits; with `entropy`,
+  // also each row's entropy of that distribution. targets, out and entropy
   // are host memory.
   virtual void token_logprobs(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
-                              const int32_t* targets, float temperature, float* out) = 0;
+                              const int32_t* targets, float temperature, float* out, float* entropy = nullptr) = 0;
 
   // Backward passes, for training. `d*` arrays are gradients; "accumulate"
   // means +=, so parameters shared between uses (tied embeddings) and

@@ -295,7 +295,10 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   // ---- loss
   TrainResult result;
   result.logp.resize(size_t(T));
-  b.token_logprobs(hl.get(), w.lm_head_weight(), T, D, t.vocab, targets.data(), options.temperature, result.logp.data());
+  std::vector<float> entropy(static_cast<size_t>(T));
+  b.token_logprobs(hl.get(), w.lm_head_weight(), T, D, t.vocab, targets.data(), options.temperature, result.logp.data(),
+                   entropy.data());
+  for (float e : entropy) result.entropy += double(e) / double(std::max<int64_t>(T, 1));
   train::PolicyLossInput in;
   in.tokens = T;
   in.logp = result.logp.data();

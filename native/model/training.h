@@ -43,6 +43,7 @@ struct TrainOptions {
 struct TrainResult {
   train::PolicyLossResult loss;
   std::vector<float> logp;  // per completion token, sequences in order
+  double entropy = 0;       // mean entropy of the policy's next-token distribution over completion tokens
 };
 
 // Adds this batch's gradients to `grads` (zeros_like(weights) to start).

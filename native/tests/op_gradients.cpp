@@ -182,6 +182,29 @@ int main() {
     };
     check("token log-probs dhead (target rows)", target_rows, target_grads, loss_rows, 1e-2);
   }
+  {  // the tiled entropy against a direct computation
+    const int64_t dim = 4, vocab = 9000;
+    auto hidden = randn(dim), head = randn(vocab * dim);
+    const int32_t target = 17;
+    float lp, entropy;
+    b.token_logprobs(hidden.data(), head.data(), 1, dim, vocab, &target, 0.8f, &lp, &entropy);
+    std::vector<double> z(vocab);
+    double m = -INFINITY, sum = 0, h = 0;
+    for (int64_t v = 0; v < vocab; ++v) {
+      double s = 0;
+      for (int64_t d = 0; d < dim; ++d) s += double(hidden[d]) * head[v * dim + d];
+      z[v] = s / 0.8;
+      m = std::max(m, z[v]);
+    }
+    for (double v : z) sum += std::exp(v - m);
+    for (double v : z) {
+      const double p = std::exp(v - m) / sum;
+      h -= p * std::log(p);
+    }
+    const bool ok = std::fabs(entropy - h) < 1e-4 * std::max(1.0, h);
+    (ok ? passed : failed)++;
+    std::printf("%s token entropy: tiled %.6f direct %.6f\n", ok ? "ok  " : "FAIL", entropy, h);
+  }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -146,16 +146,16 @@ class CpuBackend final : public Backend {
   }
 
   void token_logprobs(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
-                      const int32_t* targets, float temperature, float* out) override {
+                      const int32_t* targets, float temperature, float* out, float* entropy) override {
     // Tiles of kRowTile rows x kVocabTile logits (256 KiB), reduced with a
-    // running max and sum of exponentials per row.
+    // running max, sum of exponentials and (for the entropy) sum of z e^z.
     constexpr int64_t kRowTile = 16, kVocabTile = 4096;
     const double inv_t = 1.0 / double(temperature);
     std::vector<float> tile(static_cast<size_t>(kRowTile * kVocabTile));
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
       const int64_t nr = std::min(kRowTile, rows - r0);
       std::vector<double> running_max(static_cast<size_t>(nr), -INFINITY), running_sum(static_cast<size_t>(nr), 0.0),
-          target_logit(static_cast<size_t>(nr), 0.0);
+          running_zsum(static_cast<size_t>(nr), 0.0), target_logit(static_cast<size_t>(nr), 0.0);
       for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
         const int64_t nv = std::min(kVocabTile, vocab - v0);
         cpu::linear(hidden + r0 * dim, head + v0 * dim, nullptr, tile.data(), nr, dim, nv);
@@ -163,16 +163,27 @@ class CpuBackend final : public Backend {
           const float* row = tile.data() + r * nv;
           double m = running_max[size_t(r)];
           for (int64_t j = 0; j < nv; ++j) m = std::max(m, double(row[j]) * inv_t);
-          double sum = running_sum[size_t(r)] * std::exp(running_max[size_t(r)] - m);
-          for (int64_t j = 0; j < nv; ++j) sum += std::exp(double(row[j]) * inv_t - m);
+          const double rescale = std::exp(running_max[size_t(r)] - m);
+          double sum = running_sum[size_t(r)] * rescale, zsum = running_zsum[size_t(r)] * rescale;
+          for (int64_t j = 0; j < nv; ++j) {
+            const double z = double(row[j]) * inv_t;
+            const double e = std::exp(z - m);
+            sum += e;
+            zsum += e * z;
+          }
           running_max[size_t(r)] = m;
           running_sum[size_t(r)] = sum;
+          running_zsum[size_t(r)] = zsum;
           const int64_t target = targets[r0 + r];
           if (target >= v0 && target < v0 + nv) target_logit[size_t(r)] = double(row[target - v0]) * inv_t;
         }
       }
-      for (int64_t r = 0; r < nr; ++r)
-        out[r0 + r] = float(target_logit[size_t(r)] - running_max[size_t(r)] - std::log(running_sum[size_t(r)]));
+      for (int64_t r = 0; r < nr; ++r) {
+        const double lse = running_max[size_t(r)] + std::log(running_sum[size_t(r)]);
+        out[r0 + r] = float(target_logit[size_t(r)] - lse);
+        // H = lse - E[z]
+        if (entropy) entropy[r0 + r] = float(lse - running_zsum[size_t(r)] / running_sum[size_t(r)]);
+      }
     }
   }
 

@@ -7,6 +7,8 @@
 #include "backend/cpu/gemm.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -272,7 +274,23 @@ TileFn tile_fn() {
 
 }  // namespace
 
+namespace {
+std::atomic<int64_t> matmul_ns{0};
+
+// Adds the lifetime of the object to matmul_ns.
+struct MatmulTimer {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  ~MatmulTimer() {
+    matmul_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+  }
+};
+}  // namespace
+
+int64_t matmul_nanoseconds() { return matmul_ns.load(); }
+void reset_matmul_nanoseconds() { matmul_ns = 0; }
+
 void linear(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k, int64_t n) {
+  const MatmulTimer timer;
 #ifdef ST_X86
   // Many rows: packing pays for itself. Few rows (decoding): every weight is
   // read once anyway, so the unpacked dot-product tiles are faster.
