@@ -191,3 +191,20 @@ t.test('load errors name the file and the tensor', async (t) => {
   await t.rejects(Model.load(join(root, 'nowhere')), /cannot read .*nowhere\/config\.json/);
   await t.rejects(model.generate([{ ids: [] }]), /prompt 0 is empty/);
 });
+
+t.test('load options: threads before the engine starts, dtype on the CPU', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const script = `
+    import { Model } from './lib/engine/model.ts';
+    import { native } from './lib/native/binding.ts';
+    const m = await Model.load(${JSON.stringify(base)}, { threads: 1 });
+    console.log('threads', native().runtimeInfo().threads);
+    try { await Model.load(${JSON.stringify(base)}, { threads: 2 }); } catch (e) { console.log(e.message); }
+    await m.dispose();`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /threads 1/);
+  t.match(r.stdout, /already runs 1 threads in this process/);
+  await t.rejects(Model.load(base, { dtype: 'bf16' }), /dtype "bf16" needs the CUDA backend/);
+  await t.rejects(Model.load(base, { device: 'cuda' }), /device "cuda" is not available for models yet/);
+});

@@ -174,8 +174,29 @@ declare module '../native/binding.js' {
 }
 
 export interface LoadOptions {
-  /** 'cpu' (default). */
+  /** 'cpu' (default). 'cuda' arrives with the CUDA model backend and is refused until then. */
   device?: 'cpu' | 'cuda';
+  /**
+   * Threads of the engine's CPU pool. The pool is per process and starts
+   * with the first native call, so this must come before any (it sets
+   * SPATIALTHINKER_THREADS); a different value later is an error.
+   */
+  threads?: number;
+  /** Compute precision: the CPU backend computes in 'fp32' (the default, and the only choice on the CPU). */
+  dtype?: 'fp32' | 'bf16';
+}
+
+/** Applies LoadOptions.threads before the engine starts its pool, or checks it afterwards. */
+function applyThreads(threads: number | undefined): void {
+  if (threads === undefined) return;
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
+  const current = process.env['SPATIALTHINKER_THREADS'];
+  if (current === undefined || Number(current) === threads) {
+    process.env['SPATIALTHINKER_THREADS'] = String(threads);
+  }
+  const running = native().runtimeInfo().threads;
+  if (running !== threads)
+    throw new Error(`the engine already runs ${running} threads in this process; set threads (or SPATIALTHINKER_THREADS) before the first native call`);
 }
 
 function flatGrids(grids: readonly (readonly [number, number, number])[]): Int32Array {
@@ -200,6 +221,9 @@ export class Model {
 
   /** Loads config.json and the safetensors weights of a Hugging Face model directory. */
   static async load(dir: string, options: LoadOptions = {}): Promise<Model> {
+    if (options.dtype === 'bf16' && (options.device ?? 'cpu') === 'cpu')
+      throw new Error('dtype "bf16" needs the CUDA backend; the CPU backend computes in fp32 (bf16 checkpoints are converted on load)');
+    applyThreads(options.threads);
     const config = await readModelConfig(dir);
     const handle = await native().loadModel({ dir, config, device: options.device ?? 'cpu' });
     return new Model(dir, config, handle);
