@@ -189,19 +189,8 @@ class CpuBackend final : public Backend {
 
   void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int64_t m,
                        int64_t k, int64_t n) override {
-    if (dx) {
-      // dx = dy w: the product kernel takes its second operand transposed.
-      std::vector<float> wt(static_cast<size_t>(k * n));
-      transpose(w, n, k, wt.data());
-      cpu::linear(dy, wt.data(), nullptr, dx, m, n, k);
-    }
-    if (dw) {
-      std::vector<float> dyt(static_cast<size_t>(n * m)), xt(static_cast<size_t>(k * m)), grad(static_cast<size_t>(n * k));
-      transpose(dy, m, n, dyt.data());
-      transpose(x, m, k, xt.data());
-      cpu::linear(dyt.data(), xt.data(), nullptr, grad.data(), n, m, k);
-      add(dw, grad.data(), n * k);
-    }
+    if (dx) cpu::linear_dx(dy, w, dx, m, n, k);
+    if (dw) cpu::linear_dw(dy, x, dw, m, n, k);
     if (db)
       for (int64_t r = 0; r < m; ++r)
         for (int64_t c = 0; c < n; ++c) db[c] += dy[r * n + c];
@@ -374,10 +363,7 @@ class CpuBackend final : public Backend {
   void fill(float* x, float value, int64_t n) override { std::fill(x, x + n, value); }
 
  private:
-  static void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
-  }
+
 
   template <class F>
   void elementwise(int64_t n, F&& f) {

@@ -327,4 +327,72 @@ void linear(const float* x, const float* w, const float* bias, float* y, int64_t
   });
 }
 
+namespace {
+
+// y += a x over n floats: the building block of the backward products, whose
+// rows are contiguous in both operands.
+void axpy_portable(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+#ifdef ST_X86
+__attribute__((target("avx2,fma"))) void axpy_avx2(float a, const float* x, float* y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8)));
+  }
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+#endif
+
+using AxpyFn = void (*)(float, const float*, float*, int64_t);
+AxpyFn axpy_fn() {
+#ifdef ST_X86
+  if (has_avx2()) return axpy_avx2;
+#endif
+  return axpy_portable;
+}
+
+// Rows of a k-wide operand that fit in about 256 KiB, so a block of them
+// stays in L2 while every row of the other operand passes over it.
+int64_t rows_in_l2(int64_t k) { return std::max<int64_t>(1, (256 * 1024 / 4) / std::max<int64_t>(k, 1)); }
+
+}  // namespace
+
+void linear_dx(const float* dy, const float* w, float* dx, int64_t m, int64_t n, int64_t k) {
+  const MatmulTimer timer;
+  const AxpyFn axpy = axpy_fn();
+  const int64_t block = rows_in_l2(k);
+  default_thread_pool().parallel_for(m, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) std::fill(dx + i * k, dx + (i + 1) * k, 0.0f);
+    for (int64_t j0 = 0; j0 < n; j0 += block) {
+      const int64_t j1 = std::min(n, j0 + block);
+      for (int64_t i = begin; i < end; ++i)
+        for (int64_t j = j0; j < j1; ++j) {
+          const float a = dy[i * n + j];
+          if (a != 0.0f) axpy(a, w + j * k, dx + i * k, k);
+        }
+    }
+  });
+}
+
+void linear_dw(const float* dy, const float* x, float* dw, int64_t m, int64_t n, int64_t k) {
+  const MatmulTimer timer;
+  const AxpyFn axpy = axpy_fn();
+  // Each thread owns a range of dw rows; x rows stream past them.
+  default_thread_pool().parallel_for(n, 8, [&](int64_t begin, int64_t end) {
+    const int64_t block = rows_in_l2(k);
+    for (int64_t j0 = begin; j0 < end; j0 += block) {
+      const int64_t j1 = std::min(end, j0 + block);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = j0; j < j1; ++j) {
+          const float a = dy[i * n + j];
+          if (a != 0.0f) axpy(a, x + i * k, dw + j * k, k);
+        }
+    }
+  });
+}
+
 }  // namespace st::cpu

@@ -7,7 +7,12 @@ namespace st::cpu {
 // AVX2+FMA kernels where the CPU has them, portable code otherwise.
 void linear(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k, int64_t n);
 
-// Wall time spent in linear() since the last reset (for benchmarks).
+// The two products of a linear layer's backward pass, without transposing:
+// dx[m, k] = dy[m, n] w[n, k] (overwrites dx), and dw[n, k] += dy[m, n]^T x[m, k].
+void linear_dx(const float* dy, const float* w, float* dx, int64_t m, int64_t n, int64_t k);
+void linear_dw(const float* dy, const float* x, float* dw, int64_t m, int64_t n, int64_t k);
+
+// Wall time spent in the products since the last reset (for benchmarks).
 int64_t matmul_nanoseconds();
 void reset_matmul_nanoseconds();
 
