@@ -361,7 +361,28 @@ int64_t rows_in_l2(int64_t k) { return std::max<int64_t>(1, (256 * 1024 / 4) / s
 
 }  // namespace
 
+namespace {
+// A matrix transposed into a scratch buffer: the packed kernels want both
+// operands read along k.
+std::vector<float> transposed(const float* src, int64_t rows, int64_t cols) {
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  default_thread_pool().parallel_for(cols, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c)
+      for (int64_t r = 0; r < rows; ++r) out[size_t(c * rows + r)] = src[r * cols + c];
+  });
+  return out;
+}
+// Many rows make the packed product worth a transpose of the weight; few
+// rows (the tiled log-prob backward, short batches) stream row axpys instead.
+constexpr int64_t kTransposeRows = 64;
+}  // namespace
+
 void linear_dx(const float* dy, const float* w, float* dx, int64_t m, int64_t n, int64_t k) {
+  if (m >= kTransposeRows) {
+    const std::vector<float> wt = transposed(w, n, k);
+    linear(dy, wt.data(), nullptr, dx, m, n, k);
+    return;
+  }
   const MatmulTimer timer;
   const AxpyFn axpy = axpy_fn();
   const int64_t block = rows_in_l2(k);
@@ -379,6 +400,15 @@ void linear_dx(const float* dy, const float* w, float* dx, int64_t m, int64_t n,
 }
 
 void linear_dw(const float* dy, const float* x, float* dw, int64_t m, int64_t n, int64_t k) {
+  if (m >= kTransposeRows) {
+    const std::vector<float> dyt = transposed(dy, m, n), xt = transposed(x, m, k);
+    std::vector<float> grad(static_cast<size_t>(n * k));
+    linear(dyt.data(), xt.data(), nullptr, grad.data(), n, m, k);
+    default_thread_pool().parallel_for(n * k, 1 << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) dw[i] += grad[size_t(i)];
+    });
+    return;
+  }
   const MatmulTimer timer;
   const AxpyFn axpy = axpy_fn();
   // Each thread owns a range of dw rows; x rows stream past them.

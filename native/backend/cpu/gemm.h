@@ -7,8 +7,8 @@ namespace st::cpu {
 // AVX2+FMA kernels where the CPU has them, portable code otherwise.
 void linear(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k, int64_t n);
 
-// The two products of a linear layer's backward pass, without transposing:
-// dx[m, k] = dy[m, n] w[n, k] (overwrites dx), and dw[n, k] += dy[m, n]^T x[m, k].
+// The two products of a linear layer's backward pass: dx[m, k] = dy[m, n]
+// w[n, k] (overwrites dx), and dw[n, k] += dy[m, n]^T x[m, k].
 void linear_dx(const float* dy, const float* w, float* dx, int64_t m, int64_t n, int64_t k);
 void linear_dw(const float* dy, const float* x, float* dw, int64_t m, int64_t n, int64_t k);
 
