@@ -30,3 +30,4 @@ export { saveCheckpoint, restoreCheckpoint, listCheckpoints, latestCheckpoint, t
 export { learningRate, type ScheduleOptions, type ScheduleName } from './train/schedule.js';
 export { policyLoss, adamwStep, freshAdamWState } from './train/native-train.js';
 export type { PolicyLossOptions, PolicyLossResult, PolicyLossInput, KlEstimator, LossAggregation, AdamWOptions } from './train/native-train.js';
+export * from './data/index.js';
