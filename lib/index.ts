@@ -28,6 +28,7 @@ export { VisionLanguageModel, type VisionRequest, type TextCompletion, type Text
 export { checkFixtures, type CaseResult, type QuantityResult } from './fixtures/check.js';
 export { saveCheckpoint, restoreCheckpoint, listCheckpoints, latestCheckpoint, type SaveOptions } from './train/checkpoint.js';
 export { learningRate, type ScheduleOptions, type ScheduleName } from './train/schedule.js';
+export { StepGuard, NonFiniteStepError, type SkippedStep } from './train/step-guard.js';
 export { policyLoss, adamwStep, freshAdamWState } from './train/native-train.js';
 export type { PolicyLossOptions, PolicyLossResult, PolicyLossInput, KlEstimator, LossAggregation, AdamWOptions } from './train/native-train.js';
 export * from './data/index.js';
