@@ -32,3 +32,4 @@ export { StepGuard, NonFiniteStepError, type SkippedStep } from './train/step-gu
 export { policyLoss, adamwStep, freshAdamWState } from './train/native-train.js';
 export type { PolicyLossOptions, PolicyLossResult, PolicyLossInput, KlEstimator, LossAggregation, AdamWOptions } from './train/native-train.js';
 export * from './data/index.js';
+export * from './synth/index.js';

@@ -5,11 +5,13 @@ import { doctorCommand } from './doctor.js';
 import { checkFixturesCommand } from './check-fixtures.js';
 import { generateCommand } from './generate.js';
 import { dataCommand } from './data.js';
+import { synthCommand } from './synth.js';
 import { CliError } from './errors.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
   score: { run: scoreCommand, summary: 'score completions in a JSONL file with a reward (spatial or sparse)' },
   doctor: { run: doctorCommand, summary: 'show the native engine build, CPU threads and CUDA devices' },
+  synth: { run: synthCommand, summary: 'synthesise STVQA-style spatial questions from Visual Genome / VG150 scene graphs' },
   data: { run: dataCommand, summary: 'inspect and convert STVQA datasets (parquet, JSONL)' },
   generate: { run: generateCommand, summary: 'answer a question about images with a model directory' },
   'check-fixtures': { run: checkFixturesCommand, summary: 'check the engine against a golden fixtures directory' },

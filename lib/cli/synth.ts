@@ -1,0 +1,208 @@
+/** `spatialthinker synth`: template STVQA questions from Visual Genome or VG150 scene graphs. */
+import { createWriteStream, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { once } from 'node:events';
+import { parseArgs } from 'node:util';
+import { CATEGORIES } from '../synth/questions.js';
+import { JsonStreamError, readVisualGenome, type NormalisedGraph, type SceneGraph } from '../synth/scene-graph.js';
+import { candidateRow, synthesizeCandidateDataset, type Candidate, type SynthDataset, type SynthStats } from '../synth/synthesize.js';
+import { readVg150Jsonl, Vg150FileError } from '../synth/vg150.js';
+import { CliError } from './errors.js';
+import { Progress } from './progress.js';
+
+const HELP = `usage: spatialthinker synth --vg-scene-graphs F --vg-image-data F --images DIR --out DIR [options]
+       spatialthinker synth --vg150 FILE.jsonl [--images DIR] --out DIR [options]
+
+Synthesises STVQA-style spatial multiple-choice questions (9 categories) from
+scene graphs with templates, deciding every answer from box geometry and
+relation predicates, and writes train.jsonl, val.jsonl and summary.json to
+--out. Rows follow the STVQA-7K schema; "images" is {"path": ...}, relative
+to --out.
+
+sources:
+  --vg-scene-graphs F   Visual Genome scene_graphs.json (streamed)
+  --vg-image-data F     Visual Genome image_data.json (sizes, urls; streamed)
+  --images DIR          image root: VG's VG_100K*/ folders (or the images
+                        themselves); for --vg150 the base of relative image
+                        paths (default: the JSONL file's folder)
+  --vg150 FILE.jsonl    VG150 rows: image_id, objects and relationships (JSON
+                        strings or lists), image_path|image|file_name, and
+                        optionally width/height or image_size
+
+options:
+  --out DIR             output folder (required)
+  --target N            rows after balancing, train + val (default 10000)
+  --seed S              seed of every random choice (default 0)
+  --per-image K         questions per image at most (default 4)
+  --oversample X        candidates per category, times its allocation,
+                        before reading stops (default 2)
+  --max-images N        read at most N scene graphs
+`;
+
+function integer(name: string, text: string | undefined, fallback: number, min: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < min) throw new CliError(`--${name} must be an integer >= ${min}, got "${text}"`);
+  return n;
+}
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function requireFile(option: string, path: string): void {
+  if (!isFile(path)) throw new CliError(`--${option}: no such file: ${path}`);
+}
+
+/** Rows rendered one at a time as they are written (a rendered row carries its whole prompt). */
+async function writeJsonl(path: string, candidates: readonly Candidate[]): Promise<void> {
+  const out = createWriteStream(path);
+  const done = new Promise<void>((resolvePromise, reject) => {
+    out.on('finish', resolvePromise);
+    out.on('error', reject);
+  });
+  for (const candidate of candidates) if (!out.write(JSON.stringify(candidateRow(candidate)) + '\n')) await once(out, 'drain');
+  out.end();
+  await done;
+}
+
+export async function synthCommand(argv: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        'vg-scene-graphs': { type: 'string' },
+        'vg-image-data': { type: 'string' },
+        images: { type: 'string' },
+        vg150: { type: 'string' },
+        out: { type: 'string' },
+        target: { type: 'string' },
+        seed: { type: 'string' },
+        'per-image': { type: 'string' },
+        oversample: { type: 'string' },
+        'max-images': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    throw new CliError(`${(error as Error).message}\n\n${HELP}`);
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (!values.out) throw new CliError(`--out is required\n\n${HELP}`);
+  const vg = values['vg-scene-graphs'] !== undefined || values['vg-image-data'] !== undefined;
+  if (vg === (values.vg150 !== undefined))
+    throw new CliError(`give either --vg-scene-graphs with --vg-image-data, or --vg150\n\n${HELP}`);
+  const target = integer('target', values.target, 10_000, 1);
+  const seed = integer('seed', values.seed, 0, 0);
+  const perImage = integer('per-image', values['per-image'], 4, 1);
+  const maxImages = values['max-images'] === undefined ? undefined : integer('max-images', values['max-images'], 0, 1);
+  const oversample = values.oversample === undefined ? 2 : Number(values.oversample);
+  if (!Number.isFinite(oversample) || oversample < 1) throw new CliError(`--oversample must be a number >= 1, got "${values.oversample}"`);
+
+  const outDir = resolve(values.out);
+  const imagesDir = values.images === undefined ? undefined : resolve(values.images);
+  if (imagesDir !== undefined && !statSync(imagesDir, { throwIfNoEntry: false })?.isDirectory())
+    throw new CliError(`--images: no such folder: ${imagesDir}`);
+
+  const skippedWhileReading: Record<string, number> = {};
+  const skipped = (reason: string) => {
+    skippedWhileReading[reason] = (skippedWhileReading[reason] ?? 0) + 1;
+  };
+  let graphs: AsyncIterable<SceneGraph>;
+  let imagePath: (graph: NormalisedGraph) => string | undefined;
+  const relativeToOut = (file: string) => relative(outDir, file).split(sep).join('/');
+  if (vg) {
+    const sceneGraphs = values['vg-scene-graphs'];
+    const imageData = values['vg-image-data'];
+    if (!sceneGraphs || !imageData) throw new CliError('--vg-scene-graphs and --vg-image-data go together');
+    if (imagesDir === undefined) throw new CliError('--images DIR is required with --vg-scene-graphs');
+    requireFile('vg-scene-graphs', sceneGraphs);
+    requireFile('vg-image-data', imageData);
+    graphs = readVisualGenome(sceneGraphs, imageData, { onMissingImage: () => skipped('no-image-data') });
+    imagePath = (graph) => {
+      const file = graph.file ?? `${graph.imageId}.jpg`;
+      for (const candidate of [join(imagesDir, file), join(imagesDir, basename(file))])
+        if (isFile(candidate)) return relativeToOut(candidate);
+      return undefined;
+    };
+  } else {
+    const input = values.vg150 as string;
+    requireFile('vg150', input);
+    graphs = readVg150Jsonl(input, { ...(imagesDir ? { imagesDir } : {}), onSkip: (reason) => skipped(reason) });
+    imagePath = (graph) => (graph.file && isAbsolute(graph.file) ? relativeToOut(graph.file) : undefined);
+  }
+
+  mkdirSync(outDir, { recursive: true });
+  const progress = new Progress('read', 'scene graphs');
+  const started = Date.now();
+  let result: SynthDataset<Candidate>;
+  try {
+    result = await synthesizeCandidateDataset(graphs, {
+      seed,
+      target,
+      perImage,
+      oversample,
+      ...(maxImages !== undefined ? { maxImages } : {}),
+      imagePath,
+      onProgress: (stats) => progress.update(stats.images),
+    });
+  } catch (error) {
+    if (error instanceof Vg150FileError || error instanceof JsonStreamError) throw new CliError(error.message);
+    throw error;
+  }
+  progress.done(result.stats.images);
+  for (const [reason, n] of Object.entries(skippedWhileReading))
+    result.stats.imagesSkipped[reason] = (result.stats.imagesSkipped[reason] ?? 0) + n;
+  await writeJsonl(join(outDir, 'train.jsonl'), result.train);
+  await writeJsonl(join(outDir, 'val.jsonl'), result.val);
+  const seconds = (Date.now() - started) / 1000;
+  const summary = {
+    source: vg ? { vgSceneGraphs: values['vg-scene-graphs'], vgImageData: values['vg-image-data'] } : { vg150: values.vg150 },
+    seed,
+    target,
+    perImage,
+    oversample,
+    seconds,
+    train: result.train.length,
+    val: result.val.length,
+    allocation: result.allocation,
+    taken: result.taken,
+    stats: result.stats,
+  };
+  writeFileSync(join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  process.stderr.write(formatSummary(result, seconds, outDir));
+}
+
+/** The stderr report: per category, generated / picked / train / val and the main refusal reasons. */
+export function formatSummary(result: SynthDataset<unknown>, seconds: number, outDir: string): string {
+  const s: SynthStats = result.stats;
+  const skipped = Object.entries(s.imagesSkipped)
+    .map(([r, n]) => `${r} ${n}`)
+    .join(', ');
+  const lines = [
+    `synth: ${s.images} scene graphs read (${s.imagesUsed} used${skipped ? `; skipped: ${skipped}` : ''}) in ${seconds.toFixed(1)} s`,
+    `wrote ${result.train.length} train and ${result.val.length} val rows to ${outDir}`,
+    '',
+    `${'category'.padEnd(18)} ${'generated'.padStart(9)} ${'picked'.padStart(7)} ${'train'.padStart(6)} ${'val'.padStart(5)} ${'refused'.padStart(8)}  top refusal reasons`,
+  ];
+  for (const c of CATEGORIES) {
+    const reasons = Object.entries(s.refused[c]).sort((a, b) => b[1] - a[1]);
+    const refused = reasons.reduce((n, [, k]) => n + k, 0);
+    const top = reasons
+      .slice(0, 4)
+      .map(([r, n]) => `${r} ${n}`)
+      .join(', ');
+    lines.push(
+      `${c.padEnd(18)} ${String(s.generated[c]).padStart(9)} ${String(s.picked[c]).padStart(7)} ${String(result.taken[c].train).padStart(6)} ${String(result.taken[c].val).padStart(5)} ${String(refused).padStart(8)}  ${top}`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}

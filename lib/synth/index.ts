@@ -1,0 +1,13 @@
+/** Template synthesis of STVQA-style spatial multiple-choice questions from scene graphs. */
+export * from './scene-graph.js';
+export * from './predicates.js';
+export * from './vocabulary.js';
+export * from './questions.js';
+export * from './subgraph.js';
+export * from './prompt.js';
+export { PROMPT_TEMPLATE } from './prompt-template.js';
+export * from './row.js';
+export * from './balance.js';
+export * from './synthesize.js';
+export * from './vg150.js';
+export { hash32, mulberry32, seeded } from './random.js';
