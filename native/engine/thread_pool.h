@@ -1,6 +1,7 @@
 #pragma once
 // A fixed pool of worker threads for data-parallel loops. The engine owns one
 // per process; every CPU kernel splits its outer loop through parallel_for.
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -39,7 +40,7 @@ class ThreadPool {
   int64_t next_chunk_ = 0;
   int64_t chunks_ = 0;
   int64_t finished_chunks_ = 0;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
   bool stopping_ = false;
 };
 
