@@ -147,42 +147,12 @@ class CpuBackend final : public Backend {
 
   void token_logprobs(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
                       const int32_t* targets, float temperature, float* out, float* entropy) override {
-    // Tiles of kRowTile rows x kVocabTile logits (256 KiB), reduced with a
-    // running max, sum of exponentials and (for the entropy) sum of z e^z.
-    constexpr int64_t kRowTile = 16, kVocabTile = 4096;
-    const double inv_t = 1.0 / double(temperature);
-    std::vector<float> tile(static_cast<size_t>(kRowTile * kVocabTile));
-    for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
-      const int64_t nr = std::min(kRowTile, rows - r0);
-      std::vector<double> running_max(static_cast<size_t>(nr), -INFINITY), running_sum(static_cast<size_t>(nr), 0.0),
-          running_zsum(static_cast<size_t>(nr), 0.0), target_logit(static_cast<size_t>(nr), 0.0);
-      for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
-        const int64_t nv = std::min(kVocabTile, vocab - v0);
-        cpu::linear(hidden + r0 * dim, head + v0 * dim, nullptr, tile.data(), nr, dim, nv);
-        for (int64_t r = 0; r < nr; ++r) {
-          const float* row = tile.data() + r * nv;
-          double m = running_max[size_t(r)];
-          for (int64_t j = 0; j < nv; ++j) m = std::max(m, double(row[j]) * inv_t);
-          const double rescale = std::exp(running_max[size_t(r)] - m);
-          double sum = running_sum[size_t(r)] * rescale, zsum = running_zsum[size_t(r)] * rescale;
-          for (int64_t j = 0; j < nv; ++j) {
-            const double z = double(row[j]) * inv_t;
-            const double e = std::exp(z - m);
-            sum += e;
-            zsum += e * z;
-          }
-          running_max[size_t(r)] = m;
-          running_sum[size_t(r)] = sum;
-          running_zsum[size_t(r)] = zsum;
-          const int64_t target = targets[r0 + r];
-          if (target >= v0 && target < v0 + nv) target_logit[size_t(r)] = double(row[target - v0]) * inv_t;
-        }
-      }
+    for (int64_t r0 = 0; r0 < rows; r0 += kLogitRowTile) {
+      const int64_t nr = std::min(kLogitRowTile, rows - r0);
+      const LogitStatistics st = logit_statistics(hidden + r0 * dim, head, nr, dim, vocab, targets + r0, temperature);
       for (int64_t r = 0; r < nr; ++r) {
-        const double lse = running_max[size_t(r)] + std::log(running_sum[size_t(r)]);
-        out[r0 + r] = float(target_logit[size_t(r)] - lse);
-        // H = lse - E[z]
-        if (entropy) entropy[r0 + r] = float(lse - running_zsum[size_t(r)] / running_sum[size_t(r)]);
+        out[r0 + r] = float(st.target[size_t(r)] - st.lse[size_t(r)]);
+        if (entropy) entropy[r0 + r] = float(st.lse[size_t(r)] - st.mean_z[size_t(r)]);  // H = lse - E[z]
       }
     }
   }
@@ -315,44 +285,27 @@ class CpuBackend final : public Backend {
   void token_logprobs_backward(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
                                const int32_t* targets, float temperature, const float* dlogp, float* dhidden,
                                float* dhead) override {
-    // Pass 1: log-sum-exp per row. Pass 2: dlogit = dlogp (onehot - softmax) / T
-    // per tile, folded into dhidden and dhead at once.
-    constexpr int64_t kRowTile = 16, kVocabTile = 4096;
+    // Per row tile: the log-sum-exp, then dlogit = dlogp (onehot - softmax) / T
+    // per vocabulary tile, folded into dhidden and dhead at once.
     const double inv_t = 1.0 / double(temperature);
-    std::vector<float> tile(static_cast<size_t>(kRowTile * kVocabTile));
+    std::vector<float> tile(static_cast<size_t>(kLogitRowTile * kLogitVocabTile));
     fill(dhidden, 0.0f, rows * dim);
-    for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
-      const int64_t nr = std::min(kRowTile, rows - r0);
-      std::vector<double> lse_max(static_cast<size_t>(nr), -INFINITY), lse_sum(static_cast<size_t>(nr), 0.0);
-      for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
-        const int64_t nv = std::min(kVocabTile, vocab - v0);
-        cpu::linear(hidden + r0 * dim, head + v0 * dim, nullptr, tile.data(), nr, dim, nv);
-        for (int64_t r = 0; r < nr; ++r) {
-          const float* row = tile.data() + r * nv;
-          double m = lse_max[size_t(r)];
-          for (int64_t j = 0; j < nv; ++j) m = std::max(m, double(row[j]) * inv_t);
-          double sum = lse_sum[size_t(r)] * std::exp(lse_max[size_t(r)] - m);
-          for (int64_t j = 0; j < nv; ++j) sum += std::exp(double(row[j]) * inv_t - m);
-          lse_max[size_t(r)] = m;
-          lse_sum[size_t(r)] = sum;
-        }
-      }
-      std::vector<double> lse(static_cast<size_t>(nr));
-      for (int64_t r = 0; r < nr; ++r) lse[size_t(r)] = lse_max[size_t(r)] + std::log(lse_sum[size_t(r)]);
+    for (int64_t r0 = 0; r0 < rows; r0 += kLogitRowTile) {
+      const int64_t nr = std::min(kLogitRowTile, rows - r0);
+      const LogitStatistics st = logit_statistics(hidden + r0 * dim, head, nr, dim, vocab, targets + r0, temperature);
       std::vector<float> dhidden_tile(static_cast<size_t>(nr * dim));
-      for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
-        const int64_t nv = std::min(kVocabTile, vocab - v0);
+      for (int64_t v0 = 0; v0 < vocab; v0 += kLogitVocabTile) {
+        const int64_t nv = std::min(kLogitVocabTile, vocab - v0);
         cpu::linear(hidden + r0 * dim, head + v0 * dim, nullptr, tile.data(), nr, dim, nv);
         for (int64_t r = 0; r < nr; ++r) {
           float* row = tile.data() + r * nv;
           const double g = dlogp[r0 + r];
           const int64_t target = targets[r0 + r];
           for (int64_t j = 0; j < nv; ++j) {
-            const double p = std::exp(double(row[j]) * inv_t - lse[size_t(r)]);
+            const double p = std::exp(double(row[j]) * inv_t - st.lse[size_t(r)]);
             row[j] = float(g * ((v0 + j == target ? 1.0 : 0.0) - p) * inv_t);
           }
         }
-        // dhidden += dlogit head_tile; dhead_tile += dlogit^T hidden
         linear_backward(hidden + r0 * dim, head + v0 * dim, tile.data(), dhidden_tile.data(),
                         dhead ? dhead + v0 * dim : nullptr, nullptr, nr, dim, nv);
         add(dhidden + r0 * dim, dhidden_tile.data(), nr * dim);
@@ -363,7 +316,53 @@ class CpuBackend final : public Backend {
   void fill(float* x, float value, int64_t n) override { std::fill(x, x + n, value); }
 
  private:
+  // Tiles of the [rows x vocab] logits: kLogitRowTile rows by kLogitVocabTile
+  // entries (256 KiB), never more at once.
+  static constexpr int64_t kLogitRowTile = 16, kLogitVocabTile = 4096;
 
+  // Per row of one row tile of z = hidden head^T / T: log-sum-exp, mean of z
+  // under softmax(z) (for the entropy) and the target's z, from running
+  // maxima over vocabulary tiles.
+  struct LogitStatistics {
+    std::vector<double> lse, mean_z, target;
+  };
+  LogitStatistics logit_statistics(const float* hidden, const float* head, int64_t nr, int64_t dim, int64_t vocab,
+                                   const int32_t* targets, float temperature) {
+    const double inv_t = 1.0 / double(temperature);
+    std::vector<float> tile(static_cast<size_t>(nr * kLogitVocabTile));
+    std::vector<double> max(static_cast<size_t>(nr), -INFINITY), sum(static_cast<size_t>(nr), 0.0),
+        zsum(static_cast<size_t>(nr), 0.0);
+    LogitStatistics st;
+    st.target.assign(size_t(nr), 0.0);
+    for (int64_t v0 = 0; v0 < vocab; v0 += kLogitVocabTile) {
+      const int64_t nv = std::min(kLogitVocabTile, vocab - v0);
+      cpu::linear(hidden, head + v0 * dim, nullptr, tile.data(), nr, dim, nv);
+      for (int64_t r = 0; r < nr; ++r) {
+        const float* row = tile.data() + r * nv;
+        double m = max[size_t(r)];
+        for (int64_t j = 0; j < nv; ++j) m = std::max(m, double(row[j]) * inv_t);
+        const double rescale = std::exp(max[size_t(r)] - m);
+        double s = sum[size_t(r)] * rescale, zs = zsum[size_t(r)] * rescale;
+        for (int64_t j = 0; j < nv; ++j) {
+          const double z = double(row[j]) * inv_t;
+          const double e = std::exp(z - m);
+          s += e;
+          zs += e * z;
+        }
+        max[size_t(r)] = m;
+        sum[size_t(r)] = s;
+        zsum[size_t(r)] = zs;
+        if (targets[r] >= v0 && targets[r] < v0 + nv) st.target[size_t(r)] = double(row[targets[r] - v0]) * inv_t;
+      }
+    }
+    st.lse.resize(size_t(nr));
+    st.mean_z.resize(size_t(nr));
+    for (int64_t r = 0; r < nr; ++r) {
+      st.lse[size_t(r)] = max[size_t(r)] + std::log(sum[size_t(r)]);
+      st.mean_z[size_t(r)] = zsum[size_t(r)] / sum[size_t(r)];
+    }
+    return st;
+  }
 
   template <class F>
   void elementwise(int64_t n, F&& f) {
