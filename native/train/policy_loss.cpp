@@ -23,21 +23,42 @@ Aggregation parse_aggregation(const std::string& name) {
                               "\" (token-mean, seq-mean-token-mean, seq-mean-token-sum)");
 }
 
-PolicyLossResult policy_loss(const PolicyLossInput& in, const PolicyLossOptions& o) {
+namespace {
+
+// Each token's weight in the aggregated loss, with the mini-batch's counts so
+// that micro-batches add up to the mini-batch loss.
+std::vector<double> token_weights(const PolicyLossInput& in, Aggregation aggregation) {
   const int64_t n = in.tokens;
-  if (n < 0) throw std::invalid_argument("policy loss: negative token count");
-  if (o.kl_coef != 0.0 && in.ref_logp == nullptr && n > 0)
-    throw std::invalid_argument("policy loss: a KL coefficient needs reference log-probs");
-  // Tokens per completion, for the per-sequence aggregations.
   int64_t sequences = 0;
   for (int64_t t = 0; t < n; ++t) {
-    if (in.sequence[t] < 0) throw std::invalid_argument("policy loss: negative completion index");
+    if (in.sequence[t] < 0) throw std::invalid_argument("loss: negative completion index");
     sequences = std::max<int64_t>(sequences, int64_t(in.sequence[t]) + 1);
   }
   std::vector<int64_t> length(static_cast<size_t>(sequences), 0);
   for (int64_t t = 0; t < n; ++t) ++length[size_t(in.sequence[t])];
   const double batch_tokens = double(in.batch_tokens > 0 ? in.batch_tokens : n);
   const double batch_sequences = double(in.batch_sequences > 0 ? in.batch_sequences : sequences);
+  std::vector<double> weight(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) {
+    switch (aggregation) {
+      case Aggregation::kTokenMean: weight[size_t(t)] = 1.0 / batch_tokens; break;
+      case Aggregation::kSeqMeanTokenMean:
+        weight[size_t(t)] = 1.0 / (batch_sequences * double(length[size_t(in.sequence[t])]));
+        break;
+      case Aggregation::kSeqMeanTokenSum: weight[size_t(t)] = 1.0 / batch_sequences; break;
+    }
+  }
+  return weight;
+}
+
+}  // namespace
+
+PolicyLossResult policy_loss(const PolicyLossInput& in, const PolicyLossOptions& o) {
+  const int64_t n = in.tokens;
+  if (n < 0) throw std::invalid_argument("policy loss: negative token count");
+  if (o.kl_coef != 0.0 && in.ref_logp == nullptr && n > 0)
+    throw std::invalid_argument("policy loss: a KL coefficient needs reference log-probs");
+  const std::vector<double> weights = token_weights(in, o.aggregation);
 
   PolicyLossResult r;
   r.dlogp.assign(size_t(n), 0.0f);
@@ -90,13 +111,7 @@ PolicyLossResult policy_loss(const PolicyLossInput& in, const PolicyLossOptions&
         }
       }
     }
-    const int64_t s = in.sequence[t];
-    double weight;
-    switch (o.aggregation) {
-      case Aggregation::kTokenMean: weight = 1.0 / batch_tokens; break;
-      case Aggregation::kSeqMeanTokenMean: weight = 1.0 / (batch_sequences * double(length[size_t(s)])); break;
-      case Aggregation::kSeqMeanTokenSum: weight = 1.0 / batch_sequences; break;
-    }
+    const double weight = weights[size_t(t)];
     r.pg_loss += weight * loss;
     r.kl_loss += weight * kl;
     r.dlogp[size_t(t)] = float(weight * (grad + o.kl_coef * dkl));
@@ -118,25 +133,14 @@ PolicyLossResult policy_loss(const PolicyLossInput& in, const PolicyLossOptions&
 
 PolicyLossResult cross_entropy_loss(const PolicyLossInput& in, Aggregation aggregation) {
   const int64_t n = in.tokens;
-  int64_t sequences = 0;
-  for (int64_t t = 0; t < n; ++t) sequences = std::max<int64_t>(sequences, int64_t(in.sequence[t]) + 1);
-  std::vector<int64_t> length(static_cast<size_t>(sequences), 0);
-  for (int64_t t = 0; t < n; ++t) ++length[size_t(in.sequence[t])];
-  const double batch_tokens = double(in.batch_tokens > 0 ? in.batch_tokens : n);
-  const double batch_sequences = double(in.batch_sequences > 0 ? in.batch_sequences : sequences);
+  const std::vector<double> weights = token_weights(in, aggregation);
   PolicyLossResult r;
   r.dlogp.assign(size_t(n), 0.0f);
   r.ratio.assign(size_t(n), 1.0f);
   r.kl.assign(size_t(n), 0.0f);
   for (int64_t t = 0; t < n; ++t) {
-    double weight;
-    switch (aggregation) {
-      case Aggregation::kTokenMean: weight = 1.0 / batch_tokens; break;
-      case Aggregation::kSeqMeanTokenMean: weight = 1.0 / (batch_sequences * double(length[size_t(in.sequence[t])])); break;
-      case Aggregation::kSeqMeanTokenSum: weight = 1.0 / batch_sequences; break;
-    }
-    r.pg_loss += -weight * double(in.logp[t]);
-    r.dlogp[size_t(t)] = float(-weight);
+    r.pg_loss += -weights[size_t(t)] * double(in.logp[t]);
+    r.dlogp[size_t(t)] = float(-weights[size_t(t)]);
   }
   r.loss = r.pg_loss;
   return r;
