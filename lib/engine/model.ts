@@ -6,6 +6,7 @@
  */
 import { native } from '../native/binding.js';
 import { readModelConfig, type ModelConfig } from './config.js';
+import type { PolicyLossResult } from '../train/native-train.js';
 
 /** Pixel patches of a prompt's images, as the image processor makes them. */
 export interface ImageInput {
@@ -94,19 +95,9 @@ export interface TrainLossOptions extends FreezeOptions {
   batchSequences?: number;
 }
 
-export interface TrainGradientsResult {
-  loss: number;
-  pgLoss: number;
-  klLoss: number;
-  /** Per completion token, sequences in order. */
+export interface TrainGradientsResult extends Omit<PolicyLossResult, 'dlogp'> {
+  /** The current policy's log-prob of each completion token, sequences in order. */
   logp: Float32Array;
-  ratio: Float32Array;
-  kl: Float32Array;
-  clipfracHigh: number;
-  clipfracLow: number;
-  clipfracDual: number;
-  ppoKl: number;
-  klMean: number;
   /** Mean entropy of the policy's next-token distribution over the completion tokens. */
   entropy: number;
 }
