@@ -5,27 +5,15 @@
  * `datasets` and `pyarrow`: `python3` if it has them, or the interpreter named
  * by SPATIALTHINKER_PYTHON; skipped otherwise.
  */
+import './helpers-parquet-resolve.js';
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { register } from 'node:module';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { imagesOf, readRows, writeParquet, type StvqaRow } from '../lib/data/index.js';
 
-// See test/data-io.test.ts: tap's ts-node resolver lacks "./src/*.js" export patterns.
-register(
-  'data:text/javascript,' +
-    encodeURIComponent(`
-      import { createRequire } from 'node:module';
-      import { pathToFileURL } from 'node:url';
-      export async function resolve(specifier, context, next) {
-        if (specifier.startsWith('hyparquet/src/') && context.parentURL)
-          return { url: pathToFileURL(createRequire(context.parentURL).resolve(specifier)).href, format: 'module', shortCircuit: true };
-        return next(specifier, context);
-      }`),
-);
 
 const python = process.env['SPATIALTHINKER_PYTHON'] ?? 'python3';
 const probe = spawnSync(python, ['-c', 'import datasets, pyarrow, PIL; print(datasets.__version__, pyarrow.__version__)'], { encoding: 'utf8' });

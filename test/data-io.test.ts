@@ -1,5 +1,5 @@
+import './helpers-parquet-resolve.js';
 import t, { type Test } from 'tap';
-import { register } from 'node:module';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,21 +22,6 @@ import {
 import { describeParquet, nodeType, readParquetMetadata } from '../lib/data/parquet.js';
 import { dataCommand } from '../lib/cli/data.js';
 
-// tap's TypeScript loader (a ts-node fork) resolves package `exports` with an
-// old copy of Node's resolver that lacks subpath patterns like "./src/*.js",
-// which hyparquet-writer needs for its `hyparquet/src/*.js` imports. Resolve
-// those with Node's own resolver (a no-op under tsx or plain node).
-register(
-  'data:text/javascript,' +
-    encodeURIComponent(`
-      import { createRequire } from 'node:module';
-      import { pathToFileURL } from 'node:url';
-      export async function resolve(specifier, context, next) {
-        if (specifier.startsWith('hyparquet/src/') && context.parentURL)
-          return { url: pathToFileURL(createRequire(context.parentURL).resolve(specifier)).href, format: 'module', shortCircuit: true };
-        return next(specifier, context);
-      }`),
-);
 
 const dir = mkdtempSync(join(tmpdir(), 'st-data-'));
 
