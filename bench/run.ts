@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference,training]`: speed figures, side by
+ * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference,training,synth]`: speed figures, side by
  * side with the Python stack on the same inputs in the same run. Targets are
  * checked here, never in tests.
  */
@@ -13,9 +13,10 @@ import { native, parseImageSize, SpatialReward, type RewardInput } from '../lib/
 import { makeRollouts } from './rollouts.js';
 import { benchInference, benchMatmul, table } from './engine.js';
 import { benchTraining } from './train.js';
+import { benchSynthesis } from './synth.js';
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });
-const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference,training').split(','));
+const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference,training,synth').split(','));
 const work = mkdtempSync(join(tmpdir(), 'st-bench-'));
 const info = native().runtimeInfo();
 
@@ -131,3 +132,4 @@ if (sections.has('cuda')) await benchCuda();
 if (sections.has('matmul')) await benchMatmul();
 if (sections.has('inference')) await benchInference();
 if (sections.has('training')) await benchTraining();
+if (sections.has('synth')) await benchSynthesis();
