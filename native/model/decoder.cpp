@@ -1,33 +1,11 @@
 #include "model/decoder.h"
 
+#include "model/rotary.h"
+
 #include <cmath>
 
 namespace st::model {
 
-namespace {
-
-// cos/sin [rows, head_dim]: frequency j takes its angle from the t, h or w
-// stream by mrope_section, and is repeated in both halves.
-void mrope_tables(const TextConfig& t, const std::vector<int64_t>& positions, int64_t rows, std::vector<float>& cos,
-                  std::vector<float>& sin) {
-  const int64_t hd = t.head_dim(), half = hd / 2;
-  std::vector<double> inv(static_cast<size_t>(half));
-  for (int64_t j = 0; j < half; ++j) inv[size_t(j)] = 1.0 / std::pow(t.rope_theta, double(2 * j) / double(hd));
-  std::vector<int> stream(static_cast<size_t>(half));
-  for (int64_t j = 0; j < half; ++j)
-    stream[size_t(j)] = j < t.mrope_section[0] ? 0 : j < t.mrope_section[0] + t.mrope_section[1] ? 1 : 2;
-  cos.resize(size_t(rows * hd));
-  sin.resize(size_t(rows * hd));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < half; ++j) {
-      const double theta = double(positions[size_t(stream[size_t(j)] * rows + r)]) * inv[size_t(j)];
-      const float c = float(std::cos(theta)), s = float(std::sin(theta));
-      cos[size_t(r * hd + j)] = cos[size_t(r * hd + j + half)] = c;
-      sin[size_t(r * hd + j)] = sin[size_t(r * hd + j + half)] = s;
-    }
-}
-
-}  // namespace
 
 DeviceArray decoder_forward(Backend& backend, const ModelConfig& config, const Weights& weights, KvCache& cache,
                             const DecoderBatch& batch) {
@@ -52,11 +30,7 @@ DeviceArray decoder_forward(Backend& backend, const ModelConfig& config, const W
     attention.push_back(a);
   }
 
-  std::vector<float> cos_host, sin_host;
-  mrope_tables(t, batch.positions, rows, cos_host, sin_host);
-  DeviceArray cos(backend, rows * hd), sin(backend, rows * hd);
-  backend.upload(cos.get(), cos_host.data(), rows * hd);
-  backend.upload(sin.get(), sin_host.data(), rows * hd);
+  const RotaryTables rope = mrope(backend, t, batch.positions, rows);
 
   DeviceArray x(backend, rows * d);
   backend.embedding(batch.ids.data(), rows, weights.embed_tokens.get(), x.get(), d);
@@ -72,8 +46,8 @@ DeviceArray decoder_forward(Backend& backend, const ModelConfig& config, const W
     backend.linear(h.get(), w.q_w.get(), w.q_b.get(), q.get(), rows, d, q_width);
     backend.linear(h.get(), w.k_w.get(), w.k_b.get(), k.get(), rows, d, kv_width);
     backend.linear(h.get(), w.v_w.get(), w.v_b.get(), v.get(), rows, d, kv_width);
-    backend.rotary(q.get(), cos.get(), sin.get(), rows, t.heads, hd);
-    backend.rotary(k.get(), cos.get(), sin.get(), rows, t.kv_heads, hd);
+    backend.rotary(q.get(), rope.cos.get(), rope.sin.get(), rows, t.heads, hd);
+    backend.rotary(k.get(), rope.cos.get(), rope.sin.get(), rows, t.kv_heads, hd);
     backend.scatter_rows(k.get(), new_slots.data(), rows, cache.keys(l), kv_width);
     backend.scatter_rows(v.get(), new_slots.data(), rows, cache.values(l), kv_width);
     AttentionArgs args;

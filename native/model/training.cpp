@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "model/rope_index.h"
+#include "model/rotary.h"
 
 namespace st::model {
 namespace {
@@ -204,25 +205,10 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   if (int64_t(image_rows.size()) != merged)
     throw std::invalid_argument("training batch: " + std::to_string(image_rows.size()) + " image tokens but the images give " +
                                 std::to_string(merged));
-  std::vector<int32_t> patch_order(static_cast<size_t>(N));
-  for (int64_t i = 0; i < merged; ++i)
-    for (int64_t u = 0; u < unit; ++u) patch_order[size_t(i * unit + u)] = int32_t(layout.window_index[size_t(i)] * unit + u);
-  const int64_t vhd = vc.head_dim(), quarter = vhd / 4;
-  std::vector<float> vcos_h(static_cast<size_t>(N * vhd)), vsin_h(static_cast<size_t>(N * vhd));
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t p = patch_order[size_t(i)];
-    for (int64_t j = 0; j < 2 * quarter; ++j) {
-      const double inv = 1.0 / std::pow(10000.0, double(2 * (j % quarter)) / double(vhd / 2));
-      const double theta = (j < quarter ? layout.rot_pos_ids[size_t(2 * p)] : layout.rot_pos_ids[size_t(2 * p + 1)]) * inv;
-      for (int64_t rep = 0; rep < 2; ++rep) {
-        vcos_h[size_t(i * vhd + rep * 2 * quarter + j)] = float(std::cos(theta));
-        vsin_h[size_t(i * vhd + rep * 2 * quarter + j)] = float(std::sin(theta));
-      }
-    }
-  }
-  DeviceArray vcos(b, N * vhd), vsin(b, N * vhd), px(b, N * vc.patch_dim()), embedded(b, N * Dv), vx(b, N * Dv);
-  b.upload(vcos.get(), vcos_h.data(), N * vhd);
-  b.upload(vsin.get(), vsin_h.data(), N * vhd);
+  const std::vector<int32_t> patch_order = window_patch_order(layout, unit);
+  const int64_t vhd = vc.head_dim();
+  const RotaryTables vrope = vision_rotary(b, vhd, layout, patch_order);
+  DeviceArray px(b, N * vc.patch_dim()), embedded(b, N * Dv), vx(b, N * Dv);
   if (N > 0) {
     b.upload(px.get(), pixels.data(), N * vc.patch_dim());
     b.linear(px.get(), w.patch_embed.get(), nullptr, embedded.get(), N, vc.patch_dim(), Dv);
@@ -243,7 +229,7 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
     return a;
   };
   for (int64_t blk = 0; blk < int64_t(vacts.size()); ++blk) {
-    block_forward(b, vision_params(vc, w.vision_blocks[size_t(blk)]), vx, N, vcos.get(), vsin.get(), vargs_for(blk),
+    block_forward(b, vision_params(vc, w.vision_blocks[size_t(blk)]), vx, N, vrope.cos.get(), vrope.sin.get(), vargs_for(blk),
                   vacts[size_t(blk)]);
     if (options.checkpoint_layers) keep_input_only(vacts[size_t(blk)]);
   }
@@ -259,22 +245,8 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   }
 
   // ---- decoder forward
-  std::vector<float> cos_h, sin_h;
-  {
-    const int64_t half = hd / 2;
-    cos_h.resize(size_t(M * hd));
-    sin_h.resize(size_t(M * hd));
-    for (int64_t r = 0; r < M; ++r)
-      for (int64_t j = 0; j < half; ++j) {
-        const int s = j < t.mrope_section[0] ? 0 : j < t.mrope_section[0] + t.mrope_section[1] ? 1 : 2;
-        const double theta = double(positions[size_t(s * M + r)]) / std::pow(t.rope_theta, double(2 * j) / double(hd));
-        cos_h[size_t(r * hd + j)] = cos_h[size_t(r * hd + j + half)] = float(std::cos(theta));
-        sin_h[size_t(r * hd + j)] = sin_h[size_t(r * hd + j + half)] = float(std::sin(theta));
-      }
-  }
-  DeviceArray cos(b, M * hd), sin(b, M * hd), x(b, M * D);
-  b.upload(cos.get(), cos_h.data(), M * hd);
-  b.upload(sin.get(), sin_h.data(), M * hd);
+  const RotaryTables rope = mrope(b, t, positions, M);
+  DeviceArray x(b, M * D);
   b.embedding(ids.data(), M, w.embed_tokens.get(), x.get(), D);
   if (merged > 0) b.scatter_rows(features.get(), image_rows.data(), merged, x.get(), D);
   AttentionArgs targs;
@@ -285,7 +257,7 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   targs.sequences = spans(bounds, slots, true);
   std::vector<BlockActivations> acts(static_cast<size_t>(t.layers));
   for (int64_t l = 0; l < t.layers; ++l) {
-    block_forward(b, decoder_params(t, w.layers[size_t(l)]), x, M, cos.get(), sin.get(), targs, acts[size_t(l)]);
+    block_forward(b, decoder_params(t, w.layers[size_t(l)]), x, M, rope.cos.get(), rope.sin.get(), targs, acts[size_t(l)]);
     if (options.checkpoint_layers) keep_input_only(acts[size_t(l)]);
   }
   DeviceArray xl(b, T * D), hl(b, T * D);
@@ -321,8 +293,8 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   b.scatter_rows(dxl.get(), loss_rows.data(), T, dx.get(), D);  // loss rows are distinct
   for (int64_t l = t.layers - 1; l >= 0; --l) {
     const BlockParams params = decoder_params(t, w.layers[size_t(l)]);
-    if (options.checkpoint_layers) recompute(b, params, M, cos.get(), sin.get(), targs, acts[size_t(l)]);
-    block_backward(b, params, decoder_grads(grads.layers[size_t(l)]), dx, M, cos.get(), sin.get(), targs, acts[size_t(l)]);
+    if (options.checkpoint_layers) recompute(b, params, M, rope.cos.get(), rope.sin.get(), targs, acts[size_t(l)]);
+    block_backward(b, params, decoder_grads(grads.layers[size_t(l)]), dx, M, rope.cos.get(), rope.sin.get(), targs, acts[size_t(l)]);
     acts[size_t(l)] = BlockActivations();  // free as we go
   }
   // Embedding rows of text tokens; image rows flow back into the vision tower.
@@ -352,8 +324,8 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   b.rmsnorm_backward(vx.get(), w.merger_norm.get(), dnorm.get(), dvx.get(), grads.merger_norm.get(), N, Dv, 1e-6f);
   for (int64_t blk = int64_t(vacts.size()) - 1; blk >= 0; --blk) {
     const BlockParams params = vision_params(vc, w.vision_blocks[size_t(blk)]);
-    if (options.checkpoint_layers) recompute(b, params, N, vcos.get(), vsin.get(), vargs_for(blk), vacts[size_t(blk)]);
-    block_backward(b, params, vision_grads(vc, grads.vision_blocks[size_t(blk)]), dvx, N, vcos.get(), vsin.get(),
+    if (options.checkpoint_layers) recompute(b, params, N, vrope.cos.get(), vrope.sin.get(), vargs_for(blk), vacts[size_t(blk)]);
+    block_backward(b, params, vision_grads(vc, grads.vision_blocks[size_t(blk)]), dvx, N, vrope.cos.get(), vrope.sin.get(),
                    vargs_for(blk), vacts[size_t(blk)]);
     vacts[size_t(blk)] = BlockActivations();
   }

@@ -1,5 +1,7 @@
 #include "model/vision.h"
 
+#include "model/rotary.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -77,29 +79,9 @@ DeviceArray vision_forward(Backend& backend, const ModelConfig& config, const We
   DeviceArray embedded(backend, n * d);
   backend.linear(pixels.get(), weights.patch_embed.get(), nullptr, embedded.get(), n, v.patch_dim(), d);
 
-  // Rotary tables per patch, then both permuted into window order (units of
-  // one merged token = `unit` consecutive patches).
-  std::vector<int32_t> patch_order(static_cast<size_t>(n));
-  for (int64_t i = 0; i < merged; ++i)
-    for (int64_t u = 0; u < unit; ++u) patch_order[size_t(i * unit + u)] = int32_t(layout.window_index[size_t(i)] * unit + u);
-  const int64_t quarter = hd / 4;
-  std::vector<double> inv(static_cast<size_t>(quarter));
-  for (int64_t j = 0; j < quarter; ++j) inv[size_t(j)] = 1.0 / std::pow(10000.0, double(2 * j) / double(hd / 2));
-  std::vector<float> cos_host(static_cast<size_t>(n * hd)), sin_host(size_t(n * hd));
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t p = patch_order[size_t(i)];
-    const double row = layout.rot_pos_ids[size_t(2 * p)], col = layout.rot_pos_ids[size_t(2 * p + 1)];
-    for (int64_t j = 0; j < 2 * quarter; ++j) {
-      const double theta = j < quarter ? row * inv[size_t(j)] : col * inv[size_t(j - quarter)];
-      for (int64_t rep = 0; rep < 2; ++rep) {
-        cos_host[size_t(i * hd + rep * 2 * quarter + j)] = float(std::cos(theta));
-        sin_host[size_t(i * hd + rep * 2 * quarter + j)] = float(std::sin(theta));
-      }
-    }
-  }
-  DeviceArray cos(backend, n * hd), sin(backend, n * hd);
-  backend.upload(cos.get(), cos_host.data(), n * hd);
-  backend.upload(sin.get(), sin_host.data(), n * hd);
+  // Rotary tables per patch, and the patches, in window order.
+  const std::vector<int32_t> patch_order = window_patch_order(layout, unit);
+  const RotaryTables rope = vision_rotary(backend, hd, layout, patch_order);
   DeviceArray x(backend, n * d);
   backend.gather_rows(embedded.get(), patch_order.data(), n, x.get(), d);
 
@@ -119,8 +101,8 @@ DeviceArray vision_forward(Backend& backend, const ModelConfig& config, const We
     backend.copy_columns(qkv.get(), n, 3 * d, 0, d, q.get());
     backend.copy_columns(qkv.get(), n, 3 * d, d, d, k.get());
     backend.copy_columns(qkv.get(), n, 3 * d, 2 * d, d, val.get());
-    backend.rotary(q.get(), cos.get(), sin.get(), n, v.heads, hd);
-    backend.rotary(k.get(), cos.get(), sin.get(), n, v.heads, hd);
+    backend.rotary(q.get(), rope.cos.get(), rope.sin.get(), n, v.heads, hd);
+    backend.rotary(k.get(), rope.cos.get(), rope.sin.get(), n, v.heads, hd);
     AttentionArgs args;
     args.q = q.get();
     args.k_pool = k.get();
