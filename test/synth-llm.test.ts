@@ -4,15 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  endpointFromEnv,
-  groundTruthLetter,
-  LlmError,
-  parseMcLetter,
-  Semaphore,
-  validateMultipleChoice,
-  type McRow,
-} from '../lib/synth/llm.js';
+import { endpointFromEnv, LlmError, Semaphore } from '../lib/synth/llm.js';
+import { groundTruthLetter, parseMcLetter, validateMultipleChoice, type McRow } from '../lib/synth/llm-validate.js';
 import { LlmCache } from '../lib/synth/llm-cache.js';
 
 const KEY = 'sk-test-secret';

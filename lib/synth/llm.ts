@@ -1,12 +1,15 @@
 /**
- * LLM-backed steps of the data-generation pipeline (method §4.3 step 6): multiple-choice
- * consistency validation of synthesized questions by a vision LLM (GPT-4o in the method) through
- * any OpenAI-compatible chat-completions endpoint.
+ * The client side shared by the LLM stages of the data-generation pipeline (method.md §4.3:
+ * question generation in llm-generate.ts, multiple-choice validation in llm-validate.ts), for
+ * any OpenAI-compatible chat-completions endpoint: endpoint configuration from flags and the
+ * environment, a concurrency limit, retries with backoff, the on-disk reply cache and abort.
  *
- * Secrets: the API key is never logged and is redacted from every error message produced here.
+ * Secrets: the API key is never logged, never part of a cache key or entry, and is redacted
+ * from every error message produced here.
  */
 import OpenAI from 'openai';
-import { LlmCache, sha256Hex } from './llm-cache.js';
+import type { ChatCompletionContentPart } from 'openai/resources/chat/completions';
+import { LlmCache } from './llm-cache.js';
 
 export interface LlmEndpoint {
   baseURL: string;
@@ -21,28 +24,42 @@ export interface EndpointFlags {
 }
 
 export const DEFAULT_LLM_BASE_URL = 'https://api.openai.com/v1';
-export const DEFAULT_VALIDATION_MODEL = 'gpt-4o';
+/** The method's validation model; the default for both stages (generation used Claude, §4.3). */
+export const DEFAULT_LLM_MODEL = 'gpt-4o';
 
 /**
- * Endpoint from explicit flags, falling back to the environment
- * (`SPATIALTHINKER_LLM_BASE_URL`, `SPATIALTHINKER_LLM_MODEL`, `OPENAI_API_KEY`), then to the
- * method's defaults (OpenAI API, `gpt-4o`).
+ * Endpoint from explicit flags, falling back to the environment (base URL:
+ * `SPATIALTHINKER_LLM_BASE_URL`, then `OPENAI_BASE_URL`; model: `SPATIALTHINKER_LLM_MODEL`;
+ * key: `OPENAI_API_KEY`), then to the method's defaults (OpenAI API, `gpt-4o`).
  */
 export function endpointFromEnv(
   flags: EndpointFlags = {},
   env: NodeJS.ProcessEnv = process.env,
 ): LlmEndpoint {
-  const baseURL = flags.baseURL || env.SPATIALTHINKER_LLM_BASE_URL || DEFAULT_LLM_BASE_URL;
-  const model = flags.model || env.SPATIALTHINKER_LLM_MODEL || DEFAULT_VALIDATION_MODEL;
+  const baseURL = flags.baseURL || env.SPATIALTHINKER_LLM_BASE_URL || env.OPENAI_BASE_URL || DEFAULT_LLM_BASE_URL;
+  const model = flags.model || env.SPATIALTHINKER_LLM_MODEL || DEFAULT_LLM_MODEL;
   const apiKey = flags.apiKey || env.OPENAI_API_KEY || undefined;
   const ep: LlmEndpoint = { baseURL, model };
   if (apiKey) ep.apiKey = apiKey;
   return ep;
 }
 
-/** Human-readable endpoint description that never contains the key. */
+/**
+ * Human-readable endpoint description that never contains the key (nor credentials or a query
+ * string in the base URL, where some gateways put tokens).
+ */
 export function describeEndpoint(ep: LlmEndpoint): string {
-  return `${ep.model} @ ${ep.baseURL}${ep.apiKey ? ' (api key set)' : ' (no api key)'}`;
+  let url = ep.baseURL;
+  try {
+    const u = new URL(ep.baseURL);
+    u.username = '';
+    u.password = '';
+    u.search = '';
+    url = u.toString().replace(/\/$/, '');
+  } catch {
+    // not a URL: shown as given, minus anything that looks like a key
+  }
+  return `${ep.model} @ ${redactSecret(url, ep.apiKey)}${ep.apiKey ? ' (api key set)' : ' (no api key)'}`;
 }
 
 /** Replace every occurrence of the secret (and any bearer token) in a message. */
@@ -103,7 +120,7 @@ export class Semaphore {
 }
 
 function abortError(): LlmError {
-  return new LlmError('LLM validation aborted', undefined, false);
+  return new LlmError('LLM run aborted', undefined, false);
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -178,75 +195,7 @@ async function withRetries<T>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Multiple-choice validation (method §4.3 step 6)
-
-export interface McRow {
-  id: string;
-  /** JPEG or PNG bytes. */
-  imageBytes: Uint8Array;
-  question_with_options: string;
-  /** Ground-truth answer letter (e.g. "B" or "(B)"). */
-  answer_only: string;
-}
-
-export interface McProgress {
-  done: number;
-  total: number;
-  kept: number;
-  dropped: number;
-  cached: number;
-  requests: number;
-  retries: number;
-}
-
-export interface ValidateOptions {
-  endpoint: LlmEndpoint;
-  /** Concurrent in-flight requests (default 4). */
-  concurrency?: number;
-  /** Attempt phases (default [2, 2]: two attempts, then two more if neither matched). */
-  attempts?: number[];
-  /** Directory for the per-answer disk cache. */
-  cacheDir: string;
-  signal?: AbortSignal;
-  onProgress?: (p: McProgress) => void;
-  retry?: RetryOptions;
-  /** Per-request timeout in ms (default 120000). */
-  timeoutMs?: number;
-  temperature?: number;
-  maxTokens?: number;
-}
-
-export interface ValidateResult {
-  kept: string[];
-  dropped: string[];
-  passRate: number;
-  /** Number of answers served from the cache. */
-  cached: number;
-  /** HTTP round trips that returned an answer (excluding retries). */
-  requests: number;
-  /** Retries performed after 429 / 5xx / network errors. */
-  retries: number;
-}
-
-export function mcValidationPrompt(questionWithOptions: string): string {
-  return (
-    'Answer the following multiple choice question about the image.\n\n' +
-    `${questionWithOptions}\n\n` +
-    'Reply with only the letter of the correct answer (A, B, C, or D).'
-  );
-}
-
-/** The method's parser: the first character of the reply that is one of A, B, C, D (or null). */
-export function parseMcLetter(reply: string): string | null {
-  for (const ch of reply) if (ch === 'A' || ch === 'B' || ch === 'C' || ch === 'D') return ch;
-  return null;
-}
-
-/** Ground-truth letter from `answer_only` ("B", "(B)", "b", "(B) behind"). */
-export function groundTruthLetter(answerOnly: string): string | null {
-  const m = /^\s*\(?\s*([A-Da-d])\b/.exec(answerOnly);
-  return m ? m[1]!.toUpperCase() : null;
-}
+// Images in requests
 
 export function imageMime(bytes: Uint8Array): 'image/png' | 'image/jpeg' {
   const png = [0x89, 0x50, 0x4e, 0x47];
@@ -257,155 +206,176 @@ export function imageDataUrl(bytes: Uint8Array): string {
   return `data:${imageMime(bytes)};base64,${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')}`;
 }
 
-interface CachedAnswer {
+/** An image as a chat content part, at full detail (as the method sends it). */
+export function imageContent(bytes: Uint8Array): ChatCompletionContentPart {
+  return { type: 'image_url', image_url: { url: imageDataUrl(bytes), detail: 'high' } };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A run of LLM calls: one client, one cache, one concurrency limit, one abort signal
+
+export interface LlmRunOptions {
+  endpoint: LlmEndpoint;
+  /** Requests in flight at once, and items worked on at once (default 4). */
+  concurrency?: number;
+  /** Directory of the on-disk reply cache. */
+  cacheDir: string;
+  /** Aborting it stops the run: requests in flight are cancelled, nothing new is sent. */
+  signal?: AbortSignal;
+  retry?: RetryOptions;
+  /** Per-request timeout in ms (default 120000). */
+  timeoutMs?: number;
+}
+
+/** What a run cost so far. */
+export interface LlmCallCounts {
+  /** HTTP round trips that returned a reply (retries not counted). */
+  requests: number;
+  /** Replies served from the cache. */
+  cached: number;
+  /** Retries after 429 / 408 / 5xx / network errors. */
+  retries: number;
+}
+
+export interface ChatRequest {
+  /** The user message: text and image parts. */
+  content: ChatCompletionContentPart[];
+  temperature: number;
+  maxTokens: number;
+}
+
+interface CachedReply {
   reply: string;
-  letter: string | null;
 }
 
 /**
- * Ask the LLM each multiple-choice question (with its image) up to sum(attempts) times, phase by
- * phase, stopping at the first answer equal to the ground-truth letter; a row is kept if any
- * answer matches and dropped if all disagree. Every answer is cached on disk under
- * (model, row id, attempt index, prompt hash). Non-retryable errors (e.g. 401) abort the run
- * with a redacted LlmError.
+ * The client side of one stage run. Requests go through a semaphore (at most `concurrency` in
+ * flight) and are retried with backoff; replies are cached on disk under caller-chosen keys
+ * (never containing the key); `forEach` runs a bounded worker pool in which the first fatal
+ * error cancels everything else and is rethrown redacted.
  */
-export async function validateMultipleChoice(
-  rows: readonly McRow[],
-  options: ValidateOptions,
-): Promise<ValidateResult> {
-  const { endpoint, signal } = options;
-  const concurrency = options.concurrency ?? 4;
-  const attempts = options.attempts ?? [2, 2];
-  const totalAttempts = attempts.reduce((a, b) => a + Math.max(0, Math.floor(b)), 0);
-  if (totalAttempts < 1) throw new RangeError('attempts must allow at least one attempt');
-  const apiKey = endpoint.apiKey;
-  const cache = new LlmCache<CachedAnswer>(options.cacheDir);
-  const sem = new Semaphore(concurrency);
-  const client = new OpenAI({
-    baseURL: endpoint.baseURL,
-    apiKey: apiKey ?? 'no-api-key',
-    maxRetries: 0, // retries handled below (bounded, with jitter)
-    timeout: options.timeoutMs ?? 120_000,
-  });
+export class LlmSession {
+  readonly counts: LlmCallCounts = { requests: 0, cached: 0, retries: 0 };
+  readonly concurrency: number;
+  private readonly client: OpenAI;
+  private readonly cache: LlmCache<CachedReply>;
+  private readonly semaphore: Semaphore;
+  // aborted by the caller's signal or by the first fatal error of a worker
+  private readonly internal = new AbortController();
+  private readonly onOuterAbort = () => this.internal.abort();
 
-  // internal abort: the first fatal error stops the other workers
-  const internal = new AbortController();
-  const onOuterAbort = () => internal.abort();
-  if (signal) {
-    if (signal.aborted) internal.abort();
-    else signal.addEventListener('abort', onOuterAbort, { once: true });
+  constructor(readonly options: LlmRunOptions) {
+    this.concurrency = options.concurrency ?? 4;
+    if (!Number.isSafeInteger(this.concurrency) || this.concurrency < 1)
+      throw new RangeError(`concurrency must be a positive integer, got ${options.concurrency}`);
+    this.semaphore = new Semaphore(this.concurrency);
+    this.cache = new LlmCache<CachedReply>(options.cacheDir);
+    this.client = new OpenAI({
+      baseURL: options.endpoint.baseURL,
+      apiKey: options.endpoint.apiKey ?? 'no-api-key',
+      maxRetries: 0, // retries are ours (bounded, with jitter, counted)
+      timeout: options.timeoutMs ?? 120_000,
+    });
+    const outer = options.signal;
+    if (outer?.aborted) this.internal.abort();
+    else outer?.addEventListener('abort', this.onOuterAbort, { once: true });
   }
-  const sig = internal.signal;
 
-  const stats = { done: 0, kept: 0, dropped: 0, cached: 0, requests: 0, retries: 0 };
-  const verdict = new Map<string, boolean>();
-  const progress = () =>
-    options.onProgress?.({ ...stats, total: rows.length });
+  get model(): string {
+    return this.options.endpoint.model;
+  }
 
-  const ask = async (row: McRow, prompt: string, dataUrl: string): Promise<CachedAnswer> => {
+  get signal(): AbortSignal {
+    return this.internal.signal;
+  }
+
+  /** Detach from the caller's signal (call when the run is over). */
+  close(): void {
+    this.options.signal?.removeEventListener('abort', this.onOuterAbort);
+  }
+
+  throwIfAborted(): void {
+    if (this.internal.signal.aborted) throw abortError();
+  }
+
+  /** One chat completion's reply text (empty when the model sent no content). */
+  async complete(request: ChatRequest): Promise<string> {
+    const sig = this.internal.signal;
     const completion = await withRetries(
       () =>
-        sem.run(async () => {
-          // per-request child signal, unlinked afterwards (the client does not always remove its
-          // abort listener, which would otherwise pile up on the shared run signal)
+        this.semaphore.run(async () => {
+          // a child signal per request, unlinked afterwards (the client does not always remove
+          // its abort listener, which would otherwise pile up on the run's signal)
           const child = new AbortController();
           const relay = () => child.abort();
           if (sig.aborted) child.abort();
           else sig.addEventListener('abort', relay, { once: true });
           try {
-            return await client.chat.completions.create(
+            return await this.client.chat.completions.create(
               {
-                model: endpoint.model,
-                temperature: options.temperature ?? 0,
-                max_tokens: options.maxTokens ?? 10,
-                messages: [
-                  {
-                    role: 'user',
-                    content: [
-                      { type: 'text', text: prompt },
-                      { type: 'image_url', image_url: { url: dataUrl, detail: 'high' } },
-                    ],
-                  },
-                ],
+                model: this.model,
+                temperature: request.temperature,
+                max_tokens: request.maxTokens,
+                messages: [{ role: 'user', content: request.content }],
               },
               { signal: child.signal },
-              );
+            );
           } finally {
             sig.removeEventListener('abort', relay);
           }
         }),
-      apiKey,
-      options.retry ?? {},
+      this.options.endpoint.apiKey,
+      this.options.retry ?? {},
       sig,
       () => {
-        stats.retries++;
+        this.counts.retries++;
       },
     );
-    stats.requests++;
-    const reply = completion.choices?.[0]?.message?.content ?? '';
-    return { reply, letter: parseMcLetter(reply) };
-  };
-
-  const processRow = async (row: McRow): Promise<void> => {
-    const gt = groundTruthLetter(row.answer_only);
-    const prompt = mcValidationPrompt(row.question_with_options);
-    const imageHash = sha256Hex(row.imageBytes);
-    const promptHash = sha256Hex(`${prompt}\n#image:${imageHash}`);
-    let dataUrl: string | undefined;
-    let ok = false;
-    for (let a = 0; a < totalAttempts && !ok; a++) {
-      if (sig.aborted) throw abortError();
-      const key = ['mc-validate-v1', endpoint.model, row.id, a, promptHash];
-      let ans = await cache.get(key);
-      if (ans) {
-        stats.cached++;
-      } else {
-        dataUrl ??= imageDataUrl(row.imageBytes);
-        ans = await ask(row, prompt, dataUrl);
-        await cache.set(key, ans);
-      }
-      ok = gt !== null && ans.letter === gt;
-    }
-    verdict.set(row.id, ok);
-    stats.done++;
-    if (ok) stats.kept++;
-    else stats.dropped++;
-    progress();
-  };
-
-  // a bounded pool of row workers (the semaphore bounds HTTP requests; the pool bounds memory)
-  let next = 0;
-  let fatal: unknown;
-  const worker = async () => {
-    while (!sig.aborted) {
-      const i = next++;
-      if (i >= rows.length) return;
-      try {
-        await processRow(rows[i]!);
-      } catch (err) {
-        if (fatal === undefined) fatal = toLlmError(err, apiKey);
-        internal.abort();
-        return;
-      }
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: Math.min(concurrency, rows.length) }, worker));
-  } finally {
-    signal?.removeEventListener('abort', onOuterAbort);
+    this.counts.requests++;
+    return completion.choices?.[0]?.message?.content ?? '';
   }
-  if (fatal !== undefined) throw fatal;
-  if (signal?.aborted) throw abortError();
 
-  const kept: string[] = [];
-  const dropped: string[] = [];
-  for (const row of rows) (verdict.get(row.id) ? kept : dropped).push(row.id);
-  return {
-    kept,
-    dropped,
-    passRate: rows.length === 0 ? 0 : kept.length / rows.length,
-    cached: stats.cached,
-    requests: stats.requests,
-    retries: stats.retries,
-  };
+  /**
+   * The reply cached under `key`, else a fresh one, stored under `key` as soon as it arrives
+   * (so an interrupted run keeps every reply it paid for). `request` is only built on a miss.
+   */
+  async cachedReply(key: readonly (string | number)[], request: () => ChatRequest | Promise<ChatRequest>): Promise<string> {
+    this.throwIfAborted();
+    const hit = await this.cache.get(key);
+    if (hit && typeof hit.reply === 'string') {
+      this.counts.cached++;
+      return hit.reply;
+    }
+    const reply = await this.complete(await request());
+    await this.cache.set(key, { reply });
+    return reply;
+  }
+
+  /**
+   * `work` on every item, at most `concurrency` at once (the semaphore bounds requests; the
+   * pool bounds memory). The first error stops the other workers and is rethrown as a
+   * redacted LlmError; an abort of the caller's signal rejects with an abort LlmError.
+   */
+  async forEach<T>(items: readonly T[], work: (item: T, index: number) => Promise<void>): Promise<void> {
+    const sig = this.internal.signal;
+    let next = 0;
+    let fatal: LlmError | undefined;
+    const worker = async () => {
+      while (!sig.aborted) {
+        const i = next++;
+        if (i >= items.length) return;
+        try {
+          await work(items[i] as T, i);
+        } catch (err) {
+          fatal ??= toLlmError(err, this.options.endpoint.apiKey);
+          this.internal.abort();
+          return;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, items.length) }, worker));
+    if (this.options.signal?.aborted) throw abortError();
+    if (fatal !== undefined) throw fatal;
+    this.throwIfAborted();
+  }
 }
