@@ -109,6 +109,31 @@ export class SpatialReward implements BatchReward {
     return scores;
   }
 
+  /**
+   * The localisation score (mapped CIoU after Hungarian matching) of every
+   * well-formed completion, without the accuracy gate; 0 for a malformed one.
+   * Evaluation reports it as "box CIoU" whether or not the answer was right.
+   */
+  async localisationScores(inputs: readonly RewardInput[]): Promise<number[]> {
+    const out = new Array<number>(inputs.length).fill(0);
+    const problems: SpatialProblem[] = [];
+    inputs.forEach((input, index) => {
+      const invalid = this.validate(input);
+      if (invalid !== undefined) throw new RewardInputError(index, invalid);
+      const completion = checkFormat(input.completion);
+      if (!completion) return;
+      const { width, height } = input.image as ImageGeometry;
+      const groundTruth = this.groundTruth(input.groundTruth);
+      if (groundTruth.objects.length === 0) return;
+      problems.push({ index, predictions: predictedObjects(completion), groundTruth, width, height });
+    });
+    if (problems.length > 0) {
+      const scores = await this.matchBoxes(problems);
+      problems.forEach((p, k) => (out[p.index] = scores[k] as number));
+    }
+    return out;
+  }
+
   // The G completions of a prompt share its ground truth: parse it once.
   private readonly groundTruths = new Map<string, GroundTruth>();
 

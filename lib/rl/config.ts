@@ -1,0 +1,365 @@
+/**
+ * The trainer's configuration: EasyR1's sections and keys (data, algorithm,
+ * worker.actor, worker.rollout, worker.reward, trainer), read from YAML,
+ * overridden by dotted `key=value` arguments, validated by zod with messages
+ * that name the key. Defaults are the SpatialThinker recipe (method.md §3.1).
+ */
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { z } from 'zod';
+
+const int = () => z.number().int();
+const positiveInt = () => z.number().int().positive();
+const probability = () => z.number().min(0).max(1);
+
+const dataSchema = z
+  .object({
+    /** A parquet/JSONL file or a directory of them (STVQA schema). */
+    train_files: z.string().min(1),
+    val_files: z.string().min(1).nullable().default(null),
+    prompt_key: z.string().default('problem'),
+    /** The ground truth the reward compares with. */
+    answer_key: z.string().default('answer_option_text'),
+    image_key: z.string().default('images'),
+    /** Longer prompts are dropped when they are read (`filter_overlong_prompts`). */
+    max_prompt_length: positiveInt().default(6144),
+    max_response_length: positiveInt().default(2048),
+    /** Prompts per training step. */
+    rollout_batch_size: positiveInt().default(512),
+    /** Validation rows at most (-1: the whole split). */
+    val_max_samples: int().min(-1).default(-1),
+    shuffle: z.boolean().default(true),
+    seed: int().default(1),
+    /** Images are scaled into [min_pixels, max_pixels] before the processor (method.md §3.7). */
+    min_pixels: positiveInt().default(262144),
+    max_pixels: positiveInt().default(4194304),
+    filter_overlong_prompts: z.boolean().default(true),
+    /** Skip malformed rows (counted and reported) instead of stopping. */
+    skip_invalid: z.boolean().default(false),
+    /** SFT target: 'gold_trace' (observe / scene / think / answer written from the ground truth) or a column name. */
+    sft_target: z.string().default('gold_trace'),
+  })
+  .strict();
+
+const algorithmSchema = z
+  .object({
+    adv_estimator: z.enum(['grpo']).default('grpo'),
+    /** false: Dr.GRPO-style advantages, R - mean(R) without the std division. */
+    norm_adv_by_std_in_grpo: z.boolean().default(true),
+    disable_kl: z.boolean().default(false),
+    use_kl_loss: z.boolean().default(true),
+    kl_penalty: z.enum(['low_var_kl', 'k3', 'kl', 'k1', 'abs', 'mse', 'k2']).default('low_var_kl'),
+    kl_coef: z.number().min(0).default(0.01),
+    /** DAPO-style: drop groups whose rewards do not vary and sample more prompts. */
+    online_filtering: z.boolean().default(false),
+    filter_key: z.string().default('overall'),
+    /** A group is kept when its mean `filter_key` lies strictly inside (filter_low, filter_high). */
+    filter_low: z.number().default(0.01),
+    filter_high: z.number().default(0.99),
+  })
+  .strict();
+
+const optimSchema = z
+  .object({
+    lr: z.number().positive().default(1e-6),
+    betas: z.tuple([probability(), probability()]).default([0.9, 0.999]),
+    eps: z.number().positive().default(1e-8),
+    weight_decay: z.number().min(0).default(0.01),
+    strategy: z.enum(['adamw']).default('adamw'),
+    lr_scheduler: z.enum(['constant', 'cosine', 'linear-warmup']).default('constant'),
+    lr_warmup_ratio: probability().default(0),
+    /** Cosine decays to this fraction of lr. */
+    min_lr_ratio: probability().default(0),
+  })
+  .strict();
+
+const actorSchema = z
+  .object({
+    /** Prompts per optimiser step (each with its n completions). */
+    global_batch_size: positiveInt().default(128),
+    /** Sequences per forward/backward call; gradients accumulate over them. */
+    micro_batch_size_per_device_for_update: positiveInt().default(4),
+    /** Sequences per log-prob call (old and reference log-probs). */
+    micro_batch_size_per_device_for_experience: positiveInt().default(16),
+    max_grad_norm: z.number().min(0).default(1),
+    clip_ratio_low: z.number().min(0).max(1).default(0.2),
+    clip_ratio_high: z.number().min(0).default(0.3),
+    /** <= 1 disables the dual clip. */
+    clip_ratio_dual: z.number().default(3),
+    loss_avg_mode: z.enum(['token', 'seq-mean-token-mean', 'seq-mean-token-sum']).default('token'),
+    ppo_epochs: positiveInt().default(1),
+    model: z
+      .object({
+        model_path: z.string().min(1),
+        enable_gradient_checkpointing: z.boolean().default(true),
+        freeze_vision_tower: z.boolean().default(false),
+      })
+      .strict(),
+    optim: optimSchema.prefault({}),
+  })
+  .strict();
+
+const samplingOverrideSchema = z
+  .object({
+    n: positiveInt().optional(),
+    temperature: z.number().min(0).optional(),
+    top_p: z.number().gt(0).max(1).optional(),
+    top_k: int().min(-1).optional(),
+  })
+  .strict();
+
+const rolloutSchema = z
+  .object({
+    n: positiveInt().default(8),
+    temperature: z.number().min(0).default(1),
+    top_p: z.number().gt(0).max(1).default(1),
+    /** -1: off. */
+    top_k: int().min(-1).default(-1),
+    /** Sequences decoded together (continuous batching). */
+    max_num_seqs: positiveInt().default(256),
+    val_override_config: samplingOverrideSchema.prefault({ n: 1, temperature: 0.5 }),
+  })
+  .strict();
+
+const rewardSchema = z
+  .object({
+    /** A registered reward ('spatial', 'sparse') or `path/to/module.js:exportName`. */
+    reward_function: z.string().default('spatial'),
+    /** Label similarity of the spatial reward. */
+    similarity: z.enum(['wordnet', 'exact']).default('wordnet'),
+    weights: z
+      .object({ format: z.number(), count: z.number(), accuracy: z.number(), spatial: z.number() })
+      .partial()
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+const trainerSchema = z
+  .object({
+    total_epochs: positiveInt().default(15),
+    /** Stops after this many steps; null: total_epochs decides. */
+    max_steps: positiveInt().nullable().default(null),
+    project_name: z.string().default('spatialthinker'),
+    experiment_name: z.string().default('grpo'),
+    logger: z.array(z.enum(['console', 'file', 'tensorboard'])).default(['console', 'file', 'tensorboard']),
+    val_freq: int().min(-1).default(5),
+    val_before_train: z.boolean().default(true),
+    val_only: z.boolean().default(false),
+    /** Sampled completions (with reward breakdown) written per step. */
+    val_generations_to_log: int().min(0).default(3),
+    train_generations_to_log: int().min(0).default(4),
+    save_freq: int().min(-1).default(5),
+    save_limit: int().min(0).default(3),
+    /** Weights dtype of saved checkpoints (master weights are kept in fp32 beside bf16 ones). */
+    save_dtype: z.enum(['bf16', 'fp32']).default('bf16'),
+    /** The run directory; default runs/<experiment_name>. */
+    save_checkpoint_path: z.string().nullable().default(null),
+    /** Resume from this checkpoint; with find_last_checkpoint, from the run's newest one. */
+    load_checkpoint_path: z.string().nullable().default(null),
+    find_last_checkpoint: z.boolean().default(true),
+    device: z.enum(['cpu', 'cuda']).default('cpu'),
+    /** Engine CPU threads (default: the machine's cores). */
+    threads: positiveInt().nullable().default(null),
+    seed: int().default(1),
+    /** With algorithm.online_filtering: rollout rounds per step at most before training on what was kept. */
+    max_try_make_batch: positiveInt().default(20),
+    /** Memory the run may use in GiB; default: the machine's physical memory. */
+    memory_limit_gb: z.number().positive().nullable().default(null),
+    /** Start even when the memory plan says the run does not fit. */
+    ignore_memory_plan: z.boolean().default(false),
+  })
+  .strict();
+
+export const trainConfigSchema = z
+  .object({
+    data: dataSchema,
+    algorithm: algorithmSchema.prefault({}),
+    worker: z
+      .object({
+        actor: actorSchema,
+        rollout: rolloutSchema.prefault({}),
+        reward: rewardSchema.prefault({}),
+      })
+      .strict(),
+    trainer: trainerSchema.prefault({}),
+  })
+  .strict();
+
+export type TrainConfig = z.output<typeof trainConfigSchema>;
+/** A configuration before defaults: what a YAML file or a caller writes. */
+export type TrainConfigInput = z.input<typeof trainConfigSchema>;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Tree = Record<string, unknown>;
+
+/** Presets: complete recipes a run starts from before its file and overrides. */
+export const PRESETS: Readonly<Record<string, { summary: string; config: Tree }>> = {
+  'spatialthinker-3b': {
+    summary: 'the paper recipe: Qwen2.5-VL-3B-Instruct, STVQA-7K, dense spatial reward, 75 steps (method.md §3.1)',
+    config: {
+      data: {
+        train_files: 'data/STVQA-7K/train',
+        val_files: 'data/STVQA-7K/val',
+        prompt_key: 'problem',
+        answer_key: 'answer_option_text',
+        max_prompt_length: 6144,
+        max_response_length: 2048,
+        rollout_batch_size: 512,
+        seed: 1,
+        min_pixels: 262144,
+        max_pixels: 4194304,
+      },
+      algorithm: { adv_estimator: 'grpo', use_kl_loss: true, kl_penalty: 'low_var_kl', kl_coef: 0.01 },
+      worker: {
+        actor: {
+          global_batch_size: 128,
+          micro_batch_size_per_device_for_update: 4,
+          micro_batch_size_per_device_for_experience: 16,
+          max_grad_norm: 1.0,
+          clip_ratio_low: 0.2,
+          clip_ratio_high: 0.3,
+          clip_ratio_dual: 3.0,
+          model: { model_path: 'models/Qwen2.5-VL-3B-Instruct', enable_gradient_checkpointing: true, freeze_vision_tower: false },
+          optim: { lr: 1e-6, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.01, lr_scheduler: 'constant', lr_warmup_ratio: 0 },
+        },
+        rollout: { n: 8, temperature: 1.0, top_p: 1.0, top_k: -1, val_override_config: { n: 1, temperature: 0.5 } },
+        reward: { reward_function: 'spatial' },
+      },
+      trainer: {
+        experiment_name: 'spatialthinker-3b',
+        max_steps: 75,
+        val_freq: 5,
+        val_before_train: true,
+        save_freq: 5,
+        save_limit: 1,
+        device: 'cuda',
+      },
+    },
+  },
+};
+
+/** `a.b.c=value` arguments: the value is parsed as YAML (numbers, booleans, null, [lists]). */
+export function parseOverrides(args: readonly string[]): Tree {
+  const tree: Tree = {};
+  for (const arg of args) {
+    const eq = arg.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`override "${arg}" is not of the form section.key=value`);
+    const path = arg.slice(0, eq).split('.');
+    if (path.some((p) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(p))) throw new ConfigError(`override "${arg}": "${arg.slice(0, eq)}" is not a dotted key`);
+    let value: unknown;
+    try {
+      value = parseYaml(arg.slice(eq + 1));
+    } catch {
+      value = arg.slice(eq + 1);
+    }
+    let node = tree;
+    for (const key of path.slice(0, -1)) {
+      const next = node[key];
+      if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
+      node = node[key] as Tree;
+    }
+    node[path[path.length - 1] as string] = value ?? null;
+  }
+  return tree;
+}
+
+/** `b` merged into `a`: objects key by key, everything else replaced. */
+export function deepMerge(a: Tree, b: Tree): Tree {
+  const out: Tree = { ...a };
+  for (const [key, value] of Object.entries(b)) {
+    const current = out[key];
+    out[key] =
+      isTree(current) && isTree(value) ? deepMerge(current, value) : value;
+  }
+  return out;
+}
+
+function isTree(value: unknown): value is Tree {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Validates a configuration tree; the error lists every problem with its dotted key. */
+export function validateConfig(tree: unknown, source = 'configuration'): TrainConfig {
+  const result = trainConfigSchema.safeParse(tree);
+  if (result.success) return checkConsistency(result.data, source);
+  const lines = result.error.issues.map((issue) => {
+    const key = issue.path.join('.') || '(root)';
+    if (issue.code === 'unrecognized_keys') return `  ${[key === '(root)' ? '' : key + '.'].join('')}${issue.keys.join(', ')}: unknown key${issue.keys.length > 1 ? 's' : ''}`;
+    if (issue.code === 'invalid_type' && issue.message.includes('received undefined')) return `  ${key}: required`;
+    return `  ${key}: ${issue.message}`;
+  });
+  throw new ConfigError(`${source} is invalid:\n${lines.join('\n')}`);
+}
+
+function checkConsistency(config: TrainConfig, source: string): TrainConfig {
+  const problems: string[] = [];
+  const { actor, rollout } = config.worker;
+  if (config.data.rollout_batch_size % actor.global_batch_size !== 0)
+    problems.push(
+      `worker.actor.global_batch_size (${actor.global_batch_size}) must divide data.rollout_batch_size (${config.data.rollout_batch_size}): each step makes rollout_batch_size / global_batch_size optimiser steps`,
+    );
+  if (rollout.n < 2) problems.push(`worker.rollout.n must be at least 2 for group-normalised advantages, got ${rollout.n}`);
+  if (config.data.min_pixels > config.data.max_pixels) problems.push(`data.min_pixels (${config.data.min_pixels}) exceeds data.max_pixels (${config.data.max_pixels})`);
+  if (problems.length > 0) throw new ConfigError(`${source} is invalid:\n${problems.map((p) => '  ' + p).join('\n')}`);
+  return config;
+}
+
+export interface LoadConfigOptions {
+  /** A YAML file (EasyR1 layout). */
+  file?: string;
+  preset?: string;
+  /** `section.key=value` overrides, applied last. */
+  overrides?: readonly string[];
+  /** Applied before the file (e.g. the demo's own defaults). */
+  base?: Tree;
+}
+
+/** preset, then base, then the file, then the overrides; validated. */
+export async function loadConfig(options: LoadConfigOptions): Promise<TrainConfig> {
+  let tree: Tree = {};
+  if (options.preset !== undefined) {
+    const preset = PRESETS[options.preset];
+    if (!preset) throw new ConfigError(`unknown preset "${options.preset}" (known: ${Object.keys(PRESETS).join(', ')})`);
+    tree = deepMerge(tree, preset.config);
+  }
+  if (options.base) tree = deepMerge(tree, options.base);
+  let source = 'the configuration';
+  if (options.file !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(options.file, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`cannot read the configuration file ${options.file}: ${(error as Error).message}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(text);
+    } catch (error) {
+      throw new ConfigError(`${options.file} is not valid YAML: ${(error as Error).message}`);
+    }
+    if (parsed !== null && parsed !== undefined && !isTree(parsed)) throw new ConfigError(`${options.file} must hold a mapping of sections (data, algorithm, worker, trainer)`);
+    tree = deepMerge(tree, (parsed as Tree | null) ?? {});
+    source = options.file;
+  }
+  if (options.overrides && options.overrides.length > 0) {
+    tree = deepMerge(tree, parseOverrides(options.overrides));
+    source += options.file === undefined ? ' (with overrides)' : ' with its overrides';
+  }
+  return validateConfig(tree, source);
+}
+
+export function configToYaml(config: TrainConfig): string {
+  return stringifyYaml(config);
+}
+
+/** The run directory a configuration writes to. */
+export function runDirectory(config: TrainConfig): string {
+  return config.trainer.save_checkpoint_path ?? `runs/${config.trainer.experiment_name}`;
+}
