@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference,training,synth]`: speed figures, side by
+ * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference,training,synth,tokenizer]`: speed figures, side by
  * side with the Python stack on the same inputs in the same run. Targets are
  * checked here, never in tests.
  */
@@ -14,9 +14,10 @@ import { makeRollouts } from './rollouts.js';
 import { benchInference, benchMatmul, table } from './engine.js';
 import { benchTraining } from './train.js';
 import { benchSynthesis } from './synth.js';
+import { benchTokenizer } from './tokenizer.js';
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });
-const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference,training,synth').split(','));
+const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference,training,synth,tokenizer').split(','));
 const work = mkdtempSync(join(tmpdir(), 'st-bench-'));
 const info = native().runtimeInfo();
 
@@ -133,3 +134,4 @@ if (sections.has('matmul')) await benchMatmul();
 if (sections.has('inference')) await benchInference();
 if (sections.has('training')) await benchTraining();
 if (sections.has('synth')) await benchSynthesis();
+if (sections.has('tokenizer')) await benchTokenizer();
