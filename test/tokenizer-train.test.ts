@@ -207,7 +207,7 @@ t.test('bad input is reported', async (t) => {
 t.test('a tiny model directory loads and generates from an image and text', async (t) => {
   const dir = join(root, 'model');
   const written = await writeTinyModelDirectory(dir, { corpus, vocabSize: VOCAB, seed: 3 });
-  t.equal(written.modelVocabSize, VOCAB, '384 is a multiple of 64: embedding rows = tokenizer ids');
+  t.equal(written.modelVocabSize, VOCAB, 'embedding rows = tokenizer ids');
   const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
   const ids = written.specialTokenIds;
   t.same(
@@ -232,4 +232,11 @@ t.test('a tiny model directory loads and generates from an image and text', asyn
   t.equal(completion?.tokens.length, 5);
   t.ok(Array.from(completion!.tokens).every((id) => id >= 0 && id < VOCAB), 'generated ids are tokenizer ids');
   t.equal(completion?.text, vlm.tokenizer.decode(Array.from(completion!.tokens), { skipSpecialTokens: true }));
+
+  // A corpus that runs out of pairs: the embedding still has exactly one row per tokenizer id.
+  const exhaustedDir = join(root, 'exhausted');
+  const exhausted = await writeTinyModelDirectory(exhaustedDir, { corpus, vocabSize: 4096, seed: 3, text: { hidden: 32, intermediate: 64, heads: 2, kvHeads: 1 } });
+  t.equal(exhausted.modelVocabSize, exhausted.tokenizerVocabSize);
+  t.equal(JSON.parse(readFileSync(join(exhaustedDir, 'config.json'), 'utf8')).vocab_size, exhausted.tokenizerVocabSize);
+  t.equal((await Tokenizer.fromDirectory(exhaustedDir)).vocabSize, exhausted.tokenizerVocabSize);
 });

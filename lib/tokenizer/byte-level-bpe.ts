@@ -80,7 +80,6 @@ export class QwenPreTokenizer {
   readonly #normalize: (text: string) => string;
   readonly #split: (text: string) => string[];
   readonly #addedPattern: RegExp | undefined;
-  readonly #added: ReadonlySet<string>;
 
   constructor(addedTokens: readonly string[] = []) {
     // A runtime tokenizer holding just Qwen2's normalizer and regex split (no byte mapping:
@@ -97,9 +96,8 @@ export class QwenPreTokenizer {
     for (const token of addedTokens) {
       if (typeof token !== 'string' || token.length === 0) throw new Error(`added tokens must be non-empty strings, got ${JSON.stringify(token)}`);
     }
-    this.#added = new Set(addedTokens);
     // Longest first, as the runtime's trie matches the longest added token at each position.
-    const alternatives = [...this.#added].sort((a, b) => b.length - a.length || (a < b ? -1 : 1)).map(escapeRegExp);
+    const alternatives = [...new Set(addedTokens)].sort((a, b) => b.length - a.length || (a < b ? -1 : 1)).map(escapeRegExp);
     this.#addedPattern = alternatives.length > 0 ? new RegExp(`(${alternatives.join('|')})`) : undefined;
   }
 
@@ -121,10 +119,6 @@ export class QwenPreTokenizer {
   splitSection(section: string): string[] {
     const normalized = this.#normalize(section);
     return normalized.length === 0 ? [] : this.#split(normalized);
-  }
-
-  isAdded(token: string): boolean {
-    return this.#added.has(token);
   }
 }
 
@@ -150,6 +144,7 @@ export class BpeEncoder {
   readonly #symbolId: ReadonlyMap<string, number>;
   /** pair key -> rank (the merged token's id is 256 + rank). */
   readonly #ranks = new Map<number, number>();
+  /** Encoded words; grows with the distinct words seen (a corpus has thousands). */
   readonly #cache = new Map<string, number[]>();
 
   constructor(vocabulary: BpeVocabulary, addedTokens: readonly { content: string; id: number }[] = []) {

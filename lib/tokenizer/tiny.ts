@@ -245,13 +245,13 @@ export interface TinyModelOptions extends BuildTokenizerOptions {
   seed?: number;
   /**
    * Text model shape over TINY.text. `vocab` (the embedding rows) defaults to the tokenizer's
-   * size rounded up to a multiple of `vocabMultiple`; it may not be smaller than the tokenizer.
+   * number of ids, so that every id a randomly initialised model can sample decodes to text
+   * (Qwen pads its embedding to 151,936 rows for 151,665 ids; a trained model never samples
+   * the padding rows, a random one does). A larger `vocab` is allowed, a smaller one is not.
    */
   text?: RandomCheckpointOptions['text'];
   vision?: RandomCheckpointOptions['vision'];
   tieEmbeddings?: boolean;
-  /** Default 64, as Qwen pads its embedding (151,665 ids -> 151,936 rows). */
-  vocabMultiple?: number;
 }
 
 export interface TinyModelDirectory {
@@ -269,10 +269,9 @@ export interface TinyModelDirectory {
  * tokenizer's, plus the tokenizer files.
  */
 export async function writeTinyModelDirectory(dir: string, options: TinyModelOptions): Promise<TinyModelDirectory> {
-  const { corpus, seed, text, vision, tieEmbeddings, vocabMultiple = 64, ...tokenizerOptions } = options;
-  if (!Number.isSafeInteger(vocabMultiple) || vocabMultiple < 1) throw new RangeError(`vocabMultiple must be a positive integer, got ${vocabMultiple}`);
+  const { corpus, seed, text, vision, tieEmbeddings, ...tokenizerOptions } = options;
   const built = buildTokenizer(corpus, tokenizerOptions);
-  const modelVocabSize = text?.vocab ?? Math.ceil(built.vocabSize / vocabMultiple) * vocabMultiple;
+  const modelVocabSize = text?.vocab ?? built.vocabSize;
   if (!Number.isSafeInteger(modelVocabSize) || modelVocabSize < built.vocabSize) {
     throw new RangeError(`text.vocab ${modelVocabSize} is smaller than the trained tokenizer (${built.vocabSize} ids)`);
   }
