@@ -82,7 +82,7 @@ export class VisionLanguageModel {
             const key = `${prompt}/${sample}`;
             let s = streams.get(key);
             if (!s) streams.set(key, (s = { decoder: this.tokenizer.createDecoder({ skipSpecialTokens: true }), text: '', stopped: false }));
-            if (s.stopped) return;
+            if (s.stopped || token >= this.tokenizer.vocabSize) return;
             const piece = s.decoder.push(token);
             s.text += piece;
             if (stops.some((stop) => s.text.includes(stop))) {
@@ -101,7 +101,7 @@ export class VisionLanguageModel {
 
   /** Decodes a completion, cutting it before the first stop string. */
   private finish(c: Completion, stops: readonly string[]): TextCompletion {
-    const full = this.tokenizer.decode(Array.from(c.tokens), { skipSpecialTokens: true });
+    const full = this.decodeKnown(c.tokens);
     let cut = -1;
     for (const stop of stops) {
       const at = full.indexOf(stop);
@@ -111,7 +111,7 @@ export class VisionLanguageModel {
     // Keep the tokens up to the one that completed the stop string.
     let keep = c.tokens.length;
     for (let n = 1; n <= c.tokens.length; n++) {
-      const prefix = this.tokenizer.decode(Array.from(c.tokens.subarray(0, n)), { skipSpecialTokens: true });
+      const prefix = this.decodeKnown(c.tokens.subarray(0, n));
       if (prefix.length >= cut + 1 && stops.some((s) => prefix.includes(s))) {
         keep = n;
         break;
@@ -125,6 +125,16 @@ export class VisionLanguageModel {
       positions: c.positions.slice(0, Math.max(0, keep - 1)),
       finishReason: 'stop',
     };
+  }
+
+  /**
+   * Text of sampled ids. The embedding may have more rows than the tokenizer
+   * has ids (Qwen pads 151,665 to 151,936) and an untrained model can sample
+   * those: they decode to nothing, as in vLLM.
+   */
+  decodeKnown(tokens: Int32Array): string {
+    const size = this.tokenizer.vocabSize;
+    return this.tokenizer.decode(Array.from(tokens).filter((id) => id < size), { skipSpecialTokens: true });
   }
 
   dispose(): Promise<void> {

@@ -43,13 +43,16 @@ namespace {
 // Appends one unpadded row to a decoder batch: its tokens, their positions
 // (from a [3, 1, n] rope index) and which of them carry image features.
 void append_row(DecoderBatch& batch, std::vector<int64_t> (&streams)[3], KvCache::SequenceId cache_id,
-                const int32_t* ids, const int64_t* positions, int64_t n, int64_t stride, int32_t image_token) {
+                const int32_t* ids, const int64_t* positions, int64_t n, int64_t stride, int32_t image_token,
+                int64_t image_limit = -1) {
+  // Only the first image_limit tokens (the prompt) may carry image features.
+  if (image_limit < 0) image_limit = n;
   DecoderSequence s;
   s.cache_id = cache_id;
   s.offset = int64_t(batch.ids.size());
   s.length = n;
   for (int64_t i = 0; i < n; ++i) {
-    if (ids[i] == image_token) batch.image_rows.push_back(int32_t(batch.ids.size()));
+    if (i < image_limit && ids[i] == image_token) batch.image_rows.push_back(int32_t(batch.ids.size()));
     batch.ids.push_back(ids[i]);
     for (int k = 0; k < 3; ++k) streams[k].push_back(positions[k * stride + i]);
   }
@@ -134,12 +137,12 @@ std::vector<std::vector<float>> Qwen25VL::logprobs(const std::vector<Prompt>& pr
     if (prompts[p].ids.empty()) throw std::invalid_argument("prompt " + std::to_string(p) + " is empty");
     std::vector<int32_t> seq = prompts[p].ids;
     seq.insert(seq.end(), completions[p].begin(), completions[p].end());
-    const std::vector<int32_t> ones(seq.size(), 1);
-    const RopeIndex rope = rope_index(config_, seq.data(), ones.data(), 1, int64_t(seq.size()), prompts[p].grids);
-    const int64_t first = int64_t(batch.ids.size());
-    append_row(batch, streams, cache.create(), seq.data(), rope.positions.data(), int64_t(seq.size()),
-               int64_t(seq.size()), config_.image_token_id);
     const int64_t prompt_len = int64_t(prompts[p].ids.size());
+    const std::vector<int64_t> positions =
+        continued_positions(config_, seq.data(), prompt_len, int64_t(seq.size()), prompts[p].grids);
+    const int64_t first = int64_t(batch.ids.size());
+    append_row(batch, streams, cache.create(), seq.data(), positions.data(), int64_t(seq.size()), int64_t(seq.size()),
+               config_.image_token_id, prompt_len);
     for (size_t j = 0; j < completions[p].size(); ++j) {
       batch.logit_rows.push_back(int32_t(first + prompt_len - 1 + int64_t(j)));
       targets.push_back(completions[p][j]);

@@ -60,4 +60,17 @@ RopeIndex rope_index(const ModelConfig& config, const int32_t* ids, const int32_
   return out;
 }
 
+std::vector<int64_t> continued_positions(const ModelConfig& config, const int32_t* ids, int64_t prompt_len, int64_t len,
+                                         const std::vector<GridThw>& grids) {
+  const std::vector<int32_t> ones(size_t(prompt_len), 1);
+  const RopeIndex prompt = rope_index(config, ids, ones.data(), 1, prompt_len, grids);
+  std::vector<int64_t> positions(size_t(3 * len));
+  const int64_t next = prompt_len + prompt.deltas[0];
+  for (int64_t k = 0; k < 3; ++k) {
+    for (int64_t i = 0; i < prompt_len; ++i) positions[size_t(k * len + i)] = prompt.positions[size_t(k * prompt_len + i)];
+    for (int64_t i = prompt_len; i < len; ++i) positions[size_t(k * len + i)] = next + (i - prompt_len);
+  }
+  return positions;
+}
+
 }  // namespace st::model

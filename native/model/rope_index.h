@@ -20,4 +20,11 @@ struct RopeIndex {
 RopeIndex rope_index(const ModelConfig& config, const int32_t* ids, const int32_t* mask, int64_t rows,
                      int64_t seq_len, const std::vector<GridThw>& grids);
 
+// Positions [3, 1, len] of one prompt (ids[0, prompt_len)) followed by its
+// completion: the prompt as rope_index places it, then each completion token
+// one further on all three streams, as decoding placed it. A completion token
+// is text whatever its id: a sampled <|image_pad|> carries no image.
+std::vector<int64_t> continued_positions(const ModelConfig& config, const int32_t* ids, int64_t prompt_len, int64_t len,
+                                         const std::vector<GridThw>& grids);
+
 }  // namespace st::model

@@ -173,13 +173,12 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
                  (options.loss.kl_coef != 0.0 && int64_t(s.ref_logp.size()) != completion)))
       throw std::invalid_argument("training sequence " + std::to_string(si) +
                                   ": one old (and reference) log-prob per completion token is needed");
-    const std::vector<int32_t> ones(s.ids.size(), 1);
-    const RopeIndex rope = rope_index(config, s.ids.data(), ones.data(), 1, len, s.grids);
+    const std::vector<int64_t> positions = continued_positions(config, s.ids.data(), s.prompt_len, len, s.grids);
     const int32_t base = bounds.back();
     for (int64_t i = 0; i < len; ++i) {
-      if (s.ids[size_t(i)] == config.image_token_id) image_rows.push_back(base + int32_t(i));
+      if (i < s.prompt_len && s.ids[size_t(i)] == config.image_token_id) image_rows.push_back(base + int32_t(i));
       ids.push_back(s.ids[size_t(i)]);
-      for (int k = 0; k < 3; ++k) streams[k].push_back(rope.positions[size_t(k * len + i)]);
+      for (int k = 0; k < 3; ++k) streams[k].push_back(positions[size_t(k * len + i)]);
     }
     for (int64_t j = 0; j < completion; ++j) {
       loss_rows.push_back(base + int32_t(s.prompt_len - 1 + j));
