@@ -1,0 +1,75 @@
+/** `spatialthinker train` (GRPO) and `spatialthinker sft`: the trainers from a YAML configuration and dotted overrides. */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, PRESETS, type TrainConfig } from '../rl/config.js';
+import { GrpoTrainer } from '../rl/grpo-trainer.js';
+import { SftTrainer } from '../rl/sft-trainer.js';
+import { CliError } from './errors.js';
+import { attachConsole } from './train-console.js';
+
+const help = (command: 'train' | 'sft') => `usage: spatialthinker ${command} [--config FILE.yaml] [--preset NAME] [section.key=value ...]
+
+${command === 'train' ? 'Trains a policy with GRPO (dense spatial reward by default)' : 'Fine-tunes a policy on target completions (gold reasoning traces by default)'}.
+The configuration has EasyR1's sections (data, algorithm, worker.actor,
+worker.rollout, worker.reward, trainer); dotted overrides come last, e.g.
+  spatialthinker ${command} --config run.yaml trainer.max_steps=75 worker.rollout.n=8
+The effective configuration is written to the run directory
+(trainer.save_checkpoint_path, default runs/<experiment_name>), with
+metrics.jsonl, samples.jsonl, tensorboard/ and checkpoints/. A run directory
+that already has a checkpoint resumes from its newest one. Ctrl-C stops
+cleanly after saving a checkpoint.
+
+options:
+  --config FILE   YAML configuration
+  --preset NAME   start from a preset: ${Object.entries(PRESETS).map(([k, p]) => `${k} (${p.summary})`).join('; ')}
+  --print-config  print the effective configuration and exit
+`;
+
+export async function runTrainer(command: 'train' | 'sft', argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { config: { type: 'string' }, preset: { type: 'string' }, 'print-config': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    process.stdout.write(help(command));
+    return;
+  }
+  let config: TrainConfig;
+  try {
+    config = await loadConfig({
+      ...(values.config !== undefined ? { file: values.config } : {}),
+      ...(values.preset !== undefined ? { preset: values.preset } : {}),
+      overrides: positionals,
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) throw new CliError(error.message, 2);
+    throw error;
+  }
+  if (values['print-config']) {
+    const { configToYaml } = await import('../rl/config.js');
+    process.stdout.write(configToYaml(config));
+    return;
+  }
+  const controller = new AbortController();
+  const onSignal = () => {
+    process.stderr.write('\nstopping after saving a checkpoint (Ctrl-C again to quit at once)\n');
+    process.off('SIGINT', onSignal);
+    controller.abort(new Error('interrupted'));
+  };
+  process.on('SIGINT', onSignal);
+  const trainer = command === 'train' ? new GrpoTrainer(config, { signal: controller.signal }) : new SftTrainer(config, { signal: controller.signal });
+  const detach = attachConsole(trainer, () => trainer.plannedSteps);
+  try {
+    const result = await trainer.train();
+    process.stderr.write(`run directory: ${result.dir}\n${result.lastCheckpoint ? `last checkpoint: ${result.lastCheckpoint}\n` : ''}`);
+  } catch (error) {
+    throw new CliError(error instanceof Error ? error.message : String(error));
+  } finally {
+    detach();
+    process.off('SIGINT', onSignal);
+    await trainer.dispose();
+  }
+}
+
+export const trainCommand = (argv: string[]) => runTrainer('train', argv);
+export const sftCommand = (argv: string[]) => runTrainer('sft', argv);

@@ -1,0 +1,399 @@
+/**
+ * The GRPO loop (shared/spec/grpo.md, method.md §3.2): per step, draw
+ * prompts, sample n completions each, score them, normalise advantages within
+ * each group, recompute old and reference log-probs, update the policy in
+ * mini-batches of micro-batches, then log, validate and checkpoint.
+ */
+import { Model, type TrainSequence } from '../engine/model.js';
+import { answersMatch, extractAnswer } from '../rewards/spatial-format.js';
+import { parseGroundTruth } from '../rewards/ground-truth.js';
+import type { BatchReward, RewardScores } from '../rewards/types.js';
+import { learningRate } from '../train/schedule.js';
+import { hash32 } from '../synth/random.js';
+import { groupAdvantages, informativeGroups } from './advantages.js';
+import type { TrainConfig } from './config.js';
+import { evaluatePolicy } from './evaluate.js';
+import type { TrainingRow } from './loader.js';
+import { saveRowImage, type PreparedRow } from './prompts.js';
+import { sampleCompletions, type Rollout, type Sampling } from './rollout.js';
+import { AbortedRun, createReward, TrainingRun, type RunOptions } from './run.js';
+import type { Metrics, SampleRecord } from './run-log.js';
+import { join } from 'node:path';
+
+const KL_ESTIMATORS = { low_var_kl: 'low_var_kl', k3: 'k3', kl: 'k1', k1: 'k1', abs: 'abs', mse: 'mse', k2: 'k2' } as const;
+const AGGREGATIONS = { token: 'token-mean', 'seq-mean-token-mean': 'seq-mean-token-mean', 'seq-mean-token-sum': 'seq-mean-token-sum' } as const;
+
+interface Experience {
+  row: PreparedRow;
+  rollout: Rollout;
+  reward: RewardScores;
+  advantage: number;
+  oldLogprobs?: Float32Array;
+  refLogprobs?: Float32Array;
+}
+
+export interface TrainResult {
+  dir: string;
+  steps: number;
+  lastCheckpoint: string | undefined;
+  /** The last validation metrics, when validation ran. */
+  validation: Metrics | undefined;
+}
+
+export class GrpoTrainer extends TrainingRun {
+  protected readonly kind = 'grpo' as const;
+  private reward!: BatchReward;
+  private reference: Model | undefined;
+  private rolloutSequences = 0;
+  private lastValidation: Metrics | undefined;
+
+  constructor(config: TrainConfig, options: RunOptions = {}) {
+    super(config, options);
+  }
+
+  protected rowsPerStep(): number {
+    return this.config.data.rollout_batch_size;
+  }
+
+  private get klActive(): boolean {
+    const a = this.config.algorithm;
+    return !a.disable_kl && a.use_kl_loss && a.kl_coef > 0;
+  }
+
+  /** Runs to the last step (or until the signal aborts: then the last completed step is checkpointed). */
+  async train(): Promise<TrainResult> {
+    const { config } = this;
+    await this.setUp();
+    this.reward = await createReward(config.worker.reward, this.options.rewards);
+    const plan = this.checkMemory(this.klActive);
+    this.rolloutSequences = Math.max(1, Math.min(plan.rolloutSequences, config.worker.rollout.max_num_seqs));
+    if (this.klActive) {
+      this.say(`loading the reference model from ${this.sourceDir}`);
+      this.reference = await Model.load(this.sourceDir, { device: config.trainer.device });
+    }
+    let lastCheckpoint: string | undefined = this.resumedFrom;
+    const validate = this.valRows.length > 0 && config.trainer.val_freq !== 0;
+    if (validate && config.trainer.val_before_train && this.step === 0) await this.validate();
+    if (config.trainer.val_only) return { dir: this.dir, steps: this.step, lastCheckpoint, validation: this.lastValidation };
+
+    while (this.step < this.totalSteps) {
+      const loaderAtStart = this.loader.state();
+      try {
+        await this.trainStep();
+      } catch (error) {
+        if (!(error instanceof AbortedRun)) throw error;
+        // Nothing of the interrupted step was applied: save the state before it.
+        lastCheckpoint = await this.saveCheckpoint({}, loaderAtStart);
+        this.say(`stopped: ${error.message}; checkpoint ${lastCheckpoint}`);
+        return { dir: this.dir, steps: this.step, lastCheckpoint, validation: this.lastValidation };
+      }
+      const last = this.step === this.totalSteps;
+      if (validate && config.trainer.val_freq > 0 && (this.step % config.trainer.val_freq === 0 || last)) await this.validate();
+      if ((config.trainer.save_freq > 0 && this.step % config.trainer.save_freq === 0) || last) lastCheckpoint = await this.saveCheckpoint();
+    }
+    return { dir: this.dir, steps: this.step, lastCheckpoint, validation: this.lastValidation };
+  }
+
+  private throwIfAborted(): void {
+    if (this.signal?.aborted) throw new AbortedRun(this.step);
+  }
+
+  private sampling(val: boolean): Sampling {
+    const r = this.config.worker.rollout;
+    const o = val ? r.val_override_config : {};
+    return {
+      n: o.n ?? r.n,
+      temperature: o.temperature ?? r.temperature,
+      topP: o.top_p ?? r.top_p,
+      topK: o.top_k ?? r.top_k,
+      maxNewTokens: this.config.data.max_response_length,
+      seed: hash32('rollout', this.config.trainer.seed, this.step, val ? 'val' : 'train'),
+      maxBatch: this.rolloutSequences,
+    };
+  }
+
+  private async trainStep(): Promise<void> {
+    const { config } = this;
+    const step = this.step + 1;
+    const n = config.worker.rollout.n;
+    const timing: Record<string, number> = {};
+    const time = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      try {
+        return await work();
+      } finally {
+        timing[`timing/${name}`] = (timing[`timing/${name}`] ?? 0) + (performance.now() - t0) / 1000;
+      }
+    };
+    const stepStart = performance.now();
+
+    // Rollout and reward, drawing more prompts while groups are filtered out (DAPO), within the retry budget.
+    const wanted = config.data.rollout_batch_size;
+    const kept: Experience[][] = [];
+    let tries = 0;
+    let generatedGroups = 0;
+    let droppedGroups = 0;
+    const rewardsSeen: RewardScores[] = [];
+    const rolloutsSeen: { row: PreparedRow; rollout: Rollout }[] = [];
+    while (kept.length < wanted) {
+      tries++;
+      const rows = this.loader.take(wanted - kept.length);
+      const prepared = await time('prepare', () => Promise.all(rows.map((r) => this.prompts.prepare(r))));
+      this.throwIfAborted();
+      const sampling = { ...this.sampling(false), seed: hash32('rollout', config.trainer.seed, step, tries) };
+      const rollouts = await time('generation', () =>
+        sampleCompletions(this.vlm, prepared, sampling, {
+          ...(this.signal ? { signal: this.signal } : {}),
+          onProgress: (done, total) => this.emit('progress', { step, phase: 'rollout', done, total }),
+        }),
+      );
+      this.throwIfAborted();
+      this.emit('progress', { step, phase: 'reward', done: 0, total: rollouts.length });
+      const scores = await time('reward', () =>
+        this.reward.scoreBatch(
+          rollouts.map((r) => {
+            const row = prepared[r.prompt] as PreparedRow;
+            return { completion: r.text, groundTruth: row.groundTruth, prompt: row.prompt, image: row.image };
+          }),
+        ),
+      );
+      rewardsSeen.push(...scores);
+      rollouts.forEach((r) => rolloutsSeen.push({ row: prepared[r.prompt] as PreparedRow, rollout: r }));
+      const overall = scores.map((s) => s.overall);
+      const advantages = groupAdvantages(overall, n, { normaliseByStd: config.algorithm.norm_adv_by_std_in_grpo });
+      const keep = config.algorithm.online_filtering
+        ? informativeGroups(scores.map((s) => s[config.algorithm.filter_key] ?? s.overall), n, config.algorithm.filter_low, config.algorithm.filter_high)
+        : prepared.map(() => true);
+      generatedGroups += prepared.length;
+      prepared.forEach((row, g) => {
+        if (!keep[g]) {
+          droppedGroups++;
+          return;
+        }
+        kept.push(
+          Array.from({ length: n }, (_, s) => ({
+            row,
+            rollout: rollouts[g * n + s] as Rollout,
+            reward: scores[g * n + s] as RewardScores,
+            advantage: advantages[g * n + s] as number,
+          })),
+        );
+      });
+      if (!config.algorithm.online_filtering || tries >= config.trainer.max_try_make_batch) break;
+    }
+    if (kept.length === 0) {
+      this.say(`step ${step}: every group was filtered out after ${tries} tries; no update`);
+    }
+    const experiences = kept.flat();
+
+    // Old and reference log-probs of the sampled tokens, in micro-batches.
+    await time('old_logprobs', () => this.fillLogprobs(experiences, this.vlm.model, 'oldLogprobs', step, 'old_logprobs'));
+    this.throwIfAborted();
+    if (this.reference) await time('ref_logprobs', () => this.fillLogprobs(experiences, this.reference as Model, 'refLogprobs', step, 'ref_logprobs'));
+    this.throwIfAborted();
+
+    const update = await time('update', () => this.update(kept, step));
+    this.step = step;
+
+    const metrics: Metrics = {
+      ...this.rolloutMetrics(rewardsSeen, rolloutsSeen),
+      ...update,
+      'batch/groups': generatedGroups,
+      'batch/groups_kept': kept.length,
+      'batch/groups_filtered': droppedGroups,
+      'batch/zero_variance_groups': countZeroVariance(rewardsSeen.map((s) => s.overall), n),
+      'training/epoch': this.loader.epoch,
+      ...timing,
+      'timing/step': (performance.now() - stepStart) / 1000,
+    };
+    await this.logMetrics('train', metrics);
+    await this.logSamples(experiences, 'train', config.trainer.train_generations_to_log);
+  }
+
+  private rolloutMetrics(scores: readonly RewardScores[], rollouts: readonly { row: PreparedRow; rollout: Rollout }[]): Metrics {
+    const m: Metrics = {};
+    const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
+    const components = new Set(scores.flatMap((s) => Object.keys(s)));
+    for (const c of components) m[`reward/${c}`] = mean(scores.map((s) => s[c] ?? 0));
+    m['accuracy'] = mean(rollouts.map(({ row, rollout }) => (answersMatch(extractAnswer(rollout.text), parseGroundTruth(row.groundTruth).answer) ? 1 : 0)));
+    const lengths = rollouts.map((r) => r.rollout.tokens.length);
+    m['response_length/mean'] = mean(lengths);
+    m['response_length/max'] = Math.max(0, ...lengths);
+    m['response_length/clip_ratio'] = mean(rollouts.map((r) => (r.rollout.finishReason === 'length' ? 1 : 0)));
+    return m;
+  }
+
+  private async fillLogprobs(experiences: Experience[], model: Model, field: 'oldLogprobs' | 'refLogprobs', step: number, phase: 'old_logprobs' | 'ref_logprobs'): Promise<void> {
+    const micro = this.config.worker.actor.micro_batch_size_per_device_for_experience;
+    const temperature = this.config.worker.rollout.temperature || 1;
+    for (let i = 0; i < experiences.length; i += micro) {
+      this.throwIfAborted();
+      const chunk = experiences.slice(i, i + micro);
+      const logprobs = await model.logprobs(
+        chunk.map((e) => e.row.input),
+        chunk.map((e) => e.rollout.tokens),
+        temperature,
+      );
+      chunk.forEach((e, k) => (e[field] = logprobs[k]));
+      this.emit('progress', { step, phase, done: Math.min(i + micro, experiences.length), total: experiences.length });
+    }
+  }
+
+  private async update(groups: readonly Experience[][], step: number): Promise<Metrics> {
+    const { actor, rollout } = this.config.worker;
+    const algorithm = this.config.algorithm;
+    const model = this.vlm.model;
+    const miniBatches: Experience[][] = [];
+    for (let g = 0; g < groups.length; g += actor.global_batch_size) miniBatches.push(groups.slice(g, g + actor.global_batch_size).flat());
+    const sum: Record<string, number> = {};
+    let tokensSeen = 0;
+    let optimizerSteps = 0;
+    let lr = 0;
+    const add = (name: string, value: number, weight = 1) => (sum[name] = (sum[name] ?? 0) + value * weight);
+    const totalMicro = miniBatches.reduce((a, mb) => a + Math.ceil(mb.length / actor.micro_batch_size_per_device_for_update), 0) * actor.ppo_epochs;
+    let microDone = 0;
+    for (let epoch = 0; epoch < actor.ppo_epochs; epoch++) {
+      for (const batch of miniBatches) {
+        const batchTokens = batch.reduce((a, e) => a + e.rollout.tokens.length, 0);
+        if (batchTokens === 0) continue;
+        await model.zeroGradients();
+        let loss = 0;
+        for (let i = 0; i < batch.length; i += actor.micro_batch_size_per_device_for_update) {
+          this.throwIfAborted();
+          const micro = batch.slice(i, i + actor.micro_batch_size_per_device_for_update);
+          const sequences: TrainSequence[] = micro.map((e) => ({
+            ids: concatIds(e.row.input.ids, e.rollout.tokens),
+            promptLength: e.row.input.ids.length,
+            ...(e.row.input.images ? { images: e.row.input.images } : {}),
+            advantage: e.advantage,
+            ...(e.oldLogprobs ? { oldLogprobs: e.oldLogprobs } : {}),
+            ...(e.refLogprobs ? { refLogprobs: e.refLogprobs } : {}),
+          }));
+          const result = await model.trainGradients(sequences, {
+            objective: 'grpo',
+            clipLow: actor.clip_ratio_low,
+            clipHigh: actor.clip_ratio_high,
+            dualClip: actor.clip_ratio_dual,
+            klCoef: this.klActive ? algorithm.kl_coef : 0,
+            klEstimator: KL_ESTIMATORS[algorithm.kl_penalty],
+            aggregation: AGGREGATIONS[actor.loss_avg_mode],
+            temperature: rollout.temperature || 1,
+            batchTokens,
+            batchSequences: batch.length,
+            checkpointLayers: actor.model.enable_gradient_checkpointing,
+            freezeVision: actor.model.freeze_vision_tower,
+            maxSequenceLength: this.config.data.max_prompt_length + this.config.data.max_response_length,
+          });
+          const tokens = micro.reduce((a, e) => a + e.rollout.tokens.length, 0);
+          loss += result.loss;
+          add('actor/pg_loss', result.pgLoss);
+          add('actor/kl_loss', result.klMean, tokens);
+          add('actor/ppo_kl', result.ppoKl, tokens);
+          add('actor/pg_clipfrac_higher', result.clipfracHigh, tokens);
+          add('actor/pg_clipfrac_lower', result.clipfracLow, tokens);
+          add('actor/pg_clipfrac_dual', result.clipfracDual, tokens);
+          add('actor/entropy_loss', result.entropy, tokens);
+          tokensSeen += tokens;
+          this.emit('progress', { step, phase: 'update', done: ++microDone, total: totalMicro });
+        }
+        const optimizerStep = (await model.optimizerState()).step + 1;
+        lr = this.learningRate(optimizerStep);
+        const o = actor.optim;
+        const r = await model.optimizerStep({
+          lr,
+          beta1: o.betas[0],
+          beta2: o.betas[1],
+          eps: o.eps,
+          weightDecay: o.weight_decay,
+          maxGradNorm: actor.max_grad_norm,
+          freezeVision: actor.model.freeze_vision_tower,
+        });
+        if (r.skipped) this.say(`step ${step}: non-finite gradient norm; optimiser step skipped`);
+        add('actor/grad_norm', r.gradNorm);
+        add('actor/loss', loss);
+        add('actor/skipped_updates', r.skipped ? 1 : 0);
+        optimizerSteps++;
+      }
+    }
+    const m: Metrics = { 'actor/lr': lr, 'actor/optimizer_steps': optimizerSteps };
+    for (const [k, v] of Object.entries(sum)) {
+      const perToken = ['actor/kl_loss', 'actor/ppo_kl', 'actor/pg_clipfrac_higher', 'actor/pg_clipfrac_lower', 'actor/pg_clipfrac_dual', 'actor/entropy_loss'].includes(k);
+      m[k] = perToken ? v / Math.max(1, tokensSeen) : k === 'actor/skipped_updates' ? v : v / Math.max(1, optimizerSteps);
+    }
+    return m;
+  }
+
+  private learningRate(optimizerStep: number): number {
+    const o = this.config.worker.actor.optim;
+    const perStep = Math.max(1, Math.ceil(this.config.data.rollout_batch_size / this.config.worker.actor.global_batch_size)) * this.config.worker.actor.ppo_epochs;
+    const totalSteps = this.totalSteps * perStep;
+    return learningRate(
+      { name: o.lr_scheduler, lr: o.lr, warmupSteps: Math.round(o.lr_warmup_ratio * totalSteps), totalSteps, minLrRatio: o.min_lr_ratio },
+      optimizerStep,
+    );
+  }
+
+  /** Validation on the held-out rows with the validation sampling settings. */
+  async validate(): Promise<Metrics> {
+    const step = this.step;
+    const rows = await Promise.all(this.valRows.map((r: TrainingRow) => this.prompts.prepare(r)));
+    const evaluation = await evaluatePolicy(this.vlm, rows, this.sampling(true), this.reward, {
+      batchSize: Math.max(1, this.rolloutSequences),
+      ...(this.signal ? { signal: this.signal } : {}),
+      onProgress: (done, total) => this.emit('progress', { step, phase: 'validation', done, total }),
+    });
+    this.lastValidation = evaluation.metrics;
+    await this.logMetrics('val', evaluation.metrics);
+    await this.log.samples(
+      await Promise.all(
+        evaluation.samples.slice(0, this.config.trainer.val_generations_to_log).map((s, index) => this.sampleRecord(s.row, s.rollout, s.reward, 'val', index)),
+      ),
+    );
+    return evaluation.metrics;
+  }
+
+  private async logSamples(experiences: readonly Experience[], split: 'train' | 'val', count: number): Promise<void> {
+    const picked = experiences.slice(0, count);
+    await this.log.samples(await Promise.all(picked.map((e, index) => this.sampleRecord(e.row, e.rollout, e.reward, split, index, e.advantage))));
+  }
+
+  private async sampleRecord(row: PreparedRow, rollout: Rollout, reward: RewardScores, split: 'train' | 'val', index: number, advantage?: number): Promise<SampleRecord> {
+    const image = await saveRowImage(row.source.row, join(this.dir, 'images'));
+    const r = row.source.row;
+    return {
+      step: this.step,
+      split,
+      index,
+      image_id: r.image_id ?? null,
+      image: image === null ? null : join('images', image),
+      image_size: [row.image.width, row.image.height],
+      category: r.category ?? null,
+      question: r.question_only ?? null,
+      completion: rollout.text,
+      ground_truth: row.groundTruth,
+      reward: { ...reward },
+      ...(advantage !== undefined ? { advantage } : {}),
+    };
+  }
+
+  override async dispose(): Promise<void> {
+    await this.reference?.dispose();
+    await super.dispose();
+  }
+}
+
+function concatIds(prompt: Int32Array | readonly number[], completion: Int32Array): Int32Array {
+  const out = new Int32Array(prompt.length + completion.length);
+  out.set(prompt instanceof Int32Array ? prompt : Int32Array.from(prompt), 0);
+  out.set(completion, prompt.length);
+  return out;
+}
+
+function countZeroVariance(rewards: readonly number[], n: number): number {
+  let count = 0;
+  for (let g = 0; g < rewards.length; g += n) {
+    const group = rewards.slice(g, g + n);
+    if (group.every((r) => r === group[0])) count++;
+  }
+  return count;
+}

@@ -1,0 +1,81 @@
+/**
+ * What a run writes as it goes (the format `spatialthinker report` reads):
+ * RUN_DIR/metrics.jsonl (a line per step and split), RUN_DIR/samples.jsonl
+ * (sampled completions with their reward breakdown) and TensorBoard event
+ * files under RUN_DIR/tensorboard. Every line is flushed when written, so a
+ * killed run keeps everything up to its last step.
+ */
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TensorBoardWriter } from '../report/tensorboard.js';
+
+export type Split = 'train' | 'val';
+export type Metrics = Record<string, number>;
+
+export interface SampleRecord {
+  step: number;
+  split: Split;
+  index: number;
+  image_id: string | null;
+  /** Image file for the report: absolute, or relative to the run directory. */
+  image: string | null;
+  image_size: [number, number] | null;
+  category: string | null;
+  question: string | null;
+  completion: string;
+  ground_truth: string;
+  reward: Record<string, number>;
+  advantage?: number;
+}
+
+export interface RunLogOptions {
+  tensorboard?: boolean;
+  file?: boolean;
+}
+
+export class RunLog {
+  private readonly board: TensorBoardWriter | undefined;
+
+  private constructor(
+    readonly dir: string,
+    private readonly file: boolean,
+    board: TensorBoardWriter | undefined,
+  ) {
+    this.board = board;
+  }
+
+  static async open(dir: string, options: RunLogOptions = {}): Promise<RunLog> {
+    await mkdir(dir, { recursive: true });
+    const board = options.tensorboard === false ? undefined : new TensorBoardWriter(join(dir, 'tensorboard'));
+    return new RunLog(dir, options.file !== false, board);
+  }
+
+  async metrics(step: number, split: Split, metrics: Metrics): Promise<void> {
+    const finite: Metrics = {};
+    for (const [k, v] of Object.entries(metrics)) if (Number.isFinite(v)) finite[k] = v;
+    if (this.file) await appendFile(join(this.dir, 'metrics.jsonl'), JSON.stringify({ step, split, time: new Date().toISOString(), ...finite }) + '\n');
+    if (this.board) {
+      this.board.scalars(split === 'val' ? finite : prefixed(finite, 'train/'), step);
+      await this.board.flush();
+    }
+  }
+
+  async samples(records: readonly SampleRecord[]): Promise<void> {
+    if (!this.file || records.length === 0) return;
+    await appendFile(join(this.dir, 'samples.jsonl'), records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  }
+
+  async writeText(name: string, text: string): Promise<void> {
+    await writeFile(join(this.dir, name), text);
+  }
+
+  async close(): Promise<void> {
+    await this.board?.close();
+  }
+}
+
+function prefixed(metrics: Metrics, prefix: string): Metrics {
+  const out: Metrics = {};
+  for (const [k, v] of Object.entries(metrics)) out[k.startsWith('val/') ? k : prefix + k] = v;
+  return out;
+}

@@ -1,0 +1,225 @@
+/**
+ * What the GRPO and SFT trainers share: the run directory (effective
+ * configuration, logs, checkpoints), loading the policy (or resuming it from
+ * the newest checkpoint), the data splits, the memory plan, and the events a
+ * Node tool embedding the trainer listens to.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { VisionLanguageModel } from '../engine/pipeline.js';
+import { fromFunction, rewards as builtinRewards } from '../rewards/registry.js';
+import type { BatchReward, RewardFunction } from '../rewards/types.js';
+import { latestCheckpoint, restoreCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
+import { configToYaml, runDirectory, type TrainConfig } from './config.js';
+import { DataLoader, loadRows, type LoaderState, type TrainingRow } from './loader.js';
+import { formatMemoryPlan, planMemory, type MemoryPlan } from './memory-plan.js';
+import { PromptBuilder } from './prompts.js';
+import { RunLog, type Metrics, type Split } from './run-log.js';
+
+export type Phase = 'load' | 'rollout' | 'reward' | 'old_logprobs' | 'ref_logprobs' | 'update' | 'validation' | 'checkpoint';
+
+export interface TrainerEvents {
+  /** Human-readable lines (the CLI prints them). */
+  log: [message: string];
+  /** Work done in the current phase of a step. */
+  progress: [event: { step: number; phase: Phase; done: number; total: number }];
+  metrics: [event: { step: number; split: Split; metrics: Metrics }];
+  checkpoint: [event: { step: number; dir: string }];
+}
+
+/** Saved with every checkpoint; what a resume needs beyond weights and moments. */
+export interface RunState {
+  step: number;
+  loader: LoaderState;
+  kind: 'grpo' | 'sft';
+  [key: string]: unknown;
+}
+
+export class AbortedRun extends Error {
+  constructor(readonly step: number) {
+    super(`training stopped at step ${step}`);
+    this.name = 'AbortedRun';
+  }
+}
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  /** Rewards by name for `worker.reward.reward_function` (default: the built-in registry). */
+  rewards?: { create(name: string, options?: Record<string, unknown>): BatchReward; has(name: string): boolean };
+}
+
+export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
+  readonly dir: string;
+  protected vlm!: VisionLanguageModel;
+  protected prompts!: PromptBuilder;
+  protected log!: RunLog;
+  protected loader!: DataLoader;
+  protected valRows: TrainingRow[] = [];
+  protected step = 0;
+  protected totalSteps = 0;
+  /** The model directory the run started from (its tokenizer and config travel with every checkpoint). */
+  protected sourceDir: string;
+  protected resumedFrom: string | undefined;
+
+  constructor(
+    readonly config: TrainConfig,
+    protected readonly options: RunOptions = {},
+  ) {
+    super();
+    this.dir = resolve(runDirectory(config));
+    this.sourceDir = resolve(config.worker.actor.model.model_path);
+  }
+
+  protected abstract readonly kind: 'grpo' | 'sft';
+
+  /** Rows needed per step (for the epoch arithmetic). */
+  protected abstract rowsPerStep(): number;
+
+  protected say(message: string): void {
+    this.emit('log', message);
+  }
+
+  protected get signal(): AbortSignal | undefined {
+    return this.options.signal;
+  }
+
+  /** Loads data and the policy (resuming when the run directory has a checkpoint), writes the effective configuration. */
+  protected async setUp(): Promise<void> {
+    const { config } = this;
+    await mkdir(this.dir, { recursive: true });
+    await writeFile(join(this.dir, 'config.yaml'), configToYaml(config));
+    this.log = await RunLog.open(this.dir, { tensorboard: config.trainer.logger.includes('tensorboard'), file: config.trainer.logger.includes('file') });
+
+    const resumeDir = await this.findResumePoint();
+    const modelDir = resumeDir ?? this.sourceDir;
+    this.say(`loading ${modelDir}`);
+    this.vlm = await VisionLanguageModel.load(modelDir, {
+      device: config.trainer.device,
+      ...(config.trainer.threads !== null ? { threads: config.trainer.threads } : {}),
+    });
+    this.prompts = new PromptBuilder(this.vlm, {
+      promptKey: config.data.prompt_key,
+      answerKey: config.data.answer_key,
+      minPixels: config.data.min_pixels,
+      maxPixels: config.data.max_pixels,
+    });
+
+    const train = await this.readSplit(config.data.train_files, 'train', -1);
+    let state: RunState | undefined;
+    if (resumeDir) {
+      state = (await restoreCheckpoint(this.vlm.model, resumeDir)) as unknown as RunState;
+      if (state.kind !== this.kind) throw new Error(`${resumeDir} is a ${String(state.kind)} checkpoint; this is a ${this.kind} run`);
+      this.step = state.step;
+      this.resumedFrom = resumeDir;
+      this.say(`resumed from ${resumeDir} at step ${state.step}`);
+    }
+    this.loader = state ? DataLoader.restore(train, state.loader, config.data.shuffle) : new DataLoader(train, config.data.seed, config.data.shuffle);
+    if (config.data.val_files !== null) this.valRows = await this.readSplit(config.data.val_files, 'val', config.data.val_max_samples);
+    const perEpoch = Math.max(1, Math.floor(train.length / this.rowsPerStep()));
+    this.totalSteps = config.trainer.max_steps ?? config.trainer.total_epochs * perEpoch;
+    this.say(`${train.length} training rows${this.valRows.length > 0 ? `, ${this.valRows.length} validation rows` : ''}; ${this.totalSteps} steps (${perEpoch} per epoch)`);
+  }
+
+  private async findResumePoint(): Promise<string | undefined> {
+    const { trainer } = this.config;
+    if (trainer.load_checkpoint_path !== null) return resolve(trainer.load_checkpoint_path);
+    if (trainer.find_last_checkpoint) return latestCheckpoint(this.dir);
+    return undefined;
+  }
+
+  private async readSplit(path: string, name: string, limit: number): Promise<TrainingRow[]> {
+    const maxPrompt = this.config.data.max_prompt_length;
+    const promptKey = this.config.data.prompt_key;
+    const filter = this.config.data.filter_overlong_prompts;
+    const loaded = await loadRows(path, {
+      skipInvalid: this.config.data.skip_invalid,
+      ...(limit >= 0 ? { limit } : {}),
+      // Exact token counts need the image; text tokens are a lower bound that catches the grossly long.
+      keep: (row) => {
+        const text = (row as unknown as Record<string, unknown>)[promptKey];
+        if (typeof text !== 'string') return `no "${promptKey}" text`;
+        return filter && this.vlm.tokenizer.encode(text).length > maxPrompt ? 'prompt longer than data.max_prompt_length' : undefined;
+      },
+    });
+    if (loaded.stats.invalid > 0) this.say(`${name}: skipped ${loaded.stats.invalid} invalid rows (first: ${loaded.stats.problems[0] ?? ''})`);
+    for (const [reason, count] of Object.entries(loaded.dropped)) this.say(`${name}: dropped ${count} rows: ${reason}`);
+    if (loaded.rows.length === 0) throw new Error(`${path}: no usable ${name} rows`);
+    return loaded.rows;
+  }
+
+  /** Prints the memory plan; refuses a run that cannot fit unless told to ignore it. */
+  protected checkMemory(referenceModel: boolean): MemoryPlan {
+    const datasetBytes = this.loader.rows.reduce((a, r) => a + imageBytes(r), 0) + this.valRows.reduce((a, r) => a + imageBytes(r), 0);
+    const config = referenceModel ? this.config : { ...this.config, algorithm: { ...this.config.algorithm, kl_coef: 0 } };
+    const plan = planMemory({ config, model: this.vlm.model.config, datasetBytes });
+    this.say(formatMemoryPlan(plan));
+    if (!plan.fits && !this.config.trainer.ignore_memory_plan)
+      throw new Error(`the run does not fit in memory (set trainer.ignore_memory_plan=true to start anyway):\n${plan.messages.join('\n')}`);
+    return plan;
+  }
+
+  protected async saveCheckpoint(extra: Record<string, unknown> = {}, loader: LoaderState = this.loader.state()): Promise<string> {
+    this.emit('progress', { step: this.step, phase: 'checkpoint', done: 0, total: 1 });
+    const state: RunState = { step: this.step, loader, kind: this.kind, ...extra };
+    const dir = await saveCheckpoint(this.vlm.model, this.sourceDir, this.dir, this.step, state, {
+      dtype: this.config.trainer.save_dtype,
+      keepLast: this.config.trainer.save_limit,
+    });
+    this.emit('checkpoint', { step: this.step, dir });
+    this.say(`saved ${dir}`);
+    return dir;
+  }
+
+  protected async logMetrics(split: Split, metrics: Metrics): Promise<void> {
+    await this.log.metrics(this.step, split, metrics);
+    this.emit('metrics', { step: this.step, split, metrics });
+  }
+
+  async dispose(): Promise<void> {
+    await this.log?.close();
+    await this.vlm?.dispose();
+  }
+
+  /** Steps the run makes in all (known once set up). */
+  get plannedSteps(): number {
+    return this.totalSteps;
+  }
+
+  /** The path of the run's effective configuration. */
+  get configPath(): string {
+    return join(this.dir, 'config.yaml');
+  }
+}
+
+function imageBytes(row: TrainingRow): number {
+  const images = Array.isArray(row.row.images) ? row.row.images : [row.row.images];
+  return images.reduce((a, i) => a + (i?.bytes?.byteLength ?? 0), 0);
+}
+
+/** `worker.reward.reward_function`: a registered name, or `path/to/module.js:exportName` (a BatchReward or a per-completion function). */
+export async function createReward(config: TrainConfig['worker']['reward'], registry: RunOptions['rewards'] = builtinRewards): Promise<BatchReward> {
+  const spec = config.reward_function;
+  const options = { similarity: config.similarity, ...(config.weights ? { weights: config.weights } : {}) };
+  if (registry.has(spec)) return registry.create(spec, spec === 'spatial' ? options : {});
+  const colon = spec.lastIndexOf(':');
+  if (colon <= 0) throw new Error(`worker.reward.reward_function "${spec}" is neither a registered reward nor path/to/module.js:exportName`);
+  const path = spec.slice(0, colon);
+  const name = spec.slice(colon + 1);
+  let module: Record<string, unknown>;
+  try {
+    module = (await import(pathToFileURL(isAbsolute(path) ? path : resolve(path)).href)) as Record<string, unknown>;
+  } catch (error) {
+    throw new Error(`cannot load the reward module ${path}: ${(error as Error).message}`);
+  }
+  const value = module[name];
+  if (typeof value === 'function') return fromFunction(name, value as RewardFunction);
+  if (typeof value === 'object' && value !== null && typeof (value as BatchReward).scoreBatch === 'function') return value as BatchReward;
+  throw new Error(`${path} has no export "${name}" that is a reward function or an object with scoreBatch()`);
+}
+
+/** Reads a run's saved trainer state (for tools). */
+export async function readRunState(checkpointDir: string): Promise<RunState> {
+  return JSON.parse(await readFile(join(checkpointDir, 'trainer_state.json'), 'utf8')) as RunState;
+}
