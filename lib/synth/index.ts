@@ -1,4 +1,4 @@
-/** Template synthesis of STVQA-style spatial multiple-choice questions from scene graphs. */
+/** Synthesis of STVQA-style spatial multiple-choice questions from scene graphs: templates, and optional LLM stages. */
 export * from './scene-graph.js';
 export * from './predicates.js';
 export * from './vocabulary.js';
@@ -11,3 +11,10 @@ export * from './balance.js';
 export * from './synthesize.js';
 export * from './vg150.js';
 export { hash32, mulberry32, seeded } from './random.js';
+// Optional LLM stages (an OpenAI-compatible endpoint): shared client, cache, validation, generation.
+export * from './llm.js';
+export * from './llm-cache.js';
+export * from './llm-validate.js';
+export * from './llm-generate-prompt.js';
+export * from './llm-generate-parse.js';
+export * from './llm-generate.js';
