@@ -1,23 +1,29 @@
 /** `spatialthinker synth`: template STVQA questions from Visual Genome or VG150 scene graphs. */
 import { createWriteStream, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { CATEGORIES } from '../synth/questions.js';
 import { JsonStreamError, readVisualGenome, type NormalisedGraph, type SceneGraph } from '../synth/scene-graph.js';
 import { candidateRow, synthesizeCandidateDataset, type Candidate, type SynthDataset, type SynthStats } from '../synth/synthesize.js';
+import { describeEndpoint } from '../synth/llm.js';
+import { synthesizeLlmCandidateDataset, type LlmGenerationStats } from '../synth/llm-generate.js';
 import { readVg150Jsonl, Vg150FileError } from '../synth/vg150.js';
 import { CliError } from './errors.js';
 import { Progress } from './progress.js';
+import { formatLlmReport, LLM_HELP, LLM_OPTIONS, llmSettings, validateCandidates, withInterrupt, type ValidationOutcome } from './synth-llm.js';
 
 const HELP = `usage: spatialthinker synth --vg-scene-graphs F --vg-image-data F --images DIR --out DIR [options]
        spatialthinker synth --vg150 FILE.jsonl [--images DIR] --out DIR [options]
 
 Synthesises STVQA-style spatial multiple-choice questions (9 categories) from
 scene graphs with templates, deciding every answer from box geometry and
-relation predicates, and writes train.jsonl, val.jsonl and summary.json to
---out. Rows follow the STVQA-7K schema; "images" is {"path": ...}, relative
-to --out.
+relation predicates (or, with --llm-generate, has a model propose them), and
+writes train.jsonl, val.jsonl and summary.json to --out. Rows follow the
+STVQA-7K schema; "images" is {"path": ...}, relative to --out. With an LLM
+stage, a pass-rate report per category ends the output on stderr and goes
+into summary.json ("llm").
 
 sources:
   --vg-scene-graphs F   Visual Genome scene_graphs.json (streamed)
@@ -33,11 +39,11 @@ options:
   --out DIR             output folder (required)
   --target N            rows after balancing, train + val (default 10000)
   --seed S              seed of every random choice (default 0)
-  --per-image K         questions per image at most (default 4)
+  --per-image K         template questions per image at most (default 4)
   --oversample X        candidates per category, times its allocation,
                         before reading stops (default 2)
   --max-images N        read at most N scene graphs
-`;
+${LLM_HELP}`;
 
 function integer(name: string, text: string | undefined, fallback: number, min: number): number {
   if (text === undefined) return fallback;
@@ -86,6 +92,7 @@ export async function synthCommand(argv: string[]): Promise<void> {
         'per-image': { type: 'string' },
         oversample: { type: 'string' },
         'max-images': { type: 'string' },
+        ...LLM_OPTIONS,
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -108,6 +115,7 @@ export async function synthCommand(argv: string[]): Promise<void> {
   if (!Number.isFinite(oversample) || oversample < 1) throw new CliError(`--oversample must be a number >= 1, got "${values.oversample}"`);
 
   const outDir = resolve(values.out);
+  const llm = llmSettings(values, outDir);
   const imagesDir = values.images === undefined ? undefined : resolve(values.images);
   if (imagesDir !== undefined && !statSync(imagesDir, { throwIfNoEntry: false })?.isDirectory())
     throw new CliError(`--images: no such folder: ${imagesDir}`);
@@ -141,19 +149,43 @@ export async function synthCommand(argv: string[]): Promise<void> {
   }
 
   mkdirSync(outDir, { recursive: true });
+  if (llm?.generate) process.stderr.write(`synth: questions from ${describeEndpoint(llm.generateEndpoint)}\n`);
+  if (llm?.validate) process.stderr.write(`synth: validation by ${describeEndpoint(llm.validateEndpoint)}\n`);
   const progress = new Progress('read', 'scene graphs');
   const started = Date.now();
   let result: SynthDataset<Candidate>;
+  let generation: LlmGenerationStats | undefined;
   try {
-    result = await synthesizeCandidateDataset(graphs, {
-      seed,
-      target,
-      perImage,
-      oversample,
-      ...(maxImages !== undefined ? { maxImages } : {}),
-      imagePath,
-      onProgress: (stats) => progress.update(stats.images),
-    });
+    if (llm?.generate) {
+      const settings = llm;
+      const generated = await withInterrupt(settings.cacheDir, (signal) =>
+        synthesizeLlmCandidateDataset(graphs, {
+          endpoint: settings.generateEndpoint,
+          concurrency: settings.concurrency,
+          cacheDir: settings.cacheDir,
+          signal,
+          seed,
+          target,
+          oversample,
+          ...(maxImages !== undefined ? { maxImages } : {}),
+          imagePath,
+          ...(settings.attachImage ? { loadImage: (_graph, path) => readFile(join(outDir, path)) } : {}),
+          onProgress: (stats) => progress.update(stats.images),
+        }),
+      );
+      generation = generated.llm;
+      result = generated;
+    } else {
+      result = await synthesizeCandidateDataset(graphs, {
+        seed,
+        target,
+        perImage,
+        oversample,
+        ...(maxImages !== undefined ? { maxImages } : {}),
+        imagePath,
+        onProgress: (stats) => progress.update(stats.images),
+      });
+    }
   } catch (error) {
     if (error instanceof Vg150FileError || error instanceof JsonStreamError) throw new CliError(error.message);
     throw error;
@@ -161,6 +193,13 @@ export async function synthCommand(argv: string[]): Promise<void> {
   progress.done(result.stats.images);
   for (const [reason, n] of Object.entries(skippedWhileReading))
     result.stats.imagesSkipped[reason] = (result.stats.imagesSkipped[reason] ?? 0) + n;
+  let validation: ValidationOutcome | undefined;
+  if (llm?.validate) {
+    const settings = llm;
+    const before = result;
+    validation = await withInterrupt(settings.cacheDir, (signal) => validateCandidates(before.train, before.val, outDir, settings, signal));
+    result = { ...result, train: validation.train, val: validation.val };
+  }
   await writeJsonl(join(outDir, 'train.jsonl'), result.train);
   await writeJsonl(join(outDir, 'val.jsonl'), result.val);
   const seconds = (Date.now() - started) / 1000;
@@ -176,9 +215,28 @@ export async function synthCommand(argv: string[]): Promise<void> {
     allocation: result.allocation,
     taken: result.taken,
     stats: result.stats,
+    ...(llm
+      ? {
+          llm: {
+            ...(generation ? { generation } : {}),
+            ...(validation
+              ? {
+                  validation: {
+                    endpoint: validation.endpoint,
+                    requests: validation.requests,
+                    cached: validation.cached,
+                    retries: validation.retries,
+                    perCategory: validation.perCategory,
+                  },
+                }
+              : {}),
+          },
+        }
+      : {}),
   };
   writeFileSync(join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   process.stderr.write(formatSummary(result, seconds, outDir));
+  if (llm) process.stderr.write(formatLlmReport(result.stats, generation, validation));
 }
 
 /** The stderr report: per category, generated / picked / train / val and the main refusal reasons. */
