@@ -33,3 +33,4 @@ export { policyLoss, adamwStep, freshAdamWState } from './train/native-train.js'
 export type { PolicyLossOptions, PolicyLossResult, PolicyLossInput, KlEstimator, LossAggregation, AdamWOptions } from './train/native-train.js';
 export * from './data/index.js';
 export * from './synth/index.js';
+export * as shapes from './shapes/index.js';
