@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/attention.h"
 #include "backend/cpu/gemm.h"
 #include "engine/thread_pool.h"
 
@@ -97,53 +98,7 @@ class CpuBackend final : public Backend {
     for (int64_t r = 0; r < rows; ++r) copy(dst + r * cols, src + r * src_cols + col_offset, cols);
   }
 
-  void attention(const AttentionArgs& a) override {
-    // Work items: (sequence, head, block of queries).
-    struct Item {
-      const AttentionSequence* seq;
-      int64_t head, q_begin, q_end;
-    };
-    std::vector<Item> items;
-    constexpr int64_t kQueriesPerItem = 16;
-    for (const AttentionSequence& s : a.sequences)
-      for (int64_t h = 0; h < a.heads; ++h)
-        for (int64_t q = 0; q < s.q_len; q += kQueriesPerItem)
-          items.push_back({&s, h, q, std::min(s.q_len, q + kQueriesPerItem)});
-    const int64_t group = a.heads / a.kv_heads;
-    const int64_t hd = a.head_dim;
-    default_thread_pool().parallel_for(int64_t(items.size()), 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores;
-      std::vector<double> acc(static_cast<size_t>(hd));
-      for (int64_t t = begin; t < end; ++t) {
-        const Item& it = items[size_t(t)];
-        const AttentionSequence& s = *it.seq;
-        const int64_t kvh = it.head / group;
-        scores.resize(size_t(s.k_len));
-        for (int64_t qi = it.q_begin; qi < it.q_end; ++qi) {
-          const float* q = a.q + ((s.q_offset + qi) * a.heads + it.head) * hd;
-          const int64_t visible = s.causal ? s.k_len - s.q_len + qi + 1 : s.k_len;
-          float max_score = -std::numeric_limits<float>::infinity();
-          for (int64_t j = 0; j < visible; ++j) {
-            const float* k = a.k_pool + (int64_t(s.key_slots[j]) * a.kv_heads + kvh) * hd;
-            float dot = 0.0f;
-            for (int64_t d = 0; d < hd; ++d) dot += q[d] * k[d];
-            scores[size_t(j)] = dot * a.scale;
-            max_score = std::max(max_score, scores[size_t(j)]);
-          }
-          double total = 0.0;
-          std::fill(acc.begin(), acc.end(), 0.0);
-          for (int64_t j = 0; j < visible; ++j) {
-            const double p = std::exp(double(scores[size_t(j)] - max_score));
-            total += p;
-            const float* v = a.v_pool + (int64_t(s.key_slots[j]) * a.kv_heads + kvh) * hd;
-            for (int64_t d = 0; d < hd; ++d) acc[size_t(d)] += p * v[d];
-          }
-          float* out = a.out + ((s.q_offset + qi) * a.heads + it.head) * hd;
-          for (int64_t d = 0; d < hd; ++d) out[d] = visible > 0 ? float(acc[size_t(d)] / total) : 0.0f;
-        }
-      }
-    });
-  }
+  void attention(const AttentionArgs& a) override { cpu::attention_forward(a); }
 
   void token_logprobs(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
                       const int32_t* targets, float temperature, float* out, float* entropy) override {
@@ -229,57 +184,7 @@ class CpuBackend final : public Backend {
 
   void attention_backward(const AttentionArgs& a, const float* dout, float* dq, float* dk_pool,
                           float* dv_pool) override {
-    // One task per (sequence, kv head): it owns that head's key/value slots
-    // of the sequence, so the accumulations into dk/dv never race.
-    const int64_t group = a.heads / a.kv_heads, hd = a.head_dim;
-    const int64_t tasks = int64_t(a.sequences.size()) * a.kv_heads;
-    default_thread_pool().parallel_for(tasks, 1, [&](int64_t begin, int64_t end) {
-      std::vector<double> p, dp;
-      for (int64_t t = begin; t < end; ++t) {
-        const AttentionSequence& s = a.sequences[size_t(t / a.kv_heads)];
-        const int64_t kvh = t % a.kv_heads;
-        p.resize(size_t(s.k_len));
-        dp.resize(size_t(s.k_len));
-        for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
-          for (int64_t qi = 0; qi < s.q_len; ++qi) {
-            const int64_t row = s.q_offset + qi;
-            const float* q = a.q + (row * a.heads + h) * hd;
-            const float* g = dout + (row * a.heads + h) * hd;
-            const int64_t visible = s.causal ? s.k_len - s.q_len + qi + 1 : s.k_len;
-            double max_score = -INFINITY;
-            for (int64_t j = 0; j < visible; ++j) {
-              const float* k = a.k_pool + (int64_t(s.key_slots[j]) * a.kv_heads + kvh) * hd;
-              double dot = 0.0;
-              for (int64_t d = 0; d < hd; ++d) dot += double(q[d]) * k[d];
-              p[size_t(j)] = dot * a.scale;
-              max_score = std::max(max_score, p[size_t(j)]);
-            }
-            double total = 0.0;
-            for (int64_t j = 0; j < visible; ++j) total += (p[size_t(j)] = std::exp(p[size_t(j)] - max_score));
-            double weighted = 0.0;
-            for (int64_t j = 0; j < visible; ++j) {
-              p[size_t(j)] /= total;
-              const float* v = a.v_pool + (int64_t(s.key_slots[j]) * a.kv_heads + kvh) * hd;
-              double dot = 0.0;
-              for (int64_t d = 0; d < hd; ++d) dot += double(g[d]) * v[d];
-              dp[size_t(j)] = dot;
-              weighted += p[size_t(j)] * dot;
-            }
-            float* dqr = dq + (row * a.heads + h) * hd;
-            for (int64_t d = 0; d < hd; ++d) dqr[d] = 0.0f;
-            for (int64_t j = 0; j < visible; ++j) {
-              const double ds = p[size_t(j)] * (dp[size_t(j)] - weighted) * a.scale;
-              const int64_t slot = (int64_t(s.key_slots[j]) * a.kv_heads + kvh) * hd;
-              const float* k = a.k_pool + slot;
-              for (int64_t d = 0; d < hd; ++d) {
-                dqr[d] += float(ds * k[d]);
-                dk_pool[slot + d] += float(ds * q[d]);
-                dv_pool[slot + d] += float(p[size_t(j)] * g[d]);
-              }
-            }
-          }
-      }
-    });
+    cpu::attention_backward(a, dout, dq, dk_pool, dv_pool);
   }
 
   void token_logprobs_backward(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
