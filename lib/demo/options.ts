@@ -1,0 +1,80 @@
+/** The demo's sizes and budgets; every one is a `spatialthinker demo` flag. */
+export interface DemoOptions {
+  out: string;
+  /** Questions in the training split and the held-out split. */
+  trainRows: number;
+  valRows: number;
+  /** Held-out rows validated during training (the final evaluation uses all). */
+  valDuringTraining: number;
+  imageSize: number;
+  worldSeed: number;
+  modelSeed: number;
+  /** GRPO seeds: a dense and a sparse run each, from the same SFT checkpoint. */
+  seeds: number[];
+  vocabSize: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  visionHidden: number;
+  visionDepth: number;
+  sftSteps: number;
+  sftBatch: number;
+  sftLr: number;
+  grpoSteps: number;
+  promptsPerStep: number;
+  samplesPerPrompt: number;
+  grpoLr: number;
+  microBatch: number;
+  maxResponseTokens: number;
+  valEvery: number;
+  threads: number | undefined;
+}
+
+export const DEMO_DEFAULTS: Readonly<DemoOptions> = Object.freeze({
+  out: 'runs/demo',
+  trainRows: 800,
+  valRows: 100,
+  valDuringTraining: 32,
+  imageSize: 112,
+  worldSeed: 1,
+  modelSeed: 1,
+  seeds: [1],
+  vocabSize: 1024,
+  hidden: 96,
+  layers: 3,
+  heads: 4,
+  visionHidden: 48,
+  visionDepth: 2,
+  sftSteps: 60,
+  sftBatch: 16,
+  sftLr: 2e-3,
+  grpoSteps: 20,
+  promptsPerStep: 8,
+  samplesPerPrompt: 6,
+  grpoLr: 2e-4,
+  microBatch: 8,
+  maxResponseTokens: 200,
+  valEvery: 10,
+  threads: undefined,
+});
+
+/** `--quick`: the 2-minute smoke run of the tests. */
+export const QUICK_DEMO: Partial<DemoOptions> = Object.freeze({
+  trainRows: 48,
+  valRows: 12,
+  valDuringTraining: 8,
+  imageSize: 56,
+  hidden: 32,
+  layers: 1,
+  heads: 2,
+  visionHidden: 16,
+  visionDepth: 1,
+  vocabSize: 512,
+  sftSteps: 6,
+  sftBatch: 8,
+  grpoSteps: 2,
+  promptsPerStep: 4,
+  samplesPerPrompt: 4,
+  maxResponseTokens: 48,
+  valEvery: 2,
+});
