@@ -71,15 +71,11 @@ export function toCamera(c: Camera, p: Vec3): Vec3 {
   return cameraDirection(c, [p[0] - c.position[0], p[1] - c.position[1], p[2] - c.position[2]]);
 }
 
-/** Pixel coordinates of a camera-axes point in front of the camera. */
-export function projectCamera(c: Camera, q: Vec3): Point {
-  if (!(q[2] > 1e-9)) throw new RangeError(`point [${q.join(', ')}] (camera axes) is not in front of the camera`);
-  return [c.width / 2 + (c.focal * q[0]) / q[2], c.height / 2 - (c.focal * q[1]) / q[2]];
-}
-
 /** Pixel coordinates of a world point in front of the camera. */
 export function project(c: Camera, p: Vec3): Point {
-  return projectCamera(c, toCamera(c, p));
+  const q = toCamera(c, p);
+  if (!(q[2] > 1e-9)) throw new RangeError(`point [${p.join(', ')}] is not in front of the camera`);
+  return [c.width / 2 + (c.focal * q[0]) / q[2], c.height / 2 - (c.focal * q[1]) / q[2]];
 }
 
 /** The image row of the horizon (the ground's vanishing line); negative when above the image. */

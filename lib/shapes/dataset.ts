@@ -12,8 +12,8 @@
  * Measured over all questions of 2,000 default scenes (defaults -> these margins):
  * - distance ("which is closer to the R") compares box-centre distances in the image, and
  *   foreshortening shrinks depth offsets: 217 of 3,181 answers (6.8%) disagreed with the 3D
- *   ground distances at ratio 0.75; none of 1,182 at 0.3 (at 0.4, 2 of 790 rows still did
- *   in another run);
+ *   ground distances at ratio 0.75; none of 1,182 at 0.3 (0.4 still let through 2 of 790
+ *   in a larger run);
  * - size ("appears larger") compares box areas, while a cone fills about half of its box and
  *   a sphere about 79%: 13 of 2,712 disagreed with the silhouette areas at 1.3; none at 1.6;
  * - depth falls back to bottom edges for pairs with no "behind" / "in front of" relation
@@ -46,6 +46,8 @@ export const SHAPES_CATEGORIES: readonly Category[] = CATEGORIES.filter((c) => c
 export interface ShapesScene {
   graph: SceneGraph;
   layout: ShapesLayout;
+  /** The seed randomLayout built the layout from (with the same world options). */
+  layoutSeed: number;
 }
 
 export interface ShapesSceneOptions extends WorldOptions {
@@ -61,22 +63,26 @@ export interface ShapesSceneOptions extends WorldOptions {
   truthMargins?: Partial<TruthMargins>;
   /** Layout seeds not to use (the held-out stream skips the training stream's). */
   excludeLayoutSeeds?: ReadonlySet<number>;
-  /** Called with each scene's layout seed. */
-  onLayoutSeed?: (seed: number) => void;
 }
 
-/** Random scenes with their Visual Genome-form graphs; scene i is a pure function of (seed, i, options). */
-export function* generateShapesScenes(options: ShapesSceneOptions = {}): Generator<ShapesScene> {
-  const seed = options.seed ?? 0;
+/**
+ * Random scenes with their Visual Genome-form graphs; scene i is a pure function of
+ * (seed, i, options). Bad options throw here, not at the first scene.
+ */
+export function generateShapesScenes(options: ShapesSceneOptions = {}): Generator<ShapesScene> {
   const count = options.count ?? Infinity;
   if (!(count >= 0)) throw new RangeError(`count must be >= 0, got ${String(options.count)}`);
+  worldConfig(options);
+  return scenes(options, count);
+}
+
+function* scenes(options: ShapesSceneOptions, count: number): Generator<ShapesScene> {
+  const seed = options.seed ?? 0;
   const prefix = options.idPrefix ?? `shapes-${seed}-`;
   const imageDir = options.imageDir ?? 'images';
-  worldConfig(options); // fail on bad options before the first scene is asked for
   for (let i = 0; i < count; i++) {
     const layoutSeed = hash32('shapes-scene', seed, i);
     if (options.excludeLayoutSeeds?.has(layoutSeed)) continue;
-    options.onLayoutSeed?.(layoutSeed);
     const layout = randomLayout(layoutSeed, options);
     const imageId = `${prefix}${String(i).padStart(6, '0')}`;
     const graph = shapesSceneGraph(layout, {
@@ -85,7 +91,7 @@ export function* generateShapesScenes(options: ShapesSceneOptions = {}): Generat
       ...(options.relations ? { relations: options.relations } : {}),
       ...(options.truthMargins ? { margins: options.truthMargins } : {}),
     });
-    yield { graph, layout };
+    yield { graph, layout, layoutSeed };
   }
 }
 
@@ -96,7 +102,7 @@ export function shapesVocabulary(options: WorldOptions = {}): string[] {
   return kinds.flatMap((k) => colours.map((c) => `${c} ${k}`));
 }
 
-export interface ShapesSplitOptions extends Omit<ShapesSceneOptions, 'count' | 'idPrefix' | 'imageDir' | 'excludeLayoutSeeds' | 'onLayoutSeed'> {
+export interface ShapesSplitOptions extends Omit<ShapesSceneOptions, 'count' | 'idPrefix' | 'imageDir' | 'excludeLayoutSeeds'> {
   outDir: string;
   trainRows: number;
   valRows: number;
@@ -175,10 +181,9 @@ export async function writeShapesSplits(options: ShapesSplitOptions): Promise<Sh
   const seed = options.seed ?? 0;
   const { width, height } = worldConfig(options);
   const margins = { ...SHAPES_MARGINS, ...options.margins };
-  const layouts = new Map<string, ShapesLayout>();
-  const trainSeeds = new Set<number>();
-  const train = await synthesizeSplit('train', options.trainRows, seed, margins, options, layouts, trainSeeds, undefined);
-  const val = await synthesizeSplit('val', options.valRows, seed, margins, options, layouts, undefined, trainSeeds);
+  const context: SplitContext = { seed, margins, options, layouts: new Map(), trainSeeds: new Set() };
+  const train = await synthesizeSplit('train', options.trainRows, context);
+  const val = await synthesizeSplit('val', options.valRows, context);
   await mkdir(options.outDir, { recursive: true });
   await writeRows(join(options.outDir, 'train.jsonl'), train.rows);
   await writeRows(join(options.outDir, 'val.jsonl'), val.rows);
@@ -189,19 +194,21 @@ export async function writeShapesSplits(options: ShapesSplitOptions): Promise<Sh
     join(options.outDir, 'summary.json'),
     JSON.stringify({ seed, width, height, ...summary }, null, 2) + '\n',
   );
-  return { train: train.rows, val: val.rows, summary, layouts };
+  return { train: train.rows, val: val.rows, summary, layouts: context.layouts };
 }
 
-async function synthesizeSplit(
-  split: 'train' | 'val',
-  rows: number,
-  seed: number,
-  margins: Partial<Margins>,
-  options: ShapesSplitOptions,
-  layouts: Map<string, ShapesLayout>,
-  usedSeeds: Set<number> | undefined,
-  excluded: ReadonlySet<number> | undefined,
-): Promise<{ rows: SynthRow[]; summary: ShapesSplitSummary }> {
+interface SplitContext {
+  seed: number;
+  margins: Partial<Margins>;
+  options: ShapesSplitOptions;
+  /** Filled with the layouts of the images that get rows. */
+  layouts: Map<string, ShapesLayout>;
+  /** Layout seeds the training split read: the held-out split skips them. */
+  trainSeeds: Set<number>;
+}
+
+async function synthesizeSplit(split: 'train' | 'val', rows: number, context: SplitContext): Promise<{ rows: SynthRow[]; summary: ShapesSplitSummary }> {
+  const { seed, margins, options, layouts, trainSeeds } = context;
   const { target, relationShare } = shapesBalance(rows, options.relationShare ?? 0.5);
   const caps = poolCaps(target, options.oversample ?? 2, relationShare);
   for (const c of CATEGORIES) if (!SHAPES_CATEGORIES.includes(c)) caps[c] = 0;
@@ -209,22 +216,17 @@ async function synthesizeSplit(
   // Layout seeds by image id: the few layouts that get rows are rebuilt from them, so that
   // the thousands of scenes read are not all kept in memory.
   const layoutSeeds = new Map<string, number>();
-  let lastSeed = 0;
-  const maxScenes = options.maxScenes ?? 50 * rows + 1000;
-  const scenes = generateShapesScenes({
+  const stream = generateShapesScenes({
     ...options,
     seed: splitSeed,
-    count: maxScenes,
+    count: options.maxScenes ?? 50 * rows + 1000,
     idPrefix: `shapes-${split}-`,
-    ...(excluded ? { excludeLayoutSeeds: excluded } : {}),
-    onLayoutSeed: (s: number) => {
-      lastSeed = s;
-      usedSeeds?.add(s);
-    },
+    ...(split === 'val' ? { excludeLayoutSeeds: trainSeeds } : {}),
   });
   function* graphs(): Generator<SceneGraph> {
-    for (const { graph } of scenes) {
-      layoutSeeds.set(String(graph.image.image_id), lastSeed);
+    for (const { graph, layoutSeed } of stream) {
+      layoutSeeds.set(String(graph.image.image_id), layoutSeed);
+      if (split === 'train') trainSeeds.add(layoutSeed);
       yield graph;
     }
   }

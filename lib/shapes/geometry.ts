@@ -16,7 +16,6 @@
 import {
   circleBounds,
   dot,
-  normalise,
   project,
   sphereBounds,
   sphereContour,
@@ -71,11 +70,6 @@ export function volume(s: Pick<Solid, 'kind' | 'extent'>): number {
     case 'cone':
       return (Math.PI * r * r * s.extent) / 3;
   }
-}
-
-/** The world point at the centre of the solid's volume bounds (half its height up). */
-export function solidCentre(s: Solid): Vec3 {
-  return [s.x, s.extent / 2, s.z];
 }
 
 /** A cube's 8 corners: bottom 4 then top 4, counter-clockwise seen from above. */
@@ -231,9 +225,4 @@ export function polygonArea(polygon: readonly Point[]): number {
     twice += a[0] * b[1] - b[0] * a[1];
   }
   return Math.abs(twice) / 2;
-}
-
-/** Lambert shading factor of a surface normal under the world's light. */
-export function lambert(normal: Vec3, light: Vec3): number {
-  return Math.max(0, dot(normalise(normal), light));
 }

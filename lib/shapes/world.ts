@@ -248,6 +248,9 @@ const VISIBILITY_GRID = 16;
 /** The fraction of an object's silhouette that no nearer silhouette covers (grid estimate). */
 export function visibleFraction(o: PlacedShape, nearer: readonly PlacedShape[]): number {
   const [x, y, w, h] = o.box;
+  // Only nearer objects whose boxes meet this one can cover it; test their boxes before their outlines.
+  const covering = nearer.filter((n) => n.box[0] < x + w && n.box[0] + n.box[2] > x && n.box[1] < y + h && n.box[1] + n.box[3] > y);
+  const inBox = (b: XywhBox, p: Point) => p[0] >= b[0] && p[0] <= b[0] + b[2] && p[1] >= b[1] && p[1] <= b[1] + b[3];
   let inside = 0;
   let seen = 0;
   for (let i = 0; i < VISIBILITY_GRID; i++)
@@ -255,7 +258,7 @@ export function visibleFraction(o: PlacedShape, nearer: readonly PlacedShape[]):
       const p: Point = [x + ((i + 0.5) * w) / VISIBILITY_GRID, y + ((j + 0.5) * h) / VISIBILITY_GRID];
       if (!insideConvex(o.outline, p)) continue;
       inside++;
-      if (!nearer.some((n) => insideConvex(n.outline, p))) seen++;
+      if (!covering.some((n) => inBox(n.box, p) && insideConvex(n.outline, p))) seen++;
     }
   return inside === 0 ? 0 : seen / inside;
 }
@@ -263,17 +266,14 @@ export function visibleFraction(o: PlacedShape, nearer: readonly PlacedShape[]):
 /** What makes a layout unacceptable, or undefined. With `strict`, visibility and same-label overlap count too. */
 function placementProblem(layout: ShapesLayout, config: WorldConfig, strict: boolean): string | undefined {
   const { objects } = layout;
-  for (const o of objects) {
-    const [x, y, w, h] = o.box;
-    const b = config.border;
-    if (x < b || y < b || x + w > layout.width - b || y + h > layout.height - b)
+  for (const o of objects)
+    if (!insideImage(o.box, config))
       return `object ${o.index} (${o.label}) is not wholly inside the image: box [${o.box.map((v) => v.toFixed(1)).join(', ')}]`;
-  }
   for (let i = 0; i < objects.length; i++)
     for (let j = i + 1; j < objects.length; j++) {
       const a = objects[i] as PlacedShape;
       const c = objects[j] as PlacedShape;
-      const gap = Math.hypot(a.x - c.x, a.z - c.z) - a.footprintRadius - c.footprintRadius;
+      const gap = footprintGap(a, c);
       if (gap < config.minGap)
         return `objects ${i} (${a.label}) and ${j} (${c.label}) are too close: footprint gap ${gap.toFixed(3)} < ${config.minGap}`;
     }
@@ -290,7 +290,18 @@ function placementProblem(layout: ShapesLayout, config: WorldConfig, strict: boo
   return undefined;
 }
 
-export function xywhIou(a: XywhBox, b: XywhBox): number {
+/** Whether an [x, y, w, h] box keeps `border` pixels from every edge of the image. */
+function insideImage([x, y, w, h]: XywhBox, config: WorldConfig): boolean {
+  const b = config.border;
+  return x >= b && y >= b && x + w <= config.width - b && y + h <= config.height - b;
+}
+
+/** Distance between the footprint circles of two solids on the ground. */
+function footprintGap(a: Pick<Solid, 'kind' | 'extent' | 'x' | 'z'>, b: Pick<Solid, 'kind' | 'extent' | 'x' | 'z'>): number {
+  return Math.hypot(a.x - b.x, a.z - b.z) - footprintRadius(a) - footprintRadius(b);
+}
+
+function xywhIou(a: XywhBox, b: XywhBox): number {
   const w = Math.min(a[0] + a[2], b[0] + b[2]) - Math.max(a[0], b[0]);
   const h = Math.min(a[1] + a[3], b[1] + b[3]) - Math.max(a[1], b[1]);
   const inter = w > 0 && h > 0 ? w * h : 0;
@@ -335,12 +346,14 @@ function tryLayout(random: Random, config: WorldConfig): ShapesLayout | undefine
       const half = (depth * camera.width) / 2 / camera.focal - SHAPE_SIZES[size] / 2;
       if (!(half > 0)) continue;
       const x = (2 * random() - 1) * half;
+      // The cheap tests first: footprints apart, then the box inside the image.
+      const solid: Solid = { kind, x, z, extent: SHAPE_SIZES[size], yaw };
+      if (placed.some((p) => footprintGap(p, solid) < config.minGap)) continue;
+      const [u0, v0, u1, v1] = projectedBounds(camera, solid);
+      if (!insideImage([u0, v0, u1 - u0, v1 - v0], config)) continue;
       const spec: ShapeSpec = { kind, colour, size, x, z, ...(kind === 'cube' ? { yaw } : {}) };
-      const shape = placeShape(spec, placed.length, camera);
-      const trial = { width: camera.width, height: camera.height, camera, objects: [...placed, shape], drawOrder: [] };
-      if (placementProblem(trial, config, false)) continue;
       specs.push(spec);
-      placed.push(shape);
+      placed.push(placeShape(spec, placed.length, camera));
       done = true;
     }
     if (!done) return undefined;
