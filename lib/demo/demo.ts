@@ -91,7 +91,7 @@ export class Demo extends EventEmitter<DemoEvents> {
         corpus,
         vocabSize: o.vocabSize,
         seed: o.modelSeed,
-        text: { hidden: o.hidden, intermediate: o.hidden * 2, layers: o.layers, heads: o.heads, kvHeads: Math.max(1, o.heads / 2) },
+        text: { hidden: o.hidden, intermediate: o.hidden * 2, layers: o.layers, heads: o.heads, kvHeads: Math.max(1, o.heads / 2), mropeSection: mropeSection(o.hidden / o.heads) },
         vision: { hidden: o.visionHidden, intermediate: o.visionHidden * 2, depth: o.visionDepth, heads: 2 },
       });
       this.say(`tiny model: ${built.modelVocabSize}-token vocabulary, text ${o.hidden} wide x ${o.layers} layers, vision ${o.visionHidden} wide x ${o.visionDepth} blocks, in ${modelDir}`);
@@ -203,6 +203,15 @@ export class Demo extends EventEmitter<DemoEvents> {
       await vlm.dispose();
     }
   }
+}
+
+/** M-RoPE's split of half the head dimension into temporal, height and width (Qwen: 16/24/24 of 64). */
+export function mropeSection(headDim: number): [number, number, number] {
+  const half = headDim / 2;
+  if (!Number.isInteger(half) || half < 3) throw new RangeError(`head dimension ${headDim} is too small for M-RoPE`);
+  const temporal = Math.floor(half / 4);
+  const height = Math.floor((half - temporal) / 2);
+  return [temporal, height, half - temporal - height];
 }
 
 function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
