@@ -34,3 +34,4 @@ export type { PolicyLossOptions, PolicyLossResult, PolicyLossInput, KlEstimator,
 export * from './data/index.js';
 export * from './synth/index.js';
 export * as shapes from './shapes/index.js';
+export * from './report/index.js';

@@ -6,9 +6,11 @@ import { checkFixturesCommand } from './check-fixtures.js';
 import { generateCommand } from './generate.js';
 import { dataCommand } from './data.js';
 import { synthCommand } from './synth.js';
+import { reportCommand } from './report.js';
 import { CliError } from './errors.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
+  report: { run: reportCommand, summary: 'an HTML page of a training run (or a demo directory of runs): curves per metric, samples with predicted vs ground-truth boxes' },
   score: { run: scoreCommand, summary: 'score completions in a JSONL file with a reward (spatial or sparse)' },
   doctor: { run: doctorCommand, summary: 'show the native engine build, CPU threads and CUDA devices' },
   synth: { run: synthCommand, summary: 'synthesise STVQA-style spatial questions from Visual Genome / VG150 scene graphs' },
