@@ -1,7 +1,9 @@
 /**
- * Rendering a shapes-world layout: an SVG drawn by the painter's algorithm (sky, ground
- * with a perspective grid, soft contact shadows, then the objects far to near so that
- * nearer ones cover farther ones), rasterised to an RGB PNG by sharp (librsvg).
+ * Rendering a shapes-world layout: an SVG drawn by the painter's algorithm (sky where the
+ * horizon is in view, which the default camera's pitch leaves just above the image; ground
+ * shaded darker towards the camera with a perspective grid; translucent shadows; then the
+ * objects far to near so that nearer ones cover farther ones), rasterised to an RGB PNG by
+ * sharp (librsvg).
  *
  * Shading is Lambertian under one light from the upper left, in front: a cube shows its
  * visible faces (back faces culled) each in its own shade; a sphere is a radial gradient
@@ -100,7 +102,7 @@ function groundGrid(camera: Camera): string {
   return `<path d="${lines.join('')}" stroke="#000" stroke-opacity="0.08" stroke-width="0.6" fill="none"/>`;
 }
 
-/** Soft shadows: each a ground disc pushed away from the light, drawn as a union in one translucent group. */
+/** Shadows: each a ground disc pushed away from the light, drawn as a union in one translucent group (overlaps do not darken twice). */
 function shadows(layout: ShapesLayout): string {
   const away: Vec3 = normalise([-LIGHT[0], 0, -LIGHT[2]]);
   const parts: string[] = [];
