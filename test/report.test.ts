@@ -170,7 +170,8 @@ t.test('samples with bad lines, undecodable images and unreadable ground truth s
   t.match(report.html, /image cannot be decoded: [^<]*not-an-image\.png/);
   t.match(report.html, /no image recorded for this sample/);
   t.match(report.html, /ground truth unreadable: ground truth has no &lt;scene&gt;/);
-  t.equal(count(report.html, /<img src="data:image\/jpeg/), 1, 'a transparent PNG embeds (flattened onto white)');
+  t.equal(count(report.html, /<img src="data:image\/(png|jpeg)/), 1, 'a transparent PNG embeds (flattened onto white)');
+  t.match(report.html, /<img src="data:image\/png;base64,[^"]+" width="256" height="192"/, 'a tiny image is kept lossless and shown enlarged');
   t.same(report.problems, [
     `${join(dir, 'samples.jsonl')}:2: "completion" is missing or not a string`,
     `${join(dir, 'samples.jsonl')}:5: "image_size" is not [W, H] with positive numbers`,

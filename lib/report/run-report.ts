@@ -185,8 +185,11 @@ function summaryHtml(summary: unknown): string {
       rest = others;
     }
   }
-  if (typeof rest !== 'object' || rest === null || Object.keys(rest).length > 0)
-    parts.push(`<details open><summary>summary.json</summary><pre>${escapeHtml(JSON.stringify(rest, null, 2))}</pre></details>`);
+  if (typeof rest !== 'object' || rest === null || Object.keys(rest).length > 0) {
+    const json = JSON.stringify(rest, null, 2);
+    // Short extras stay open; long ones (options, per-run results) would push the curves off the first screen.
+    parts.push(`<details${json.length <= 800 ? ' open' : ''}><summary>summary.json${rest === summary ? '' : ' (other fields)'}</summary><pre>${escapeHtml(json)}</pre></details>`);
+  }
   return parts.join('\n');
 }
 

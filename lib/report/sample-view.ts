@@ -15,7 +15,7 @@ export const PREDICTED_BOX_COLOR = '#ff5a1f';
 export const GROUND_TRUTH_BOX_COLOR = '#00a6e0';
 
 export interface EmbeddedImage {
-  /** data: URI of the downscaled JPEG. */
+  /** data: URI of the (downscaled) image: JPEG, or PNG for small images. */
   src: string;
   width: number;
   height: number;
@@ -23,6 +23,12 @@ export interface EmbeddedImage {
   naturalWidth: number;
   naturalHeight: number;
 }
+
+/** Images up to this many pixels are embedded as PNG. */
+const SMALL_IMAGE_PIXELS = 256 * 256;
+
+/** Images are shown at least this large on their longer side (tiny training images are enlarged, boxes with them). */
+const MIN_DISPLAY_SIDE = 256;
 
 /**
  * Images as data URIs, at most `maxSide` pixels on a side, each file encoded
@@ -44,13 +50,14 @@ export class ImageEmbedder {
     if (!existsSync(path)) return `image not found: ${path}`;
     try {
       const meta = await sharp(path).metadata();
-      const { data, info } = await sharp(path)
+      const resized = sharp(path)
         .resize({ width: this.maxSide, height: this.maxSide, fit: 'inside', withoutEnlargement: true })
-        .flatten({ background: '#ffffff' })
-        .jpeg({ quality: 80 })
-        .toBuffer({ resolveWithObject: true });
+        .flatten({ background: '#ffffff' });
+      // Small images stay lossless (JPEG blocks would show once they are enlarged on the page).
+      const small = (meta.width ?? Infinity) * (meta.height ?? Infinity) <= SMALL_IMAGE_PIXELS;
+      const { data, info } = await (small ? resized.png() : resized.jpeg({ quality: 80 })).toBuffer({ resolveWithObject: true });
       return {
-        src: `data:image/jpeg;base64,${data.toString('base64')}`,
+        src: `data:image/${small ? 'png' : 'jpeg'};base64,${data.toString('base64')}`,
         width: info.width,
         height: info.height,
         naturalWidth: meta.width ?? info.width,
@@ -92,9 +99,11 @@ async function pictureHtml(sample: Sample, predicted: LabelledBox[], truth: Labe
   if (typeof image === 'string') return `<div class="placeholder">${escapeHtml(image)}</div>`;
   // Boxes are in the frame the prompt stated (image_size), else in the file's own pixels.
   const [frameWidth, frameHeight] = sample.imageSize ?? [image.naturalWidth, image.naturalHeight];
-  const sx = image.width / frameWidth;
-  const sy = image.height / frameHeight;
-  const { width: w, height: h } = image;
+  const enlarge = Math.max(1, MIN_DISPLAY_SIDE / Math.max(image.width, image.height));
+  const w = Math.round(image.width * enlarge);
+  const h = Math.round(image.height * enlarge);
+  const sx = w / frameWidth;
+  const sy = h / frameHeight;
   return (
     `<div class="pic" style="width:${w}px;height:${h}px"><img src="${image.src}" width="${w}" height="${h}" alt="${escapeHtml(sample.imageId ?? sample.image ?? '')}">` +
     `<div class="overlay gt">${boxesSvg(w, h, scaled(truth, sx, sy, GROUND_TRUTH_BOX_COLOR))}</div>` +
