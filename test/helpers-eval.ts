@@ -174,7 +174,7 @@ export async function writeBenchmarkFixtures(dataDir: string): Promise<Benchmark
     rows: [
       { key: 'How many chairs', reply: '<think>two</think><answer>(B) 2</answer>', corrected: true, reference: true, task: 'Count' },
       // A bare letter: right under corrected matching only when it is the answer; the reference maps it to A.
-      { key: 'Where is the lamp', reply: '<answer>B</answer>', corrected: false, reference: true, task: 'Relation' },
+      { key: 'with respect to the sofa', reply: '<answer>B</answer>', corrected: false, reference: true, task: 'Relation' },
       { key: 'How many cups', reply: '<answer>C</answer>', corrected: true, reference: false, task: 'Count' },
     ],
   });
@@ -242,6 +242,14 @@ export async function writeBenchmarkFixtures(dataDir: string): Promise<Benchmark
       { key: 'Which marked point', reply: '<answer>B</answer>', corrected: true, reference: true },
     ],
   });
+  await writeHubParquet(join(dataDir, 'BLINK/Counting/val-00000-of-00001.parquet'), blinkColumns, [
+    await blink('Counting', 1, 'How many blue floats are there?', ['0', '3', '2', '1'], '(B)'),
+  ]);
+  fixtures.push({ name: 'blink-counting', rows: [{ key: 'blue floats', reply: '<answer>3</answer>', corrected: true, reference: true }] });
+  await writeHubParquet(join(dataDir, 'BLINK/Object_Localization/val-00000-of-00001.parquet'), blinkColumns, [
+    await blink('Object_Localization', 1, 'Which bounding box more accurately localizes and encloses the car?', ['Box A', 'Box B'], '(A)'),
+  ]);
+  fixtures.push({ name: 'blink-object', rows: [{ key: 'encloses the car', reply: '<answer>(B) Box B</answer>', corrected: false, reference: false }] });
   await writeHubParquet(join(dataDir, 'BLINK/Multi-view_Reasoning/val-00000-of-00001.parquet'), blinkColumns, [
     await blink('Multi-view_Reasoning', 1, 'The images are frames from a video. Is the camera moving left or right?', ['left', 'right'], '(B)', 2),
   ]);
@@ -471,7 +479,7 @@ export async function writeBenchmarkFixtures(dataDir: string): Promise<Benchmark
     rows: [
       { key: 'Where is the chair', reply: '<observe>.</observe><scene>{}</scene><think>.</think><answer>(A) behind</answer>', corrected: true, reference: true, task: 'relation' },
       // A label beyond the options names nothing; the reference scores it as A.
-      { key: 'Where is the lamp', reply: '<answer>(C) beside</answer>', corrected: false, reference: true, task: 'relation' },
+      { key: 'relative to the desk', reply: '<answer>(C) beside</answer>', corrected: false, reference: true, task: 'relation' },
     ],
   });
   return fixtures;

@@ -4,7 +4,7 @@
  * which repository to fetch and where to put it.
  */
 import { readdir, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { DataError } from '../data/schema.js';
 import { answerKeyLetter } from './matching.js';
 import { readRecords } from './records.js';
@@ -37,9 +37,9 @@ async function matchPattern(folder: string, pattern: string): Promise<string[]> 
     .map((e) => join(dir, e));
 }
 
-/** The command that fetches a benchmark into `folder`. */
-export function downloadHint(benchmark: Pick<BenchmarkDefinition, 'repo'>, folder: string): string {
-  return `huggingface-cli download ${benchmark.repo} --repo-type dataset --local-dir ${folder}`;
+/** The command that fetches a benchmark into `folder`, when it comes from the hub. */
+export function downloadHint(benchmark: Pick<BenchmarkDefinition, 'repo'>, folder: string): string | undefined {
+  return benchmark.repo ? `huggingface-cli download ${benchmark.repo} --repo-type dataset --local-dir ${folder}` : undefined;
 }
 
 /**
@@ -48,7 +48,7 @@ export function downloadHint(benchmark: Pick<BenchmarkDefinition, 'repo'>, folde
  * `<dataDir>/<folder>`).
  */
 export async function benchmarkFiles(benchmark: BenchmarkDefinition, dataDir: string, location?: string): Promise<string[]> {
-  const folder = location ?? join(dataDir, benchmark.folder);
+  const folder = location ?? resolve(dataDir, benchmark.folder);
   const kind = await kindOf(folder);
   if (kind === 'file') return [folder];
   if (kind === 'dir')
@@ -57,7 +57,8 @@ export async function benchmarkFiles(benchmark: BenchmarkDefinition, dataDir: st
       if (found.length > 0) return found;
     }
   const where = kind === 'dir' ? `no ${benchmark.files.join(' or ')} in ${folder}` : `no folder ${folder}`;
-  throw new DataError(`${benchmark.title}: ${where}; get it with \`${downloadHint(benchmark, folder)}\``, folder);
+  const hint = downloadHint(benchmark, folder);
+  throw new DataError(`${benchmark.title}: ${where}${hint ? `; get it with \`${hint}\`` : ''}`, folder);
 }
 
 export interface LoadOptions {

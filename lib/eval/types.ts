@@ -72,8 +72,8 @@ export interface BenchmarkDefinition {
   name: string;
   /** Display name, e.g. `CV-Bench 2D`. */
   title: string;
-  /** Hugging Face dataset repository the files come from. */
-  repo: string;
+  /** Hugging Face dataset repository the files come from (none for a local benchmark). */
+  repo?: string;
   /** The `datasets` config and split the reference evaluates. */
   config?: string;
   split: string;

@@ -32,7 +32,6 @@ export function genericBenchmark(options: GenericBenchmarkOptions): BenchmarkDef
   return {
     name: options.name,
     title: options.title ?? options.name,
-    repo: '(local files)',
     split: '-',
     folder: options.isFolder ? options.path : dirname(options.path),
     files: options.isFolder ? ['*.parquet', '*.jsonl'] : [basename(options.path)],
