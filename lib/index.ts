@@ -35,3 +35,4 @@ export * from './data/index.js';
 export * from './synth/index.js';
 export * as shapes from './shapes/index.js';
 export * from './report/index.js';
+export * from './eval/index.js';

@@ -7,6 +7,7 @@ import { generateCommand } from './generate.js';
 import { dataCommand } from './data.js';
 import { synthCommand } from './synth.js';
 import { reportCommand } from './report.js';
+import { evalCommand } from './eval.js';
 import { CliError } from './errors.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
@@ -15,6 +16,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
   doctor: { run: doctorCommand, summary: 'show the native engine build, CPU threads and CUDA devices' },
   synth: { run: synthCommand, summary: 'synthesise STVQA-style spatial questions from Visual Genome / VG150 scene graphs' },
   data: { run: dataCommand, summary: 'inspect and convert STVQA datasets (parquet, JSONL)' },
+  eval: { run: evalCommand, summary: "evaluate a model (engine or OpenAI-compatible API) on the paper's spatial benchmarks from local files" },
   generate: { run: generateCommand, summary: 'answer a question about images with a model directory' },
   'check-fixtures': { run: checkFixturesCommand, summary: 'check the engine against a golden fixtures directory' },
 };
