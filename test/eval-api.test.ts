@@ -16,7 +16,7 @@ import { evaluateBenchmarks, reportFromOutput } from '../lib/eval/evaluate.js';
 import { ApiGenerator } from '../lib/eval/generators/api.js';
 import { benchmarkFiles } from '../lib/eval/load.js';
 import { scoreCompletion } from '../lib/eval/matching.js';
-import { RunConfigError, type BenchmarkSource } from '../lib/eval/runner.js';
+import { RunConfigError, claimOutputFolder, type BenchmarkSource } from '../lib/eval/runner.js';
 import type { EvalRecord } from '../lib/eval/types.js';
 import { writeBenchmarkFixtures, type BenchmarkFixture, type FixtureRow } from './helpers-eval.js';
 
@@ -173,6 +173,10 @@ t.test('scripted answers: per-sample records, accuracies, tasks and tables are e
       evaluateBenchmarks({ benchmarks: await sources(['mmvp']), generator, outDir, matching: 'reference' }),
       /another configuration \(matching corrected -> reference\); use a new output folder \(the report of a run already shows accuracy under both matching modes\)/,
     );
+    const fresh = join(root, 'fresh');
+    await claimOutputFolder(fresh, { template: 'spatial_thinker', matching: 'corrected', generator: generator.identity });
+    await claimOutputFolder(fresh, { template: 'reasoning', matching: 'corrected', generator: generator.identity });
+    t.equal(JSON.parse(readFileSync(join(fresh, 'run.json'), 'utf8')).template, 'reasoning', 'a folder without answers takes the new configuration');
   });
 
   await t.test('reports rebuilt from the folder alone', async (t) => {

@@ -37,7 +37,8 @@ model (one of):
 
 benchmarks:
   --data DIR              one sub-folder per benchmark, as downloaded
-  --benchmarks LIST       comma-separated names, "paper" (default) or "all"
+  --benchmarks LIST       comma-separated names, "paper" (the default, unless
+                          --generic is given) or "all"
   --bench NAME=PATH       a benchmark's files or folder elsewhere (repeatable)
   --skip-missing          leave out benchmarks whose files are not there
   --limit N               the first N questions of each benchmark

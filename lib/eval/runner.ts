@@ -6,7 +6,7 @@
  * and matching, which `<out>/run.json` records); an aborted run stops after
  * writing what had finished.
  */
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { DataError } from '../data/schema.js';
@@ -79,6 +79,17 @@ function stable(value: unknown): string {
   return JSON.stringify(value);
 }
 
+async function hasRecords(outDir: string): Promise<boolean> {
+  let names: string[];
+  try {
+    names = await readdir(join(outDir, 'samples'));
+  } catch {
+    return false;
+  }
+  for (const name of names) if (name.endsWith('.jsonl') && (await stat(join(outDir, 'samples', name))).size > 0) return true;
+  return false;
+}
+
 /** Writes `<out>/run.json`, or checks that the folder's earlier run used the same settings. */
 export async function claimOutputFolder(outDir: string, settings: RunSettings): Promise<void> {
   await mkdir(outDir, { recursive: true });
@@ -89,6 +100,8 @@ export async function claimOutputFolder(outDir: string, settings: RunSettings): 
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new RunConfigError(`${path}: ${(error as Error).message}`);
   }
+  // A folder whose earlier run recorded nothing (it failed before the first answer) can be reused.
+  if (previous && !(await hasRecords(outDir))) previous = undefined;
   if (previous) {
     const differences: string[] = [];
     if (previous.template !== settings.template) differences.push(`template ${previous.template} -> ${settings.template}`);

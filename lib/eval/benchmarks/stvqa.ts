@@ -8,11 +8,10 @@
  * Hub layout: `data/val-*.parquet` (or a JSONL file written by
  * `spatialthinker data convert`).
  */
-import { readRows } from '../../data/reader.js';
-import { answerLetter, imagesOf, type StvqaRow } from '../../data/schema.js';
-import { DataError } from '../../data/schema.js';
-import type { BenchmarkDefinition, RawRecordItem } from '../types.js';
 import { dirname } from 'node:path';
+import { readRows } from '../../data/reader.js';
+import { DataError, answerLetter, imagesOf, type StvqaRow } from '../../data/schema.js';
+import type { BenchmarkDefinition, RawRecordItem } from '../types.js';
 
 async function* stvqaRecords(file: string): AsyncGenerator<RawRecordItem, void, undefined> {
   for await (const { row, index } of readRows(file)) yield { record: row as unknown as Record<string, unknown>, file, index, baseDir: dirname(file) };
