@@ -35,4 +35,5 @@ export * from './data/index.js';
 export * from './synth/index.js';
 export * as shapes from './shapes/index.js';
 export * from './report/index.js';
+export * from './rl/index.js';
 export * from './eval/index.js';

@@ -6,11 +6,16 @@ import { checkFixturesCommand } from './check-fixtures.js';
 import { generateCommand } from './generate.js';
 import { dataCommand } from './data.js';
 import { synthCommand } from './synth.js';
-import { reportCommand } from './report.js';
+import { trainCommand, sftCommand } from './train.js';
+import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
+import { reportCommand } from './report.js';
 import { CliError } from './errors.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
+  demo: { run: demoCommand, summary: 'the main job: shapes world, tiny model, SFT, then GRPO dense vs sparse, evaluated and reported (CPU, minutes)' },
+  train: { run: trainCommand, summary: 'train a policy with GRPO and the dense spatial reward (EasyR1-style YAML config)' },
+  sft: { run: sftCommand, summary: 'supervised warm start on gold reasoning traces (same config and engine)' },
   report: { run: reportCommand, summary: 'an HTML page of a training run (or a demo directory of runs): curves per metric, samples with predicted vs ground-truth boxes' },
   score: { run: scoreCommand, summary: 'score completions in a JSONL file with a reward (spatial or sparse)' },
   doctor: { run: doctorCommand, summary: 'show the native engine build, CPU threads and CUDA devices' },

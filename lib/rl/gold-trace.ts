@@ -40,8 +40,8 @@ export function goldTrace(groundTruth: string): string {
   const labels = [...new Set(parsed.objects.map((o) => humanLabel(o.id)))];
   const observe =
     labels.length > 0 ? `The question is about the ${listing(labels)}. I locate ${labels.length === 1 ? 'it' : 'them'} in the image.` : 'The question is about the scene as a whole.';
-  const facts = parsed.objects.map((o) => `${o.id} is at [${o.box.join(', ')}].`);
-  for (const r of relationships(parsed.scene)) facts.push(`${r.subject} is ${r.predicate} ${r.object}.`);
+  // The boxes are in the scene block already: the think block reasons over relations.
+  const facts = relationships(parsed.scene).map((r) => `${r.subject} is ${r.predicate} ${r.object}.`);
   const think = [...facts, `So the answer is ${parsed.answer}.`].join(' ');
   return `<observe>\n${observe}\n</observe>\n<scene>\n${sceneText}\n</scene>\n<think>\n${think}\n</think>\n<answer>\n${parsed.answer}\n</answer>`;
 }
