@@ -11,7 +11,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { VisionLanguageModel } from '../engine/pipeline.js';
 import { SpatialReward } from '../rewards/spatial-reward.js';
-import { validateConfig, type TrainConfig, type TrainConfigInput } from '../rl/config.js';
+import { deepMerge, validateConfig, type TrainConfigInput } from '../rl/config.js';
 import { evaluatePolicy, type Evaluation } from '../rl/evaluate.js';
 import { goldTrace } from '../rl/gold-trace.js';
 import { GrpoTrainer } from '../rl/grpo-trainer.js';
@@ -137,7 +137,7 @@ export class Demo extends EventEmitter<DemoEvents> {
     const sftDir = join(out, 'sft');
     const sftCheckpoint = await timed('sft', async () => {
       const config = validateConfig(
-        merge(common(sftDir, modelDir, o.worldSeed), {
+        deepMerge(common(sftDir, modelDir, o.worldSeed), {
           worker: { actor: { global_batch_size: o.sftBatch, optim: { lr: o.sftLr, lr_scheduler: 'cosine', lr_warmup_ratio: 0.05, min_lr_ratio: 0.1 } }, rollout: { n: 2 } },
           data: { rollout_batch_size: o.sftBatch },
           trainer: { max_steps: o.sftSteps },
@@ -160,7 +160,7 @@ export class Demo extends EventEmitter<DemoEvents> {
         const name = reward === 'spatial' ? 'grpo-dense' : 'grpo-sparse';
         const runDir = join(out, o.seeds.length > 1 ? `${name}-seed${seed}` : name);
         const checkpoint = await timed(`${name}-${seed}`, async () => {
-          const config = validateConfig(merge(common(runDir, sftCheckpoint, seed), { worker: { reward: { reward_function: reward } }, trainer: { max_steps: o.grpoSteps } }), `the demo ${name} configuration`);
+          const config = validateConfig(deepMerge(common(runDir, sftCheckpoint, seed), { worker: { reward: { reward_function: reward } }, trainer: { max_steps: o.grpoSteps } }), `the demo ${name} configuration`);
           return this.train(new GrpoTrainer(config, signal ? { signal } : {}), `${name} (seed ${seed})`);
         });
         await evaluate(name, seed, checkpoint);
@@ -212,18 +212,6 @@ export function mropeSection(headDim: number): [number, number, number] {
   const temporal = Math.floor(half / 4);
   const height = Math.floor((half - temporal) / 2);
   return [temporal, height, half - temporal - height];
-}
-
-function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
-  const out = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    const cur = out[k];
-    out[k] =
-      cur && typeof cur === 'object' && !Array.isArray(cur) && v && typeof v === 'object' && !Array.isArray(v)
-        ? merge(cur as Record<string, unknown>, v as Record<string, unknown>)
-        : v;
-  }
-  return out;
 }
 
 const fmt = (v: number | undefined) => (v === undefined ? '-' : v.toFixed(3));
