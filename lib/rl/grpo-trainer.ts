@@ -7,18 +7,16 @@
 import { Model, type TrainSequence } from '../engine/model.js';
 import { answersMatch, extractAnswer } from '../rewards/spatial-format.js';
 import { parseGroundTruth } from '../rewards/ground-truth.js';
-import type { BatchReward, RewardScores } from '../rewards/types.js';
-import { learningRate } from '../train/schedule.js';
+import type { RewardScores } from '../rewards/types.js';
 import { hash32 } from '../synth/random.js';
 import { groupAdvantages, informativeGroups } from './advantages.js';
 import type { TrainConfig } from './config.js';
-import { evaluatePolicy } from './evaluate.js';
-import type { TrainingRow } from './loader.js';
-import { saveRowImage, type PreparedRow } from './prompts.js';
-import { sampleCompletions, type Rollout, type Sampling } from './rollout.js';
-import { AbortedRun, createReward, TrainingRun, type RunOptions } from './run.js';
-import type { Metrics, SampleRecord } from './run-log.js';
-import { join } from 'node:path';
+import type { PreparedRow } from './prompts.js';
+import { sampleCompletions, type Rollout } from './rollout.js';
+import { TrainingRun, type RunOptions, type TrainResult } from './run.js';
+import type { Metrics } from './run-log.js';
+
+export type { TrainResult } from './run.js';
 
 const KL_ESTIMATORS = { low_var_kl: 'low_var_kl', k3: 'k3', kl: 'k1', k1: 'k1', abs: 'abs', mse: 'mse', k2: 'k2' } as const;
 const AGGREGATIONS = { token: 'token-mean', 'seq-mean-token-mean': 'seq-mean-token-mean', 'seq-mean-token-sum': 'seq-mean-token-sum' } as const;
@@ -32,20 +30,9 @@ interface Experience {
   refLogprobs?: Float32Array;
 }
 
-export interface TrainResult {
-  dir: string;
-  steps: number;
-  lastCheckpoint: string | undefined;
-  /** The last validation metrics, when validation ran. */
-  validation: Metrics | undefined;
-}
-
 export class GrpoTrainer extends TrainingRun {
   protected readonly kind = 'grpo' as const;
-  private reward!: BatchReward;
   private reference: Model | undefined;
-  private rolloutSequences = 0;
-  private lastValidation: Metrics | undefined;
 
   constructor(config: TrainConfig, options: RunOptions = {}) {
     super(config, options);
@@ -53,6 +40,11 @@ export class GrpoTrainer extends TrainingRun {
 
   protected rowsPerStep(): number {
     return this.config.data.rollout_batch_size;
+  }
+
+  protected optimizerStepsPerStep(): number {
+    const { actor } = this.config.worker;
+    return Math.ceil(this.config.data.rollout_batch_size / actor.global_batch_size) * actor.ppo_epochs;
   }
 
   private get klActive(): boolean {
@@ -64,55 +56,16 @@ export class GrpoTrainer extends TrainingRun {
   async train(): Promise<TrainResult> {
     const { config } = this;
     await this.setUp();
-    this.reward = await createReward(config.worker.reward, this.options.rewards);
     const plan = this.checkMemory(this.klActive);
-    this.rolloutSequences = Math.max(1, Math.min(plan.rolloutSequences, config.worker.rollout.max_num_seqs));
+    this.decodeBatch = Math.max(1, Math.min(plan.rolloutSequences, config.worker.rollout.max_num_seqs));
     if (this.klActive) {
       this.say(`loading the reference model from ${this.sourceDir}`);
       this.reference = await Model.load(this.sourceDir, { device: config.trainer.device });
     }
-    let lastCheckpoint: string | undefined = this.resumedFrom;
-    const validate = this.valRows.length > 0 && config.trainer.val_freq !== 0;
-    if (validate && config.trainer.val_before_train && this.step === 0) await this.validate();
-    if (config.trainer.val_only) return { dir: this.dir, steps: this.step, lastCheckpoint, validation: this.lastValidation };
-
-    while (this.step < this.totalSteps) {
-      const loaderAtStart = this.loader.state();
-      try {
-        await this.trainStep();
-      } catch (error) {
-        if (!(error instanceof AbortedRun)) throw error;
-        // Nothing of the interrupted step was applied: save the state before it.
-        lastCheckpoint = await this.saveCheckpoint({}, loaderAtStart);
-        this.say(`stopped: ${error.message}; checkpoint ${lastCheckpoint}`);
-        return { dir: this.dir, steps: this.step, lastCheckpoint, validation: this.lastValidation };
-      }
-      const last = this.step === this.totalSteps;
-      if (validate && config.trainer.val_freq > 0 && (this.step % config.trainer.val_freq === 0 || last)) await this.validate();
-      if ((config.trainer.save_freq > 0 && this.step % config.trainer.save_freq === 0) || last) lastCheckpoint = await this.saveCheckpoint();
-    }
-    return { dir: this.dir, steps: this.step, lastCheckpoint, validation: this.lastValidation };
+    return this.runSteps();
   }
 
-  private throwIfAborted(): void {
-    if (this.signal?.aborted) throw new AbortedRun(this.step);
-  }
-
-  private sampling(val: boolean): Sampling {
-    const r = this.config.worker.rollout;
-    const o = val ? r.val_override_config : {};
-    return {
-      n: o.n ?? r.n,
-      temperature: o.temperature ?? r.temperature,
-      topP: o.top_p ?? r.top_p,
-      topK: o.top_k ?? r.top_k,
-      maxNewTokens: this.config.data.max_response_length,
-      seed: hash32('rollout', this.config.trainer.seed, this.step, val ? 'val' : 'train'),
-      maxBatch: this.rolloutSequences,
-    };
-  }
-
-  private async trainStep(): Promise<void> {
+  protected async trainStep(): Promise<void> {
     const { config } = this;
     const step = this.step + 1;
     const n = config.worker.rollout.n;
@@ -296,19 +249,8 @@ export class GrpoTrainer extends TrainingRun {
           tokensSeen += tokens;
           this.emit('progress', { step, phase: 'update', done: ++microDone, total: totalMicro });
         }
-        const optimizerStep = (await model.optimizerState()).step + 1;
-        lr = this.learningRate(optimizerStep);
-        const o = actor.optim;
-        const r = await model.optimizerStep({
-          lr,
-          beta1: o.betas[0],
-          beta2: o.betas[1],
-          eps: o.eps,
-          weightDecay: o.weight_decay,
-          maxGradNorm: actor.max_grad_norm,
-          freezeVision: actor.model.freeze_vision_tower,
-        });
-        if (r.skipped) this.say(`step ${step}: non-finite gradient norm; optimiser step skipped`);
+        const r = await this.optimizerStep();
+        lr = r.lr;
         add('actor/grad_norm', r.gradNorm);
         add('actor/loss', loss);
         add('actor/skipped_updates', r.skipped ? 1 : 0);
@@ -323,57 +265,9 @@ export class GrpoTrainer extends TrainingRun {
     return m;
   }
 
-  private learningRate(optimizerStep: number): number {
-    const o = this.config.worker.actor.optim;
-    const perStep = Math.max(1, Math.ceil(this.config.data.rollout_batch_size / this.config.worker.actor.global_batch_size)) * this.config.worker.actor.ppo_epochs;
-    const totalSteps = this.totalSteps * perStep;
-    return learningRate(
-      { name: o.lr_scheduler, lr: o.lr, warmupSteps: Math.round(o.lr_warmup_ratio * totalSteps), totalSteps, minLrRatio: o.min_lr_ratio },
-      optimizerStep,
-    );
-  }
-
-  /** Validation on the held-out rows with the validation sampling settings. */
-  async validate(): Promise<Metrics> {
-    const step = this.step;
-    const rows = await Promise.all(this.valRows.map((r: TrainingRow) => this.prompts.prepare(r)));
-    const evaluation = await evaluatePolicy(this.vlm, rows, this.sampling(true), this.reward, {
-      batchSize: Math.max(1, this.rolloutSequences),
-      ...(this.signal ? { signal: this.signal } : {}),
-      onProgress: (done, total) => this.emit('progress', { step, phase: 'validation', done, total }),
-    });
-    this.lastValidation = evaluation.metrics;
-    await this.logMetrics('val', evaluation.metrics);
-    await this.log.samples(
-      await Promise.all(
-        evaluation.samples.slice(0, this.config.trainer.val_generations_to_log).map((s, index) => this.sampleRecord(s.row, s.rollout, s.reward, 'val', index)),
-      ),
-    );
-    return evaluation.metrics;
-  }
-
   private async logSamples(experiences: readonly Experience[], split: 'train' | 'val', count: number): Promise<void> {
     const picked = experiences.slice(0, count);
     await this.log.samples(await Promise.all(picked.map((e, index) => this.sampleRecord(e.row, e.rollout, e.reward, split, index, e.advantage))));
-  }
-
-  private async sampleRecord(row: PreparedRow, rollout: Rollout, reward: RewardScores, split: 'train' | 'val', index: number, advantage?: number): Promise<SampleRecord> {
-    const image = await saveRowImage(row.source.row, join(this.dir, 'images'));
-    const r = row.source.row;
-    return {
-      step: this.step,
-      split,
-      index,
-      image_id: r.image_id ?? null,
-      image: image === null ? null : join('images', image),
-      image_size: [row.image.width, row.image.height],
-      category: r.category ?? null,
-      question: r.question_only ?? null,
-      completion: rollout.text,
-      ground_truth: row.groundTruth,
-      reward: { ...reward },
-      ...(advantage !== undefined ? { advantage } : {}),
-    };
   }
 
   override async dispose(): Promise<void> {

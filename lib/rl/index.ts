@@ -8,6 +8,6 @@ export { sampleCompletions, type Rollout, type Sampling, type RolloutOptions } f
 export { evaluatePolicy, scoreRollouts, summarise, type Evaluation, type EvaluatedSample, type EvaluateOptions } from './evaluate.js';
 export { goldTrace, sftTarget } from './gold-trace.js';
 export { RunLog, type Metrics, type SampleRecord, type Split } from './run-log.js';
-export { TrainingRun, AbortedRun, createReward, readRunState, type TrainerEvents, type RunState, type RunOptions, type Phase } from './run.js';
-export { GrpoTrainer, type TrainResult } from './grpo-trainer.js';
+export { TrainingRun, AbortedRun, createReward, readRunState, type TrainerEvents, type RunState, type RunOptions, type Phase, type TrainResult } from './run.js';
+export { GrpoTrainer } from './grpo-trainer.js';
 export { SftTrainer } from './sft-trainer.js';

@@ -10,13 +10,17 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { VisionLanguageModel } from '../engine/pipeline.js';
 import { fromFunction, rewards as builtinRewards } from '../rewards/registry.js';
-import type { BatchReward, RewardFunction } from '../rewards/types.js';
+import type { BatchReward, RewardFunction, RewardScores } from '../rewards/types.js';
+import { hash32 } from '../synth/random.js';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
+import { learningRate } from '../train/schedule.js';
 import { configToYaml, runDirectory, type TrainConfig } from './config.js';
+import { evaluatePolicy } from './evaluate.js';
 import { DataLoader, loadRows, type LoaderState, type TrainingRow } from './loader.js';
 import { formatMemoryPlan, planMemory, type MemoryPlan } from './memory-plan.js';
-import { PromptBuilder } from './prompts.js';
-import { RunLog, type Metrics, type Split } from './run-log.js';
+import { PromptBuilder, saveRowImage, type PreparedRow } from './prompts.js';
+import type { Rollout, Sampling } from './rollout.js';
+import { RunLog, type Metrics, type SampleRecord, type Split } from './run-log.js';
 
 export type Phase = 'load' | 'rollout' | 'reward' | 'old_logprobs' | 'ref_logprobs' | 'update' | 'validation' | 'checkpoint';
 
@@ -35,6 +39,14 @@ export interface RunState {
   loader: LoaderState;
   kind: 'grpo' | 'sft';
   [key: string]: unknown;
+}
+
+export interface TrainResult {
+  dir: string;
+  steps: number;
+  lastCheckpoint: string | undefined;
+  /** The last validation metrics, when validation ran. */
+  validation: Metrics | undefined;
 }
 
 export class AbortedRun extends Error {
@@ -62,6 +74,10 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   /** The model directory the run started from (its tokenizer and config travel with every checkpoint). */
   protected sourceDir: string;
   protected resumedFrom: string | undefined;
+  protected reward!: BatchReward;
+  /** Sequences decoded at once (the GRPO trainer lowers it to what its KV cache fits). */
+  protected decodeBatch: number;
+  private lastValidation: Metrics | undefined;
 
   constructor(
     readonly config: TrainConfig,
@@ -70,12 +86,19 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     super();
     this.dir = resolve(runDirectory(config));
     this.sourceDir = resolve(config.worker.actor.model.model_path);
+    this.decodeBatch = config.worker.rollout.max_num_seqs;
   }
 
   protected abstract readonly kind: 'grpo' | 'sft';
 
   /** Rows needed per step (for the epoch arithmetic). */
   protected abstract rowsPerStep(): number;
+
+  /** One training step; throws AbortedRun when the signal aborts it before anything was applied. */
+  protected abstract trainStep(): Promise<void>;
+
+  /** Optimiser steps per training step (for the learning-rate schedule's length). */
+  protected abstract optimizerStepsPerStep(): number;
 
   protected say(message: string): void {
     this.emit('log', message);
@@ -120,6 +143,116 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     const perEpoch = Math.max(1, Math.floor(train.length / this.rowsPerStep()));
     this.totalSteps = config.trainer.max_steps ?? config.trainer.total_epochs * perEpoch;
     this.say(`${train.length} training rows${this.valRows.length > 0 ? `, ${this.valRows.length} validation rows` : ''}; ${this.totalSteps} steps (${perEpoch} per epoch)`);
+    this.reward = await createReward(config.worker.reward, this.options.rewards);
+  }
+
+  /**
+   * Validates before training, then steps to the last one, validating and
+   * checkpointing on schedule. An aborted step changed nothing, so the state
+   * before it is checkpointed and the run returns.
+   */
+  protected async runSteps(): Promise<TrainResult> {
+    const { trainer } = this.config;
+    const result = (lastCheckpoint: string | undefined): TrainResult => ({ dir: this.dir, steps: this.step, lastCheckpoint, validation: this.lastValidation });
+    let lastCheckpoint = this.resumedFrom;
+    const validate = this.valRows.length > 0 && trainer.val_freq !== 0;
+    if (validate && trainer.val_before_train && this.step === 0) await this.validate();
+    if (trainer.val_only) return result(lastCheckpoint);
+    while (this.step < this.totalSteps) {
+      const loaderAtStart = this.loader.state();
+      try {
+        await this.trainStep();
+      } catch (error) {
+        if (!(error instanceof AbortedRun)) throw error;
+        lastCheckpoint = await this.saveCheckpoint({}, loaderAtStart);
+        this.say(`stopped: ${error.message}; checkpoint ${lastCheckpoint}`);
+        return result(lastCheckpoint);
+      }
+      const last = this.step === this.totalSteps;
+      if (validate && trainer.val_freq > 0 && (this.step % trainer.val_freq === 0 || last)) await this.validate();
+      if ((trainer.save_freq > 0 && this.step % trainer.save_freq === 0) || last) lastCheckpoint = await this.saveCheckpoint();
+    }
+    return result(lastCheckpoint);
+  }
+
+  protected throwIfAborted(): void {
+    if (this.signal?.aborted) throw new AbortedRun(this.step);
+  }
+
+  /** Rollout sampling; for validation with `worker.rollout.val_override_config` over it. */
+  protected sampling(val: boolean): Sampling {
+    const r = this.config.worker.rollout;
+    const o = val ? r.val_override_config : {};
+    return {
+      n: o.n ?? r.n,
+      temperature: o.temperature ?? r.temperature,
+      topP: o.top_p ?? r.top_p,
+      topK: o.top_k ?? r.top_k,
+      maxNewTokens: this.config.data.max_response_length,
+      seed: hash32('rollout', this.config.trainer.seed, this.step, val ? 'val' : 'train'),
+      maxBatch: this.decodeBatch,
+    };
+  }
+
+  /** Clips the accumulated gradients and takes one AdamW step at the schedule's learning rate. */
+  protected async optimizerStep(): Promise<{ lr: number; gradNorm: number; skipped: boolean }> {
+    const { actor } = this.config.worker;
+    const o = actor.optim;
+    const total = this.totalSteps * this.optimizerStepsPerStep();
+    const lr = learningRate(
+      { name: o.lr_scheduler, lr: o.lr, warmupSteps: Math.round(o.lr_warmup_ratio * total), totalSteps: total, minLrRatio: o.min_lr_ratio },
+      (await this.vlm.model.optimizerState()).step + 1,
+    );
+    const r = await this.vlm.model.optimizerStep({
+      lr,
+      beta1: o.betas[0],
+      beta2: o.betas[1],
+      eps: o.eps,
+      weightDecay: o.weight_decay,
+      maxGradNorm: actor.max_grad_norm,
+      freezeVision: actor.model.freeze_vision_tower,
+    });
+    if (r.skipped) this.say(`step ${this.step + 1}: non-finite gradient norm; optimiser step skipped`);
+    return { lr, gradNorm: r.gradNorm, skipped: r.skipped };
+  }
+
+  /** Validation on the held-out rows with the validation sampling settings. */
+  async validate(): Promise<Metrics> {
+    const step = this.step;
+    const rows = await Promise.all(this.valRows.map((r) => this.prompts.prepare(r)));
+    const evaluation = await evaluatePolicy(this.vlm, rows, this.sampling(true), this.reward, {
+      batchSize: Math.max(1, this.decodeBatch),
+      ...(this.signal ? { signal: this.signal } : {}),
+      onProgress: (done, total) => this.emit('progress', { step, phase: 'validation', done, total }),
+    });
+    this.lastValidation = evaluation.metrics;
+    await this.logMetrics('val', evaluation.metrics);
+    await this.log.samples(
+      await Promise.all(
+        evaluation.samples.slice(0, this.config.trainer.val_generations_to_log).map((s, index) => this.sampleRecord(s.row, s.rollout, s.reward, 'val', index)),
+      ),
+    );
+    return evaluation.metrics;
+  }
+
+  /** A completion for samples.jsonl, its image copied into the run directory for the report. */
+  protected async sampleRecord(row: PreparedRow, rollout: Rollout, reward: RewardScores, split: Split, index: number, advantage?: number): Promise<SampleRecord> {
+    const image = await saveRowImage(row.source.row, join(this.dir, 'images'));
+    const r = row.source.row;
+    return {
+      step: this.step,
+      split,
+      index,
+      image_id: r.image_id ?? null,
+      image: image === null ? null : join('images', image),
+      image_size: [row.image.width, row.image.height],
+      category: r.category ?? null,
+      question: r.question_only ?? null,
+      completion: rollout.text,
+      ground_truth: row.groundTruth,
+      reward: { ...reward },
+      ...(advantage !== undefined ? { advantage } : {}),
+    };
   }
 
   private async findResumePoint(): Promise<string | undefined> {

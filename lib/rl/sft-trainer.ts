@@ -5,21 +5,13 @@
  * mini-batches of `worker.actor.global_batch_size` rows.
  */
 import type { TrainSequence } from '../engine/model.js';
-import { learningRate } from '../train/schedule.js';
-import { hash32 } from '../synth/random.js';
 import type { TrainConfig } from './config.js';
-import { evaluatePolicy } from './evaluate.js';
 import { sftTarget } from './gold-trace.js';
 import { RowError } from './prompts.js';
-import { AbortedRun, createReward, TrainingRun, type RunOptions } from './run.js';
-import type { Metrics } from './run-log.js';
-import type { TrainResult } from './grpo-trainer.js';
-import type { BatchReward } from '../rewards/types.js';
+import { TrainingRun, type RunOptions, type TrainResult } from './run.js';
 
 export class SftTrainer extends TrainingRun {
   protected readonly kind = 'sft' as const;
-  private reward!: BatchReward;
-  private lastValidation: Metrics | undefined;
 
   constructor(config: TrainConfig, options: RunOptions = {}) {
     super(config, options);
@@ -29,31 +21,17 @@ export class SftTrainer extends TrainingRun {
     return this.config.worker.actor.global_batch_size;
   }
 
-  async train(): Promise<TrainResult> {
-    const { config } = this;
-    await this.setUp();
-    this.reward = await createReward(config.worker.reward, this.options.rewards);
-    this.checkMemory(false);
-    let lastCheckpoint = this.resumedFrom;
-    const validate = this.valRows.length > 0 && config.trainer.val_freq !== 0;
-    if (validate && config.trainer.val_before_train && this.step === 0) await this.validate();
-    while (this.step < this.totalSteps) {
-      const loaderAtStart = this.loader.state();
-      try {
-        await this.trainStep();
-      } catch (error) {
-        if (!(error instanceof AbortedRun)) throw error;
-        lastCheckpoint = await this.saveCheckpoint({}, loaderAtStart);
-        return { dir: this.dir, steps: this.step, lastCheckpoint, validation: this.lastValidation };
-      }
-      const last = this.step === this.totalSteps;
-      if (validate && config.trainer.val_freq > 0 && (this.step % config.trainer.val_freq === 0 || last)) await this.validate();
-      if ((config.trainer.save_freq > 0 && this.step % config.trainer.save_freq === 0) || last) lastCheckpoint = await this.saveCheckpoint();
-    }
-    return { dir: this.dir, steps: this.step, lastCheckpoint, validation: this.lastValidation };
+  protected optimizerStepsPerStep(): number {
+    return 1;
   }
 
-  private async trainStep(): Promise<void> {
+  async train(): Promise<TrainResult> {
+    await this.setUp();
+    this.checkMemory(false);
+    return this.runSteps();
+  }
+
+  protected async trainStep(): Promise<void> {
     const { actor } = this.config.worker;
     const step = this.step + 1;
     const t0 = performance.now();
@@ -82,7 +60,7 @@ export class SftTrainer extends TrainingRun {
     let loss = 0;
     const micro = actor.micro_batch_size_per_device_for_update;
     for (let i = 0; i < sequences.length; i += micro) {
-      if (this.signal?.aborted) throw new AbortedRun(this.step);
+      this.throwIfAborted();
       const result = await this.vlm.model.trainGradients(sequences.slice(i, i + micro), {
         objective: 'sft',
         batchTokens,
@@ -94,56 +72,17 @@ export class SftTrainer extends TrainingRun {
       loss += result.loss;
       this.emit('progress', { step, phase: 'update', done: Math.min(i + micro, sequences.length), total: sequences.length });
     }
-    const o = actor.optim;
-    const optimizerStep = (await this.vlm.model.optimizerState()).step + 1;
-    const lr = learningRate(
-      { name: o.lr_scheduler, lr: o.lr, warmupSteps: Math.round(o.lr_warmup_ratio * this.totalSteps), totalSteps: this.totalSteps, minLrRatio: o.min_lr_ratio },
-      optimizerStep,
-    );
-    const r = await this.vlm.model.optimizerStep({
-      lr,
-      beta1: o.betas[0],
-      beta2: o.betas[1],
-      eps: o.eps,
-      weightDecay: o.weight_decay,
-      maxGradNorm: actor.max_grad_norm,
-      freezeVision: actor.model.freeze_vision_tower,
-    });
+    const r = await this.optimizerStep();
     this.step = step;
     const seconds = (performance.now() - t0) / 1000;
     await this.logMetrics('train', {
       'sft/loss': loss,
       'actor/grad_norm': r.gradNorm,
-      'actor/lr': lr,
+      'actor/lr': r.lr,
       'training/epoch': this.loader.epoch,
       'timing/update': seconds,
       'timing/step': seconds,
       'perf/tokens_per_second': sequences.reduce((a, s) => a + s.ids.length, 0) / seconds,
     });
-  }
-
-  async validate(): Promise<Metrics> {
-    const step = this.step;
-    const r = this.config.worker.rollout;
-    const o = r.val_override_config;
-    const rows = await Promise.all(this.valRows.map((row) => this.prompts.prepare(row)));
-    const evaluation = await evaluatePolicy(
-      this.vlm,
-      rows,
-      {
-        n: 1,
-        temperature: o.temperature ?? r.temperature,
-        topP: o.top_p ?? r.top_p,
-        topK: o.top_k ?? r.top_k,
-        maxNewTokens: this.config.data.max_response_length,
-        seed: hash32('rollout', this.config.trainer.seed, step, 'val'),
-        maxBatch: r.max_num_seqs,
-      },
-      this.reward,
-      { batchSize: r.max_num_seqs, onProgress: (done, total) => this.emit('progress', { step, phase: 'validation', done, total }) },
-    );
-    this.lastValidation = evaluation.metrics;
-    await this.logMetrics('val', evaluation.metrics);
-    return evaluation.metrics;
   }
 }
