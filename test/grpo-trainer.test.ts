@@ -2,7 +2,7 @@ import t from 'tap';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { validateConfig, type TrainConfig } from '../lib/rl/config.js';
+import { deepMerge, validateConfig, type TrainConfig } from '../lib/rl/config.js';
 import { GrpoTrainer } from '../lib/rl/grpo-trainer.js';
 import { SftTrainer } from '../lib/rl/sft-trainer.js';
 import { groupStats } from '../lib/rl/advantages.js';
@@ -29,16 +29,7 @@ function config(runDir: string, overrides: Record<string, unknown> = {}): TrainC
     },
     trainer: { max_steps: 2, val_freq: 1, save_freq: 1, save_dtype: 'fp32', save_checkpoint_path: runDir, logger: ['file', 'tensorboard'], threads: 2 },
   };
-  return validateConfig(mergeDeep(base, overrides));
-}
-
-function mergeDeep(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
-  const out = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    const cur = out[k];
-    out[k] = cur && typeof cur === 'object' && !Array.isArray(cur) && v && typeof v === 'object' && !Array.isArray(v) ? mergeDeep(cur as Record<string, unknown>, v as Record<string, unknown>) : v;
-  }
-  return out;
+  return validateConfig(deepMerge(base, overrides));
 }
 
 const readJsonl = (path: string) =>
