@@ -66,5 +66,6 @@ t.test('spatialthinker generate end to end', async (t) => {
   t.ok(existsSync(out), 'the boxes image is written');
   const bad = spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli/main.ts', 'generate', '--model', join(root, 'missing'), '--question', 'x'], { encoding: 'utf8' });
   t.equal(bad.status, 1);
-  t.match(bad.stderr, /cannot read tokenizer .*missing\/tokenizer\.json/);
+  t.match(bad.stderr, /^spatialthinker generate: cannot read tokenizer .*missing\/tokenizer\.json/);
+  t.notMatch(bad.stderr, /\n\s+at /, 'one line, no stack trace');
 });

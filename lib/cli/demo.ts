@@ -6,7 +6,7 @@ import { writeRunReport } from '../report/run-report.js';
 import { CliError } from './errors.js';
 import { attachConsole } from './train-console.js';
 
-const FLAGS: Record<Exclude<keyof DemoOptions, 'out' | 'seeds' | 'threads'>, string> = {
+const FLAGS: Record<Exclude<keyof DemoOptions, 'out' | 'seeds' | 'threads' | 'promptKey'>, string> = {
   trainRows: 'train-rows',
   valRows: 'val-rows',
   valDuringTraining: 'val-during-training',
@@ -46,6 +46,9 @@ options:
   --quick          a 2-minute smoke run (small world, model and budget)
   --seeds LIST     GRPO seeds, comma-separated (default ${DEMO_DEFAULTS.seeds.join(',')})
   --threads N      engine threads (default: all cores)
+  --prompt-key K   the row field the policy is prompted with: question_with_options
+                   (the question alone) or problem (with the full SpatialThinker
+                   instruction, as on STVQA) (default ${DEMO_DEFAULTS.promptKey})
 ${Object.entries(FLAGS)
   .map(([key, flag]) => `  --${flag.padEnd(22)} default ${String(DEMO_DEFAULTS[key as keyof typeof FLAGS])}${key in QUICK_DEMO ? ` (--quick: ${String(QUICK_DEMO[key as keyof typeof FLAGS])})` : ''}`)
   .join('\n')}
@@ -57,6 +60,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
     quick: { type: 'boolean' },
     seeds: { type: 'string' },
     threads: { type: 'string' },
+    'prompt-key': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   };
   for (const flag of Object.values(FLAGS)) options[flag] = { type: 'string' };
@@ -80,6 +84,11 @@ export async function demoCommand(argv: string[]): Promise<void> {
     const seeds = values['seeds'].split(',').map((s) => Number(s.trim()));
     if (seeds.length === 0 || seeds.some((s) => !Number.isInteger(s))) throw new CliError(`--seeds must be comma-separated integers, got "${values['seeds']}"`, 2);
     chosen.seeds = seeds;
+  }
+  const promptKey = values['prompt-key'];
+  if (typeof promptKey === 'string') {
+    if (promptKey !== 'problem' && promptKey !== 'question_with_options') throw new CliError(`--prompt-key must be problem or question_with_options, got "${promptKey}"`, 2);
+    chosen.promptKey = promptKey;
   }
   if (typeof values['threads'] === 'string') {
     const n = Number(values['threads']);

@@ -50,6 +50,11 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`spatialthinker ${name}: ${error.message}\n`);
       return error.exitCode;
     }
+    // Library errors name the file or row at fault; a stack trace only buries that line.
+    if (error instanceof Error && !process.env.SPATIALTHINKER_DEBUG) {
+      process.stderr.write(`spatialthinker ${name}: ${error.message}\n(set SPATIALTHINKER_DEBUG=1 for the stack trace)\n`);
+      return 1;
+    }
     throw error;
   }
 }

@@ -86,7 +86,7 @@ export class Demo extends EventEmitter<DemoEvents> {
 
     const modelDir = join(out, 'model');
     await timed('model', async () => {
-      const corpus = splits.train.flatMap((r) => [r.problem, goldTrace(r.answer_option_text)]);
+      const corpus = splits.train.flatMap((r) => [r[o.promptKey], goldTrace(r.answer_option_text)]);
       const built = await writeTinyModelDirectory(modelDir, {
         corpus,
         vocabSize: o.vocabSize,
@@ -101,6 +101,7 @@ export class Demo extends EventEmitter<DemoEvents> {
       data: {
         train_files: join(dataDir, 'train.jsonl'),
         val_files: join(dataDir, 'val.jsonl'),
+        prompt_key: o.promptKey,
         val_max_samples: o.valDuringTraining,
         max_prompt_length: 4096,
         max_response_length: o.maxResponseTokens,
@@ -190,7 +191,7 @@ export class Demo extends EventEmitter<DemoEvents> {
     const vlm = await VisionLanguageModel.load(checkpoint, o.threads ? { threads: o.threads } : {});
     try {
       const { rows } = await loadRows(valFile);
-      const builder = new PromptBuilder(vlm, { promptKey: 'problem', answerKey: 'answer_option_text', minPixels: 28 * 28, maxPixels: o.imageSize * o.imageSize });
+      const builder = new PromptBuilder(vlm, { promptKey: o.promptKey, answerKey: 'answer_option_text', minPixels: 28 * 28, maxPixels: o.imageSize * o.imageSize });
       const prepared = await Promise.all(rows.map((r) => builder.prepare(r)));
       return await evaluatePolicy(
         vlm,

@@ -7,6 +7,13 @@ export interface DemoOptions {
   /** Held-out rows validated during training (the final evaluation uses all). */
   valDuringTraining: number;
   imageSize: number;
+  /**
+   * The row field the policy is prompted with: \`problem\` (the full SpatialThinker
+   * instruction, as on STVQA) or \`question_with_options\` (the question alone). A
+   * model trained from scratch learns the format from its SFT traces, not from the
+   * instruction, which is 700 of its 760 prompt tokens on the tiny tokenizer.
+   */
+  promptKey: 'problem' | 'question_with_options';
   worldSeed: number;
   modelSeed: number;
   /** GRPO seeds: a dense and a sparse run each, from the same SFT checkpoint. */
@@ -36,6 +43,7 @@ export const DEMO_DEFAULTS: Readonly<DemoOptions> = Object.freeze({
   valRows: 100,
   valDuringTraining: 32,
   imageSize: 112,
+  promptKey: 'question_with_options',
   worldSeed: 1,
   modelSeed: 1,
   seeds: [1],

@@ -156,10 +156,15 @@ export class Tokenizer {
     const tokenizerPath = join(dir, 'tokenizer.json');
     const configPath = join(dir, 'tokenizer_config.json');
     const generationPath = join(dir, 'generation_config.json');
-    const [tokenizerJson, config] = await Promise.all([
+    // Settled in order, so a directory missing both files always names tokenizer.json.
+    const [tokenizerRead, configRead] = await Promise.allSettled([
       readJsonFile(tokenizerPath, 'tokenizer'),
       readJsonFile(configPath, 'tokenizer'),
     ]);
+    if (tokenizerRead.status === 'rejected') throw tokenizerRead.reason;
+    if (configRead.status === 'rejected') throw configRead.reason;
+    const tokenizerJson = tokenizerRead.value;
+    const config = configRead.value;
     if (!isPlainObject(config)) throw new Error(`cannot read tokenizer ${configPath}: expected a JSON object`);
 
     let generation: GenerationConfigJson | undefined;
