@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Times numpy's float32 matmul (its bundled BLAS, all cores) on y = x @ w.T.
+"""Times numpy's float32 matmul (its bundled BLAS, all cores) on y = x @ w.T: the fastest call.
 
 usage: matmul_numpy.py M,K,N [M,K,N ...]
 Prints one JSON object: {"blas": "...", "results": [{"m","k","n","seconds","gflops"}]}.
@@ -31,14 +31,15 @@ def main():
         x = rng.standard_normal((m, k), dtype=np.float32)
         w = rng.standard_normal((n, k), dtype=np.float32)
         x @ w.T  # warm-up
-        reps, start = 0, time.perf_counter()
+        # The fastest call, as the engine side reports it.
+        reps, start, seconds = 0, time.perf_counter(), float("inf")
         while True:
+            t0 = time.perf_counter()
             x @ w.T
+            seconds = min(seconds, time.perf_counter() - t0)
             reps += 1
-            elapsed = time.perf_counter() - start
-            if elapsed > 0.5 and reps >= 3:
+            if time.perf_counter() - start > 0.5 and reps >= 5:
                 break
-        seconds = elapsed / reps
         results.append({"m": m, "k": k, "n": n, "seconds": seconds, "gflops": 2 * m * k * n / seconds / 1e9})
     print(json.dumps({"blas": blas_name(), "results": results}))
 

@@ -93,23 +93,25 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const float* x, const float* 
 
 
 // Packed GEMM for products with many rows (prefill, training): B = w^T is
-// packed into panels of kNr columns laid out [k][kNr], A into panels of kMr
-// rows laid out [k][kMr], and a 6x16 register tile accumulates outer
-// products (12 AVX accumulators, 2 loads and 6 broadcasts per 12 FMAs).
-constexpr int64_t kMr = 6, kNr = 16, kKc = 256, kMaxMc = 192, kNc = 1024;
+// packed into panels of kNr columns laid out [k][kNr]; a 6x16 register tile
+// accumulates outer products of those panels with rows of x broadcast
+// straight from memory (12 AVX accumulators, 2 loads and 6 broadcasts per
+// 12 FMAs).
+constexpr int64_t kMr = 6, kNr = 16, kMaxMc = 192, kNc = 1024;
 constexpr int64_t kNr512 = 32, kMr512 = 12;
 
 // Accumulators are named variables, not an array: with an array the
 // compiler keeps them in memory and every FMA round-trips through the stack.
 #define ST_ROW(r)                                          \
   {                                                         \
-    const __m256 av = _mm256_broadcast_ss(a + p * kMr + r); \
+    const __m256 av = _mm256_broadcast_ss(a##r + p);        \
     c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0);             \
     c##r##1 = _mm256_fmadd_ps(av, b1, c##r##1);             \
   }
 
-__attribute__((target("avx2,fma"))) void micro_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                                                   bool accumulate, int64_t rows, int64_t cols) {
+__attribute__((target("avx2,fma"))) void micro_6x16(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                                                   int64_t ldc, bool accumulate, int64_t rows, int64_t cols) {
+  const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda, *a4 = a + 4 * lda, *a5 = a + 5 * lda;
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int64_t p = 0; p < kc; ++p) {
@@ -142,24 +144,29 @@ __attribute__((target("avx2,fma"))) void micro_6x16(int64_t kc, const float* a, 
 
 #define ST_ROW512(name, r)                                  \
   {                                                          \
-    const __m512 av = _mm512_set1_ps(a[p * kMr512 + r]);     \
+    const __m512 av = _mm512_set1_ps(r[p]);                  \
     c##name##0 = _mm512_fmadd_ps(av, b0, c##name##0);        \
     c##name##1 = _mm512_fmadd_ps(av, b1, c##name##1);        \
   }
 
 // The AVX-512 tile: 12 rows x 32 columns, 24 zmm accumulators, so each
 // pair of loads of w feeds 24 FMAs.
-__attribute__((target("avx512f"))) void micro_12x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                                                   bool accumulate, int64_t rows, int64_t cols) {
+__attribute__((target("avx512f"))) void micro_12x32(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                                                   int64_t ldc, bool accumulate, int64_t rows, int64_t cols) {
   constexpr int64_t mr = kMr512;
+  // Three row groups of four: base pointers plus offsets of 1-3 rows keep
+  // the twelve addresses in few registers.
+  const float *g0 = a, *g1 = a + 4 * lda, *g2 = a + 8 * lda;
+  const int64_t l1 = lda, l2 = 2 * lda, l3 = 3 * lda;
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
   __m512 c90 = c00, c91 = c00, cA0 = c00, cA1 = c00, cB0 = c00, cB1 = c00;
   for (int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_loadu_ps(b + p * kNr512), b1 = _mm512_loadu_ps(b + p * kNr512 + 16);
-    ST_ROW512(0, 0) ST_ROW512(1, 1) ST_ROW512(2, 2) ST_ROW512(3, 3) ST_ROW512(4, 4) ST_ROW512(5, 5)
-    ST_ROW512(6, 6) ST_ROW512(7, 7) ST_ROW512(8, 8) ST_ROW512(9, 9) ST_ROW512(A, 10) ST_ROW512(B, 11)
+    ST_ROW512(0, g0) ST_ROW512(1, (g0 + l1)) ST_ROW512(2, (g0 + l2)) ST_ROW512(3, (g0 + l3))
+    ST_ROW512(4, g1) ST_ROW512(5, (g1 + l1)) ST_ROW512(6, (g1 + l2)) ST_ROW512(7, (g1 + l3))
+    ST_ROW512(8, g2) ST_ROW512(9, (g2 + l1)) ST_ROW512(A, (g2 + l2)) ST_ROW512(B, (g2 + l3))
   }
   const __m512 acc[mr][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
                              {c60, c61}, {c70, c71}, {c80, c81}, {c90, c91}, {cA0, cA1}, {cB0, cB1}};
@@ -187,8 +194,48 @@ __attribute__((target("avx512f"))) void micro_12x32(int64_t kc, const float* a, 
 #undef ST_ROW512
 
 // w rows [j0, j0 + cols) x k-range [k0, k0 + kc) -> [kc][nr], zero padded.
-void pack_b(const float* w, int64_t k, int64_t j0, int64_t cols, int64_t k0, int64_t kc, int64_t nr, float* out) {
-  for (int64_t jj = 0; jj < nr; ++jj) {
+// Blocks of 8 rows are read 8 floats at a time and transposed in registers,
+// so both the reads and the writes are whole vectors.
+__attribute__((target("avx2,fma"))) void pack_b(const float* w, int64_t k, int64_t j0, int64_t cols, int64_t k0,
+                                                int64_t kc, int64_t nr, float* out) {
+  int64_t jj = 0;
+  for (; jj + 8 <= cols; jj += 8) {
+    const float* src = w + (j0 + jj) * k + k0;
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8) {
+      __m256 r0 = _mm256_loadu_ps(src + p), r1 = _mm256_loadu_ps(src + k + p), r2 = _mm256_loadu_ps(src + 2 * k + p),
+             r3 = _mm256_loadu_ps(src + 3 * k + p), r4 = _mm256_loadu_ps(src + 4 * k + p),
+             r5 = _mm256_loadu_ps(src + 5 * k + p), r6 = _mm256_loadu_ps(src + 6 * k + p),
+             r7 = _mm256_loadu_ps(src + 7 * k + p);
+      const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                   t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                   t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      r0 = _mm256_permute2f128_ps(u0, u4, 0x20);
+      r1 = _mm256_permute2f128_ps(u1, u5, 0x20);
+      r2 = _mm256_permute2f128_ps(u2, u6, 0x20);
+      r3 = _mm256_permute2f128_ps(u3, u7, 0x20);
+      r4 = _mm256_permute2f128_ps(u0, u4, 0x31);
+      r5 = _mm256_permute2f128_ps(u1, u5, 0x31);
+      r6 = _mm256_permute2f128_ps(u2, u6, 0x31);
+      r7 = _mm256_permute2f128_ps(u3, u7, 0x31);
+      float* dst = out + p * nr + jj;
+      _mm256_storeu_ps(dst, r0);
+      _mm256_storeu_ps(dst + nr, r1);
+      _mm256_storeu_ps(dst + 2 * nr, r2);
+      _mm256_storeu_ps(dst + 3 * nr, r3);
+      _mm256_storeu_ps(dst + 4 * nr, r4);
+      _mm256_storeu_ps(dst + 5 * nr, r5);
+      _mm256_storeu_ps(dst + 6 * nr, r6);
+      _mm256_storeu_ps(dst + 7 * nr, r7);
+    }
+    for (; p < kc; ++p)
+      for (int64_t q = 0; q < 8; ++q) out[p * nr + jj + q] = src[q * k + p];
+  }
+  for (; jj < nr; ++jj) {
     if (jj < cols) {
       const float* src = w + (j0 + jj) * k + k0;
       for (int64_t p = 0; p < kc; ++p) out[p * nr + jj] = src[p];
@@ -198,22 +245,22 @@ void pack_b(const float* w, int64_t k, int64_t j0, int64_t cols, int64_t k0, int
   }
 }
 
-void pack_a(const float* x, int64_t k, int64_t i0, int64_t rows, int64_t k0, int64_t kc, int64_t mr, float* out) {
-  for (int64_t ii = 0; ii < mr; ++ii) {
-    if (ii < rows) {
-      const float* src = x + (i0 + ii) * k + k0;
-      for (int64_t p = 0; p < kc; ++p) out[p * mr + ii] = src[p];
-    } else {
-      for (int64_t p = 0; p < kc; ++p) out[p * mr + ii] = 0.0f;
-    }
-  }
-}
+using MicroKernel = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, bool, int64_t, int64_t);
 
-using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, bool, int64_t, int64_t);
+// The deepest k-block: one pass over C for the model's hidden sizes (no
+// re-reading partial sums), while a packed w panel (kc x 32 floats) still
+// sits in L2 beside the rows of x it meets.
+constexpr int64_t kMaxKc = 1024;
+constexpr int64_t kL2Bytes = 1 << 20;
 
+// The micro-kernels broadcast x straight from its rows (no packing of x:
+// each row streams through L1 once per w panel); only w is packed, once per
+// (column block, k-block), shared by all threads.
 void packed_gemm(const float* x, const float* w, float* y, int64_t m, int64_t k, int64_t n, MicroKernel micro,
                  int64_t mr, int64_t nr) {
-  std::vector<float> packed_b(static_cast<size_t>(kKc * (kNc + nr)));
+  const int64_t k_blocks = (k + kMaxKc - 1) / kMaxKc;
+  const int64_t kc_max = (k + k_blocks - 1) / k_blocks;
+  std::vector<float> packed_b(static_cast<size_t>(kc_max * (kNc + nr)));
   // Row blocks sized so every thread gets about two of equal size (the last
   // one is not left mostly empty), at most kMaxMc rows to stay in L2.
   const int64_t threads = default_thread_pool().size();
@@ -223,29 +270,42 @@ void packed_gemm(const float* x, const float* w, float* y, int64_t m, int64_t k,
   for (int64_t j0 = 0; j0 < n; j0 += kNc) {
     const int64_t nc = std::min(kNc, n - j0);
     const int64_t panels = (nc + nr - 1) / nr;
-    for (int64_t k0 = 0; k0 < k; k0 += kKc) {
-      const int64_t kc = std::min(kKc, k - k0);
+    for (int64_t k0 = 0; k0 < k; k0 += kc_max) {
+      const int64_t kc = std::min(kc_max, k - k0);
       default_thread_pool().parallel_for(panels, 4, [&](int64_t begin, int64_t end) {
         for (int64_t pnl = begin; pnl < end; ++pnl)
           pack_b(w, k, j0 + pnl * nr, std::min(nr, nc - pnl * nr), k0, kc, nr, packed_b.data() + pnl * kc * nr);
       });
-      // Tasks: (row block, group of panels); each packs its own rows of x.
+      // Tasks: (row block, group of panels).
       const int64_t groups = std::min<int64_t>(panels, std::max<int64_t>(1, (target_blocks + m_blocks - 1) / m_blocks));
       const int64_t per_group = (panels + groups - 1) / groups;
       default_thread_pool().parallel_for(m_blocks * groups, 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> packed_a(static_cast<size_t>((mc_rows + mr) * kKc));
+        std::vector<float> edge;  // the last rows of x, zero padded to a whole tile
         for (int64_t task = begin; task < end; ++task) {
           const int64_t mb = task / groups, g = task % groups;
           const int64_t i0 = mb * mc_rows, mc = std::min(mc_rows, m - i0);
-          const int64_t row_panels = (mc + mr - 1) / mr;
-          for (int64_t rp = 0; rp < row_panels; ++rp)
-            pack_a(x, k, i0 + rp * mr, std::min(mr, mc - rp * mr), k0, kc, mr, packed_a.data() + rp * kc * mr);
-          const int64_t p_end = std::min(panels, (g + 1) * per_group);
-          for (int64_t pnl = g * per_group; pnl < p_end; ++pnl)
+          const int64_t row_panels = (mc + mr - 1) / mr, tail = mc % mr;
+          if (tail != 0) {
+            edge.assign(static_cast<size_t>(mr * kc), 0.0f);
+            const int64_t r0 = i0 + (row_panels - 1) * mr;
+            for (int64_t r = 0; r < tail; ++r) std::memcpy(edge.data() + r * kc, x + (r0 + r) * k + k0, sizeof(float) * kc);
+          }
+          const int64_t p_begin = g * per_group, p_end = std::min(panels, (g + 1) * per_group);
+          const auto tile = [&](int64_t pnl, int64_t rp) {
+            const bool whole = rp + 1 < row_panels || tail == 0;
+            const float* a = whole ? x + (i0 + rp * mr) * k + k0 : edge.data();
+            micro(kc, a, whole ? k : kc, packed_b.data() + pnl * kc * nr, y + (i0 + rp * mr) * n + j0 + pnl * nr, n,
+                  k0 > 0, std::min(mr, mc - rp * mr), std::min(nr, nc - pnl * nr));
+          };
+          // The operand that fits in L2 is the one reused from it: the task's
+          // w panels when few (narrow outputs), else its rows of x.
+          if ((p_end - p_begin) * kc * nr * 4 <= kL2Bytes / 2) {
             for (int64_t rp = 0; rp < row_panels; ++rp)
-              micro(kc, packed_a.data() + rp * kc * mr, packed_b.data() + pnl * kc * nr,
-                    y + (i0 + rp * mr) * n + j0 + pnl * nr, n, k0 > 0, std::min(mr, mc - rp * mr),
-                    std::min(nr, nc - pnl * nr));
+              for (int64_t pnl = p_begin; pnl < p_end; ++pnl) tile(pnl, rp);
+          } else {
+            for (int64_t pnl = p_begin; pnl < p_end; ++pnl)
+              for (int64_t rp = 0; rp < row_panels; ++rp) tile(pnl, rp);
+          }
         }
       });
     }
