@@ -22,6 +22,7 @@ const FLAGS: Record<Exclude<keyof DemoOptions, 'out' | 'seeds' | 'threads' | 'pr
   sftSteps: 'sft-steps',
   sftBatch: 'sft-batch',
   sftLr: 'sft-lr',
+  sftValEvery: 'sft-val-every',
   grpoSteps: 'grpo-steps',
   promptsPerStep: 'prompts-per-step',
   samplesPerPrompt: 'samples-per-prompt',

@@ -97,7 +97,40 @@ export class Demo extends EventEmitter<DemoEvents> {
       this.say(`tiny model: ${built.modelVocabSize}-token vocabulary, text ${o.hidden} wide x ${o.layers} layers, vision ${o.visionHidden} wide x ${o.visionDepth} blocks, in ${modelDir}`);
     });
 
-    const common = (runDir: string, modelPath: string, seed: number): TrainConfigInput => ({
+    const sftDir = join(out, 'sft');
+    const sftCheckpoint = await timed('sft', async () => {
+      return this.train(new SftTrainer(this.sftConfig(sftDir, modelDir), signal ? { signal } : {}), 'sft');
+    });
+
+    const results: PolicyResult[] = [];
+    const evaluate = async (policy: PolicyResult['policy'], seed: number | null, checkpoint: string) => {
+      const evaluation = await timed(`eval-${policy}${seed === null ? '' : `-${seed}`}`, () => this.evaluate(checkpoint, join(dataDir, 'val.jsonl'), signal));
+      results.push({ policy, seed, checkpoint, metrics: evaluation.metrics });
+      this.say(`${policy}${seed === null ? '' : ` (seed ${seed})`}: held-out accuracy ${fmt(evaluation.metrics['val/accuracy'])}, format ${fmt(evaluation.metrics['val/format_rate'])}, box CIoU ${fmt(evaluation.metrics['val/ciou'])}`);
+    };
+    await evaluate('sft', null, sftCheckpoint);
+
+    for (const seed of o.seeds) {
+      for (const reward of ['spatial', 'sparse'] as const) {
+        const name = reward === 'spatial' ? 'grpo-dense' : 'grpo-sparse';
+        const runDir = join(out, o.seeds.length > 1 ? `${name}-seed${seed}` : name);
+        const checkpoint = await timed(`${name}-${seed}`, async () => {
+          return this.train(new GrpoTrainer(this.grpoConfig(runDir, sftCheckpoint, seed, reward), signal ? { signal } : {}), `${name} (seed ${seed})`);
+        });
+        await evaluate(name, seed, checkpoint);
+      }
+    }
+
+    const summary = summarise(out, o, results, seconds);
+    await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+    return summary;
+  }
+
+  /** What SFT and GRPO share: data, batch and model settings, logging. */
+  private commonConfig(runDir: string, modelPath: string, seed: number): TrainConfigInput {
+    const o = this.options;
+    const dataDir = join(resolve(o.out), 'data');
+    return {
       data: {
         train_files: join(dataDir, 'train.jsonl'),
         val_files: join(dataDir, 'val.jsonl'),
@@ -133,44 +166,29 @@ export class Demo extends EventEmitter<DemoEvents> {
         find_last_checkpoint: false,
         ...(o.threads ? { threads: o.threads } : {}),
       },
-    });
-
-    const sftDir = join(out, 'sft');
-    const sftCheckpoint = await timed('sft', async () => {
-      const config = validateConfig(
-        deepMerge(common(sftDir, modelDir, o.worldSeed), {
-          worker: { actor: { global_batch_size: o.sftBatch, optim: { lr: o.sftLr, lr_scheduler: 'cosine', lr_warmup_ratio: 0.05, min_lr_ratio: 0.1 } }, rollout: { n: 2 } },
-          data: { rollout_batch_size: o.sftBatch },
-          trainer: { max_steps: o.sftSteps },
-        }),
-        'the demo SFT configuration',
-      );
-      return this.train(new SftTrainer(config, signal ? { signal } : {}), 'sft');
-    });
-
-    const results: PolicyResult[] = [];
-    const evaluate = async (policy: PolicyResult['policy'], seed: number | null, checkpoint: string) => {
-      const evaluation = await timed(`eval-${policy}${seed === null ? '' : `-${seed}`}`, () => this.evaluate(checkpoint, join(dataDir, 'val.jsonl'), signal));
-      results.push({ policy, seed, checkpoint, metrics: evaluation.metrics });
-      this.say(`${policy}${seed === null ? '' : ` (seed ${seed})`}: held-out accuracy ${fmt(evaluation.metrics['val/accuracy'])}, format ${fmt(evaluation.metrics['val/format_rate'])}, box CIoU ${fmt(evaluation.metrics['val/ciou'])}`);
     };
-    await evaluate('sft', null, sftCheckpoint);
+  }
 
-    for (const seed of o.seeds) {
-      for (const reward of ['spatial', 'sparse'] as const) {
-        const name = reward === 'spatial' ? 'grpo-dense' : 'grpo-sparse';
-        const runDir = join(out, o.seeds.length > 1 ? `${name}-seed${seed}` : name);
-        const checkpoint = await timed(`${name}-${seed}`, async () => {
-          const config = validateConfig(deepMerge(common(runDir, sftCheckpoint, seed), { worker: { reward: { reward_function: reward } }, trainer: { max_steps: o.grpoSteps } }), `the demo ${name} configuration`);
-          return this.train(new GrpoTrainer(config, signal ? { signal } : {}), `${name} (seed ${seed})`);
-        });
-        await evaluate(name, seed, checkpoint);
-      }
-    }
+  /** The SFT warm start's configuration (validated). */
+  sftConfig(runDir: string, modelPath: string) {
+    const o = this.options;
+    return validateConfig(
+      deepMerge(this.commonConfig(runDir, modelPath, o.worldSeed), {
+        worker: { actor: { global_batch_size: o.sftBatch, optim: { lr: o.sftLr, lr_scheduler: 'cosine', lr_warmup_ratio: 0.05, min_lr_ratio: 0.1 } }, rollout: { n: 2 } },
+        data: { rollout_batch_size: o.sftBatch },
+        trainer: { max_steps: o.sftSteps, val_freq: o.sftValEvery },
+      }),
+      'the demo SFT configuration',
+    );
+  }
 
-    const summary = summarise(out, o, results, seconds);
-    await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-    return summary;
+  /** A GRPO run's configuration from a checkpoint, with the dense (spatial) or sparse reward (validated). */
+  grpoConfig(runDir: string, checkpoint: string, seed: number, reward: 'spatial' | 'sparse') {
+    const o = this.options;
+    return validateConfig(
+      deepMerge(this.commonConfig(runDir, checkpoint, seed), { worker: { reward: { reward_function: reward } }, trainer: { max_steps: o.grpoSteps } }),
+      `the demo ${reward === 'spatial' ? 'grpo-dense' : 'grpo-sparse'} configuration`,
+    );
   }
 
   private async train(trainer: SftTrainer | GrpoTrainer, name: string): Promise<string> {

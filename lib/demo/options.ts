@@ -27,6 +27,8 @@ export interface DemoOptions {
   sftSteps: number;
   sftBatch: number;
   sftLr: number;
+  /** SFT validates on the held-out rows every this many steps (GRPO every valEvery). */
+  sftValEvery: number;
   grpoSteps: number;
   promptsPerStep: number;
   samplesPerPrompt: number;
@@ -39,7 +41,7 @@ export interface DemoOptions {
 
 export const DEMO_DEFAULTS: Readonly<DemoOptions> = Object.freeze({
   out: 'runs/demo',
-  trainRows: 800,
+  trainRows: 3000,
   valRows: 100,
   valDuringTraining: 32,
   imageSize: 112,
@@ -48,15 +50,16 @@ export const DEMO_DEFAULTS: Readonly<DemoOptions> = Object.freeze({
   modelSeed: 1,
   seeds: [1],
   vocabSize: 1024,
-  hidden: 64,
-  layers: 2,
+  hidden: 128,
+  layers: 4,
   heads: 4,
   visionHidden: 32,
   visionDepth: 2,
-  sftSteps: 120,
+  sftSteps: 600,
   sftBatch: 8,
-  sftLr: 5e-3,
-  grpoSteps: 20,
+  sftLr: 4e-3,
+  sftValEvery: 200,
+  grpoSteps: 40,
   promptsPerStep: 4,
   samplesPerPrompt: 4,
   grpoLr: 2e-4,
@@ -80,6 +83,7 @@ export const QUICK_DEMO: Partial<DemoOptions> = Object.freeze({
   vocabSize: 512,
   sftSteps: 6,
   sftBatch: 8,
+  sftValEvery: 3,
   grpoSteps: 2,
   promptsPerStep: 4,
   samplesPerPrompt: 4,
