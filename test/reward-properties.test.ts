@@ -5,12 +5,13 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { SparseReward, SpatialReward, type RewardInput, type RewardScores } from '../lib/index.js';
+import { SparseReward, SparseSceneReward, SpatialReward, type RewardInput, type RewardScores } from '../lib/index.js';
 import { WORKED, completion } from './helpers.js';
 
 const spatialExact = new SpatialReward({ similarity: 'exact' });
 const spatialWordnet = new SpatialReward();
 const sparse = new SparseReward();
+const sparseScene = new SparseSceneReward();
 
 function inRange(s: RewardScores): string | undefined {
   for (const [name, value] of Object.entries(s)) if (!Number.isFinite(value)) return `${name} is ${value}`;
@@ -22,7 +23,7 @@ function inRange(s: RewardScores): string | undefined {
 
 async function checkAll(completions: string[]): Promise<string | undefined> {
   const inputs: RewardInput[] = completions.map((c) => ({ completion: c, groundTruth: WORKED.groundTruth, prompt: '', image: WORKED.image }));
-  for (const reward of [spatialExact, spatialWordnet, sparse]) {
+  for (const reward of [spatialExact, spatialWordnet, sparse, sparseScene]) {
     const scores = await reward.scoreBatch(inputs);
     if (scores.length !== inputs.length) return `${reward.name}: ${scores.length} scores for ${inputs.length} inputs`;
     for (const s of scores) {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { RewardRegistry, SparseReward, isThinkAnswerFormat, rewards, sparseScore } from '../lib/index.js';
+import { RewardRegistry, SparseReward, isOrderedSpatialFormat, isThinkAnswerFormat, rewards, sparseSceneScore, sparseScore } from '../lib/index.js';
 import { WORKED } from './helpers.js';
 
 t.test('sparse format: the whole completion is <think>...</think> <answer>...</answer>', async (t) => {
@@ -27,7 +27,7 @@ t.test('sparse accuracy and overall (ungated)', async (t) => {
 });
 
 t.test('the registry holds the built-ins and user rewards, sync or async', async (t) => {
-  t.same(rewards.names().slice(0, 2), ['spatial', 'sparse']);
+  t.same(rewards.names().slice(0, 3), ['spatial', 'sparse', 'sparse_scene']);
   const registry = new RewardRegistry()
     .register('length', ({ completion }) => ({ overall: Math.min(1, completion.length / 100), length: completion.length }))
     .register('remote', async ({ groundTruth }) => ({ overall: groundTruth.includes('sitting') ? 1 : 0 }));
@@ -58,4 +58,23 @@ t.test('built-in factories take options', async (t) => {
   const [s] = await spatial.scoreBatch([{ completion: WORKED.completion, groundTruth: WORKED.groundTruth, prompt: '', image: WORKED.image }]);
   t.ok(Math.abs((s?.overall as number) - (0.1 + 0.2 * 0.65 + 1 + 0.2 * 0.926015)) < 1e-6);
   t.throws(() => rewards.create('spatial', { similarity: 'glove' }), /unknown label similarity "glove"/);
+});
+
+t.test('sparse_scene (r1v_scene): the four blocks in order and nothing else, then 0.5 + 0.5 accuracy', async (t) => {
+  const gt = WORKED.groundTruth;
+  const blocks = (answer: string, sep = '\n') => `<observe>o</observe>${sep}<scene>{}</scene>${sep}<think>t</think>${sep}<answer>${answer}</answer>`;
+  t.same(sparseSceneScore(blocks('\n(a) SITTING ON\n'), gt), { overall: 1, format: 1, accuracy: 1 }, 'a multi-line answer is extracted (dot matches newlines)');
+  t.same(sparseSceneScore(blocks('(B) x'), gt), { overall: 0.5, format: 1, accuracy: 0 });
+  t.same(sparseSceneScore(blocks('(A) sitting on', ''), gt).format, 1, 'no whitespace between blocks');
+  t.same(sparseSceneScore(`x${blocks('(A) sitting on')}`, gt), { overall: 0, format: 0, accuracy: 0 }, 'leading text zeroes everything, accuracy too');
+  t.equal(sparseSceneScore(`${blocks('(A) sitting on')}\n`, gt).format, 0, 'trailing newline');
+  t.equal(sparseSceneScore('<scene>{}</scene><observe>o</observe><think>t</think><answer>(A) sitting on</answer>', gt).format, 0, 'wrong order');
+  t.equal(sparseSceneScore('<observe>o</observe><scene>{}</scene><answer>(A) sitting on</answer>', gt).format, 0, 'a missing block');
+  t.ok(isOrderedSpatialFormat('<observe>a</observe> <scene>b</observe> <scene>c</scene><think></think><answer></answer>'), 'a later closing tag can end a block');
+  t.notOk(isOrderedSpatialFormat('<observe></observe>x<scene></scene><think></think><answer></answer>'), 'text between blocks');
+  t.ok(rewards.has('sparse_scene'));
+  const many = `<observe>${'</observe> '.repeat(200_000)}<scene></scene><think></think><answer>z</answer>`;
+  const t0 = performance.now();
+  t.equal(isOrderedSpatialFormat(many), true, '200k closing tags');
+  t.ok(performance.now() - t0 < 5000, 'linear, not a backtracking regex');
 });

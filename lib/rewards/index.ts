@@ -1,7 +1,7 @@
 export * from './types.js';
 export { SpatialReward, DEFAULT_SPATIAL_WEIGHTS } from './spatial-reward.js';
 export type { SpatialRewardOptions, SpatialRewardWeights, SpatialScores } from './spatial-reward.js';
-export { SparseReward, sparseScore, isThinkAnswerFormat } from './sparse-reward.js';
+export { SparseReward, SparseSceneReward, sparseScore, sparseSceneScore, isThinkAnswerFormat, isOrderedSpatialFormat } from './sparse-reward.js';
 export type { SparseScores } from './sparse-reward.js';
 export { RewardRegistry, rewards, fromFunction } from './registry.js';
 export type { RewardFactory } from './registry.js';

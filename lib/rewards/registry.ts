@@ -1,9 +1,9 @@
 /**
- * Rewards by name. Built-ins (`spatial`, `sparse`) are registered the same way
+ * Rewards by name. Built-ins (`spatial`, `sparse`, `sparse_scene`) are registered the same way
  * as a user's function; the trainer and `spatialthinker score` look rewards
  * up here.
  */
-import { SparseReward } from './sparse-reward.js';
+import { SparseReward, SparseSceneReward } from './sparse-reward.js';
 import { SpatialReward, type SpatialRewardOptions } from './spatial-reward.js';
 import type { BatchReward, RewardFunction, RewardInput, RewardScores } from './types.js';
 
@@ -74,4 +74,5 @@ export function fromFunction(name: string, fn: RewardFunction): BatchReward {
 /** The registry with the built-in rewards; `register` adds yours. */
 export const rewards = new RewardRegistry()
   .registerFactory('spatial', (options) => new SpatialReward(options as SpatialRewardOptions))
-  .registerFactory('sparse', () => new SparseReward());
+  .registerFactory('sparse', () => new SparseReward())
+  .registerFactory('sparse_scene', () => new SparseSceneReward());

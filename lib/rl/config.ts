@@ -123,7 +123,7 @@ const rolloutSchema = z
 
 const rewardSchema = z
   .object({
-    /** A registered reward ('spatial', 'sparse') or `path/to/module.js:exportName`. */
+    /** A registered reward ('spatial', 'sparse', 'sparse_scene') or `path/to/module.js:exportName`. */
     reward_function: z.string().default('spatial'),
     /** Label similarity of the spatial reward. */
     similarity: z.enum(['wordnet', 'exact']).default('wordnet'),
