@@ -1,7 +1,9 @@
 /**
  * Validation of a policy on held-out rows: answer accuracy, format rate, box
  * localisation (mapped CIoU after Hungarian matching, whether or not the
- * answer was right), the reward and its components, per question category.
+ * answer was right), how often the answer is one of the options at all (a
+ * small model often pairs a valid letter with text it made up), the reward
+ * and its components, per question category.
  * The same numbers whatever reward the run trains with, so dense and sparse
  * runs compare.
  */
@@ -18,6 +20,8 @@ export interface EvaluatedSample {
   rollout: Rollout;
   correct: boolean;
   wellFormed: boolean;
+  /** The answer is one of the row's options, right or wrong (undefined when the row lists none). */
+  answerIsOption: boolean | undefined;
   ciou: number;
   reward: RewardScores;
 }
@@ -34,7 +38,7 @@ export interface EvaluateOptions extends RolloutOptions {
 
 const localisation = new SpatialReward({ similarity: 'wordnet' });
 
-/** Scores completions already sampled (one per row, in order). */
+/** Scores completions already sampled (each names its row by `prompt`). */
 export async function scoreRollouts(rows: readonly PreparedRow[], rollouts: readonly Rollout[], reward: BatchReward): Promise<EvaluatedSample[]> {
   const inputs: RewardInput[] = rollouts.map((r) => {
     const row = rows[r.prompt] as PreparedRow;
@@ -48,10 +52,17 @@ export async function scoreRollouts(rows: readonly PreparedRow[], rollouts: read
       rollout,
       correct: answersMatch(extractAnswer(rollout.text), parseGroundTruth(row.groundTruth).answer),
       wellFormed: checkFormat(rollout.text) !== undefined,
+      answerIsOption: isOneOfTheOptions(extractAnswer(rollout.text), row.source.row.options),
       ciou: cious[i] as number,
       reward: rewards[i] as RewardScores,
     };
   });
+}
+
+/** Whether `answer` is `(L) text` for one of the options (lettered A, B, ... in order), as the accuracy check compares. */
+function isOneOfTheOptions(answer: string, options: unknown): boolean | undefined {
+  if (!Array.isArray(options) || options.length === 0 || !options.every((o) => typeof o === 'string')) return undefined;
+  return options.some((text, i) => answersMatch(answer, `(${String.fromCharCode(65 + i)}) ${text}`));
 }
 
 /** Mean of every metric over samples, overall and per category (`<name>/<category>`). */
@@ -69,6 +80,8 @@ export function summarise(samples: readonly EvaluatedSample[], prefix = 'val/'):
     if (category !== '') continue;
     metrics[`${prefix}format_rate`] = mean((s) => (s.wellFormed ? 1 : 0));
     metrics[`${prefix}ciou`] = mean((s) => s.ciou);
+    const withOptions = group.filter((s) => s.answerIsOption !== undefined);
+    if (withOptions.length > 0) metrics[`${prefix}answer_is_option`] = withOptions.filter((s) => s.answerIsOption).length / withOptions.length;
     metrics[`${prefix}response_length/mean`] = mean((s) => s.rollout.tokens.length);
     metrics[`${prefix}samples`] = group.length;
     const components = new Set(group.flatMap((s) => Object.keys(s.reward)));
@@ -77,7 +90,7 @@ export function summarise(samples: readonly EvaluatedSample[], prefix = 'val/'):
   return metrics;
 }
 
-/** Generates one completion per row with `sampling` (n is forced to 1) and scores it. */
+/** Generates `sampling.n` completions per row and scores each: the metrics are means over every completion. */
 export async function evaluatePolicy(
   vlm: VisionLanguageModel,
   rows: readonly PreparedRow[],
@@ -86,12 +99,13 @@ export async function evaluatePolicy(
   options: EvaluateOptions = {},
 ): Promise<Evaluation> {
   const batch = options.batchSize ?? 64;
+  const n = Math.max(1, sampling.n);
   const samples: EvaluatedSample[] = [];
   for (let start = 0; start < rows.length; start += batch) {
     const chunk = rows.slice(start, start + batch);
-    const rollouts = await sampleCompletions(vlm, chunk, { ...sampling, n: 1 }, {
+    const rollouts = await sampleCompletions(vlm, chunk, { ...sampling, n }, {
       ...(options.signal ? { signal: options.signal } : {}),
-      onProgress: (done) => options.onProgress?.(start + done, rows.length),
+      onProgress: (done) => options.onProgress?.(start * n + done, rows.length * n),
     });
     if (options.signal?.aborted) break;
     const scored = await scoreRollouts(chunk, rollouts, reward);
