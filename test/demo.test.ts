@@ -22,7 +22,8 @@ t.test('demo --quick runs the whole method end to end and writes its run directo
       const v = r.metrics[key] as number;
       t.ok(v >= 0 && v <= 1, `${r.policy} ${key} = ${v}`);
     }
-    t.equal(r.metrics['val/samples'], 12, 'every held-out row is evaluated');
+    t.equal(r.metrics['val/samples'], 24, 'every held-out row is evaluated, twice at temperature 0.5');
+    t.equal(r.metrics['greedy/samples'], 12, 'and once greedily');
     t.ok(existsSync(join(r.checkpoint, 'model.safetensors')));
   }
   t.ok(existsSync(join(out, 'data', 'train.jsonl')) && existsSync(join(out, 'model', 'tokenizer.json')));
@@ -33,8 +34,8 @@ t.test('demo --quick runs the whole method end to end and writes its run directo
   const dense = readFileSync(join(out, 'grpo-dense', 'config.yaml'), 'utf8');
   const sparse = readFileSync(join(out, 'grpo-sparse', 'config.yaml'), 'utf8');
   t.match(dense, /reward_function: spatial/);
-  t.match(sparse, /reward_function: sparse/);
-  t.equal(dense.replace('reward_function: spatial', '').replaceAll('grpo-dense', 'X'), sparse.replace('reward_function: sparse', '').replaceAll('grpo-sparse', 'X'), 'same budget and seeds apart from the reward');
+  t.match(sparse, /reward_function: sparse_scene/);
+  t.equal(dense.replace('reward_function: spatial', '').replaceAll('grpo-dense', 'X'), sparse.replace('reward_function: sparse_scene', '').replaceAll('grpo-sparse', 'X'), 'same budget and seeds apart from the reward');
   const saved = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
   t.equal(saved.table.length, 3);
   t.match(formatSummary(summary), /held-out gain over SFT/);

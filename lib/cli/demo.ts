@@ -30,6 +30,8 @@ const FLAGS: Record<Exclude<keyof DemoOptions, 'out' | 'seeds' | 'threads' | 'pr
   microBatch: 'micro-batch',
   maxResponseTokens: 'max-response-tokens',
   valEvery: 'val-every',
+  evalSamples: 'eval-samples',
+  evalTemperature: 'eval-temperature',
 };
 
 const HELP = `usage: spatialthinker demo [--out DIR] [--quick] [options]
@@ -77,7 +79,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
     if (typeof text !== 'string') continue;
     const n = Number(text);
     if (!Number.isFinite(n) || n <= 0) throw new CliError(`--${flag} must be a positive number, got "${text}"`, 2);
-    const integer = !['sftLr', 'grpoLr'].includes(key);
+    const integer = !['sftLr', 'grpoLr', 'evalTemperature'].includes(key);
     if (integer && !Number.isInteger(n)) throw new CliError(`--${flag} must be an integer, got "${text}"`, 2);
     (chosen as Record<string, number>)[key] = n;
   }

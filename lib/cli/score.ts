@@ -24,7 +24,7 @@ Each input line is a JSON object with "prediction", "ground_truth" and "problem"
 options:
   --input FILE         JSONL to score (required)
   --output FILE        where to write the scored JSONL (required; written atomically)
-  --reward NAME        spatial (default) or sparse
+  --reward NAME        spatial (default), sparse or sparse_scene
   --similarity NAME    label similarity for box matching: wordnet (default) or exact
   --weights LIST       spatial reward weights, e.g. format=0.1,count=0.2,accuracy=0.5,spatial=0.2
   --device NAME        where box matching runs: cpu (default) or cuda

@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { VisionLanguageModel } from '../engine/pipeline.js';
 import { SpatialReward } from '../rewards/spatial-reward.js';
 import { deepMerge, validateConfig, type TrainConfigInput } from '../rl/config.js';
-import { evaluatePolicy, type Evaluation } from '../rl/evaluate.js';
+import { evaluatePolicy, summarise as summariseEvaluation, type Evaluation } from '../rl/evaluate.js';
 import { goldTrace } from '../rl/gold-trace.js';
 import { GrpoTrainer } from '../rl/grpo-trainer.js';
 import { loadRows } from '../rl/loader.js';
@@ -106,12 +106,16 @@ export class Demo extends EventEmitter<DemoEvents> {
     const evaluate = async (policy: PolicyResult['policy'], seed: number | null, checkpoint: string) => {
       const evaluation = await timed(`eval-${policy}${seed === null ? '' : `-${seed}`}`, () => this.evaluate(checkpoint, join(dataDir, 'val.jsonl'), signal));
       results.push({ policy, seed, checkpoint, metrics: evaluation.metrics });
-      this.say(`${policy}${seed === null ? '' : ` (seed ${seed})`}: held-out accuracy ${fmt(evaluation.metrics['val/accuracy'])}, format ${fmt(evaluation.metrics['val/format_rate'])}, box CIoU ${fmt(evaluation.metrics['val/ciou'])}`);
+      const m = evaluation.metrics;
+      this.say(
+        `${policy}${seed === null ? '' : ` (seed ${seed})`}: held-out accuracy ${fmt(m['val/accuracy'])}, format ${fmt(m['val/format_rate'])}, box CIoU ${fmt(m['val/ciou'])} ` +
+          `(${this.options.evalSamples} samples per row at temperature ${this.options.evalTemperature}); greedy: accuracy ${fmt(m['greedy/accuracy'])}, format ${fmt(m['greedy/format_rate'])}, box CIoU ${fmt(m['greedy/ciou'])}`,
+      );
     };
     await evaluate('sft', null, sftCheckpoint);
 
     for (const seed of o.seeds) {
-      for (const reward of ['spatial', 'sparse'] as const) {
+      for (const reward of ['spatial', 'sparse_scene'] as const) {
         const name = reward === 'spatial' ? 'grpo-dense' : 'grpo-sparse';
         const runDir = join(out, o.seeds.length > 1 ? `${name}-seed${seed}` : name);
         const checkpoint = await timed(`${name}-${seed}`, async () => {
@@ -182,8 +186,14 @@ export class Demo extends EventEmitter<DemoEvents> {
     );
   }
 
-  /** A GRPO run's configuration from a checkpoint, with the dense (spatial) or sparse reward (validated). */
-  grpoConfig(runDir: string, checkpoint: string, seed: number, reward: 'spatial' | 'sparse') {
+  /**
+   * A GRPO run's configuration from a checkpoint, with the dense (`spatial`)
+   * or the outcome-only reward (validated). The outcome-only baseline is
+   * `sparse_scene`, the paper's sparse reward for the four-block format the
+   * SFT start writes: the think/answer `sparse` would score every one of its
+   * completions 0.
+   */
+  grpoConfig(runDir: string, checkpoint: string, seed: number, reward: 'spatial' | 'sparse_scene') {
     const o = this.options;
     return validateConfig(
       deepMerge(this.commonConfig(runDir, checkpoint, seed), { worker: { reward: { reward_function: reward } }, trainer: { max_steps: o.grpoSteps } }),
@@ -203,7 +213,13 @@ export class Demo extends EventEmitter<DemoEvents> {
     }
   }
 
-  /** Greedy decoding (the paper's evaluation decoding) on every held-out row. */
+  /**
+   * Every held-out row: `evalSamples` completions at `evalTemperature` (the
+   * paper's validation decoding), whose means are the `val/` metrics, and a
+   * greedy one (`greedy/`). A model this small falls into repetition loops
+   * under greedy decoding far more often than when it samples, so greedy
+   * numbers measure the loops as much as the policy.
+   */
   private async evaluate(checkpoint: string, valFile: string, signal?: AbortSignal): Promise<Evaluation> {
     const o = this.options;
     const vlm = await VisionLanguageModel.load(checkpoint, o.threads ? { threads: o.threads } : {});
@@ -211,13 +227,13 @@ export class Demo extends EventEmitter<DemoEvents> {
       const { rows } = await loadRows(valFile);
       const builder = new PromptBuilder(vlm, { promptKey: o.promptKey, answerKey: 'answer_option_text', minPixels: 28 * 28, maxPixels: o.imageSize * o.imageSize });
       const prepared = await Promise.all(rows.map((r) => builder.prepare(r)));
-      return await evaluatePolicy(
-        vlm,
-        prepared,
-        { n: 1, temperature: 0, topP: 1, topK: 0, maxNewTokens: o.maxResponseTokens, seed: 0, maxBatch: 128 },
-        new SpatialReward({ similarity: 'exact' }),
-        { batchSize: 128, ...(signal ? { signal } : {}) },
-      );
+      const reward = new SpatialReward({ similarity: 'exact' });
+      const decode = { topP: 1, topK: 0, maxNewTokens: o.maxResponseTokens, maxBatch: 128 };
+      const evaluateWith = (sampling: { n: number; temperature: number; seed: number }) =>
+        evaluatePolicy(vlm, prepared, { ...decode, ...sampling }, reward, { batchSize: Math.max(1, Math.floor(128 / sampling.n)), ...(signal ? { signal } : {}) });
+      const sampled = await evaluateWith({ n: o.evalSamples, temperature: o.evalTemperature, seed: 0 });
+      const greedy = await evaluateWith({ n: 1, temperature: 0, seed: 0 });
+      return { metrics: { ...sampled.metrics, ...summariseEvaluation(greedy.samples, 'greedy/') }, samples: sampled.samples };
     } finally {
       await vlm.dispose();
     }
@@ -244,7 +260,11 @@ function summarise(out: string, options: DemoOptions, results: PolicyResult[], s
       accuracy: round(r.metrics['val/accuracy']),
       format_rate: round(r.metrics['val/format_rate']),
       box_ciou: round(r.metrics['val/ciou']),
+      answer_is_option: round(r.metrics['val/answer_is_option']),
       reward: round(r.metrics['val/reward/overall']),
+      greedy_accuracy: round(r.metrics['greedy/accuracy']),
+      greedy_format: round(r.metrics['greedy/format_rate']),
+      greedy_ciou: round(r.metrics['greedy/ciou']),
     };
     for (const c of categories) row[`acc/${c}`] = round(r.metrics[`val/accuracy/${c}`]);
     return row;
