@@ -25,4 +25,9 @@ t.test('linear = x w^T + bias on awkward shapes', async (t) => {
   const { y } = await native().linear({ x: new Float32Array(0), w: new Float32Array(0), m: 0, k: 0, n: 0 });
   t.equal(y.length, 0, 'an empty product');
   await t.rejects(async () => native().linear({ x: new Float32Array(3), w: new Float32Array(4), m: 1, k: 2, n: 2 }), /x must be m x k/);
+  const operands = { x: Float32Array.from({ length: 64 * 48 }, (_, i) => Math.sin(i)), w: Float32Array.from({ length: 40 * 48 }, (_, i) => Math.cos(i)), bias: new Float32Array(40).fill(1), m: 64, k: 48, n: 40 };
+  const once = await native().linear(operands);
+  const repeated = await native().linear({ ...operands, repeat: 4 });
+  t.same(repeated.y, once.y, 'repeated runs recompute y (the bias is not added twice)');
+  t.ok(repeated.bestSeconds > 0 && repeated.bestSeconds <= repeated.seconds, `fastest run ${repeated.bestSeconds} s <= mean ${repeated.seconds} s`);
 });

@@ -53,7 +53,7 @@ export interface NativeBinding {
     cols: Int32Array;
     device?: Device;
   }): Promise<{ rowToCol: Int32Array; totals: Float64Array }>;
-  /** One CPU matrix product y = x w^T + bias, for kernel tests and benchmarks (mean seconds of `repeat` runs). */
+  /** One CPU matrix product y = x w^T + bias, for kernel tests and benchmarks: `repeat` runs on the same operands, their mean and fastest time. */
   linear(args: {
     x: Float32Array;
     w: Float32Array;
@@ -62,7 +62,7 @@ export interface NativeBinding {
     k: number;
     n: number;
     repeat?: number;
-  }): Promise<{ y: Float32Array; seconds: number }>;
+  }): Promise<{ y: Float32Array; seconds: number; bestSeconds: number }>;
   spatialScores(
     args: NativeBoxPairs & { similarity: Float64Array; semanticWeight?: number; iouWeight?: number },
   ): Promise<{ scores: Float64Array; gtToPred: Int32Array; gtMciou: Float64Array }>;
