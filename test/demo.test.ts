@@ -8,7 +8,7 @@ import { writeRunReport } from '../lib/report/run-report.js';
 t.test('demo --quick runs the whole method end to end and writes its run directory', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'st-demo-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
-  const demo = new Demo({ quick: true, out });
+  const demo = new Demo({ quick: true, out, evalGreedy: true });
   const stages: string[] = [];
   demo.on('stage', (s) => stages.push(s));
   const summary = await demo.run();

@@ -6,7 +6,7 @@ import { writeRunReport } from '../report/run-report.js';
 import { CliError } from './errors.js';
 import { attachConsole } from './train-console.js';
 
-const FLAGS: Record<Exclude<keyof DemoOptions, 'out' | 'seeds' | 'threads' | 'promptKey'>, string> = {
+const FLAGS: Record<Exclude<keyof DemoOptions, 'out' | 'seeds' | 'threads' | 'promptKey' | 'evalGreedy'>, string> = {
   trainRows: 'train-rows',
   valRows: 'val-rows',
   valDuringTraining: 'val-during-training',
@@ -52,6 +52,7 @@ options:
   --prompt-key K   the row field the policy is prompted with: question_with_options
                    (the question alone) or problem (with the full SpatialThinker
                    instruction, as on STVQA) (default ${DEMO_DEFAULTS.promptKey})
+  --eval-greedy    also decode every held-out row greedily and report it beside
 ${Object.entries(FLAGS)
   .map(([key, flag]) => `  --${flag.padEnd(22)} default ${String(DEMO_DEFAULTS[key as keyof typeof FLAGS])}${key in QUICK_DEMO ? ` (--quick: ${String(QUICK_DEMO[key as keyof typeof FLAGS])})` : ''}`)
   .join('\n')}
@@ -64,6 +65,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
     seeds: { type: 'string' },
     threads: { type: 'string' },
     'prompt-key': { type: 'string' },
+    'eval-greedy': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   };
   for (const flag of Object.values(FLAGS)) options[flag] = { type: 'string' };
@@ -74,6 +76,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   }
   const chosen: Partial<DemoOptions> & { quick?: boolean } = { quick: Boolean(values['quick']) };
   if (typeof values['out'] === 'string') chosen.out = values['out'];
+  if (values['eval-greedy']) chosen.evalGreedy = true;
   for (const [key, flag] of Object.entries(FLAGS)) {
     const text = values[flag];
     if (typeof text !== 'string') continue;

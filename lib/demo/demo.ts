@@ -107,9 +107,10 @@ export class Demo extends EventEmitter<DemoEvents> {
       const evaluation = await timed(`eval-${policy}${seed === null ? '' : `-${seed}`}`, () => this.evaluate(checkpoint, join(dataDir, 'val.jsonl'), signal));
       results.push({ policy, seed, checkpoint, metrics: evaluation.metrics });
       const m = evaluation.metrics;
+      const greedy = this.options.evalGreedy ? `; greedy: accuracy ${fmt(m['greedy/accuracy'])}, format ${fmt(m['greedy/format_rate'])}, box CIoU ${fmt(m['greedy/ciou'])}` : '';
       this.say(
         `${policy}${seed === null ? '' : ` (seed ${seed})`}: held-out accuracy ${fmt(m['val/accuracy'])}, format ${fmt(m['val/format_rate'])}, box CIoU ${fmt(m['val/ciou'])} ` +
-          `(${this.options.evalSamples} samples per row at temperature ${this.options.evalTemperature}); greedy: accuracy ${fmt(m['greedy/accuracy'])}, format ${fmt(m['greedy/format_rate'])}, box CIoU ${fmt(m['greedy/ciou'])}`,
+          `(${this.options.evalSamples} samples per row at temperature ${this.options.evalTemperature})${greedy}`,
       );
     };
     await evaluate('sft', null, sftCheckpoint);
@@ -215,10 +216,10 @@ export class Demo extends EventEmitter<DemoEvents> {
 
   /**
    * Every held-out row: `evalSamples` completions at `evalTemperature` (the
-   * paper's validation decoding), whose means are the `val/` metrics, and a
-   * greedy one (`greedy/`). A model this small falls into repetition loops
-   * under greedy decoding far more often than when it samples, so greedy
-   * numbers measure the loops as much as the policy.
+   * paper's validation decoding), whose means are the `val/` metrics, and with
+   * `evalGreedy` a greedy one (`greedy/`). A model this small falls into
+   * repetition loops under greedy decoding far more often than when it
+   * samples, so greedy numbers measure the loops as much as the policy.
    */
   private async evaluate(checkpoint: string, valFile: string, signal?: AbortSignal): Promise<Evaluation> {
     const o = this.options;
@@ -232,6 +233,7 @@ export class Demo extends EventEmitter<DemoEvents> {
       const evaluateWith = (sampling: { n: number; temperature: number; seed: number }) =>
         evaluatePolicy(vlm, prepared, { ...decode, ...sampling }, reward, { batchSize: Math.max(1, Math.floor(128 / sampling.n)), ...(signal ? { signal } : {}) });
       const sampled = await evaluateWith({ n: o.evalSamples, temperature: o.evalTemperature, seed: 0 });
+      if (!o.evalGreedy) return sampled;
       const greedy = await evaluateWith({ n: 1, temperature: 0, seed: 0 });
       return { metrics: { ...sampled.metrics, ...summariseEvaluation(greedy.samples, 'greedy/') }, samples: sampled.samples };
     } finally {
@@ -262,10 +264,12 @@ function summarise(out: string, options: DemoOptions, results: PolicyResult[], s
       box_ciou: round(r.metrics['val/ciou']),
       answer_is_option: round(r.metrics['val/answer_is_option']),
       reward: round(r.metrics['val/reward/overall']),
-      greedy_accuracy: round(r.metrics['greedy/accuracy']),
-      greedy_format: round(r.metrics['greedy/format_rate']),
-      greedy_ciou: round(r.metrics['greedy/ciou']),
     };
+    if (options.evalGreedy) {
+      row['greedy_accuracy'] = round(r.metrics['greedy/accuracy']);
+      row['greedy_format'] = round(r.metrics['greedy/format_rate']);
+      row['greedy_ciou'] = round(r.metrics['greedy/ciou']);
+    }
     for (const c of categories) row[`acc/${c}`] = round(r.metrics[`val/accuracy/${c}`]);
     return row;
   });

@@ -39,10 +39,12 @@ export interface DemoOptions {
   /**
    * Completions sampled per held-out row at \`evalTemperature\` for the final
    * evaluation (the paper validates at temperature 0.5): the metrics are their
-   * means. Greedy decoding is reported beside them.
+   * means.
    */
   evalSamples: number;
   evalTemperature: number;
+  /** Also decode each held-out row greedily and report it beside (`greedy/` metrics). */
+  evalGreedy: boolean;
   threads: number | undefined;
 }
 
@@ -50,7 +52,7 @@ export const DEMO_DEFAULTS: Readonly<DemoOptions> = Object.freeze({
   out: 'runs/demo',
   trainRows: 4000,
   valRows: 100,
-  valDuringTraining: 32,
+  valDuringTraining: 16,
   imageSize: 112,
   promptKey: 'question_with_options',
   worldSeed: 1,
@@ -65,7 +67,7 @@ export const DEMO_DEFAULTS: Readonly<DemoOptions> = Object.freeze({
   sftSteps: 900,
   sftBatch: 8,
   sftLr: 4e-3,
-  sftValEvery: 300,
+  sftValEvery: 450,
   grpoSteps: 20,
   promptsPerStep: 8,
   samplesPerPrompt: 8,
@@ -75,6 +77,7 @@ export const DEMO_DEFAULTS: Readonly<DemoOptions> = Object.freeze({
   valEvery: 10,
   evalSamples: 4,
   evalTemperature: 0.5,
+  evalGreedy: false,
   threads: undefined,
 });
 
