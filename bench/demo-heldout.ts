@@ -11,12 +11,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { readSummary, type PolicyResult } from '../lib/demo/demo.js';
-import { VisionLanguageModel } from '../lib/engine/pipeline.js';
-import { SpatialReward } from '../lib/rewards/spatial-reward.js';
-import { evaluatePolicy } from '../lib/rl/evaluate.js';
+import { Demo, readSummary, type PolicyResult } from '../lib/demo/demo.js';
 import { loadRows } from '../lib/rl/loader.js';
-import { PromptBuilder } from '../lib/rl/prompts.js';
 import { writeShapesSplits } from '../lib/shapes/dataset.js';
 
 const { values, positionals } = parseArgs({
@@ -40,27 +36,21 @@ try {
   await writeShapesSplits({ outDir: dataDir, trainRows: 1, valRows: rowCount, seed: worldSeed, width: o.imageSize, height: o.imageSize });
   const { rows } = await loadRows(join(dataDir, 'val.jsonl'));
   const label = (r: PolicyResult) => (r.seed === null ? r.policy : `${r.policy}-seed${r.seed}`);
+  // The demo's own evaluation, with the run's options (only the sample count may differ).
+  const demo = new Demo({ ...o, evalSamples: samples, evalGreedy: false });
   const perRow = new Map<string, { accuracy: Float64Array; ciou: Float64Array }>();
   console.log(`${rows.length} fresh rows (world seed ${worldSeed}), ${samples} samples per row at temperature ${o.evalTemperature}\n`);
   for (const result of summary.results) {
-    const vlm = await VisionLanguageModel.load(result.checkpoint);
-    try {
-      const builder = new PromptBuilder(vlm, { promptKey: o.promptKey, answerKey: 'answer_option_text', minPixels: 28 * 28, maxPixels: o.imageSize * o.imageSize });
-      const prepared = await Promise.all(rows.map((r) => builder.prepare(r)));
-      const sampling = { n: samples, temperature: o.evalTemperature, topP: 1, topK: 0, maxNewTokens: o.maxResponseTokens, seed: 11, maxBatch: 128 };
-      const evaluation = await evaluatePolicy(vlm, prepared, sampling, new SpatialReward({ similarity: 'exact' }), { batchSize: Math.max(1, Math.floor(128 / samples)) });
-      const accuracy = new Float64Array(rows.length);
-      const ciou = new Float64Array(rows.length);
-      for (const s of evaluation.samples) {
-        accuracy[s.rollout.prompt] = (accuracy[s.rollout.prompt] as number) + (s.correct ? 1 : 0) / samples;
-        ciou[s.rollout.prompt] = (ciou[s.rollout.prompt] as number) + s.ciou / samples;
-      }
-      perRow.set(label(result), { accuracy, ciou });
-      const m = evaluation.metrics;
-      console.log(`${label(result).padEnd(20)} accuracy ${m['val/accuracy']?.toFixed(3)}  format ${m['val/format_rate']?.toFixed(3)}  box CIoU ${m['val/ciou']?.toFixed(3)}  answer is an option ${m['val/answer_is_option']?.toFixed(3)}`);
-    } finally {
-      await vlm.dispose();
+    const evaluation = await demo.evaluate(result.checkpoint, join(dataDir, 'val.jsonl'), { seed: 11 });
+    const accuracy = new Float64Array(rows.length);
+    const ciou = new Float64Array(rows.length);
+    for (const s of evaluation.samples) {
+      accuracy[s.rollout.prompt] = (accuracy[s.rollout.prompt] as number) + (s.correct ? 1 : 0) / samples;
+      ciou[s.rollout.prompt] = (ciou[s.rollout.prompt] as number) + s.ciou / samples;
     }
+    perRow.set(label(result), { accuracy, ciou });
+    const m = evaluation.metrics;
+    console.log(`${label(result).padEnd(20)} accuracy ${m['val/accuracy']?.toFixed(3)}  format ${m['val/format_rate']?.toFixed(3)}  box CIoU ${m['val/ciou']?.toFixed(3)}  answer is an option ${m['val/answer_is_option']?.toFixed(3)}`);
   }
 
   const meanOf = (labels: string[], key: 'accuracy' | 'ciou') =>

@@ -104,7 +104,7 @@ export class Demo extends EventEmitter<DemoEvents> {
 
     const results: PolicyResult[] = [];
     const evaluate = async (policy: PolicyResult['policy'], seed: number | null, checkpoint: string) => {
-      const evaluation = await timed(`eval-${policy}${seed === null ? '' : `-${seed}`}`, () => this.evaluate(checkpoint, join(dataDir, 'val.jsonl'), signal));
+      const evaluation = await timed(`eval-${policy}${seed === null ? '' : `-${seed}`}`, () => this.evaluate(checkpoint, join(dataDir, 'val.jsonl'), signal ? { signal } : {}));
       results.push({ policy, seed, checkpoint, metrics: evaluation.metrics });
       const m = evaluation.metrics;
       const greedy = this.options.evalGreedy ? `; greedy: accuracy ${fmt(m['greedy/accuracy'])}, format ${fmt(m['greedy/format_rate'])}, box CIoU ${fmt(m['greedy/ciou'])}` : '';
@@ -220,8 +220,10 @@ export class Demo extends EventEmitter<DemoEvents> {
    * `evalGreedy` a greedy one (`greedy/`). A model this small falls into
    * repetition loops under greedy decoding far more often than when it
    * samples, so greedy numbers measure the loops as much as the policy.
+   * `seed` seeds the sampling (the demo's own evaluations use 0).
    */
-  private async evaluate(checkpoint: string, valFile: string, signal?: AbortSignal): Promise<Evaluation> {
+  async evaluate(checkpoint: string, valFile: string, options: { signal?: AbortSignal; seed?: number } = {}): Promise<Evaluation> {
+    const { signal, seed = 0 } = options;
     const o = this.options;
     const vlm = await VisionLanguageModel.load(checkpoint, o.threads ? { threads: o.threads } : {});
     try {
@@ -232,9 +234,9 @@ export class Demo extends EventEmitter<DemoEvents> {
       const decode = { topP: 1, topK: 0, maxNewTokens: o.maxResponseTokens, maxBatch: 128 };
       const evaluateWith = (sampling: { n: number; temperature: number; seed: number }) =>
         evaluatePolicy(vlm, prepared, { ...decode, ...sampling }, reward, { batchSize: Math.max(1, Math.floor(128 / sampling.n)), ...(signal ? { signal } : {}) });
-      const sampled = await evaluateWith({ n: o.evalSamples, temperature: o.evalTemperature, seed: 0 });
+      const sampled = await evaluateWith({ n: o.evalSamples, temperature: o.evalTemperature, seed });
       if (!o.evalGreedy) return sampled;
-      const greedy = await evaluateWith({ n: 1, temperature: 0, seed: 0 });
+      const greedy = await evaluateWith({ n: 1, temperature: 0, seed });
       return { metrics: { ...sampled.metrics, ...summariseEvaluation(greedy.samples, 'greedy/') }, samples: sampled.samples };
     } finally {
       await vlm.dispose();
