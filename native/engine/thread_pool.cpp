@@ -56,6 +56,14 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     std::lock_guard<std::mutex> lock(mutex_);
     ++finished_chunks_;
   }
+  // The last chunks are usually microseconds from done: spin for them
+  // before sleeping, since a futex wake-up costs more than that.
+  const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+  while (finished_chunks_.load(std::memory_order_acquire) != chunks && std::chrono::steady_clock::now() < spin_until) {
+#if defined(__x86_64__) || defined(_M_X64)
+    __builtin_ia32_pause();
+#endif
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   done_.wait(lock, [&] { return finished_chunks_ == chunks_; });
   body_ = nullptr;

@@ -39,7 +39,8 @@ class ThreadPool {
   int64_t chunk_ = 0;
   int64_t next_chunk_ = 0;
   int64_t chunks_ = 0;
-  int64_t finished_chunks_ = 0;
+  // Written under mutex_; atomic so the caller can spin on it unlocked.
+  std::atomic<int64_t> finished_chunks_{0};
   std::atomic<uint64_t> generation_{0};
   bool stopping_ = false;
 };

@@ -92,36 +92,93 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const float* x, const float* 
 }
 
 
-// Packed GEMM for products with many rows (prefill, training): B = w^T is
-// packed into panels of kNr columns laid out [k][kNr]; a 6x16 register tile
-// accumulates outer products of those panels with rows of x broadcast
-// straight from memory (12 AVX accumulators, 2 loads and 6 broadcasts per
-// 12 FMAs).
-constexpr int64_t kMr = 6, kNr = 16, kMaxMc = 192, kNc = 1024;
-constexpr int64_t kNr512 = 32, kMr512 = 12;
+// Packed GEMM for products with many rows (prefill, training), in the
+// GotoBLAS/BLIS arrangement: a register tile of mr rows of x by nr columns
+// of y accumulates kc outer products. Both operands are packed so the
+// kernel reads them sequentially: x into [kc][mr] panels (broadcast one
+// float at a time) and w into [kc][nr] panels (loaded as vectors). Each
+// thread keeps one x panel in L1 while it sweeps the packed w panels of its
+// column block out of L2.
+constexpr int64_t kMr256 = 6, kNr256 = 16;   // AVX2: 12 ymm accumulators
+constexpr int64_t kMr512 = 12, kNr512 = 32;  // AVX-512: 24 zmm accumulators
+// kc: an x panel (12 x 448 floats, 21 KiB) stays in L1 beside the stream
+// of w. Block of w columns: at most ~448 x 448 packed floats (784 KiB), so
+// it stays in a 1 MiB+ L2 while every x panel passes over it.
+constexpr int64_t kMaxKc = 448;
+constexpr int64_t kMaxBlockColumns = 448;
 
+// In-register transpose of an 8 x 8 block: rows in, columns out.
+__attribute__((target("avx2,fma"))) inline void transpose8x8(__m256 (&r)[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
+               t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]),
+               t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]),
+               t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+               u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+               u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+               u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// Rows [r0, r0 + rows) of a row-major matrix (row stride ld), k-range
+// [k0, k0 + kc), transposed into out[p * width + i] for i < width; rows
+// beyond `rows` are written as zeros. Serves both operands: x into [kc][mr]
+// panels, w into [kc][nr] panels. Blocks of 8 rows are read 8 floats at a
+// time and transposed in registers, so reads and writes are whole vectors.
+__attribute__((target("avx2,fma"))) void pack_panel(const float* src, int64_t ld, int64_t r0, int64_t rows,
+                                                    int64_t k0, int64_t kc, int64_t width, float* out) {
+  for (int64_t i0 = 0; i0 < width; i0 += 8) {
+    const int64_t block = std::min<int64_t>(8, width - i0);  // rows of this block in the panel
+    const int64_t live = std::max<int64_t>(0, std::min(block, rows - i0));
+    const float* row[8];
+    for (int64_t i = 0; i < 8; ++i) row[i] = i < live ? src + (r0 + i0 + i) * ld + k0 : nullptr;
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(block)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8) {
+      __m256 v[8];
+      for (int64_t i = 0; i < 8; ++i) v[i] = i < live ? _mm256_loadu_ps(row[i] + p) : _mm256_setzero_ps();
+      transpose8x8(v);
+      for (int64_t q = 0; q < 8; ++q) {
+        float* dst = out + (p + q) * width + i0;
+        if (block == 8) _mm256_storeu_ps(dst, v[q]);
+        else _mm256_maskstore_ps(dst, mask, v[q]);
+      }
+    }
+    for (; p < kc; ++p)
+      for (int64_t i = 0; i < block; ++i) out[p * width + i0 + i] = i < live ? row[i][p] : 0.0f;
+  }
+}
+
+// The micro-kernels: y tile (rows x cols, at most mr x nr) = or += a b over
+// kc, with a a packed [kc][mr] x panel and b a packed [kc][nr] w panel.
 // Accumulators are named variables, not an array: with an array the
 // compiler keeps them in memory and every FMA round-trips through the stack.
-#define ST_ROW(r)                                          \
-  {                                                         \
-    const __m256 av = _mm256_broadcast_ss(a##r + p);        \
-    c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0);             \
-    c##r##1 = _mm256_fmadd_ps(av, b1, c##r##1);             \
+#define ST_ROW(r)                                       \
+  {                                                     \
+    const __m256 av = _mm256_broadcast_ss(a + p * 6 + r); \
+    c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0);         \
+    c##r##1 = _mm256_fmadd_ps(av, b1, c##r##1);         \
   }
 
-__attribute__((target("avx2,fma"))) void micro_6x16(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
-                                                   int64_t ldc, bool accumulate, int64_t rows, int64_t cols) {
-  const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda, *a4 = a + 4 * lda, *a5 = a + 5 * lda;
+__attribute__((target("avx2,fma"))) void micro_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                                   bool accumulate, int64_t rows, int64_t cols) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int64_t p = 0; p < kc; ++p) {
-    const __m256 b0 = _mm256_loadu_ps(b + p * kNr), b1 = _mm256_loadu_ps(b + p * kNr + 8);
+    _mm_prefetch(reinterpret_cast<const char*>(b + (p + 16) * kNr256), _MM_HINT_T0);
+    const __m256 b0 = _mm256_loadu_ps(b + p * kNr256), b1 = _mm256_loadu_ps(b + p * kNr256 + 8);
     ST_ROW(0) ST_ROW(1) ST_ROW(2) ST_ROW(3) ST_ROW(4) ST_ROW(5)
   }
-  alignas(32) float tile[kMr * kNr];
-  const __m256 acc[kMr][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  if (rows == kMr && cols == kNr) {
-    for (int r = 0; r < kMr; ++r) {
+  const __m256 acc[kMr256][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  if (cols == kNr256) {
+    for (int64_t r = 0; r < rows; ++r) {
       float* row = c + r * ldc;
       __m256 v0 = acc[r][0], v1 = acc[r][1];
       if (accumulate) {
@@ -133,45 +190,42 @@ __attribute__((target("avx2,fma"))) void micro_6x16(int64_t kc, const float* a, 
     }
     return;
   }
-  for (int r = 0; r < kMr; ++r) {
-    _mm256_store_ps(tile + r * kNr, acc[r][0]);
-    _mm256_store_ps(tile + r * kNr + 8, acc[r][1]);
+  alignas(32) float tile[kMr256 * kNr256];
+  for (int r = 0; r < kMr256; ++r) {
+    _mm256_store_ps(tile + r * kNr256, acc[r][0]);
+    _mm256_store_ps(tile + r * kNr256 + 8, acc[r][1]);
   }
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j) c[r * ldc + j] = (accumulate ? c[r * ldc + j] : 0.0f) + tile[r * kNr + j];
+    for (int64_t j = 0; j < cols; ++j) c[r * ldc + j] = (accumulate ? c[r * ldc + j] : 0.0f) + tile[r * kNr256 + j];
 }
 #undef ST_ROW
 
-#define ST_ROW512(name, r)                                  \
-  {                                                          \
-    const __m512 av = _mm512_set1_ps(r[p]);                  \
-    c##name##0 = _mm512_fmadd_ps(av, b0, c##name##0);        \
-    c##name##1 = _mm512_fmadd_ps(av, b1, c##name##1);        \
+#define ST_ROW512(name, r)                                \
+  {                                                       \
+    const __m512 av = _mm512_set1_ps(a[p * 12 + r]);      \
+    c##name##0 = _mm512_fmadd_ps(av, b0, c##name##0);     \
+    c##name##1 = _mm512_fmadd_ps(av, b1, c##name##1);     \
   }
 
-// The AVX-512 tile: 12 rows x 32 columns, 24 zmm accumulators, so each
-// pair of loads of w feeds 24 FMAs.
-__attribute__((target("avx512f"))) void micro_12x32(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
-                                                   int64_t ldc, bool accumulate, int64_t rows, int64_t cols) {
-  constexpr int64_t mr = kMr512;
-  // Three row groups of four: base pointers plus offsets of 1-3 rows keep
-  // the twelve addresses in few registers.
-  const float *g0 = a, *g1 = a + 4 * lda, *g2 = a + 8 * lda;
-  const int64_t l1 = lda, l2 = 2 * lda, l3 = 3 * lda;
+// Each pair of w loads feeds 24 FMAs; the 12 broadcasts are load-port uops.
+__attribute__((target("avx512f"))) void micro_12x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                                   bool accumulate, int64_t rows, int64_t cols) {
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
   __m512 c90 = c00, c91 = c00, cA0 = c00, cA1 = c00, cB0 = c00, cB1 = c00;
   for (int64_t p = 0; p < kc; ++p) {
+    // w comes from L2: ask for it 16 steps (2 KiB) ahead.
+    _mm_prefetch(reinterpret_cast<const char*>(b + (p + 16) * kNr512), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + (p + 16) * kNr512 + 16), _MM_HINT_T0);
     const __m512 b0 = _mm512_loadu_ps(b + p * kNr512), b1 = _mm512_loadu_ps(b + p * kNr512 + 16);
-    ST_ROW512(0, g0) ST_ROW512(1, (g0 + l1)) ST_ROW512(2, (g0 + l2)) ST_ROW512(3, (g0 + l3))
-    ST_ROW512(4, g1) ST_ROW512(5, (g1 + l1)) ST_ROW512(6, (g1 + l2)) ST_ROW512(7, (g1 + l3))
-    ST_ROW512(8, g2) ST_ROW512(9, (g2 + l1)) ST_ROW512(A, (g2 + l2)) ST_ROW512(B, (g2 + l3))
+    ST_ROW512(0, 0) ST_ROW512(1, 1) ST_ROW512(2, 2) ST_ROW512(3, 3) ST_ROW512(4, 4) ST_ROW512(5, 5)
+    ST_ROW512(6, 6) ST_ROW512(7, 7) ST_ROW512(8, 8) ST_ROW512(9, 9) ST_ROW512(A, 10) ST_ROW512(B, 11)
   }
-  const __m512 acc[mr][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
-                             {c60, c61}, {c70, c71}, {c80, c81}, {c90, c91}, {cA0, cA1}, {cB0, cB1}};
-  if (rows == mr && cols == kNr512) {
-    for (int r = 0; r < mr; ++r) {
+  const __m512 acc[kMr512][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
+                                 {c60, c61}, {c70, c71}, {c80, c81}, {c90, c91}, {cA0, cA1}, {cB0, cB1}};
+  if (cols == kNr512) {
+    for (int64_t r = 0; r < rows; ++r) {
       float* row = c + r * ldc;
       __m512 v0 = acc[r][0], v1 = acc[r][1];
       if (accumulate) {
@@ -183,8 +237,8 @@ __attribute__((target("avx512f"))) void micro_12x32(int64_t kc, const float* a, 
     }
     return;
   }
-  alignas(64) float tile[mr * kNr512];
-  for (int r = 0; r < mr; ++r) {
+  alignas(64) float tile[kMr512 * kNr512];
+  for (int r = 0; r < kMr512; ++r) {
     _mm512_store_ps(tile + r * kNr512, acc[r][0]);
     _mm512_store_ps(tile + r * kNr512 + 16, acc[r][1]);
   }
@@ -193,123 +247,61 @@ __attribute__((target("avx512f"))) void micro_12x32(int64_t kc, const float* a, 
 }
 #undef ST_ROW512
 
-// w rows [j0, j0 + cols) x k-range [k0, k0 + kc) -> [kc][nr], zero padded.
-// Blocks of 8 rows are read 8 floats at a time and transposed in registers,
-// so both the reads and the writes are whole vectors.
-__attribute__((target("avx2,fma"))) void pack_b(const float* w, int64_t k, int64_t j0, int64_t cols, int64_t k0,
-                                                int64_t kc, int64_t nr, float* out) {
-  int64_t jj = 0;
-  for (; jj + 8 <= cols; jj += 8) {
-    const float* src = w + (j0 + jj) * k + k0;
-    int64_t p = 0;
-    for (; p + 8 <= kc; p += 8) {
-      __m256 r0 = _mm256_loadu_ps(src + p), r1 = _mm256_loadu_ps(src + k + p), r2 = _mm256_loadu_ps(src + 2 * k + p),
-             r3 = _mm256_loadu_ps(src + 3 * k + p), r4 = _mm256_loadu_ps(src + 4 * k + p),
-             r5 = _mm256_loadu_ps(src + 5 * k + p), r6 = _mm256_loadu_ps(src + 6 * k + p),
-             r7 = _mm256_loadu_ps(src + 7 * k + p);
-      const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-                   t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-                   t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-      r0 = _mm256_permute2f128_ps(u0, u4, 0x20);
-      r1 = _mm256_permute2f128_ps(u1, u5, 0x20);
-      r2 = _mm256_permute2f128_ps(u2, u6, 0x20);
-      r3 = _mm256_permute2f128_ps(u3, u7, 0x20);
-      r4 = _mm256_permute2f128_ps(u0, u4, 0x31);
-      r5 = _mm256_permute2f128_ps(u1, u5, 0x31);
-      r6 = _mm256_permute2f128_ps(u2, u6, 0x31);
-      r7 = _mm256_permute2f128_ps(u3, u7, 0x31);
-      float* dst = out + p * nr + jj;
-      _mm256_storeu_ps(dst, r0);
-      _mm256_storeu_ps(dst + nr, r1);
-      _mm256_storeu_ps(dst + 2 * nr, r2);
-      _mm256_storeu_ps(dst + 3 * nr, r3);
-      _mm256_storeu_ps(dst + 4 * nr, r4);
-      _mm256_storeu_ps(dst + 5 * nr, r5);
-      _mm256_storeu_ps(dst + 6 * nr, r6);
-      _mm256_storeu_ps(dst + 7 * nr, r7);
-    }
-    for (; p < kc; ++p)
-      for (int64_t q = 0; q < 8; ++q) out[p * nr + jj + q] = src[q * k + p];
-  }
-  for (; jj < nr; ++jj) {
-    if (jj < cols) {
-      const float* src = w + (j0 + jj) * k + k0;
-      for (int64_t p = 0; p < kc; ++p) out[p * nr + jj] = src[p];
-    } else {
-      for (int64_t p = 0; p < kc; ++p) out[p * nr + jj] = 0.0f;
-    }
-  }
+using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, bool, int64_t, int64_t);
+
+// Scratch that lives as long as its thread and only grows: allocating and
+// faulting in megabytes per product costs as much as a small product.
+float* scratch(std::vector<float>& buffer, int64_t count) {
+  if (int64_t(buffer.size()) < count) buffer.resize(size_t(count));
+  return buffer.data();
 }
 
-using MicroKernel = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, bool, int64_t, int64_t);
-
-// The deepest k-block: one pass over C for the model's hidden sizes (no
-// re-reading partial sums), while a packed w panel (kc x 32 floats) still
-// sits in L2 beside the rows of x it meets.
-constexpr int64_t kMaxKc = 1024;
-constexpr int64_t kL2Bytes = 1 << 20;
-
-// The micro-kernels broadcast x straight from its rows (no packing of x:
-// each row streams through L1 once per w panel); only w is packed, once per
-// (column block, k-block), shared by all threads.
 void packed_gemm(const float* x, const float* w, float* y, int64_t m, int64_t k, int64_t n, MicroKernel micro,
                  int64_t mr, int64_t nr) {
+  ThreadPool& pool = default_thread_pool();
+  const int64_t threads = pool.size();
   const int64_t k_blocks = (k + kMaxKc - 1) / kMaxKc;
   const int64_t kc_max = (k + k_blocks - 1) / k_blocks;
-  std::vector<float> packed_b(static_cast<size_t>(kc_max * (kNc + nr)));
-  // Row blocks sized so every thread gets about two of equal size (the last
-  // one is not left mostly empty), at most kMaxMc rows to stay in L2.
-  const int64_t threads = default_thread_pool().size();
-  const int64_t target_blocks = std::max<int64_t>(1, 2 * threads);
-  const int64_t mc_rows = std::min(kMaxMc, std::max(mr, ((m + target_blocks - 1) / target_blocks + mr - 1) / mr * mr));
-  const int64_t m_blocks = (m + mc_rows - 1) / mc_rows;
-  for (int64_t j0 = 0; j0 < n; j0 += kNc) {
-    const int64_t nc = std::min(kNc, n - j0);
-    const int64_t panels = (nc + nr - 1) / nr;
-    for (int64_t k0 = 0; k0 < k; k0 += kc_max) {
-      const int64_t kc = std::min(kc_max, k - k0);
-      default_thread_pool().parallel_for(panels, 4, [&](int64_t begin, int64_t end) {
-        for (int64_t pnl = begin; pnl < end; ++pnl)
-          pack_b(w, k, j0 + pnl * nr, std::min(nr, nc - pnl * nr), k0, kc, nr, packed_b.data() + pnl * kc * nr);
-      });
-      // Tasks: (row block, group of panels).
-      const int64_t groups = std::min<int64_t>(panels, std::max<int64_t>(1, (target_blocks + m_blocks - 1) / m_blocks));
-      const int64_t per_group = (panels + groups - 1) / groups;
-      default_thread_pool().parallel_for(m_blocks * groups, 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> edge;  // the last rows of x, zero padded to a whole tile
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t mb = task / groups, g = task % groups;
-          const int64_t i0 = mb * mc_rows, mc = std::min(mc_rows, m - i0);
-          const int64_t row_panels = (mc + mr - 1) / mr, tail = mc % mr;
-          if (tail != 0) {
-            edge.assign(static_cast<size_t>(mr * kc), 0.0f);
-            const int64_t r0 = i0 + (row_panels - 1) * mr;
-            for (int64_t r = 0; r < tail; ++r) std::memcpy(edge.data() + r * kc, x + (r0 + r) * k + k0, sizeof(float) * kc);
-          }
-          const int64_t p_begin = g * per_group, p_end = std::min(panels, (g + 1) * per_group);
-          const auto tile = [&](int64_t pnl, int64_t rp) {
-            const bool whole = rp + 1 < row_panels || tail == 0;
-            const float* a = whole ? x + (i0 + rp * mr) * k + k0 : edge.data();
-            micro(kc, a, whole ? k : kc, packed_b.data() + pnl * kc * nr, y + (i0 + rp * mr) * n + j0 + pnl * nr, n,
-                  k0 > 0, std::min(mr, mc - rp * mr), std::min(nr, nc - pnl * nr));
-          };
-          // The operand that fits in L2 is the one reused from it: the task's
-          // w panels when few (narrow outputs), else its rows of x.
-          if ((p_end - p_begin) * kc * nr * 4 <= kL2Bytes / 2) {
-            for (int64_t rp = 0; rp < row_panels; ++rp)
-              for (int64_t pnl = p_begin; pnl < p_end; ++pnl) tile(pnl, rp);
-          } else {
-            for (int64_t pnl = p_begin; pnl < p_end; ++pnl)
-              for (int64_t rp = 0; rp < row_panels; ++rp) tile(pnl, rp);
-          }
+
+  // All of x, packed once: panel i holds rows [i mr, (i + 1) mr) as [k][mr],
+  // so each k-block of it is contiguous.
+  const int64_t x_panels = (m + mr - 1) / mr;
+  thread_local std::vector<float> packed_x_buffer;
+  float* packed_x = scratch(packed_x_buffer, x_panels * mr * k);
+  pool.parallel_for(x_panels, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      pack_panel(x, k, i * mr, std::min(mr, m - i * mr), 0, k, mr, packed_x + i * mr * k);
+  });
+
+  // Tasks: column blocks of whole w panels, as many as a multiple of the
+  // threads so none idles at the end; when there are too few columns for
+  // that (narrow outputs), each block is also split by x panels.
+  const int64_t w_panels = (n + nr - 1) / nr;
+  int64_t blocks = (w_panels * nr + kMaxBlockColumns - 1) / kMaxBlockColumns;
+  blocks = std::min(w_panels, (blocks + threads - 1) / threads * threads);
+  const int64_t row_groups = std::min(x_panels, blocks % threads == 0 ? int64_t(1) : threads);
+  const int64_t panels_per_group = (x_panels + row_groups - 1) / row_groups;
+  pool.parallel_for(blocks * row_groups, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> packed_w_buffer;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t block = task / row_groups, group = task % row_groups;
+      const int64_t wp0 = block * w_panels / blocks, wp1 = (block + 1) * w_panels / blocks;
+      const int64_t xp0 = group * panels_per_group, xp1 = std::min(x_panels, xp0 + panels_per_group);
+      float* packed_w = scratch(packed_w_buffer, (wp1 - wp0) * nr * kc_max);
+      for (int64_t k0 = 0; k0 < k; k0 += kc_max) {
+        const int64_t kc = std::min(kc_max, k - k0);
+        for (int64_t wp = wp0; wp < wp1; ++wp)
+          pack_panel(w, k, wp * nr, std::min(nr, n - wp * nr), k0, kc, nr, packed_w + (wp - wp0) * nr * kc);
+        for (int64_t xp = xp0; xp < xp1; ++xp) {
+          const float* a = packed_x + xp * mr * k + k0 * mr;
+          const int64_t rows = std::min(mr, m - xp * mr);
+          for (int64_t wp = wp0; wp < wp1; ++wp)
+            micro(kc, a, packed_w + (wp - wp0) * nr * kc, y + xp * mr * n + wp * nr, n, k0 > 0, rows,
+                  std::min(nr, n - wp * nr));
         }
-      });
+      }
     }
-  }
+  });
 }
 
 bool has_avx512() {
@@ -356,7 +348,7 @@ void linear(const float* x, const float* w, const float* bias, float* y, int64_t
   // read once anyway, so the unpacked dot-product tiles are faster.
   if (has_avx2() && m >= 32 && k > 0 && m * k * n >= (int64_t(1) << 20)) {
     if (has_avx512()) packed_gemm(x, w, y, m, k, n, micro_12x32, kMr512, kNr512);
-    else packed_gemm(x, w, y, m, k, n, micro_6x16, kMr, kNr);
+    else packed_gemm(x, w, y, m, k, n, micro_6x16, kMr256, kNr256);
     if (bias)
       default_thread_pool().parallel_for(m, 16, [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r)
