@@ -256,8 +256,14 @@ float* scratch(std::vector<float>& buffer, int64_t count) {
   return buffer.data();
 }
 
-void packed_gemm(const float* x, const float* w, float* y, int64_t m, int64_t k, int64_t n, MicroKernel micro,
-                 int64_t mr, int64_t nr) {
+// Packed x kept per calling thread: products with more rows run in passes
+// of at most this many floats of x, so training-sized batches do not pin
+// hundreds of megabytes of scratch.
+constexpr int64_t kMaxPackedX = int64_t(4) << 20;
+
+// One pass: rows [0, m) of x against all of w.
+void packed_gemm_pass(const float* x, const float* w, float* y, int64_t m, int64_t k, int64_t n, MicroKernel micro,
+                      int64_t mr, int64_t nr) {
   ThreadPool& pool = default_thread_pool();
   const int64_t threads = pool.size();
   const int64_t k_blocks = (k + kMaxKc - 1) / kMaxKc;
@@ -302,6 +308,13 @@ void packed_gemm(const float* x, const float* w, float* y, int64_t m, int64_t k,
       }
     }
   });
+}
+
+void packed_gemm(const float* x, const float* w, float* y, int64_t m, int64_t k, int64_t n, MicroKernel micro,
+                 int64_t mr, int64_t nr) {
+  const int64_t pass_rows = std::max(mr, kMaxPackedX / std::max<int64_t>(k, 1) / mr * mr);
+  for (int64_t i0 = 0; i0 < m; i0 += pass_rows)
+    packed_gemm_pass(x + i0 * k, w, y + i0 * n, std::min(pass_rows, m - i0), k, n, micro, mr, nr);
 }
 
 bool has_avx512() {
