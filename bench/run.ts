@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference,training,synth,tokenizer]`: speed figures, side by
+ * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference,training,synth,tokenizer,gpu]`: speed figures, side by
  * side with the Python stack on the same inputs in the same run. Targets are
  * checked here, never in tests.
  */
@@ -15,9 +15,29 @@ import { benchInference, benchMatmul, table } from './engine.js';
 import { benchTraining } from './train.js';
 import { benchSynthesis } from './synth.js';
 import { benchTokenizer } from './tokenizer.js';
+import { benchGpu } from './gpu.js';
 
-const { values } = parseArgs({ options: { only: { type: 'string' } } });
-const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference,training,synth,tokenizer').split(','));
+const { values } = parseArgs({
+  options: {
+    only: { type: 'string' },
+    // The GPU model benchmarks (bench/gpu.ts); defaults are the issue's workload.
+    'gpu-sizes': { type: 'string' },
+    'gpu-prompts': { type: 'string' },
+    'gpu-samples': { type: 'string' },
+    'gpu-prompt-tokens': { type: 'string' },
+    'gpu-new-tokens': { type: 'string' },
+    'gpu-max-batch': { type: 'string' },
+    'gpu-train-sequences': { type: 'string' },
+    'gpu-train-length': { type: 'string' },
+  },
+});
+const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference,training,synth,tokenizer,gpu').split(','));
+const positive = (name: string, v: string | undefined) => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got "${v}"`);
+  return n;
+};
 const work = mkdtempSync(join(tmpdir(), 'st-bench-'));
 const info = native().runtimeInfo();
 
@@ -135,3 +155,22 @@ if (sections.has('inference')) await benchInference();
 if (sections.has('training')) await benchTraining();
 if (sections.has('synth')) await benchSynthesis();
 if (sections.has('tokenizer')) await benchTokenizer();
+if (sections.has('gpu'))
+  await benchGpu({
+    ...(values['gpu-sizes'] ? { sizes: values['gpu-sizes'].split(',') } : {}),
+    ...Object.fromEntries(
+      (
+        [
+          ['prompts', 'gpu-prompts'],
+          ['samples', 'gpu-samples'],
+          ['promptTokens', 'gpu-prompt-tokens'],
+          ['newTokens', 'gpu-new-tokens'],
+          ['maxBatch', 'gpu-max-batch'],
+          ['trainSequences', 'gpu-train-sequences'],
+          ['trainLength', 'gpu-train-length'],
+        ] as const
+      )
+        .map(([key, flag]) => [key, positive(flag, values[flag])])
+        .filter(([, v]) => v !== undefined),
+    ),
+  });
