@@ -10,6 +10,10 @@
 
 namespace st {
 
+namespace train {
+struct AdamWOptions;
+}
+
 // One sequence of a packed attention call. Its queries are rows
 // [q_offset, q_offset + q_len) of q; its keys and values are the rows
 // key_slots[0 .. k_len) of the key/value pools, in order. With `causal`, the
@@ -105,14 +109,29 @@ class Backend {
                                   float* dv_pool) = 0;
   // The gradient of token_logprobs(): given d loss / d logp per row, dhidden
   // (overwritten) and dhead (+=), recomputing the logits a tile at a time.
+  // targets and dlogp are host memory.
   virtual void token_logprobs_backward(const float* hidden, const float* head, int64_t rows, int64_t dim,
                                        int64_t vocab, const int32_t* targets, float temperature, const float* dlogp,
                                        float* dhidden, float* dhead) = 0;
   virtual void fill(float* x, float value, int64_t n) = 0;
+
+  // The optimiser, on backend memory: one AdamW step of n parameters as
+  // train::adamw_step computes it (step is 1-based; moments from
+  // grad * grad_scale), and the sum of squares of x in double (for the
+  // global gradient norm).
+  virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step, float grad_scale,
+                     const train::AdamWOptions& options) = 0;
+  virtual double sum_squares(const float* x, int64_t n) = 0;
 };
 
 // The CPU backend (always available).
 std::unique_ptr<Backend> make_cpu_backend();
+
+// The CUDA backend on the first usable GPU. Throws std::runtime_error saying
+// why when there is none: a build without CUDA, no driver or device, or a
+// device older than the architectures this build targets. Matrix products
+// need cuBLAS, loaded at run time; its absence is an error at construction.
+std::unique_ptr<Backend> make_cuda_backend();
 
 // An array in a backend's memory, freed with it.
 class DeviceArray {

@@ -299,8 +299,8 @@ bool Freeze::trainable(const std::string& name) const {
 double Qwen25VL::gradient_norm(const Freeze& freeze) {
   if (!grads_) return 0.0;
   double total = 0.0;
-  for (auto& [name, array] : host_copy(*grads_))
-    if (freeze.trainable(name)) total += train::sum_squares(array.data(), int64_t(array.size()));
+  for (auto& [name, array] : named_parameters(*grads_))
+    if (freeze.trainable(name)) total += backend_->sum_squares(array->get(), array->size());
   return std::sqrt(total);
 }
 
@@ -316,10 +316,9 @@ double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_g
   ++optimizer_step_count_;
   auto p = named_parameters(weights_), g = named_parameters(*grads_), m = named_parameters(*adam_m_),
        v = named_parameters(*adam_v_);
-  // The CPU backend's arrays are host memory; the CUDA backend will run this as a kernel.
   for (size_t i = 0; i < p.size(); ++i)
     if (freeze.trainable(p[i].first))
-      train::adamw_step(p[i].second->get(), g[i].second->get(), m[i].second->get(), v[i].second->get(),
+      backend_->adamw(p[i].second->get(), g[i].second->get(), m[i].second->get(), v[i].second->get(),
                       p[i].second->size(), optimizer_step_count_, scale, options);
   return norm;
 }

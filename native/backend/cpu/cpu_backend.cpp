@@ -9,6 +9,7 @@
 #include "backend/cpu/attention.h"
 #include "backend/cpu/gemm.h"
 #include "engine/thread_pool.h"
+#include "train/adamw.h"
 
 namespace st {
 namespace {
@@ -219,6 +220,13 @@ class CpuBackend final : public Backend {
   }
 
   void fill(float* x, float value, int64_t n) override { std::fill(x, x + n, value); }
+
+  void adamw(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step, float grad_scale,
+             const train::AdamWOptions& options) override {
+    train::adamw_step(param, grad, m, v, n, step, grad_scale, options);
+  }
+
+  double sum_squares(const float* x, int64_t n) override { return train::sum_squares(x, n); }
 
  private:
   // Tiles of the [rows x vocab] logits: kLogitRowTile rows by kLogitVocabTile
