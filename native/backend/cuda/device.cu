@@ -105,8 +105,8 @@ RuntimeInfo probe() {
     } else {
       cudaGetLastError();
     }
-    if (prop_error == cudaSuccess && device.compute_major * 10 + device.compute_minor >= lowest)
-      any_usable = true;
+    device.usable = prop_error == cudaSuccess && device.compute_major * 10 + device.compute_minor >= lowest;
+    if (device.usable) any_usable = true;
     if (!found.empty()) found += ", ";
     found += device.name + " (compute capability " + std::to_string(device.compute_major) + "." +
              std::to_string(device.compute_minor) + ")";

@@ -14,6 +14,7 @@ struct DeviceInfo {
   int compute_major = 0, compute_minor = 0;
   int64_t total_memory = 0, free_memory = 0;
   int multiprocessors = 0;
+  bool usable = false;  // its compute capability is one this build targets
 };
 
 struct RuntimeInfo {

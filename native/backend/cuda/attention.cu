@@ -1,0 +1,469 @@
+// Attention on the GPU, forward and backward, over packed variable-length
+// sequences whose keys and values live in slot pools (the paged KV cache, or
+// a packed training batch), with causal or full masks and grouped-query heads.
+//
+// Tiled with an online softmax, as in FlashAttention: a block holds a tile of
+// 16 query rows in shared memory and streams the keys through in tiles of 32,
+// so no [queries x keys] matrix is ever stored. The query rows of a block are
+// (query, head) pairs of one kv head: the heads of a GQA group share every
+// key tile they load, and a decode step (one query per sequence) still fills
+// a block with its group's heads. fp32 on CUDA cores; tensor-core tiles are
+// the next step.
+//
+// The backward recomputes: a forward pass gives each row's log-sum-exp and
+// output, D = dout . out per row, then one kernel owns dq per query tile and
+// another owns dk/dv per key tile, each recomputing the probabilities of its
+// tile, so neither needs atomics on its own output. dk/dv are added to the
+// pools with atomicAdd, which is exact-once per element unless two sequences
+// share a slot.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/kernels.cuh"
+
+namespace st::cuda {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kRowTile = 16;                            // rows a block owns (query rows, or keys in dk/dv)
+constexpr int kColTile = 32;                            // columns streamed per step (keys, or query rows in dk/dv)
+constexpr int kLanesPerRow = kThreads / kRowTile;       // 8 threads share a row, within one warp
+constexpr int kColsPerLane = kColTile / kLanesPerRow;   // 4 score columns per thread
+constexpr int64_t kMaxHeadDim = 256;
+constexpr size_t kDefaultSharedLimit = 48 * 1024;
+
+static_assert(kThreads % 32 == 0 && 32 % kLanesPerRow == 0, "a row's lanes must sit in one warp");
+
+struct Sequence {
+  int64_t q_offset, k_start;  // first query row; first entry of its slots in the packed slot list
+  int32_t q_len, k_len, causal;
+};
+
+// A block's work: rows [start, start + kRowTile) of one sequence and kv head
+// (query rows are query * group + head-in-group; in dk/dv, keys).
+struct Item {
+  int32_t seq, kv_head, start;
+};
+
+struct Params {
+  const float* q;
+  const float* k_pool;
+  const float* v_pool;
+  int64_t heads, kv_heads, hd, group;
+  float scale;
+  const Sequence* seqs;
+  const Item* items;
+  const int32_t* slots;
+};
+
+// Keys query qi sees (may be <= 0 when a causal sequence has fewer keys than queries).
+__device__ inline int64_t visible_keys(const Sequence& s, int64_t qi) {
+  return s.causal ? int64_t(s.k_len) - s.q_len + qi + 1 : s.k_len;
+}
+
+__device__ inline float row_max(float v) {
+  for (int o = kLanesPerRow / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
+  return v;
+}
+
+__device__ inline float row_sum(float v) {
+  for (int o = kLanesPerRow / 2; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+  return v;
+}
+
+__device__ inline float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.0f;
+  for (int64_t d = 0; d < n; ++d) s += a[d] * b[d];
+  return s;
+}
+
+// acc[i] += sum_c weights[c] rows[c, d] for this lane's dimensions
+// d = lane + 8 i: the weights are read once each, the accumulators stay in
+// registers.
+template <int kDims>
+__device__ inline void accumulate(float (&acc)[kDims], const float* weights, const float* rows, int64_t ld, int lane,
+                                  int64_t hd) {
+  for (int c = 0; c < kColTile; ++c) {
+    const float w = weights[c];
+    const float* row = rows + c * ld;
+#pragma unroll
+    for (int i = 0; i < kDims; ++i) {
+      const int64_t d = lane + i * kLanesPerRow;
+      if (d < hd) acc[i] += w * row[d];
+    }
+  }
+}
+
+// Query row `row` of a tile (query * group + head-in-group) as an offset into
+// q/out ([rows, heads, hd]) and into per-(row, head) arrays.
+__device__ inline int64_t row_head(const Params& p, const Sequence& s, int32_t kv_head, int64_t row) {
+  return (s.q_offset + row / p.group) * p.heads + kv_head * p.group + row % p.group;
+}
+
+// Rows [start, start + count) of a [count, ld] shared tile from x (laid out as
+// q), times `factor`; zeros past the sequence's rows.
+__device__ inline void load_rows(const Params& p, const Sequence& s, int32_t kv_head, int64_t start, int count,
+                                 const float* x, float factor, float* tile, int64_t ld) {
+  const int64_t rows_total = int64_t(s.q_len) * p.group;
+  for (int64_t idx = threadIdx.x; idx < count * p.hd; idx += blockDim.x) {
+    const int64_t r = idx / p.hd, d = idx % p.hd, row = start + r;
+    tile[r * ld + d] = row < rows_total ? x[row_head(p, s, kv_head, row) * p.hd + d] * factor : 0.0f;
+  }
+}
+
+// Keys and values [start, min(end, start + count)) of a sequence from the pools.
+__device__ inline void load_keys(const Params& p, const Sequence& s, int32_t kv_head, int64_t start, int64_t end,
+                                 int count, float* keys, float* values, int64_t ld) {
+  for (int64_t idx = threadIdx.x; idx < count * p.hd; idx += blockDim.x) {
+    const int64_t c = idx / p.hd, d = idx % p.hd, j = start + c;
+    float k = 0.0f, v = 0.0f;
+    if (j < end) {
+      const int64_t at = (int64_t(p.slots[s.k_start + j]) * p.kv_heads + kv_head) * p.hd + d;
+      k = p.k_pool[at];
+      v = p.v_pool[at];
+    }
+    keys[c * ld + d] = k;
+    values[c * ld + d] = v;
+  }
+}
+
+// ---------------------------------------------------------------- forward
+
+template <int kDims>
+__global__ void __launch_bounds__(kThreads) attention_forward_kernel(Params p, float* out, float* lse) {
+  extern __shared__ float smem[];
+  const int64_t hd = p.hd, ld = hd + 1;  // odd stride: the lanes of a row hit distinct banks
+  float* sq = smem;                      // [kRowTile][ld] queries, pre-scaled
+  float* sk = sq + kRowTile * ld;        // [kColTile][ld]
+  float* sv = sk + kColTile * ld;        // [kColTile][ld]
+  float* sp = sv + kColTile * ld;        // [kRowTile][kColTile + 1] probabilities of the step
+  const Item it = p.items[blockIdx.x];
+  const Sequence s = p.seqs[it.seq];
+  const int64_t rows_total = int64_t(s.q_len) * p.group;
+  const int r = threadIdx.x / kLanesPerRow, lane = threadIdx.x % kLanesPerRow;
+  const int64_t row = it.start + r;
+  const bool valid = row < rows_total;
+  const int64_t last_row = min(rows_total, int64_t(it.start) + kRowTile) - 1;
+  const int64_t key_end = min(int64_t(s.k_len), visible_keys(s, last_row / p.group));
+  const int64_t my_keys = valid ? min(int64_t(s.k_len), visible_keys(s, row / p.group)) : 0;
+
+  load_rows(p, s, it.kv_head, it.start, kRowTile, p.q, p.scale, sq, ld);
+  float m = -INFINITY, l = 0.0f, acc[kDims];
+#pragma unroll
+  for (int i = 0; i < kDims; ++i) acc[i] = 0.0f;
+
+  for (int64_t k0 = 0; k0 < key_end; k0 += kColTile) {
+    __syncthreads();  // the previous step is done with sk, sv, sp (and sq is loaded)
+    load_keys(p, s, it.kv_head, k0, key_end, kColTile, sk, sv, ld);
+    __syncthreads();
+    float score[kColsPerLane], tile_max = -INFINITY;
+#pragma unroll
+    for (int jj = 0; jj < kColsPerLane; ++jj) {
+      const int c = lane + jj * kLanesPerRow;
+      score[jj] = k0 + c < my_keys ? dot(sq + r * ld, sk + c * ld, hd) : -INFINITY;
+      tile_max = fmaxf(tile_max, score[jj]);
+    }
+    const float m_new = fmaxf(m, row_max(tile_max));
+    // Nothing visible yet: keep everything at zero rather than exp(-inf + inf).
+    const float alpha = m_new == -INFINITY ? 1.0f : expf(m - m_new);
+    float sum = 0.0f;
+#pragma unroll
+    for (int jj = 0; jj < kColsPerLane; ++jj) {
+      const float prob = score[jj] == -INFINITY ? 0.0f : expf(score[jj] - m_new);
+      sp[r * (kColTile + 1) + lane + jj * kLanesPerRow] = prob;
+      sum += prob;
+    }
+    l = l * alpha + row_sum(sum);
+    m = m_new;
+    __syncwarp();  // the row's probabilities, written by its 8 lanes, are read by all of them
+#pragma unroll
+    for (int i = 0; i < kDims; ++i) acc[i] *= alpha;
+    accumulate<kDims>(acc, sp + r * (kColTile + 1), sv, ld, lane, hd);
+  }
+  if (!valid) return;
+  // A row that sees no key gets zeros, as on the CPU.
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  const int64_t at = row_head(p, s, it.kv_head, row);
+#pragma unroll
+  for (int i = 0; i < kDims; ++i) {
+    const int64_t d = lane + i * kLanesPerRow;
+    if (d < hd) out[at * hd + d] = acc[i] * inv;
+  }
+  if (lse != nullptr && lane == 0) lse[at] = l > 0.0f ? m + logf(l) : -INFINITY;
+}
+
+// ------------------------------------------------------------- backward
+
+// delta[row, head] = dout . out over the head dimension, one warp each.
+__global__ void attention_delta_kernel(const float* dout, const float* out, int64_t entries, int64_t hd,
+                                       float* delta) {
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
+  for (int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; e < entries; e += warps) {
+    float s = 0.0f;
+    for (int64_t d = threadIdx.x % 32; d < hd; d += 32) s += dout[e * hd + d] * out[e * hd + d];
+    s = warp_sum(s);
+    if (threadIdx.x % 32 == 0) delta[e] = s;
+  }
+}
+
+// dq of a tile of query rows: sum over visible keys of p (dp - D) k, scaled.
+template <int kDims>
+__global__ void __launch_bounds__(kThreads) attention_dq_kernel(Params p, const float* dout, const float* lse,
+                                                                 const float* delta, float* dq) {
+  extern __shared__ float smem[];
+  const int64_t hd = p.hd, ld = hd + 1;
+  float* sq = smem;                 // [kRowTile][ld] queries, pre-scaled
+  float* sdo = sq + kRowTile * ld;  // [kRowTile][ld] output gradients
+  float* sk = sdo + kRowTile * ld;  // [kColTile][ld]
+  float* sv = sk + kColTile * ld;   // [kColTile][ld]
+  float* sds = sv + kColTile * ld;  // [kRowTile][kColTile + 1]
+  const Item it = p.items[blockIdx.x];
+  const Sequence s = p.seqs[it.seq];
+  const int64_t rows_total = int64_t(s.q_len) * p.group;
+  const int r = threadIdx.x / kLanesPerRow, lane = threadIdx.x % kLanesPerRow;
+  const int64_t row = it.start + r;
+  const bool valid = row < rows_total;
+  const int64_t last_row = min(rows_total, int64_t(it.start) + kRowTile) - 1;
+  const int64_t key_end = min(int64_t(s.k_len), visible_keys(s, last_row / p.group));
+  const int64_t my_keys = valid ? min(int64_t(s.k_len), visible_keys(s, row / p.group)) : 0;
+  const int64_t at = valid ? row_head(p, s, it.kv_head, row) : 0;
+  const float row_lse = valid ? lse[at] : 0.0f, row_delta = valid ? delta[at] : 0.0f;
+
+  load_rows(p, s, it.kv_head, it.start, kRowTile, p.q, p.scale, sq, ld);
+  load_rows(p, s, it.kv_head, it.start, kRowTile, dout, 1.0f, sdo, ld);
+  float acc[kDims];
+#pragma unroll
+  for (int i = 0; i < kDims; ++i) acc[i] = 0.0f;
+
+  for (int64_t k0 = 0; k0 < key_end; k0 += kColTile) {
+    __syncthreads();
+    load_keys(p, s, it.kv_head, k0, key_end, kColTile, sk, sv, ld);
+    __syncthreads();
+#pragma unroll
+    for (int jj = 0; jj < kColsPerLane; ++jj) {
+      const int c = lane + jj * kLanesPerRow;
+      float ds = 0.0f;
+      if (k0 + c < my_keys) {
+        const float prob = expf(dot(sq + r * ld, sk + c * ld, hd) - row_lse);
+        ds = prob * (dot(sdo + r * ld, sv + c * ld, hd) - row_delta);
+      }
+      sds[r * (kColTile + 1) + c] = ds;
+    }
+    __syncwarp();
+    accumulate<kDims>(acc, sds + r * (kColTile + 1), sk, ld, lane, hd);
+  }
+  if (!valid) return;
+#pragma unroll
+  for (int i = 0; i < kDims; ++i) {
+    const int64_t d = lane + i * kLanesPerRow;
+    if (d < hd) dq[at * hd + d] = acc[i] * p.scale;
+  }
+}
+
+// dk, dv of a tile of keys: over every query row that sees them,
+// dv += p dout and dk += p (dp - D) q (q pre-scaled, which carries the scale).
+template <int kDims>
+__global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(Params p, const float* dout, const float* lse,
+                                                                   const float* delta, float* dk_pool,
+                                                                   float* dv_pool) {
+  extern __shared__ float smem[];
+  const int64_t hd = p.hd, ld = hd + 1;
+  float* sk = smem;                        // [kRowTile][ld] the block's keys
+  float* sv = sk + kRowTile * ld;          // [kRowTile][ld]
+  float* sq = sv + kRowTile * ld;          // [kColTile][ld] query rows, pre-scaled
+  float* sdo = sq + kColTile * ld;         // [kColTile][ld]
+  float* sp = sdo + kColTile * ld;         // [kRowTile][kColTile + 1]
+  float* sds = sp + kRowTile * (kColTile + 1);
+  float* slse = sds + kRowTile * (kColTile + 1);  // [kColTile]
+  float* sdelta = slse + kColTile;                 // [kColTile]
+  const Item it = p.items[blockIdx.x];
+  const Sequence s = p.seqs[it.seq];
+  const int64_t rows_total = int64_t(s.q_len) * p.group;
+  const int r = threadIdx.x / kLanesPerRow, lane = threadIdx.x % kLanesPerRow;
+  const int64_t key = int64_t(it.start) + r;
+  const bool valid = key < s.k_len;
+  // The first query that sees the tile's first key (causal: key <= k_len - q_len + qi).
+  const int64_t first_query = s.causal ? max(int64_t(0), int64_t(it.start) - (int64_t(s.k_len) - s.q_len)) : 0;
+
+  load_keys(p, s, it.kv_head, it.start, s.k_len, kRowTile, sk, sv, ld);
+  float dk[kDims], dv[kDims];
+#pragma unroll
+  for (int i = 0; i < kDims; ++i) dk[i] = dv[i] = 0.0f;
+
+  for (int64_t row0 = first_query * p.group; row0 < rows_total; row0 += kColTile) {
+    __syncthreads();
+    load_rows(p, s, it.kv_head, row0, kColTile, p.q, p.scale, sq, ld);
+    load_rows(p, s, it.kv_head, row0, kColTile, dout, 1.0f, sdo, ld);
+    for (int c = threadIdx.x; c < kColTile; c += blockDim.x) {
+      const int64_t row = row0 + c;
+      slse[c] = row < rows_total ? lse[row_head(p, s, it.kv_head, row)] : 0.0f;
+      sdelta[c] = row < rows_total ? delta[row_head(p, s, it.kv_head, row)] : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int jj = 0; jj < kColsPerLane; ++jj) {
+      const int c = lane + jj * kLanesPerRow;
+      const int64_t row = row0 + c;
+      float prob = 0.0f, ds = 0.0f;
+      if (valid && row < rows_total && key < visible_keys(s, row / p.group)) {
+        prob = expf(dot(sq + c * ld, sk + r * ld, hd) - slse[c]);
+        ds = prob * (dot(sdo + c * ld, sv + r * ld, hd) - sdelta[c]);
+      }
+      sp[r * (kColTile + 1) + c] = prob;
+      sds[r * (kColTile + 1) + c] = ds;
+    }
+    __syncwarp();
+    accumulate<kDims>(dv, sp + r * (kColTile + 1), sdo, ld, lane, hd);
+    accumulate<kDims>(dk, sds + r * (kColTile + 1), sq, ld, lane, hd);
+  }
+  if (!valid) return;
+  const int64_t at = (int64_t(p.slots[s.k_start + key]) * p.kv_heads + it.kv_head) * hd;
+#pragma unroll
+  for (int i = 0; i < kDims; ++i) {
+    const int64_t d = lane + i * kLanesPerRow;
+    if (d < hd) {
+      if (dk_pool != nullptr) atomicAdd(dk_pool + at + d, dk[i]);
+      if (dv_pool != nullptr) atomicAdd(dv_pool + at + d, dv[i]);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ host
+
+// The sequences, their slots and the block work lists, on the device for
+// the duration of one call.
+class Plan {
+ public:
+  Plan(const AttentionArgs& a, bool key_items, cudaStream_t stream, const char* op) {
+    if (a.heads <= 0 || a.kv_heads <= 0 || a.heads % a.kv_heads != 0)
+      throw std::invalid_argument(std::string("CUDA backend: ") + op + ": heads (" + std::to_string(a.heads) +
+                                  ") must be a positive multiple of kv_heads (" + std::to_string(a.kv_heads) + ")");
+    if (a.head_dim <= 0 || a.head_dim > kMaxHeadDim)
+      throw std::invalid_argument(std::string("CUDA backend: ") + op + ": head_dim " + std::to_string(a.head_dim) +
+                                  " is outside the supported 1.." + std::to_string(kMaxHeadDim));
+    const int64_t group = a.heads / a.kv_heads;
+    std::vector<Sequence> seqs;
+    std::vector<int32_t> slots;
+    std::vector<Item> query_work, key_work;
+    for (const AttentionSequence& as : a.sequences) {
+      if (as.q_len <= 0) continue;
+      if (as.q_len > INT32_MAX / group || as.k_len > INT32_MAX)
+        throw std::invalid_argument(std::string("CUDA backend: ") + op + ": a sequence is too long");
+      Sequence s{as.q_offset, int64_t(slots.size()), int32_t(as.q_len), int32_t(as.k_len), as.causal ? 1 : 0};
+      slots.insert(slots.end(), as.key_slots, as.key_slots + as.k_len);
+      const int32_t index = int32_t(seqs.size());
+      seqs.push_back(s);
+      rows_ = std::max(rows_, as.q_offset + as.q_len);
+      for (int32_t h = 0; h < a.kv_heads; ++h) {
+        for (int64_t start = 0; start < as.q_len * group; start += kRowTile)
+          query_work.push_back({index, h, int32_t(start)});
+        if (key_items)
+          for (int64_t start = 0; start < as.k_len; start += kRowTile) key_work.push_back({index, h, int32_t(start)});
+      }
+    }
+    query_items_ = int64_t(query_work.size());
+    key_items_ = int64_t(key_work.size());
+    seqs_ = std::make_unique<Temp<Sequence>>(int64_t(seqs.size()), stream, op);
+    slots_ = std::make_unique<Temp<int32_t>>(int64_t(slots.size()), stream, op);
+    items_ = std::make_unique<Temp<Item>>(query_items_ + key_items_, stream, op);
+    copy_to_device(seqs_->get(), seqs.data(), int64_t(seqs.size()), stream, op);
+    copy_to_device(slots_->get(), slots.data(), int64_t(slots.size()), stream, op);
+    copy_to_device(items_->get(), query_work.data(), query_items_, stream, op);
+    copy_to_device(items_->get() + query_items_, key_work.data(), key_items_, stream, op);
+    params_ = Params{a.q, a.k_pool, a.v_pool, a.heads, a.kv_heads, a.head_dim, group, a.scale,
+                     seqs_->get(), items_->get(), slots_->get()};
+  }
+
+  Params query_params() const { return params_; }
+  Params key_params() const {
+    Params p = params_;
+    p.items = items_->get() + query_items_;
+    return p;
+  }
+  int64_t query_items() const { return query_items_; }
+  int64_t key_items() const { return key_items_; }
+  int64_t rows() const { return rows_; }  // query rows the sequences cover
+
+ private:
+  std::unique_ptr<Temp<Sequence>> seqs_;
+  std::unique_ptr<Temp<int32_t>> slots_;
+  std::unique_ptr<Temp<Item>> items_;
+  Params params_{};
+  int64_t query_items_ = 0, key_items_ = 0, rows_ = 0;
+};
+
+size_t forward_shared(int64_t hd) {
+  return size_t((kRowTile + 2 * kColTile) * (hd + 1) + kRowTile * (kColTile + 1)) * sizeof(float);
+}
+size_t dq_shared(int64_t hd) {
+  return size_t((2 * kRowTile + 2 * kColTile) * (hd + 1) + kRowTile * (kColTile + 1)) * sizeof(float);
+}
+size_t dkdv_shared(int64_t hd) {
+  return size_t((2 * kRowTile + 2 * kColTile) * (hd + 1) + 2 * kRowTile * (kColTile + 1) + 2 * kColTile) *
+         sizeof(float);
+}
+
+template <class Kernel, class... Args>
+void launch(Kernel kernel, int64_t blocks, size_t shared, cudaStream_t s, const char* op, Args... args) {
+  if (blocks <= 0) return;
+  if (shared > kDefaultSharedLimit)
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)), op);
+  kernel<<<unsigned(blocks), kThreads, shared, s>>>(args...);
+  check_launch(op);
+}
+
+// Calls f with the per-lane dimension count the head size needs.
+template <class F>
+void with_dims(int64_t hd, F&& f) {
+  if (hd <= 8 * kLanesPerRow) f(std::integral_constant<int, 8>());
+  else if (hd <= 16 * kLanesPerRow) f(std::integral_constant<int, 16>());
+  else f(std::integral_constant<int, 32>());
+}
+
+void run_forward(const Plan& plan, int64_t hd, float* out, float* lse, cudaStream_t s, const char* op) {
+  with_dims(hd, [&](auto dims) {
+    launch(attention_forward_kernel<decltype(dims)::value>, plan.query_items(), forward_shared(hd), s, op,
+           plan.query_params(), out, lse);
+  });
+}
+
+}  // namespace
+
+void attention_forward(const AttentionArgs& a, cudaStream_t s) {
+  if (a.sequences.empty()) return;
+  const Plan plan(a, false, s, "attention");
+  run_forward(plan, a.head_dim, a.out, nullptr, s, "attention");
+}
+
+void attention_backward(const AttentionArgs& a, const float* dout, float* dq, float* dk_pool, float* dv_pool,
+                        cudaStream_t s) {
+  if (a.sequences.empty()) return;
+  const char* op = "attention_backward";
+  const Plan plan(a, true, s, op);
+  const int64_t entries = plan.rows() * a.heads, hd = a.head_dim;
+  if (entries == 0) return;
+  // The forward again, for each row's output and log-sum-exp.
+  Temp<float> out(entries * hd, s, op), lse(entries, s, op), delta(entries, s, op);
+  check(cudaMemsetAsync(out.get(), 0, size_t(entries * hd) * sizeof(float), s), op);
+  check(cudaMemsetAsync(lse.get(), 0, size_t(entries) * sizeof(float), s), op);
+  run_forward(plan, hd, out.get(), lse.get(), s, op);
+  attention_delta_kernel<<<grid_for(entries * 32, 256), 256, 0, s>>>(dout, out.get(), entries, hd, delta.get());
+  check_launch(op);
+  with_dims(hd, [&](auto dims) {
+    constexpr int kDims = decltype(dims)::value;
+    if (dq != nullptr)
+      launch(attention_dq_kernel<kDims>, plan.query_items(), dq_shared(hd), s, op, plan.query_params(), dout,
+             static_cast<const float*>(lse.get()), static_cast<const float*>(delta.get()), dq);
+    if (dk_pool != nullptr || dv_pool != nullptr)
+      launch(attention_dkdv_kernel<kDims>, plan.key_items(), dkdv_shared(hd), s, op, plan.key_params(), dout,
+             static_cast<const float*>(lse.get()), static_cast<const float*>(delta.get()), dk_pool, dv_pool);
+  });
+}
+
+}  // namespace st::cuda

@@ -1,0 +1,136 @@
+#pragma once
+// What every CUDA backend source shares: errors as exceptions, stream-ordered
+// temporaries, host-to-device copies of the small host arrays some ops take,
+// grid sizing and block reductions.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace st::cuda {
+
+// Kernel execution is asynchronous: a fault inside a kernel surfaces at the
+// next synchronising call, which may belong to a later op. The message says
+// so; SPATIALTHINKER_CUDA_SYNC=1 synchronises after every op to pin it down.
+[[noreturn]] inline void throw_cuda_error(const char* op, cudaError_t error) {
+  cudaGetLastError();  // clear a non-sticky error so the next call starts clean
+  throw std::runtime_error(std::string("CUDA backend: ") + op + " failed: " + cudaGetErrorString(error) + " (" +
+                           cudaGetErrorName(error) +
+                           "; kernels run asynchronously, so an earlier op may be at fault: set "
+                           "SPATIALTHINKER_CUDA_SYNC=1 to check after every op)");
+}
+
+inline void check(cudaError_t error, const char* op) {
+  if (error != cudaSuccess) throw_cuda_error(op, error);
+}
+
+// After a kernel launch: a bad configuration is reported here, at once.
+inline void check_launch(const char* op) { check(cudaGetLastError(), op); }
+
+// Stream-ordered allocation (cudaMallocAsync) so that temporaries and the
+// model's short-lived activations never synchronise the device; plain
+// cudaMalloc where the driver has no memory pools. The choice is made once,
+// before any pool allocation exists, so frees always match their allocations.
+inline std::atomic<int>& pool_support() {
+  static std::atomic<int> state{-1};  // -1 unknown, 0 no pools, 1 pools
+  return state;
+}
+
+inline void* device_alloc(size_t bytes, cudaStream_t stream, const char* op) {
+  if (bytes == 0) return nullptr;
+  void* ptr = nullptr;
+  if (pool_support().load() != 0) {
+    const cudaError_t error = cudaMallocAsync(&ptr, bytes, stream);
+    if (error == cudaSuccess) {
+      pool_support().store(1);
+      return ptr;
+    }
+    if (error != cudaErrorNotSupported || pool_support().load() == 1) throw_cuda_error(op, error);
+    cudaGetLastError();
+    pool_support().store(0);
+  }
+  check(cudaMalloc(&ptr, bytes), op);
+  return ptr;
+}
+
+inline void device_free(void* ptr, cudaStream_t stream) {
+  if (ptr == nullptr) return;
+  // Errors here would come from an earlier fault and are reported by the next
+  // checked call; a destructor must not throw.
+  if (pool_support().load() == 1) cudaFreeAsync(ptr, stream);
+  else cudaFree(ptr);
+}
+
+// A device array that lives for one op, freed in stream order.
+template <class T>
+class Temp {
+ public:
+  Temp(int64_t count, cudaStream_t stream, const char* op)
+      : ptr_(static_cast<T*>(device_alloc(size_t(std::max<int64_t>(count, 0)) * sizeof(T), stream, op))),
+        stream_(stream) {}
+  Temp(const Temp&) = delete;
+  Temp& operator=(const Temp&) = delete;
+  ~Temp() { device_free(ptr_, stream_); }
+  T* get() const { return ptr_; }
+
+ private:
+  T* ptr_;
+  cudaStream_t stream_;
+};
+
+// A copy of host memory on the device. The host side is pageable memory
+// (std::vector, typed arrays), which cudaMemcpyAsync stages before it
+// returns, so the host array may change or go away right after this call.
+template <class T>
+inline void copy_to_device(T* dst, const T* host, int64_t count, cudaStream_t stream, const char* op) {
+  if (count > 0) check(cudaMemcpyAsync(dst, host, size_t(count) * sizeof(T), cudaMemcpyHostToDevice, stream), op);
+}
+
+// Grid for a grid-stride loop over n items.
+inline unsigned grid_for(int64_t n, int threads) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return unsigned(std::min<int64_t>(std::max<int64_t>(blocks, 1), int64_t(1) << 20));
+}
+
+constexpr unsigned kFullMask = 0xffffffffu;
+
+template <class T>
+__device__ inline T warp_sum(T v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(kFullMask, v, offset);
+  return v;
+}
+
+template <class T>
+__device__ inline T warp_max(T v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = max(v, __shfl_xor_sync(kFullMask, v, offset));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+// thread gets the total. `scratch` holds 32 values and may be reused after.
+template <class T>
+__device__ inline T block_sum(T v, T* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // an earlier call may still be reading scratch
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : T(0);
+  return warp_sum(v);
+}
+
+template <class T>
+__device__ inline T block_max(T v, T* scratch, T lowest) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : lowest;
+  return warp_max(v);
+}
+
+}  // namespace st::cuda
