@@ -206,5 +206,9 @@ t.test('load options: threads before the engine starts, dtype on the CPU', async
   t.match(r.stdout, /threads 1/);
   t.match(r.stdout, /already runs 1 threads in this process/);
   await t.rejects(Model.load(base, { dtype: 'bf16' }), /dtype "bf16" needs the CUDA backend/);
-  await t.rejects(Model.load(base, { device: 'cuda' }), /device "cuda" is not available for models yet/);
+  await t.rejects(Model.load(base, { device: 'tpu' as 'cuda' }), /unknown device "tpu" \(use "cpu" or "cuda"\)/);
+  const { native } = await import('../lib/native/binding.js');
+  const cuda = native().runtimeInfo().cuda;
+  await t.rejects(Model.load(base, { device: 'cuda', dtype: 'bf16' }), /dtype "bf16" is not implemented yet/);
+  if (!cuda.available) await t.rejects(Model.load(base, { device: 'cuda' }), /the CUDA backend is unavailable: /, `no GPU here: ${cuda.reason}`);
 });

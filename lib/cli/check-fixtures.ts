@@ -1,21 +1,24 @@
 /** `spatialthinker check-fixtures DIR`: every golden case against the engine. */
 import { parseArgs } from 'node:util';
 import { checkFixtures, type CaseResult } from '../fixtures/check.js';
+import { native } from '../native/binding.js';
 import { CliError } from './errors.js';
 
-const HELP = `usage: spatialthinker check-fixtures DIR [--only NAME,...] [--json]
+const HELP = `usage: spatialthinker check-fixtures DIR [--only NAME,...] [--device cpu|cuda] [--json]
 
 Runs every case of a fixtures directory (manifest.json + cases/, as in
 shared/fixtures/qwen25vl-tiny) through the engine and prints, per case and
 quantity, the largest absolute and relative error and whether the manifest's
 tolerance holds. Exits 1 if any quantity fails or any case errors.
+
+  --device NAME   the engine backend: cpu (default) or cuda
 `;
 
 export async function checkFixturesCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { only: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { only: { type: 'string' }, device: { type: 'string', default: 'cpu' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help) {
     process.stdout.write(HELP);
@@ -23,8 +26,15 @@ export async function checkFixturesCommand(argv: string[]): Promise<void> {
   }
   const dir = positionals[0];
   if (!dir) throw new CliError(`a fixtures directory is required\n\n${HELP}`);
+  const device = values.device;
+  if (device !== 'cpu' && device !== 'cuda') throw new CliError(`--device must be cpu or cuda, not "${device}"`);
+  if (device === 'cuda') {
+    const cuda = native().runtimeInfo().cuda;
+    if (!cuda.available) throw new CliError(`--device cuda: ${cuda.reason ?? 'no usable CUDA device'}`);
+  }
   const results = await checkFixtures(dir, {
     ...(values.only ? { only: values.only.split(',') } : {}),
+    device,
     onCase: values.json ? undefined : printCase,
   });
   if (values.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');

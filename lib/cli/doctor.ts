@@ -1,6 +1,6 @@
 /** `spatialthinker doctor`: what the engine was built with and what it can use here. */
 import { parseArgs } from 'node:util';
-import { native } from '../native/binding.js';
+import { native, type RuntimeInfo } from '../native/binding.js';
 
 export async function doctorCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
@@ -21,8 +21,18 @@ export async function doctorCommand(argv: string[]): Promise<void> {
   if (info.cuda.compiled) lines.push(`CUDA driver:  ${info.cuda.driverVersion > 0 ? version(info.cuda.driverVersion) : 'none'}`);
   for (const d of info.cuda.devices)
     lines.push(`GPU ${d.index}:        ${d.name}, compute ${d.computeCapability}, ${gib(d.freeMemory)} free of ${gib(d.totalMemory)}`);
-  lines.push(`Device used:  ${info.cuda.available ? 'cuda (pass --device cuda)' : `cpu (${info.cuda.reason ?? 'no CUDA device'})`}`);
+  const cublas = info.cuda.cublas;
+  if (info.cuda.compiled)
+    lines.push(`cuBLAS:       ${cublas.found ? `${cublas.library}${cublas.version ? `, version ${cublas.version}` : ''}` : `not found: ${cublas.error ?? 'unknown'}`}`);
+  lines.push(`Device used:  ${engineDevice(info)}`);
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** Which backend the engine runs on: the CPU unless --device cuda is given, and whether that would work here. */
+export function engineDevice(info: RuntimeInfo): string {
+  if (!info.cuda.available) return `cpu (cuda unavailable: ${info.cuda.reason ?? 'no CUDA device'})`;
+  if (!info.cuda.cublas.found) return `cpu (cuda unavailable: cuBLAS not found, see above)`;
+  return 'cpu by default; cuda with --device cuda (or trainer.device=cuda)';
 }
 
 function version(v: number): string {

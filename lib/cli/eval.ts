@@ -52,6 +52,7 @@ prompts, decoding, scoring:
   --max-new-tokens N      default 2048
   --batch-size N          engine prompts decoded together (default 16)
   --threads N             engine threads (default: all cores)
+  --device NAME           the engine backend: cpu (default) or cuda
   --reference-matching    score as the reference script does: a multiple-choice
                           answer that is not exactly an option's text counts
                           as "A" (default: it is wrong unless it names an
@@ -114,6 +115,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         'max-new-tokens': { type: 'string' },
         'batch-size': { type: 'string' },
         threads: { type: 'string' },
+        device: { type: 'string' },
         'reference-matching': { type: 'boolean' },
         'paper-model': { type: 'string', multiple: true },
         failures: { type: 'string' },
@@ -156,11 +158,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
   if (values.model !== undefined) {
     const dir = resolve(values.model);
     const threads = values.threads === undefined ? undefined : integer('threads', values.threads, 1, 1);
+    const device = values.device ?? 'cpu';
+    if (device !== 'cpu' && device !== 'cuda') throw new CliError(`--device must be cpu or cuda, got "${device}"`);
     generator = await guard(() =>
       EngineGenerator.load(dir, {
         maxNewTokens: integer('max-new-tokens', values['max-new-tokens'], 2048, 1),
         batchSize: integer('batch-size', values['batch-size'], 16, 1),
         ...(threads !== undefined ? { threads } : {}),
+        device,
       }),
     );
     if (!paperModels) {

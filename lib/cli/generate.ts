@@ -22,6 +22,7 @@ options:
   --stop TEXT            stop before this string (repeatable)
   --boxes OUT.png        draw the predicted <scene> boxes on the first image
   --threads N            engine threads (default: all cores)
+  --device NAME          the engine backend: cpu (default) or cuda
 `;
 
 export async function generateCommand(argv: string[]): Promise<void> {
@@ -42,6 +43,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
         stop: { type: 'string', multiple: true },
         boxes: { type: 'string' },
         threads: { type: 'string' },
+        device: { type: 'string', default: 'cpu' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -62,7 +64,9 @@ export async function generateCommand(argv: string[]): Promise<void> {
   if (values.threads !== undefined) process.env['SPATIALTHINKER_THREADS'] = String(number('threads', values.threads, true));
   const temperature = number('temperature', values.temperature, false);
   const samples = Math.max(1, number('samples', values.samples, true));
-  const vlm = await VisionLanguageModel.load(values.model);
+  const device = values.device;
+  if (device !== 'cpu' && device !== 'cuda') throw new CliError(`--device must be cpu or cuda, not "${device}"`);
+  const vlm = await VisionLanguageModel.load(values.model, { device });
   try {
     const request = { images: values.image ?? [], text: values.question };
     const streaming = samples === 1 && process.stdout.isTTY;

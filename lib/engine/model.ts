@@ -165,7 +165,11 @@ declare module '../native/binding.js' {
 }
 
 export interface LoadOptions {
-  /** 'cpu' (default). 'cuda' arrives with the CUDA model backend and is refused until then. */
+  /**
+   * 'cpu' (default) or 'cuda': the CUDA backend on the first usable GPU, with
+   * cuBLAS loaded at run time. Loading fails with the reason when there is no
+   * GPU, driver or cuBLAS (`spatialthinker doctor` shows what was found).
+   */
   device?: 'cpu' | 'cuda';
   /**
    * Threads of the engine's CPU pool. The pool is per process and starts
@@ -173,7 +177,7 @@ export interface LoadOptions {
    * SPATIALTHINKER_THREADS); a different value later is an error.
    */
   threads?: number;
-  /** Compute precision: the CPU backend computes in 'fp32' (the default, and the only choice on the CPU). */
+  /** Compute precision: 'fp32' (the default, and for now the only one either backend computes in). */
   dtype?: 'fp32' | 'bf16';
 }
 
@@ -214,6 +218,8 @@ export class Model {
   static async load(dir: string, options: LoadOptions = {}): Promise<Model> {
     if (options.dtype === 'bf16' && (options.device ?? 'cpu') === 'cpu')
       throw new Error('dtype "bf16" needs the CUDA backend; the CPU backend computes in fp32 (bf16 checkpoints are converted on load)');
+    if (options.dtype === 'bf16')
+      throw new Error('dtype "bf16" is not implemented yet: the CUDA backend computes in fp32 (bf16 checkpoints are converted on load)');
     applyThreads(options.threads);
     const config = await readModelConfig(dir);
     const handle = await native().loadModel({ dir, config, device: options.device ?? 'cpu' });

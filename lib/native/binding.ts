@@ -29,6 +29,8 @@ export interface RuntimeInfo {
     available: boolean;
     reason?: string;
     devices: CudaDeviceInfo[];
+    /** cuBLAS, which the CUDA backend's matrix products load at run time. */
+    cublas: { found: boolean; library?: string; version?: string; error?: string };
   };
 }
 

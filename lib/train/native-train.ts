@@ -12,6 +12,8 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** Global gradient-norm clip; 0 disables it. Default 1. */
   maxGradNorm?: number;
+  /** Where the step runs: 'cpu' (default) or 'cuda' (the CUDA backend, copying the arrays in and out). */
+  device?: 'cpu' | 'cuda';
 }
 
 export interface AdamWState {
@@ -95,6 +97,7 @@ export async function adamwStep(state: AdamWState, grads: readonly Float32Array[
     eps: options.eps ?? 1e-8,
     weightDecay: options.weightDecay ?? 0.01,
     maxGradNorm: options.maxGradNorm ?? 1,
+    device: options.device ?? 'cpu',
   });
   return { ...r, step: r.skipped ? state.step : state.step + 1 };
 }

@@ -579,15 +579,16 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   if (!o.Get("config").IsObject()) throw Napi::TypeError::New(info.Env(), "loadModel: `config` must be an object");
   const model::ModelConfig config = config_of(o.Get("config").As<Napi::Object>(), fn);
   const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
-  if (device != "cpu")
-    throw Napi::Error::New(info.Env(), "loadModel: device \"" + device +
-                                           "\" is not available for models yet (the CUDA model backend is not built); use \"cpu\"");
+  if (device != "cpu" && device != "cuda")
+    throw Napi::TypeError::New(info.Env(), "loadModel: unknown device \"" + device + "\" (use \"cpu\" or \"cuda\")");
   auto handle = std::make_shared<ModelHandle>();
   return PromiseWorker::Start(
       info.Env(),
-      [handle, config, dir]() -> std::string {
+      [handle, config, dir, device]() -> std::string {
         try {
-          handle->model = std::make_unique<model::Qwen25VL>(make_cpu_backend(), config, dir);
+          // make_cuda_backend says why when there is no usable GPU or cuBLAS.
+          handle->model = std::make_unique<model::Qwen25VL>(device == "cuda" ? make_cuda_backend() : make_cpu_backend(),
+                                                            config, dir);
         } catch (const std::exception& e) {
           return e.what();
         }

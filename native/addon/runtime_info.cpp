@@ -1,5 +1,6 @@
 // runtimeInfo(): what the engine was built with and which devices it sees.
 #include "addon/exports.h"
+#include "backend/cuda/cublas.h"
 #include "backend/cuda/device.h"
 #include "backend/cpu/gemm.h"
 #include "engine/thread_pool.h"
@@ -30,6 +31,14 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
     devices.Set(uint32_t(i), device);
   }
   cuda.Set("devices", devices);
+  // cuBLAS is looked for only where it could be used: a CUDA build.
+  const cuda::CublasInfo& cublas_info = cuda::cublas_info();
+  Napi::Object cublas = Napi::Object::New(env);
+  cublas.Set("found", cublas_info.found);
+  if (!cublas_info.library.empty()) cublas.Set("library", cublas_info.library);
+  if (!cublas_info.version.empty()) cublas.Set("version", cublas_info.version);
+  if (!cublas_info.error.empty()) cublas.Set("error", cublas_info.error);
+  cuda.Set("cublas", cublas);
   Napi::Object result = Napi::Object::New(env);
   result.Set("threads", default_thread_pool().size());
   result.Set("cuda", cuda);

@@ -7,6 +7,7 @@
 #include "addon/exports.h"
 #include "addon/promise_worker.h"
 #include "addon/typed_arrays.h"
+#include "backend/backend.h"
 #include "train/adamw.h"
 #include "train/policy_loss.h"
 
@@ -31,10 +32,11 @@ std::string string_option(const Napi::Object& o, const char* field, const char* 
   return v.IsString() ? v.As<Napi::String>().Utf8Value() : fallback;
 }
 
-// adamwStep({params, grads, m, v, step, lr, beta1, beta2, eps, weightDecay, maxGradNorm})
+// adamwStep({params, grads, m, v, step, lr, beta1, beta2, eps, weightDecay, maxGradNorm, device?})
 //   -> Promise<{params, m, v, gradNorm, clipCoef, skipped}>: gradients clipped
 //   jointly by their global norm, then one AdamW step (skipped, leaving
-//   everything unchanged, when the norm is not finite).
+//   everything unchanged, when the norm is not finite). device "cuda" runs
+//   the norm and the step through the CUDA backend (copies in and out).
 Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   const char* fn = "adamwStep";
   Napi::Object o = options_object(info, fn);
@@ -44,6 +46,7 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
     train::AdamWOptions options;
     double max_grad_norm, norm = 0, coef = 1;
     bool skipped = false;
+    bool cuda = false;
   };
   auto s = std::make_shared<State>();
   s->params = float_arrays(o, "params", fn);
@@ -57,6 +60,10 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   s->options.eps = number_option(o, "eps", 1e-8, fn);
   s->options.weight_decay = number_option(o, "weightDecay", 0.01, fn);
   s->max_grad_norm = number_option(o, "maxGradNorm", 1.0, fn);
+  const std::string device = string_option(o, "device", "cpu");
+  if (device != "cpu" && device != "cuda")
+    throw Napi::TypeError::New(info.Env(), "adamwStep: unknown device \"" + device + "\" (use \"cpu\" or \"cuda\")");
+  s->cuda = device == "cuda";
   const size_t n = s->params.size();
   if (s->grads.size() != n || s->m.size() != n || s->v.size() != n || s->step < 1)
     throw Napi::RangeError::New(info.Env(), "adamwStep: params, grads, m and v must have the same tensors; step >= 1");
@@ -67,6 +74,38 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   return PromiseWorker::Start(
       info.Env(),
       [s]() -> std::string {
+        if (s->cuda) {
+          // The same steps as below, on device copies of every array.
+          auto backend = make_cuda_backend();
+          auto upload = [&](const std::vector<float>& host) {
+            DeviceArray a(*backend, int64_t(host.size()));
+            backend->upload(a.get(), host.data(), a.size());
+            return a;
+          };
+          std::vector<DeviceArray> p, g, m, v;
+          double total = 0;
+          for (size_t i = 0; i < s->params.size(); ++i) {
+            p.push_back(upload(s->params[i]));
+            g.push_back(upload(s->grads[i]));
+            m.push_back(upload(s->m[i]));
+            v.push_back(upload(s->v[i]));
+            total += backend->sum_squares(g[i].get(), g[i].size());
+          }
+          s->norm = std::sqrt(total);
+          if (!std::isfinite(s->norm)) {
+            s->skipped = true;
+            return "";
+          }
+          s->coef = s->max_grad_norm > 0 ? train::clip_coefficient(s->norm, s->max_grad_norm) : 1.0;
+          for (size_t i = 0; i < p.size(); ++i) {
+            backend->adamw(p[i].get(), g[i].get(), m[i].get(), v[i].get(), p[i].size(), s->step, float(s->coef),
+                           s->options);
+            backend->download(s->params[i].data(), p[i].get(), p[i].size());
+            backend->download(s->m[i].data(), m[i].get(), m[i].size());
+            backend->download(s->v[i].data(), v[i].get(), v[i].size());
+          }
+          return "";
+        }
         double total = 0;
         for (const auto& g : s->grads) total += train::sum_squares(g.data(), int64_t(g.size()));
         s->norm = std::sqrt(total);
