@@ -65,6 +65,21 @@ export interface NativeBinding {
     n: number;
     repeat?: number;
   }): Promise<{ y: Float32Array; seconds: number; bestSeconds: number }>;
+  /**
+   * One op of the engine's backend interface on the chosen backend, for
+   * kernel tests: float tensors are copied in, outputs copied out (outputs
+   * not passed in start as NaN; `outputs` names the optional ones to make).
+   * See native/addon/ops_workers.cpp for each op's fields.
+   */
+  runOp(args: {
+    op: string;
+    device?: Device;
+    tensors?: Record<string, Float32Array>;
+    ints?: Record<string, Int32Array>;
+    scalars?: Record<string, number>;
+    outputs?: string[];
+    sequences?: { qOffset: number; qLen: number; keySlots: Int32Array; causal?: boolean }[];
+  }): Promise<{ outputs: Record<string, Float32Array>; scalar?: number; backend: string }>;
   spatialScores(
     args: NativeBoxPairs & { similarity: Float64Array; semanticWeight?: number; iouWeight?: number },
   ): Promise<{ scores: Float64Array; gtToPred: Int32Array; gtMciou: Float64Array }>;

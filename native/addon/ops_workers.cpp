@@ -1,13 +1,21 @@
 // N-API: single backend ops, for tests of the kernels and benchmarks.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <deque>
 #include <limits>
+#include <map>
 #include <memory>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "addon/exports.h"
 #include "addon/promise_worker.h"
 #include "addon/typed_arrays.h"
 #include "backend/backend.h"
+#include "train/adamw.h"
 
 namespace st::addon {
 namespace {
@@ -70,8 +78,421 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
       });
 }
 
+// ------------------------------------------------------------------ runOp
+// One named Backend op on a chosen backend, from typed arrays, so tests can
+// run every op on the CPU and CUDA backends on the same inputs. Float
+// tensors are uploaded to the backend; outputs are downloaded. An output the
+// caller passes in starts from the given values (for ops that accumulate);
+// one it does not pass starts as NaN, so entries an op fails to write show.
+
+struct OpCall {
+  std::string op;
+  std::map<std::string, std::vector<float>> tensors;
+  std::map<std::string, std::vector<int32_t>> ints;
+  std::map<std::string, double> scalars;
+  std::set<std::string> wanted;  // optional outputs to produce
+  std::vector<std::vector<int32_t>> slot_lists;
+  std::vector<AttentionSequence> sequences;
+
+  // Filled while running.
+  Backend* backend = nullptr;
+  std::deque<DeviceArray> arrays;  // stable addresses: outputs point into it
+  std::vector<std::pair<std::string, DeviceArray*>> outputs;
+  std::map<std::string, std::vector<float>> results;
+  double scalar_result = 0;
+  bool has_scalar_result = false;
+
+  [[noreturn]] void fail(const std::string& what) const { throw std::invalid_argument("runOp " + op + ": " + what); }
+
+  double num(const char* name) const {
+    auto it = scalars.find(name);
+    if (it == scalars.end()) fail(std::string("scalar `") + name + "` is required");
+    return it->second;
+  }
+  double num(const char* name, double fallback) const {
+    auto it = scalars.find(name);
+    return it == scalars.end() ? fallback : it->second;
+  }
+  int64_t integer(const char* name) const {
+    const double v = num(name);
+    if (v != double(int64_t(v)) || v < 0) fail(std::string("`") + name + "` must be a non-negative integer");
+    return int64_t(v);
+  }
+  const std::vector<int32_t>& int_array(const char* name, int64_t count = -1) const {
+    auto it = ints.find(name);
+    if (it == ints.end()) fail(std::string("Int32Array `") + name + "` is required");
+    if (count >= 0 && int64_t(it->second.size()) != count)
+      fail(std::string("`") + name + "` has " + std::to_string(it->second.size()) + " entries, not " +
+           std::to_string(count));
+    return it->second;
+  }
+  const std::vector<float>& host(const char* name, int64_t count) const {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) fail(std::string("Float32Array `") + name + "` is required");
+    if (count >= 0 && int64_t(it->second.size()) != count)
+      fail(std::string("`") + name + "` has " + std::to_string(it->second.size()) + " entries, not " +
+           std::to_string(count));
+    return it->second;
+  }
+  bool given(const char* name) const { return tensors.count(name) > 0; }
+  int64_t size_of(const char* name) const { return int64_t(host(name, -1).size()); }
+
+  DeviceArray& upload(const std::vector<float>& values) {
+    arrays.emplace_back(*backend, int64_t(values.size()));
+    backend->upload(arrays.back().get(), values.data(), int64_t(values.size()));
+    return arrays.back();
+  }
+  // An input on the backend (count -1: any size).
+  float* in(const char* name, int64_t count) { return upload(host(name, count)).get(); }
+  float* optional_in(const char* name, int64_t count) { return given(name) ? in(name, count) : nullptr; }
+  // An output on the backend, downloaded afterwards.
+  float* out(const char* name, int64_t count) {
+    DeviceArray* array;
+    if (given(name)) {
+      array = &upload(host(name, count));
+    } else {
+      arrays.emplace_back(*backend, count);
+      array = &arrays.back();
+      backend->fill(array->get(), std::numeric_limits<float>::quiet_NaN(), count);
+    }
+    outputs.emplace_back(name, array);
+    return array->get();
+  }
+  // An array the op updates in place: its initial values are required.
+  float* inout(const char* name, int64_t count) {
+    host(name, count);
+    return out(name, count);
+  }
+  // An output the op may skip (a null gradient): made when passed or wanted.
+  float* optional_out(const char* name, int64_t count) {
+    return given(name) || wanted.count(name) ? out(name, count) : nullptr;
+  }
+  std::vector<float>& host_out(const char* name, int64_t count) {
+    std::vector<float>& v = results[name];
+    v.assign(size_t(count), std::numeric_limits<float>::quiet_NaN());
+    return v;
+  }
+
+  AttentionArgs attention_args(int64_t q_rows_count) {
+    AttentionArgs a;
+    a.heads = integer("heads");
+    a.kv_heads = integer("kvHeads");
+    a.head_dim = integer("headDim");
+    a.scale = float(num("scale", 1.0 / std::sqrt(double(std::max<int64_t>(a.head_dim, 1)))));
+    const int64_t slots = integer("slots");
+    const int64_t kv_width = a.kv_heads * a.head_dim;
+    a.q = in("q", q_rows_count * a.heads * a.head_dim);
+    a.k_pool = in("k_pool", slots * kv_width);
+    a.v_pool = in("v_pool", slots * kv_width);
+    for (const AttentionSequence& s : sequences) {
+      if (s.q_offset + s.q_len > q_rows_count) fail("a sequence's queries run past the rows of q");
+      for (int64_t j = 0; j < s.k_len; ++j)
+        if (s.key_slots[j] < 0 || s.key_slots[j] >= slots) fail("a key slot is outside the pools");
+    }
+    a.sequences = sequences;
+    return a;
+  }
+};
+
+// Each op: read the call's inputs, run the op, mark the outputs.
+using OpFn = void (*)(OpCall& c);
+
+const std::map<std::string, OpFn>& op_table() {
+  static const std::map<std::string, OpFn> table = {
+      {"linear",
+       [](OpCall& c) {
+         const int64_t m = c.integer("m"), k = c.integer("k"), n = c.integer("n");
+         const float* x = c.in("x", m * k);
+         const float* w = c.in("w", n * k);
+         const float* bias = c.optional_in("bias", n);
+         c.backend->linear(x, w, bias, c.out("y", m * n), m, k, n);
+       }},
+      {"linear_backward",
+       [](OpCall& c) {
+         const int64_t m = c.integer("m"), k = c.integer("k"), n = c.integer("n");
+         const float* x = c.in("x", m * k);
+         const float* w = c.in("w", n * k);
+         const float* dy = c.in("dy", m * n);
+         c.backend->linear_backward(x, w, dy, c.optional_out("dx", m * k), c.optional_out("dw", n * k),
+                                    c.optional_out("db", n), m, k, n);
+       }},
+      {"rmsnorm",
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), dim = c.integer("dim");
+         const float* x = c.in("x", rows * dim);
+         const float* w = c.in("w", dim);
+         c.backend->rmsnorm(x, w, c.out("y", rows * dim), rows, dim, float(c.num("eps", 1e-6)));
+       }},
+      {"rmsnorm_backward",
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), dim = c.integer("dim");
+         const float* x = c.in("x", rows * dim);
+         const float* w = c.in("w", dim);
+         const float* dy = c.in("dy", rows * dim);
+         c.backend->rmsnorm_backward(x, w, dy, c.optional_out("dx", rows * dim), c.optional_out("dw", dim), rows, dim,
+                                     float(c.num("eps", 1e-6)));
+       }},
+      {"rotary",
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), heads = c.integer("heads"), hd = c.integer("headDim");
+         const float* cos = c.in("cos", rows * hd);
+         const float* sin = c.in("sin", rows * hd);
+         c.backend->rotary(c.inout("x", rows * heads * hd), cos, sin, rows, heads, hd);
+       }},
+      {"rotary_backward",
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), heads = c.integer("heads"), hd = c.integer("headDim");
+         const float* cos = c.in("cos", rows * hd);
+         const float* sin = c.in("sin", rows * hd);
+         c.backend->rotary_backward(c.inout("dx", rows * heads * hd), cos, sin, rows, heads, hd);
+       }},
+      {"swiglu",
+       [](OpCall& c) {
+         const int64_t n = c.size_of("gate");
+         const float* gate = c.in("gate", n);
+         const float* up = c.in("up", n);
+         c.backend->swiglu(gate, up, c.out("out", n), n);
+       }},
+      {"swiglu_backward",
+       [](OpCall& c) {
+         const int64_t n = c.size_of("gate");
+         const float* gate = c.in("gate", n);
+         const float* up = c.in("up", n);
+         const float* dout = c.in("dout", n);
+         c.backend->swiglu_backward(gate, up, dout, c.out("dgate", n), c.out("dup", n), n);
+       }},
+      {"gelu",
+       [](OpCall& c) {
+         const int64_t n = c.size_of("x");
+         c.backend->gelu(c.inout("x", n), n);
+       }},
+      {"gelu_backward",
+       [](OpCall& c) {
+         const int64_t n = c.size_of("x_in");
+         const float* x = c.in("x_in", n);
+         c.backend->gelu_backward(x, c.inout("dout", n), n);
+       }},
+      {"add",
+       [](OpCall& c) {
+         const int64_t n = c.size_of("x");
+         const float* y = c.in("y", n);
+         c.backend->add(c.inout("x", n), y, n);
+       }},
+      {"fill",
+       [](OpCall& c) {
+         const int64_t n = c.integer("n");
+         c.backend->fill(c.out("x", n), float(c.num("value")), n);
+       }},
+      {"embedding",
+       [](OpCall& c) {
+         const int64_t dim = c.integer("dim");
+         const auto& ids = c.int_array("ids");
+         const int64_t n = int64_t(ids.size()), vocab = c.size_of("table") / std::max<int64_t>(dim, 1);
+         for (int32_t id : ids)
+           if (id < 0 || id >= vocab) c.fail("an id is outside the table");
+         const float* table = c.in("table", vocab * dim);
+         c.backend->embedding(ids.data(), n, table, c.out("out", n * dim), dim);
+       }},
+      {"embedding_backward",
+       [](OpCall& c) {
+         const int64_t dim = c.integer("dim");
+         const auto& ids = c.int_array("ids");
+         const int64_t n = int64_t(ids.size()), vocab = c.size_of("dtable") / std::max<int64_t>(dim, 1);
+         for (int32_t id : ids)
+           if (id < 0 || id >= vocab) c.fail("an id is outside the table");
+         const float* dout = c.in("dout", n * dim);
+         c.backend->embedding_backward(ids.data(), n, dout, c.inout("dtable", vocab * dim), dim);
+       }},
+      {"gather_rows",
+       [](OpCall& c) {
+         const int64_t dim = c.integer("dim");
+         const auto& rows = c.int_array("rows");
+         const int64_t n = int64_t(rows.size()), src_rows = c.size_of("src") / std::max<int64_t>(dim, 1);
+         for (int32_t r : rows)
+           if (r < 0 || r >= src_rows) c.fail("a row is outside src");
+         const float* src = c.in("src", src_rows * dim);
+         c.backend->gather_rows(src, rows.data(), n, c.out("out", n * dim), dim);
+       }},
+      {"scatter_rows",
+       [](OpCall& c) {
+         const int64_t dim = c.integer("dim");
+         const auto& rows = c.int_array("rows");
+         const int64_t n = int64_t(rows.size()), dst_rows = c.size_of("dst") / std::max<int64_t>(dim, 1);
+         for (int32_t r : rows)
+           if (r < 0 || r >= dst_rows) c.fail("a row is outside dst");
+         const float* src = c.in("src", n * dim);
+         c.backend->scatter_rows(src, rows.data(), n, c.inout("dst", dst_rows * dim), dim);
+       }},
+      {"copy_columns",
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), src_cols = c.integer("srcCols"), offset = c.integer("colOffset"),
+                       cols = c.integer("cols");
+         if (offset + cols > src_cols) c.fail("colOffset + cols exceeds srcCols");
+         const float* src = c.in("src", rows * src_cols);
+         c.backend->copy_columns(src, rows, src_cols, offset, cols, c.out("dst", rows * cols));
+       }},
+      {"attention",
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows");
+         AttentionArgs a = c.attention_args(rows);
+         a.out = c.out("out", rows * a.heads * a.head_dim);
+         c.backend->attention(a);
+       }},
+      {"attention_backward",
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), slots = c.integer("slots");
+         AttentionArgs a = c.attention_args(rows);
+         const int64_t width = rows * a.heads * a.head_dim, kv = slots * a.kv_heads * a.head_dim;
+         const float* dout = c.in("dout", width);
+         c.backend->attention_backward(a, dout, c.out("dq", width), c.optional_out("dk_pool", kv),
+                                       c.optional_out("dv_pool", kv));
+       }},
+      {"token_logprobs",
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), dim = c.integer("dim"), vocab = c.integer("vocab");
+         const auto& targets = c.int_array("targets", rows);
+         for (int32_t t : targets)
+           if (t < 0 || t >= vocab) c.fail("a target is outside the vocabulary");
+         const float* hidden = c.in("hidden", rows * dim);
+         const float* head = c.in("head", vocab * dim);
+         float* entropy = c.wanted.count("entropy") ? c.host_out("entropy", rows).data() : nullptr;
+         c.backend->token_logprobs(hidden, head, rows, dim, vocab, targets.data(), float(c.num("temperature", 1.0)),
+                                   c.host_out("logp", rows).data(), entropy);
+       }},
+      {"token_logprobs_backward",
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), dim = c.integer("dim"), vocab = c.integer("vocab");
+         const auto& targets = c.int_array("targets", rows);
+         for (int32_t t : targets)
+           if (t < 0 || t >= vocab) c.fail("a target is outside the vocabulary");
+         const float* hidden = c.in("hidden", rows * dim);
+         const float* head = c.in("head", vocab * dim);
+         const std::vector<float>& dlogp = c.host("dlogp", rows);  // host memory, as the interface says
+         c.backend->token_logprobs_backward(hidden, head, rows, dim, vocab, targets.data(),
+                                            float(c.num("temperature", 1.0)), dlogp.data(),
+                                            c.out("dhidden", rows * dim), c.optional_out("dhead", vocab * dim));
+       }},
+      {"adamw",
+       [](OpCall& c) {
+         const int64_t n = c.size_of("param");
+         train::AdamWOptions o;
+         o.lr = c.num("lr");
+         o.beta1 = c.num("beta1", 0.9);
+         o.beta2 = c.num("beta2", 0.999);
+         o.eps = c.num("eps", 1e-8);
+         o.weight_decay = c.num("weightDecay", 0.01);
+         const float* grad = c.in("grad", n);
+         float* param = c.inout("param", n);
+         float* m = c.inout("m", n);
+         float* v = c.inout("v", n);
+         c.backend->adamw(param, grad, m, v, n, std::max<int64_t>(1, c.integer("step")), float(c.num("gradScale", 1.0)),
+                          o);
+       }},
+      {"sum_squares",
+       [](OpCall& c) {
+         const int64_t n = c.size_of("x");
+         c.scalar_result = c.backend->sum_squares(c.in("x", n), n);
+         c.has_scalar_result = true;
+       }},
+  };
+  return table;
+}
+
+// runOp({op, device?, tensors?, ints?, scalars?, outputs?, sequences?})
+//   -> Promise<{outputs: Record<string, Float32Array>, scalar?: number, backend: string}>
+Napi::Value RunOp(const Napi::CallbackInfo& info) {
+  const char* fn = "runOp";
+  Napi::Object o = options_object(info, fn);
+  auto call = std::make_shared<OpCall>();
+  if (!o.Get("op").IsString()) throw Napi::TypeError::New(info.Env(), "runOp: `op` must be a string");
+  call->op = o.Get("op").As<Napi::String>().Utf8Value();
+  if (op_table().count(call->op) == 0) {
+    std::string names;
+    for (const auto& [name, _] : op_table()) names += (names.empty() ? "" : ", ") + name;
+    throw Napi::RangeError::New(info.Env(), "runOp: unknown op \"" + call->op + "\" (ops: " + names + ")");
+  }
+  const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
+  if (device != "cpu" && device != "cuda")
+    throw Napi::TypeError::New(info.Env(), "runOp: unknown device \"" + device + "\" (use \"cpu\" or \"cuda\")");
+  auto fields = [&](const char* name) {
+    const Napi::Value v = o.Get(name);
+    if (v.IsUndefined()) return Napi::Object::New(info.Env());
+    if (!v.IsObject()) throw Napi::TypeError::New(info.Env(), std::string("runOp: `") + name + "` must be an object");
+    return v.As<Napi::Object>();
+  };
+  const Napi::Object tensors = fields("tensors"), ints = fields("ints"), scalars = fields("scalars");
+  for (const auto& e : tensors) {
+    const std::string name = e.first.As<Napi::String>().Utf8Value();
+    call->tensors[name] = copy_typed_array<float>(tensors, name.c_str(), fn);
+  }
+  for (const auto& e : ints) {
+    const std::string name = e.first.As<Napi::String>().Utf8Value();
+    call->ints[name] = copy_typed_array<int32_t>(ints, name.c_str(), fn);
+  }
+  for (const auto& e : scalars) {
+    const std::string name = e.first.As<Napi::String>().Utf8Value();
+    call->scalars[name] = number_option(scalars, name.c_str(), 0, fn);
+  }
+  if (o.Get("outputs").IsArray()) {
+    Napi::Array a = o.Get("outputs").As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) call->wanted.insert(a.Get(i).ToString().Utf8Value());
+  }
+  if (o.Get("sequences").IsArray()) {
+    Napi::Array a = o.Get("sequences").As<Napi::Array>();
+    call->slot_lists.reserve(a.Length());
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      if (!a.Get(i).IsObject()) throw Napi::TypeError::New(info.Env(), "runOp: `sequences` holds objects");
+      Napi::Object s = a.Get(i).As<Napi::Object>();
+      call->slot_lists.push_back(copy_typed_array<int32_t>(s, "keySlots", fn));
+      AttentionSequence seq;
+      seq.q_offset = int64_t(number_option(s, "qOffset", 0, fn));
+      seq.q_len = int64_t(number_option(s, "qLen", 0, fn));
+      seq.k_len = int64_t(call->slot_lists.back().size());
+      seq.key_slots = call->slot_lists.back().data();
+      seq.causal = s.Get("causal").IsUndefined() ? true : s.Get("causal").ToBoolean().Value();
+      if (seq.q_offset < 0 || seq.q_len < 0)
+        throw Napi::RangeError::New(info.Env(), "runOp: a sequence has a negative qOffset or qLen");
+      call->sequences.push_back(seq);
+    }
+  }
+  auto backend_name = std::make_shared<std::string>();
+  return PromiseWorker::Start(
+      info.Env(),
+      [call, device, backend_name]() -> std::string {
+        std::unique_ptr<Backend> backend = device == "cuda" ? make_cuda_backend() : make_cpu_backend();
+        *backend_name = backend->name();
+        call->backend = backend.get();
+        // The call's arrays go before the backend, on every way out.
+        struct Release {
+          OpCall& c;
+          ~Release() {
+            c.outputs.clear();
+            c.arrays.clear();
+            c.backend = nullptr;
+          }
+        } release{*call};
+        op_table().at(call->op)(*call);
+        for (auto& [name, array] : call->outputs) {
+          std::vector<float>& host = call->results[name];
+          host.resize(size_t(array->size()));
+          backend->download(host.data(), array->get(), array->size());
+        }
+        return "";
+      },
+      [call, backend_name](Napi::Env env) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(env);
+        Napi::Object outputs = Napi::Object::New(env);
+        for (const auto& [name, values] : call->results) outputs.Set(name, to_typed_array(env, values));
+        r.Set("outputs", outputs);
+        if (call->has_scalar_result) r.Set("scalar", call->scalar_result);
+        r.Set("backend", *backend_name);
+        return r;
+      });
+}
+
 void register_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("linear", Napi::Function::New(env, Linear, "linear"));
+  exports.Set("runOp", Napi::Function::New(env, RunOp, "runOp"));
 }
 
 const ModuleRegistration registration(register_ops);

@@ -1,0 +1,318 @@
+/**
+ * Every op of the backend interface, forward and backward, on the CUDA
+ * backend against the CPU backend on the same random inputs (runOp copies
+ * them in and the results out). Shapes hit the kernels' tails, GQA groups,
+ * causal ranges with fewer keys than queries, decode rows, every head-size
+ * specialisation (<= 64, <= 128, <= 256, the last past 48 KiB of shared
+ * memory) and several vocabulary and row tiles of the log-prob gather.
+ *
+ * Error: max |cuda - cpu| / max |cpu| over each output (NaN only where both
+ * are NaN, i.e. entries neither backend writes). Both backends compute in
+ * fp32. Tolerances:
+ *   - matrix products (linear, token_logprobs): 1e-2, which also covers
+ *     TF32 products (SPATIALTHINKER_CUDA_TF32=1); the fp32 default should
+ *     land near 1e-6, and every assertion prints the error it measured;
+ *   - attention (reductions over keys and head dims in another order): 1e-4;
+ *   - elementwise ops, norms, copies, AdamW: 1e-5;
+ *   - sum of squares (double on both): 1e-10.
+ * It also checks that two CUDA runs give identical bits (every kernel is
+ * deterministic: no atomics race, column sums run in a fixed order).
+ *
+ * Without a usable GPU and cuBLAS the CUDA comparisons skip, saying why;
+ * the runOp harness itself is tested on the CPU backend.
+ */
+import t from 'tap';
+import { native } from '../lib/native/binding.js';
+import { rng } from './helpers.js';
+
+const info = native().runtimeInfo();
+const skip = !info.cuda.available
+  ? `no usable CUDA device: ${info.cuda.reason ?? 'unknown'}`
+  : !info.cuda.cublas.found
+    ? `cuBLAS not found: ${info.cuda.cublas.error ?? 'unknown'}`
+    : false;
+if (skip) t.comment(`CUDA op tests skipped: ${skip}`);
+
+const PRODUCT = 1e-2;
+const ATTENTION = 1e-4;
+const ELEMENTWISE = 1e-5;
+
+type OpArgs = Omit<Parameters<ReturnType<typeof native>['runOp']>[0], 'device'>;
+interface Case {
+  name: string;
+  tol: number;
+  args: OpArgs;
+}
+
+const random = rng(20251124);
+const uniform = (n: number, lo = -1, hi = 1) => Float32Array.from({ length: n }, () => lo + (hi - lo) * random());
+const ints = (n: number, below: number) => Int32Array.from({ length: n }, () => Math.floor(random() * below));
+const permutation = (n: number) => {
+  const p = Int32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [p[i], p[j]] = [p[j] as number, p[i] as number];
+  }
+  return p;
+};
+const angles = (rows: number, hd: number) => {
+  const theta = uniform(rows * hd, -20, 20);
+  return { cos: theta.map(Math.cos), sin: theta.map(Math.sin) };
+};
+
+/** Relative error of `a` against the reference `b`; Infinity on a length mismatch or a NaN only one side has. */
+function relError(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return Infinity;
+  let worst = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as number;
+    const y = b[i] as number;
+    if (Number.isNaN(x) || Number.isNaN(y)) {
+      if (Number.isNaN(x) !== Number.isNaN(y)) return Infinity;
+      continue;
+    }
+    worst = Math.max(worst, Math.abs(x - y));
+    scale = Math.max(scale, Math.abs(y));
+  }
+  return scale > 0 ? worst / scale : worst;
+}
+
+function attentionCase(
+  name: string,
+  heads: number,
+  kvHeads: number,
+  headDim: number,
+  layout: { qLen: number; kLen: number; causal: boolean }[],
+): Case[] {
+  let rows = 0;
+  let keys = 0;
+  for (const s of layout) {
+    rows += s.qLen;
+    keys += s.kLen;
+  }
+  const slots = keys + 7; // pool entries no sequence uses must stay untouched
+  const order = permutation(slots);
+  let q = 0;
+  let k = 0;
+  const sequences = layout.map((s) => {
+    const seq = { qOffset: q, qLen: s.qLen, keySlots: order.slice(k, k + s.kLen), causal: s.causal };
+    q += s.qLen;
+    k += s.kLen;
+    return seq;
+  });
+  const scalars = { rows, slots, heads, kvHeads, headDim };
+  const q_ = uniform(rows * heads * headDim, -2, 2);
+  const kPool = uniform(slots * kvHeads * headDim, -2, 2);
+  const vPool = uniform(slots * kvHeads * headDim);
+  return [
+    { name: `attention ${name}`, tol: ATTENTION, args: { op: 'attention', tensors: { q: q_, k_pool: kPool, v_pool: vPool }, scalars, sequences } },
+    {
+      name: `attention_backward ${name}`,
+      tol: ATTENTION,
+      args: {
+        op: 'attention_backward',
+        tensors: {
+          q: q_,
+          k_pool: kPool,
+          v_pool: vPool,
+          dout: uniform(rows * heads * headDim),
+          dk_pool: uniform(slots * kvHeads * headDim),
+          dv_pool: uniform(slots * kvHeads * headDim),
+        },
+        scalars,
+        sequences,
+      },
+    },
+  ];
+}
+
+function cases(): Case[] {
+  const out: Case[] = [];
+  const add = (name: string, tol: number, args: OpArgs) => out.push({ name, tol, args });
+
+  for (const [m, k, n] of [[37, 70, 45], [1, 896, 300], [3, 0, 4], [0, 5, 6], [130, 129, 257]] as const) {
+    add(`linear ${m}x${k}x${n}`, PRODUCT, { op: 'linear', tensors: { x: uniform(m * k), w: uniform(n * k), bias: uniform(n) }, scalars: { m, k, n } });
+    add(`linear_backward ${m}x${k}x${n}`, PRODUCT, {
+      op: 'linear_backward',
+      tensors: { x: uniform(m * k), w: uniform(n * k), dy: uniform(m * n), dw: uniform(n * k), db: uniform(n) },
+      scalars: { m, k, n },
+      outputs: ['dx'],
+    });
+  }
+  add('linear without bias', PRODUCT, { op: 'linear', tensors: { x: uniform(8 * 16), w: uniform(24 * 16) }, scalars: { m: 8, k: 16, n: 24 } });
+  add('linear_backward dw only', PRODUCT, { op: 'linear_backward', tensors: { x: uniform(9 * 7), w: uniform(5 * 7), dy: uniform(9 * 5), dw: uniform(5 * 7) }, scalars: { m: 9, k: 7, n: 5 } });
+
+  for (const [rows, dim] of [[33, 896], [1, 7], [300, 64]] as const) {
+    add(`rmsnorm ${rows}x${dim}`, ELEMENTWISE, { op: 'rmsnorm', tensors: { x: uniform(rows * dim, -3, 3), w: uniform(dim) }, scalars: { rows, dim, eps: 1e-6 } });
+    add(`rmsnorm_backward ${rows}x${dim}`, ELEMENTWISE, {
+      op: 'rmsnorm_backward',
+      tensors: { x: uniform(rows * dim, -3, 3), w: uniform(dim), dy: uniform(rows * dim), dw: uniform(dim) },
+      scalars: { rows, dim, eps: 1e-6 },
+      outputs: ['dx'],
+    });
+  }
+
+  for (const [rows, heads, hd] of [[19, 3, 64], [5, 16, 128], [7, 2, 80]] as const) {
+    const { cos, sin } = angles(rows, hd);
+    add(`rotary ${rows}x${heads}x${hd}`, ELEMENTWISE, { op: 'rotary', tensors: { x: uniform(rows * heads * hd), cos, sin }, scalars: { rows, heads, headDim: hd } });
+    add(`rotary_backward ${rows}x${heads}x${hd}`, ELEMENTWISE, { op: 'rotary_backward', tensors: { dx: uniform(rows * heads * hd), cos, sin }, scalars: { rows, heads, headDim: hd } });
+  }
+
+  const n = 10007;
+  add('swiglu', ELEMENTWISE, { op: 'swiglu', tensors: { gate: uniform(n, -30, 30), up: uniform(n) } });
+  add('swiglu_backward', ELEMENTWISE, { op: 'swiglu_backward', tensors: { gate: uniform(n, -30, 30), up: uniform(n), dout: uniform(n) } });
+  add('gelu', ELEMENTWISE, { op: 'gelu', tensors: { x: uniform(n, -6, 6) } });
+  add('gelu_backward', ELEMENTWISE, { op: 'gelu_backward', tensors: { x_in: uniform(n, -6, 6), dout: uniform(n) } });
+  add('add', ELEMENTWISE, { op: 'add', tensors: { x: uniform(n), y: uniform(n) } });
+  add('fill 0.5', ELEMENTWISE, { op: 'fill', scalars: { n: 1001, value: 0.5 } });
+  add('fill 0 (memset)', ELEMENTWISE, { op: 'fill', scalars: { n: 1001, value: 0 } });
+
+  const vocab = 50;
+  const dim = 33;
+  add('embedding (repeated ids)', ELEMENTWISE, { op: 'embedding', tensors: { table: uniform(vocab * dim) }, ints: { ids: ints(40, vocab) }, scalars: { dim } });
+  add('embedding_backward (repeated ids)', ELEMENTWISE, {
+    op: 'embedding_backward',
+    tensors: { dout: uniform(40 * dim), dtable: uniform(vocab * dim) },
+    ints: { ids: ints(40, 10) },
+    scalars: { dim },
+  });
+  add('gather_rows (repeats)', ELEMENTWISE, { op: 'gather_rows', tensors: { src: uniform(vocab * dim) }, ints: { rows: ints(40, vocab) }, scalars: { dim } });
+  add('scatter_rows (distinct rows)', ELEMENTWISE, {
+    op: 'scatter_rows',
+    tensors: { src: uniform(30 * dim), dst: uniform(vocab * dim) },
+    ints: { rows: permutation(vocab).slice(0, 30) },
+    scalars: { dim },
+  });
+  add('copy_columns', ELEMENTWISE, { op: 'copy_columns', tensors: { src: uniform(17 * 72) }, scalars: { rows: 17, srcCols: 72, colOffset: 24, cols: 24 } });
+
+  out.push(
+    ...attentionCase('decoder mix, 4 heads / 2 kv, hd 64', 4, 2, 64, [
+      { qLen: 37, kLen: 37, causal: true }, // prefill
+      { qLen: 1, kLen: 70, causal: true }, // decode
+      { qLen: 5, kLen: 21, causal: true }, // the last 5 of 21 positions
+      { qLen: 3, kLen: 2, causal: true }, // fewer keys than queries: the first row sees none
+      { qLen: 20, kLen: 20, causal: false },
+    ]),
+    ...attentionCase('decode batch, 16 heads / 2 kv (GQA 8), hd 128', 16, 2, 128, [
+      { qLen: 1, kLen: 1, causal: true },
+      { qLen: 1, kLen: 33, causal: true },
+      { qLen: 1, kLen: 100, causal: true },
+      { qLen: 40, kLen: 40, causal: true },
+    ]),
+    ...attentionCase('vision windows, 2 heads, hd 80', 2, 2, 80, [
+      { qLen: 64, kLen: 64, causal: false },
+      { qLen: 16, kLen: 16, causal: false },
+      { qLen: 100, kLen: 100, causal: false },
+    ]),
+    ...attentionCase('hd 200 (shared memory past 48 KiB), 2 heads / 1 kv', 2, 1, 200, [
+      { qLen: 45, kLen: 45, causal: true },
+      { qLen: 2, kLen: 50, causal: true },
+    ]),
+  );
+
+  for (const [rows, hdim, vocabSize, temperature] of [[37, 64, 40000, 0.7], [600, 32, 1000, 1], [1, 16, 5, 1.3]] as const) {
+    const hidden = uniform(rows * hdim, -2, 2);
+    const head = uniform(vocabSize * hdim);
+    const targets = ints(rows, vocabSize);
+    add(`token_logprobs ${rows}x${hdim}, vocab ${vocabSize}`, PRODUCT, {
+      op: 'token_logprobs',
+      tensors: { hidden, head },
+      ints: { targets },
+      scalars: { rows, dim: hdim, vocab: vocabSize, temperature },
+      outputs: ['entropy'],
+    });
+    add(`token_logprobs_backward ${rows}x${hdim}, vocab ${vocabSize}`, PRODUCT, {
+      op: 'token_logprobs_backward',
+      tensors: { hidden, head, dlogp: uniform(rows), dhead: uniform(vocabSize * hdim) },
+      ints: { targets },
+      scalars: { rows, dim: hdim, vocab: vocabSize, temperature },
+    });
+  }
+
+  add('adamw', ELEMENTWISE, {
+    op: 'adamw',
+    tensors: { param: uniform(n), grad: uniform(n, -0.1, 0.1), m: uniform(n, -0.01, 0.01), v: uniform(n, 0, 1e-4) },
+    scalars: { step: 3, gradScale: 0.5, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
+  });
+  return out;
+}
+
+t.test('runOp runs single ops on the CPU backend, NaN-filling outputs it does not write', async (t) => {
+  const r = await native().runOp({ op: 'linear', tensors: { x: Float32Array.of(1, 2), w: Float32Array.of(3, 4, 5, 6), bias: Float32Array.of(1, -1) }, scalars: { m: 1, k: 2, n: 2 } });
+  t.equal(r.backend, 'cpu');
+  t.same(Array.from(r.outputs['y'] as Float32Array), [12, 16]);
+  const b = await native().runOp({
+    op: 'linear_backward',
+    tensors: { x: Float32Array.of(1, 2), w: Float32Array.of(3, 4, 5, 6), dy: Float32Array.of(1, 1), db: Float32Array.of(10, 20) },
+    scalars: { m: 1, k: 2, n: 2 },
+    outputs: ['dx'],
+  });
+  t.same(Array.from(b.outputs['dx'] as Float32Array), [8, 10], 'dx = dy w');
+  t.same(Array.from(b.outputs['db'] as Float32Array), [11, 21], 'db accumulates');
+  t.notOk('dw' in b.outputs, 'an optional output neither passed nor wanted is not made');
+  const a = await native().runOp({
+    op: 'attention',
+    tensors: { q: Float32Array.of(1, 0, 5, 5), k_pool: Float32Array.of(1, 0), v_pool: Float32Array.of(2, 3) },
+    scalars: { rows: 2, slots: 1, heads: 1, kvHeads: 1, headDim: 2 },
+    sequences: [{ qOffset: 0, qLen: 1, keySlots: Int32Array.of(0) }],
+  });
+  t.same(Array.from(a.outputs['out'] as Float32Array).slice(0, 2), [2, 3], 'one key: its value');
+  t.ok(Number.isNaN((a.outputs['out'] as Float32Array)[2] as number), 'a row no sequence covers stays NaN');
+  const s = await native().runOp({ op: 'sum_squares', tensors: { x: Float32Array.of(1, 2, 3) } });
+  t.equal(s.scalar, 14);
+  await t.rejects(async () => native().runOp({ op: 'nope' }), /unknown op "nope" \(ops: adamw, add, attention/);
+  await t.rejects(native().runOp({ op: 'linear', tensors: { x: new Float32Array(3), w: new Float32Array(4) }, scalars: { m: 1, k: 2, n: 2 } }), /runOp linear: `x` has 3 entries, not 2/);
+  await t.rejects(async () => native().runOp({ op: 'add', tensors: { x: new Float32Array(1), y: new Float32Array(1) }, device: 'tpu' as 'cuda' }), /unknown device "tpu"/);
+});
+
+t.test('every comparison case runs on the CPU backend and writes all its outputs', async (t) => {
+  const all = cases();
+  t.ok(all.length > 40, `${all.length} CPU/CUDA comparison cases`);
+  for (const c of all) {
+    const r = await native().runOp({ ...c.args, device: 'cpu' });
+    for (const [name, values] of Object.entries(r.outputs)) t.notOk(values.some(Number.isNaN), `${c.name}: ${name} is written`);
+  }
+});
+
+t.test('without a usable GPU, the CUDA backend says why', { skip: skip ? false : 'a GPU is usable here' }, async (t) => {
+  await t.rejects(native().runOp({ op: 'add', device: 'cuda', tensors: { x: new Float32Array(1), y: new Float32Array(1) } }), /the CUDA backend is unavailable: |cuBLAS could not be loaded/);
+});
+
+t.test('every op on CUDA matches the CPU backend', { skip }, async (t) => {
+  for (const c of cases()) {
+    const cpu = await native().runOp({ ...c.args, device: 'cpu' });
+    const gpu = await native().runOp({ ...c.args, device: 'cuda' });
+    t.equal(gpu.backend, 'cuda');
+    t.same(Object.keys(gpu.outputs).sort(), Object.keys(cpu.outputs).sort(), `${c.name}: the same outputs`);
+    for (const [name, expected] of Object.entries(cpu.outputs)) {
+      const error = relError(gpu.outputs[name] as Float32Array, expected);
+      t.ok(error <= c.tol, `${c.name}: ${name} error ${error.toExponential(2)} (tolerance ${c.tol})`);
+    }
+    const again = await native().runOp({ ...c.args, device: 'cuda' });
+    for (const [name, first] of Object.entries(gpu.outputs))
+      t.ok(Buffer.from((again.outputs[name] as Float32Array).buffer).equals(Buffer.from(first.buffer)), `${c.name}: ${name} is the same bits on a second CUDA run`);
+  }
+});
+
+t.test('sum of squares on CUDA matches the CPU backend', { skip }, async (t) => {
+  const x = uniform(100003, -3, 3);
+  const cpu = await native().runOp({ op: 'sum_squares', tensors: { x }, device: 'cpu' });
+  const gpu = await native().runOp({ op: 'sum_squares', tensors: { x }, device: 'cuda' });
+  const error = Math.abs((gpu.scalar as number) - (cpu.scalar as number)) / (cpu.scalar as number);
+  t.ok(error <= 1e-10, `relative error ${error.toExponential(2)}`);
+  const empty = await native().runOp({ op: 'sum_squares', tensors: { x: new Float32Array(0) }, device: 'cuda' });
+  t.equal(empty.scalar, 0);
+});
+
+t.test('AdamW and the embedding gradient on CUDA repeat the CPU arithmetic exactly', { skip }, async (t) => {
+  // Both follow the CPU's operations in the same order without fused
+  // multiply-adds, so the bits should agree; a difference here means the
+  // CPU build or the GPU contracted something.
+  for (const c of cases().filter((c) => c.args.op === 'adamw' || c.args.op === 'embedding_backward')) {
+    const cpu = await native().runOp({ ...c.args, device: 'cpu' });
+    const gpu = await native().runOp({ ...c.args, device: 'cuda' });
+    for (const [name, expected] of Object.entries(cpu.outputs))
+      t.ok(Buffer.from((gpu.outputs[name] as Float32Array).buffer).equals(Buffer.from(expected.buffer)), `${c.name}: ${name} bit-identical`);
+  }
+});
