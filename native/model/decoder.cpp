@@ -3,6 +3,8 @@
 #include "model/rotary.h"
 
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace st::model {
 
@@ -32,6 +34,12 @@ DeviceArray decoder_forward(Backend& backend, const ModelConfig& config, const W
 
   const RotaryTables rope = mrope(backend, t, batch.positions, rows);
 
+  // An id past the table would read outside it: garbage on the CPU, and on a
+  // GPU a fault that poisons the whole CUDA context.
+  for (int32_t id : batch.ids)
+    if (id < 0 || id >= t.vocab)
+      throw std::invalid_argument("token id " + std::to_string(id) + " is outside the vocabulary of " +
+                                  std::to_string(t.vocab));
   DeviceArray x(backend, rows * d);
   backend.embedding(batch.ids.data(), rows, weights.embed_tokens.get(), x.get(), d);
   if (!batch.image_rows.empty())

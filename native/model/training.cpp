@@ -245,6 +245,10 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
 
   // ---- decoder forward
   const RotaryTables rope = mrope(b, t, positions, M);
+  for (int32_t id : ids)
+    if (id < 0 || id >= t.vocab)
+      throw std::invalid_argument("training batch: token id " + std::to_string(id) + " is outside the vocabulary of " +
+                                  std::to_string(t.vocab));
   DeviceArray x(b, M * D);
   b.embedding(ids.data(), M, w.embed_tokens.get(), x.get(), D);
   if (merged > 0) b.scatter_rows(features.get(), image_rows.data(), merged, x.get(), D);

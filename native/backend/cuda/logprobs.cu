@@ -77,7 +77,7 @@ __global__ void dlogit_kernel(float* tile, int64_t rows, int64_t cols, int64_t v
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = idx / cols, j = idx % cols;
-    const float p = float(exp(double(tile[idx] * inv_t) - lse[r]));
+    const float p = expf(float(double(tile[idx] * inv_t) - lse[r]));  // the difference in double, exp in float
     const float onehot = v0 + j == targets[r] ? 1.0f : 0.0f;
     tile[idx] = dlogp[r] * (onehot - p) * inv_t;
   }
