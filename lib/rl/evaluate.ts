@@ -36,7 +36,9 @@ export interface EvaluateOptions extends RolloutOptions {
   batchSize?: number;
 }
 
-const localisation = new SpatialReward({ similarity: 'wordnet' });
+// Made on first use: opening WordNet at import would tax every command that
+// merely loads this module.
+let localisation: SpatialReward | undefined;
 
 /** Scores completions already sampled (each names its row by `prompt`). */
 export async function scoreRollouts(rows: readonly PreparedRow[], rollouts: readonly Rollout[], reward: BatchReward): Promise<EvaluatedSample[]> {
@@ -44,7 +46,7 @@ export async function scoreRollouts(rows: readonly PreparedRow[], rollouts: read
     const row = rows[r.prompt] as PreparedRow;
     return { completion: r.text, groundTruth: row.groundTruth, prompt: row.prompt, image: row.image };
   });
-  const [rewards, cious] = await Promise.all([reward.scoreBatch(inputs), localisation.localisationScores(inputs)]);
+  const [rewards, cious] = await Promise.all([reward.scoreBatch(inputs), (localisation ??= new SpatialReward({ similarity: 'wordnet' })).localisationScores(inputs)]);
   return rollouts.map((rollout, i) => {
     const row = rows[rollout.prompt] as PreparedRow;
     return {
