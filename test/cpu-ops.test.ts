@@ -1,4 +1,5 @@
 /** The CPU matrix product against a float64 computation, on shapes that hit every tail path. */
+import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { native } from '../lib/native/binding.js';
 import { rng } from './helpers.js';
@@ -7,6 +8,10 @@ t.test('linear = x w^T + bias on awkward shapes', async (t) => {
   const random = rng(9);
   const shapes: [number, number, number][] = [
     [1, 1, 1], [1, 7, 5], [3, 8, 3], [4, 9, 2], [5, 17, 7], [7, 33, 10], [13, 64, 29], [64, 100, 65], [130, 31, 200], [1, 896, 300],
+    // The packed path (m >= 32, m k n >= 2^20): row and column tails of the
+    // register tile, k-blocks of unequal depth, k not a multiple of 8, too
+    // few columns for one block per thread, and x in two passes (> 4M floats).
+    [37, 900, 130], [49, 1001, 97], [100, 300, 70], [33, 4865, 40], [512, 17, 200], [1100, 4000, 33],
   ];
   for (const [m, k, n] of shapes) {
     const x = Float32Array.from({ length: m * k }, () => random() * 2 - 1);
@@ -31,3 +36,14 @@ t.test('linear = x w^T + bias on awkward shapes', async (t) => {
   t.same(repeated.y, once.y, 'repeated runs recompute y (the bias is not added twice)');
   t.ok(repeated.bestSeconds > 0 && repeated.bestSeconds <= repeated.seconds, `fastest run ${repeated.bestSeconds} s <= mean ${repeated.seconds} s`);
 });
+
+// The AVX2 and portable kernels, which this machine's AVX-512 would otherwise
+// bypass: this file again in a child process with the instruction set capped.
+if (!process.env['SPATIALTHINKER_CPU_ISA'])
+  for (const isa of ['avx2', 'portable'])
+    t.test(`the same products with SPATIALTHINKER_CPU_ISA=${isa}`, async (t) => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/cpu-ops.test.ts'], { encoding: 'utf8', env: { ...process.env, SPATIALTHINKER_CPU_ISA: isa } });
+      const failures = r.stdout.split('\n').filter((l) => /^\s*not ok/.test(l));
+      t.equal(r.status, 0, `exit status; failures: ${failures.join('; ') || 'none'} ${r.stderr.slice(-500)}`);
+      t.match(r.stdout, /ok \d+ - 1100x4000 \. 33x4000\^T/, 'the packed shapes ran');
+    });

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -317,13 +319,28 @@ void packed_gemm(const float* x, const float* w, float* y, int64_t m, int64_t k,
     packed_gemm_pass(x + i0 * k, w, y + i0 * n, std::min(pass_rows, m - i0), k, n, micro, mr, nr);
 }
 
+// SPATIALTHINKER_CPU_ISA=avx2 or =portable caps the instruction set of the
+// products below what the CPU has: the fallback kernels get tested on any
+// machine, and results can be reproduced from a machine that lacks AVX-512.
+int isa_cap() {
+  static const int cap = [] {
+    const char* v = std::getenv("SPATIALTHINKER_CPU_ISA");
+    if (v == nullptr || *v == '\0' || std::strcmp(v, "avx512") == 0) return 2;
+    if (std::strcmp(v, "avx2") == 0) return 1;
+    if (std::strcmp(v, "portable") == 0) return 0;
+    std::fprintf(stderr, "spatialthinker: ignoring SPATIALTHINKER_CPU_ISA=%s (expected avx512, avx2 or portable)\n", v);
+    return 2;
+  }();
+  return cap;
+}
+
 bool has_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
+  static const bool yes = isa_cap() >= 2 && __builtin_cpu_supports("avx512f");
   return yes;
 }
 
 bool has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool yes = isa_cap() >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return yes;
 }
 #endif
