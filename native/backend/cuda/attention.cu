@@ -137,7 +137,7 @@ __device__ inline void load_keys(const Params& p, const Sequence& s, int32_t kv_
 
 template <int kDims>
 __global__ void __launch_bounds__(kThreads) attention_forward_kernel(Params p, float* out, float* lse) {
-  extern __shared__ float smem[];
+  ST_DYNAMIC_SHARED(float, smem);
   const int64_t hd = p.hd, ld = hd + 1;  // odd stride: the lanes of a row hit distinct banks
   float* sq = smem;                      // [kRowTile][ld] queries, pre-scaled
   float* sk = sq + kRowTile * ld;        // [kColTile][ld]
@@ -216,7 +216,7 @@ __global__ void attention_delta_kernel(const float* dout, const float* out, int6
 template <int kDims>
 __global__ void __launch_bounds__(kThreads) attention_dq_kernel(Params p, const float* dout, const float* lse,
                                                                  const float* delta, float* dq) {
-  extern __shared__ float smem[];
+  ST_DYNAMIC_SHARED(float, smem);
   const int64_t hd = p.hd, ld = hd + 1;
   float* sq = smem;                 // [kRowTile][ld] queries, pre-scaled
   float* sdo = sq + kRowTile * ld;  // [kRowTile][ld] output gradients
@@ -272,7 +272,7 @@ template <int kDims>
 __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(Params p, const float* dout, const float* lse,
                                                                    const float* delta, float* dk_pool,
                                                                    float* dv_pool) {
-  extern __shared__ float smem[];
+  ST_DYNAMIC_SHARED(float, smem);
   const int64_t hd = p.hd, ld = hd + 1;
   float* sk = smem;                        // [kRowTile][ld] the block's keys
   float* sv = sk + kRowTile * ld;          // [kRowTile][ld]
@@ -414,7 +414,7 @@ void launch(Kernel kernel, int64_t blocks, size_t shared, cudaStream_t s, const 
   if (blocks <= 0) return;
   if (shared > kDefaultSharedLimit)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)), op);
-  kernel<<<unsigned(blocks), kThreads, shared, s>>>(args...);
+  ST_LAUNCH(kernel, unsigned(blocks), kThreads, shared, s)(args...);
   check_launch(op);
 }
 
@@ -453,7 +453,7 @@ void attention_backward(const AttentionArgs& a, const float* dout, float* dq, fl
   check(cudaMemsetAsync(out.get(), 0, size_t(entries * hd) * sizeof(float), s), op);
   check(cudaMemsetAsync(lse.get(), 0, size_t(entries) * sizeof(float), s), op);
   run_forward(plan, hd, out.get(), lse.get(), s, op);
-  attention_delta_kernel<<<grid_for(entries * 32, 256), 256, 0, s>>>(dout, out.get(), entries, hd, delta.get());
+  ST_LAUNCH(attention_delta_kernel, grid_for(entries * 32, 256), 256, 0, s)(dout, out.get(), entries, hd, delta.get());
   check_launch(op);
   with_dims(hd, [&](auto dims) {
     constexpr int kDims = decltype(dims)::value;

@@ -10,6 +10,21 @@
 #include <stdexcept>
 #include <string>
 
+// Kernel launches and dynamic shared memory go through these two macros:
+// under nvcc they are exactly CUDA's syntax; in the CPU emulation build (a
+// test build that compiles these sources as C++, native/tests/cuda_emulation)
+// they call the emulator, which runs the kernel's threads on the CPU.
+//   ST_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...)
+//   ST_DYNAMIC_SHARED(float, smem);  // extern __shared__ float smem[];
+// `kernel` must name one function: a template kernel with its arguments.
+#ifdef ST_CUDA_EMULATION
+#define ST_LAUNCH(kernel, grid, block, shared, stream) ::st_emu::launcher(kernel, grid, block, shared, stream, #kernel)
+#define ST_DYNAMIC_SHARED(type, name) type* const name = static_cast<type*>(::st_emu::dynamic_shared_memory())
+#else
+#define ST_LAUNCH(kernel, grid, block, shared, stream) kernel<<<grid, block, shared, stream>>>
+#define ST_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 namespace st::cuda {
 
 // Kernel execution is asynchronous: a fault inside a kernel surfaces at the

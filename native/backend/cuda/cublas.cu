@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 
 #include <climits>
+#include <cstdlib>
 #include <string>
 
 #include "backend/cuda/common.cuh"
@@ -44,26 +45,59 @@ struct Library {
 // cuBLAS runs on any driver new enough for it.
 constexpr const char* kCandidates[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so"};
 
+// The fake cuBLAS of the CPU emulation build (native/tests/cuda_emulation)
+// exports this symbol; it computes on host memory, so a GPU build must
+// never use it, and the emulation build must use nothing else.
+constexpr const char* kEmulationMarker = "st_emulated_cublas";
+
 Library load() {
   Library lib;
   std::string tried;
   void* handle = nullptr;
-  for (const char* name : kCandidates) {
-    handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (handle != nullptr) {
-      lib.info.library = name;
-      break;
+  // SPATIALTHINKER_CUBLAS names the library to open instead of the search.
+  const char* chosen = std::getenv("SPATIALTHINKER_CUBLAS");
+  if (chosen != nullptr && *chosen != '\0') {
+    handle = dlopen(chosen, RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      const char* why = dlerror();
+      lib.info.error = std::string("cuBLAS could not be loaded from SPATIALTHINKER_CUBLAS=") + chosen + " (" +
+                       (why ? why : "dlopen failed") + ")";
+      return lib;
     }
-    const char* why = dlerror();
-    tried += std::string(tried.empty() ? "" : "; ") + (why ? why : name);
+    lib.info.library = chosen;
+  } else {
+    for (const char* name : kCandidates) {
+      handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (handle != nullptr) {
+        lib.info.library = name;
+        break;
+      }
+      const char* why = dlerror();
+      tried += std::string(tried.empty() ? "" : "; ") + (why ? why : name);
+    }
   }
   if (handle == nullptr) {
     lib.info.error = "cuBLAS could not be loaded (" + tried +
                      "). The CUDA backend's matrix products need it: install cuBLAS (the CUDA toolkit's "
                      "libcublas, or the nvidia-cublas-cu12 / nvidia-cublas pip package) and put its directory on "
-                     "LD_LIBRARY_PATH";
+                     "LD_LIBRARY_PATH, or name the file with SPATIALTHINKER_CUBLAS";
     return lib;
   }
+  const bool fake = dlsym(handle, kEmulationMarker) != nullptr;
+#ifdef ST_CUDA_EMULATION
+  if (!fake) {
+    lib.info.error = lib.info.library +
+                     " is not the emulation's fake cuBLAS: this build runs CUDA kernels under a CPU emulation, on "
+                     "host memory, and needs SPATIALTHINKER_CUBLAS=<build-emu>/emulation/libcublas_emulated.so";
+    return lib;
+  }
+#else
+  if (fake) {
+    lib.info.error = lib.info.library +
+                     " is the fake cuBLAS of the CPU emulation build (tests only), which cannot work on a GPU";
+    return lib;
+  }
+#endif
   // The library stays loaded for the life of the process.
   auto symbol = [&](const char* name) -> void* {
     void* p = dlsym(handle, name);

@@ -77,10 +77,10 @@ void column_sums(F f, int64_t rows, int64_t cols, float* out, cudaStream_t s, co
   chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
   Temp<double> partial(chunks * cols, s, op);
   const dim3 grid(unsigned((cols + kColumnTile - 1) / kColumnTile), unsigned(chunks));
-  column_partials_kernel<<<grid, dim3(kColumnTile, kColumnLanes), 0, s>>>(f, rows, cols, rows_per_chunk,
-                                                                          partial.get());
+  ST_LAUNCH(column_partials_kernel<F>, grid, dim3(kColumnTile, kColumnLanes), 0, s)(f, rows, cols, rows_per_chunk,
+                                                                                    partial.get());
   check_launch(op);
-  column_finish_kernel<<<grid_for(cols, kThreads), kThreads, 0, s>>>(partial.get(), chunks, cols, out);
+  ST_LAUNCH(column_finish_kernel, grid_for(cols, kThreads), kThreads, 0, s)(partial.get(), chunks, cols, out);
   check_launch(op);
 }
 
@@ -296,7 +296,7 @@ __global__ void sum_partials_kernel(const double* partial, int64_t count, double
 
 void rmsnorm_forward(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps, cudaStream_t s) {
   if (rows <= 0 || dim <= 0) return;
-  rmsnorm_forward_kernel<<<row_blocks(rows), kThreads, 0, s>>>(x, w, y, rows, dim, eps);
+  ST_LAUNCH(rmsnorm_forward_kernel, row_blocks(rows), kThreads, 0, s)(x, w, y, rows, dim, eps);
   check_launch("rmsnorm");
 }
 
@@ -304,7 +304,7 @@ void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx
                       float eps, cudaStream_t s) {
   if (rows <= 0 || dim <= 0) return;
   Temp<double> inv(rows, s, "rmsnorm_backward");
-  rmsnorm_backward_kernel<<<row_blocks(rows), kThreads, 0, s>>>(x, w, dy, dx, inv.get(), rows, dim, eps);
+  ST_LAUNCH(rmsnorm_backward_kernel, row_blocks(rows), kThreads, 0, s)(x, w, dy, dx, inv.get(), rows, dim, eps);
   check_launch("rmsnorm_backward");
   if (dw != nullptr) column_sums(NormWeightValue{x, dy, inv.get(), dim}, rows, dim, dw, s, "rmsnorm_backward (dw)");
 }
@@ -313,7 +313,7 @@ void rotary_forward(float* x, const float* cos, const float* sin, int64_t rows, 
                     cudaStream_t s) {
   const int64_t total = rows * heads * (head_dim / 2);
   if (total <= 0) return;
-  rotary_forward_kernel<<<grid_for(total, kThreads), kThreads, 0, s>>>(x, cos, sin, rows, heads, head_dim);
+  ST_LAUNCH(rotary_forward_kernel, grid_for(total, kThreads), kThreads, 0, s)(x, cos, sin, rows, heads, head_dim);
   check_launch("rotary");
 }
 
@@ -321,38 +321,38 @@ void rotary_backward(float* dx, const float* cos, const float* sin, int64_t rows
                      cudaStream_t s) {
   const int64_t total = rows * heads * (head_dim / 2);
   if (total <= 0) return;
-  rotary_backward_kernel<<<grid_for(total, kThreads), kThreads, 0, s>>>(dx, cos, sin, rows, heads, head_dim);
+  ST_LAUNCH(rotary_backward_kernel, grid_for(total, kThreads), kThreads, 0, s)(dx, cos, sin, rows, heads, head_dim);
   check_launch("rotary_backward");
 }
 
 void swiglu_forward(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  swiglu_forward_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(gate, up, out, n);
+  ST_LAUNCH(swiglu_forward_kernel, grid_for(n, kThreads), kThreads, 0, s)(gate, up, out, n);
   check_launch("swiglu");
 }
 
 void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup, int64_t n,
                      cudaStream_t s) {
   if (n <= 0) return;
-  swiglu_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(gate, up, dout, dgate, dup, n);
+  ST_LAUNCH(swiglu_backward_kernel, grid_for(n, kThreads), kThreads, 0, s)(gate, up, dout, dgate, dup, n);
   check_launch("swiglu_backward");
 }
 
 void gelu_forward(float* x, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  gelu_forward_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(x, n);
+  ST_LAUNCH(gelu_forward_kernel, grid_for(n, kThreads), kThreads, 0, s)(x, n);
   check_launch("gelu");
 }
 
 void gelu_backward(const float* x_in, float* dout, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  gelu_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(x_in, dout, n);
+  ST_LAUNCH(gelu_backward_kernel, grid_for(n, kThreads), kThreads, 0, s)(x_in, dout, n);
   check_launch("gelu_backward");
 }
 
 void add(float* x, const float* y, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  add_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(x, y, n);
+  ST_LAUNCH(add_kernel, grid_for(n, kThreads), kThreads, 0, s)(x, y, n);
   check_launch("add");
 }
 
@@ -364,13 +364,13 @@ void fill(float* x, float value, int64_t n, cudaStream_t s) {
     check(cudaMemsetAsync(x, 0, size_t(n) * sizeof(float), s), "fill");
     return;
   }
-  fill_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(x, value, n);
+  ST_LAUNCH(fill_kernel, grid_for(n, kThreads), kThreads, 0, s)(x, value, n);
   check_launch("fill");
 }
 
 void add_bias(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t s) {
   if (rows <= 0 || cols <= 0) return;
-  add_bias_kernel<<<grid_for(rows * cols, kThreads), kThreads, 0, s>>>(y, bias, rows, cols);
+  ST_LAUNCH(add_bias_kernel, grid_for(rows * cols, kThreads), kThreads, 0, s)(y, bias, rows, cols);
   check_launch("linear (bias)");
 }
 
@@ -380,13 +380,13 @@ void add_column_sums(const float* x, int64_t rows, int64_t cols, float* out, cud
 
 void gather_rows(const float* src, const int32_t* rows, int64_t n, float* out, int64_t dim, cudaStream_t s) {
   if (n <= 0 || dim <= 0) return;
-  gather_rows_kernel<<<grid_for(n * dim, kThreads), kThreads, 0, s>>>(src, rows, n, out, dim);
+  ST_LAUNCH(gather_rows_kernel, grid_for(n * dim, kThreads), kThreads, 0, s)(src, rows, n, out, dim);
   check_launch("gather_rows");
 }
 
 void scatter_rows(const float* src, const int32_t* rows, int64_t n, float* dst, int64_t dim, cudaStream_t s) {
   if (n <= 0 || dim <= 0) return;
-  scatter_rows_kernel<<<grid_for(n * dim, kThreads), kThreads, 0, s>>>(src, rows, n, dst, dim);
+  ST_LAUNCH(scatter_rows_kernel, grid_for(n * dim, kThreads), kThreads, 0, s)(src, rows, n, dst, dim);
   check_launch("scatter_rows");
 }
 
@@ -410,9 +410,8 @@ void embedding_backward(const int32_t* host_ids, int64_t n, const float* dout, f
   packed.insert(packed.end(), starts.begin(), starts.end());
   Temp<int32_t> device(int64_t(packed.size()), s, "embedding_backward");
   copy_to_device(device.get(), packed.data(), int64_t(packed.size()), s, "embedding_backward (ids)");
-  embedding_backward_kernel<<<row_blocks(groups), kThreads, 0, s>>>(device.get(), device.get() + n,
-                                                                    device.get() + n + groups, groups, dout, dtable,
-                                                                    dim);
+  ST_LAUNCH(embedding_backward_kernel, row_blocks(groups), kThreads, 0, s)(
+      device.get(), device.get() + n, device.get() + n + groups, groups, dout, dtable, dim);
   check_launch("embedding_backward");
 }
 
@@ -430,7 +429,7 @@ void adamw(float* param, const float* grad, float* m, float* v, int64_t n, int64
   k.decay = 1.0 - o.lr * o.weight_decay;
   k.bias2_sqrt = std::sqrt(1.0 - std::pow(o.beta2, double(step)));
   k.grad_scale = double(grad_scale);
-  adamw_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(param, grad, m, v, n, k);
+  ST_LAUNCH(adamw_kernel, grid_for(n, kThreads), kThreads, 0, s)(param, grad, m, v, n, k);
   check_launch("adamw");
 }
 
@@ -438,9 +437,9 @@ double sum_squares(const float* x, int64_t n, cudaStream_t s) {
   if (n <= 0) return 0.0;
   const unsigned blocks = std::min<unsigned>(kSumBlocks, grid_for(n, kThreads));
   Temp<double> partial(int64_t(blocks) + 1, s, "sum_squares");
-  sum_squares_kernel<<<blocks, kThreads, 0, s>>>(x, n, partial.get());
+  ST_LAUNCH(sum_squares_kernel, blocks, kThreads, 0, s)(x, n, partial.get());
   check_launch("sum_squares");
-  sum_partials_kernel<<<1, kThreads, 0, s>>>(partial.get(), blocks, partial.get() + blocks);
+  ST_LAUNCH(sum_partials_kernel, 1, kThreads, 0, s)(partial.get(), blocks, partial.get() + blocks);
   check_launch("sum_squares");
   double total = 0.0;
   check(cudaMemcpyAsync(&total, partial.get() + blocks, sizeof(double), cudaMemcpyDeviceToHost, s), "sum_squares");

@@ -99,8 +99,8 @@ void row_tile_statistics(Gemm& gemm, const float* hidden, const float* head, int
   for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
     const int64_t nv = std::min(kVocabTile, vocab - v0);
     gemm.xwt(hidden + r0 * dim, head + v0 * dim, logits, nr, dim, nv, 0.0f);
-    tile_statistics_kernel<<<row_blocks(nr), kThreads, 0, s>>>(logits, nr, nv, v0, targets + r0, inv_t, v0 == 0,
-                                                                state);
+    ST_LAUNCH(tile_statistics_kernel, row_blocks(nr), kThreads, 0, s)(logits, nr, nv, v0, targets + r0, inv_t,
+                                                                      v0 == 0, state);
     check_launch(op);
   }
 }
@@ -124,8 +124,8 @@ void token_logprobs(Gemm& gemm, const float* hidden, const float* head, int64_t 
     const int64_t nr = std::min(kRowTile, rows - r0);
     row_tile_statistics(gemm, hidden, head, r0, nr, dim, vocab, targets.get(), inv_t, logits.get(), state.get(), s,
                         op);
-    finish_kernel<<<grid_for(nr, kThreads), kThreads, 0, s>>>(state.get(), nr, results.get() + r0,
-                                                              results.get() + rows + r0, nullptr);
+    ST_LAUNCH(finish_kernel, grid_for(nr, kThreads), kThreads, 0, s)(state.get(), nr, results.get() + r0,
+                                                                     results.get() + rows + r0, nullptr);
     check_launch(op);
   }
   check(cudaMemcpyAsync(host_out, results.get(), size_t(rows) * sizeof(float), cudaMemcpyDeviceToHost, s), op);
@@ -155,13 +155,13 @@ void token_logprobs_backward(Gemm& gemm, const float* hidden, const float* head,
     const int64_t nr = std::min(kRowTile, rows - r0);
     row_tile_statistics(gemm, hidden, head, r0, nr, dim, vocab, targets.get(), inv_t, logits.get(), state.get(), s,
                         op);
-    finish_kernel<<<grid_for(nr, kThreads), kThreads, 0, s>>>(state.get(), nr, nullptr, nullptr, lse.get());
+    ST_LAUNCH(finish_kernel, grid_for(nr, kThreads), kThreads, 0, s)(state.get(), nr, nullptr, nullptr, lse.get());
     check_launch(op);
     for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
       const int64_t nv = std::min(kVocabTile, vocab - v0);
       gemm.xwt(hidden + r0 * dim, head + v0 * dim, logits.get(), nr, dim, nv, 0.0f);
-      dlogit_kernel<<<grid_for(nr * nv, kThreads), kThreads, 0, s>>>(logits.get(), nr, nv, v0, targets.get() + r0,
-                                                                     dlogp.get() + r0, lse.get(), inv_t);
+      ST_LAUNCH(dlogit_kernel, grid_for(nr * nv, kThreads), kThreads, 0, s)(
+          logits.get(), nr, nv, v0, targets.get() + r0, dlogp.get() + r0, lse.get(), inv_t);
       check_launch(op);
       // The first vocabulary tile overwrites dhidden's rows, the rest add.
       if (dhidden != nullptr)
