@@ -1,0 +1,203 @@
+#pragma once
+// CUDA EMULATION ON THE CPU -- for tests only, never a GPU.
+//
+// The emulation build (CMake option SPATIALTHINKER_CUDA_EMULATION, build dir
+// build-emu/, `npm run test:cuda-emulated`) compiles the CUDA backend's .cu
+// sources as ordinary C++ with this header force-included (-include), so
+// that their kernels run on the CPU under an emulation of the CUDA execution
+// model and the CPU/CUDA parity tests can exercise them on a machine with no
+// GPU. The kernel sources are the real ones; only the launch syntax and the
+// dynamic shared memory declaration go through two macros of common.cuh
+// (ST_LAUNCH, ST_DYNAMIC_SHARED), which are the CUDA syntax under nvcc.
+//
+// The model (emulator.cpp has the details):
+//   - the CUDA headers are the real ones (types, enums, declarations); the
+//     runtime functions the sources call are implemented in emulator.cpp on
+//     host memory, for one emulated device of compute capability 8.0;
+//   - a launch runs its blocks one at a time (in a shuffled order unless
+//     ST_CUDA_EMULATION_BLOCK_ORDER=forward), each block's threads as a team
+//     of real std::threads, so __syncthreads, __syncwarp and the warp
+//     shuffles are real barriers and exchanges among those threads;
+//   - __shared__ variables are statics in a section of their own and dynamic
+//     shared memory is a per-launch buffer, both filled with NaN bytes before
+//     every block; device memory is NaN bytes when allocated and guarded;
+//   - a barrier some threads can never reach (deadlock, a thread that has
+//     exited, lanes of a warp in different warp ops) fails the launch with a
+//     message instead of hanging, as do launch configurations a GPU would
+//     reject (block > 1024 threads, dynamic shared memory past 48 KiB without
+//     the opt-in attribute or past the sm_80 opt-in limit of 163 KiB), kernel
+//     writes outside device allocations and host pointers passed to kernels.
+// What it cannot check: races between blocks of one launch and the memory
+// model, warp-synchronous code that relies on more than the ops emulated
+// here, the GPU's math library (expf, erff, ... are glibc's here), fused
+// multiply-adds, static shared memory sizes, registers and __launch_bounds__,
+// host code dereferencing device pointers (both are host memory here),
+// asynchrony (every operation completes before its call returns), real
+// cuBLAS, and performance.
+#ifndef ST_CUDA_EMULATION
+#error "cuda_emulation.h belongs to the CPU emulation build (ST_CUDA_EMULATION) only"
+#endif
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// The CUDA headers define __global__, __device__, __host__ and
+// __forceinline__ for a host compiler (empty, or inline); these two they
+// leave to nvcc.
+// __shared__ variables are statics (one block runs at a time, and its team
+// of threads shares them) in a section of their own, which the emulator
+// fills with NaN bytes before every block: shared memory starts as garbage
+// on a GPU, not as what the previous block left. (GCC honours the section
+// for functions of internal linkage, as the kernels in anonymous namespaces
+// are; a __shared__ elsewhere would keep its values between blocks.)
+#undef __shared__
+#define __shared__ static __attribute__((section("st_emu_shared")))
+#define __launch_bounds__(...)
+
+// The runtime's C++ overload that takes a kernel itself (cuda_runtime.h
+// declares it for nvcc only).
+template <class T>
+inline cudaError_t cudaFuncSetAttribute(T* func, enum cudaFuncAttribute attr, int value) {
+  return ::cudaFuncSetAttribute(reinterpret_cast<const void*>(func), attr, value);
+}
+
+// The built-in variables, per emulated thread.
+extern thread_local uint3 threadIdx;
+extern thread_local uint3 blockIdx;
+extern thread_local dim3 blockDim;
+extern thread_local dim3 gridDim;
+constexpr int warpSize = 32;
+
+namespace st_emu {
+
+struct LaunchConfig {
+  dim3 grid, block;
+  size_t dynamic_shared;
+  cudaStream_t stream;
+  const void* function;  // the kernel, for cudaFuncSetAttribute's settings
+  const char* name;
+};
+
+// What a launch passes besides the kernel: its pointer arguments (each must
+// be null or device memory) and the size of its parameters (at most 4 KiB).
+struct LaunchArguments {
+  const void* const* pointers;
+  size_t pointer_count;
+  size_t parameter_bytes;
+};
+
+// Runs `thread_body(context)` once for every thread of every block of the
+// launch, then returns; errors become the last error (cudaGetLastError).
+void run_launch(const LaunchConfig& config, const LaunchArguments& arguments, void (*thread_body)(const void*),
+                const void* context);
+
+// The dynamic shared memory of the block in flight.
+void* dynamic_shared_memory();
+
+// The exchange behind the warp shuffles; `bytes` <= 8.
+void warp_exchange(const void* mine, void* theirs, size_t bytes, int source_lane, const char* op);
+void sync_threads();
+void sync_warp(unsigned mask);
+
+template <class... P>
+class Launcher {
+ public:
+  Launcher(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared, cudaStream_t stream, const char* name)
+      : kernel_(kernel), config_{grid, block, shared, stream, reinterpret_cast<const void*>(kernel), name} {}
+
+  // Arguments are converted to the kernel's parameter types once, as a
+  // launch does; every thread then gets its own copy of them.
+  template <class... A>
+  void operator()(A&&... args) const {
+    static_assert(sizeof...(A) == sizeof...(P), "kernel launched with the wrong number of arguments");
+    const std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+    const void* pointers[sizeof...(P) + 1] = {};
+    size_t count = 0;
+    std::apply(
+        [&](const auto&... p) {
+          (
+              [&](const auto& v) {
+                if constexpr (std::is_pointer_v<std::decay_t<decltype(v)>>) pointers[count++] = v;
+              }(p),
+              ...);
+        },
+        params);
+    const LaunchArguments arguments{pointers, count, (size_t(0) + ... + sizeof(std::decay_t<P>))};
+    struct Context {
+      void (*kernel)(P...);
+      const std::tuple<std::decay_t<P>...>* params;
+    } context{kernel_, &params};
+    run_launch(
+        config_, arguments,
+        [](const void* c) {
+          const Context* ctx = static_cast<const Context*>(c);
+          std::apply(ctx->kernel, *ctx->params);
+        },
+        &context);
+  }
+
+ private:
+  void (*kernel_)(P...);
+  LaunchConfig config_;
+};
+
+template <class... P>
+Launcher<P...> launcher(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared, cudaStream_t stream,
+                        const char* name) {
+  return Launcher<P...>(kernel, grid, block, shared, stream, name);
+}
+
+}  // namespace st_emu
+
+// ---- device functions
+
+inline void __syncthreads() { st_emu::sync_threads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { st_emu::sync_warp(mask); }
+
+template <class T>
+inline T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = warpSize) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "__shfl_xor_sync of an unsupported type");
+  if (mask != 0xffffffffu || width != warpSize) st_emu::sync_warp(mask);  // reports the unsupported mask or width
+  const int lane = int(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % warpSize;
+  T out;
+  st_emu::warp_exchange(&value, &out, sizeof(T), lane ^ (lane_mask & (warpSize - 1)), "__shfl_xor_sync");
+  return out;
+}
+
+template <class T>
+inline T atomicAdd(T* address, T value) {
+  static_assert(std::is_arithmetic_v<T>, "atomicAdd of an unsupported type");
+  return std::atomic_ref<T>(*address).fetch_add(value);
+}
+
+// Round-to-nearest double arithmetic: the emulated sources are compiled with
+// -ffp-contract=off, so these are never fused.
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __ddiv_rn(double a, double b) { return a / b; }
+inline double __dsqrt_rn(double a) { return std::sqrt(a); }
+inline float __double2float_rn(double a) { return float(a); }
+
+// CUDA's min and max for any pair of arithmetic types (fminf/fmaxf
+// semantics for floating point: a NaN loses to a number).
+template <class A, class B, class = std::enable_if_t<std::is_arithmetic_v<A> && std::is_arithmetic_v<B>>>
+inline std::common_type_t<A, B> min(A a, B b) {
+  using C = std::common_type_t<A, B>;
+  if constexpr (std::is_floating_point_v<C>) return std::fmin(C(a), C(b));
+  else return C(b) < C(a) ? C(b) : C(a);
+}
+template <class A, class B, class = std::enable_if_t<std::is_arithmetic_v<A> && std::is_arithmetic_v<B>>>
+inline std::common_type_t<A, B> max(A a, B b) {
+  using C = std::common_type_t<A, B>;
+  if constexpr (std::is_floating_point_v<C>) return std::fmax(C(a), C(b));
+  else return C(a) < C(b) ? C(b) : C(a);
+}
