@@ -13,7 +13,8 @@
 // The model (emulator.cpp has the details):
 //   - the CUDA headers are the real ones (types, enums, declarations); the
 //     runtime functions the sources call are implemented in emulator.cpp on
-//     host memory, for one emulated device of compute capability 8.0;
+//     host memory, for one emulated device of compute capability 8.0, which
+//     is offered only with SPATIALTHINKER_CUDA_EMULATION=1 in the environment;
 //   - a launch runs its blocks one at a time (in a shuffled order unless
 //     ST_CUDA_EMULATION_BLOCK_ORDER=forward), each block's threads as a team
 //     of real std::threads, so __syncthreads, __syncwarp and the warp

@@ -5,6 +5,9 @@
 // one emulated device ("CUDA emulation on the CPU (not a GPU)", compute
 // capability 8.0), and the execution of kernel launches:
 //
+//   - The device is there only when SPATIALTHINKER_CUDA_EMULATION=1 (the
+//     test script sets it): a benchmark or `doctor` that loads this build by
+//     mistake finds no CUDA device, with a reason saying why.
 //   - Every operation runs to completion before its call returns, whatever
 //     the stream; streams are checked (a destroyed or never created stream is
 //     an error) but order nothing.
@@ -118,12 +121,23 @@ thread_local cudaError_t last_error = cudaSuccess;
 thread_local cudaError_t detail_code = cudaSuccess;
 thread_local std::string detail;
 
-cudaError_t fail(cudaError_t code, const std::string& why) {
+cudaError_t fail(cudaError_t code, const std::string& why, bool print = true) {
   last_error = code;
   detail_code = code;
   detail = why;
-  log(why);
+  if (print) log(why);
   return code;
+}
+
+// The emulated device is offered only to whoever asks for it, so that a
+// benchmark or doctor run that loads this build by mistake finds no device
+// rather than a "GPU" that is the CPU.
+bool enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("SPATIALTHINKER_CUDA_EMULATION");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return on;
 }
 
 const char* error_name(cudaError_t e) {
@@ -139,6 +153,7 @@ const char* error_name(cudaError_t e) {
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
     case cudaErrorInvalidDeviceFunction: return "cudaErrorInvalidDeviceFunction";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     default: return "cudaErrorUnknown";
@@ -158,6 +173,7 @@ const char* error_text(cudaError_t e) {
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorNotSupported: return "operation not supported";
     case cudaErrorInvalidDeviceFunction: return "invalid device function";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     default: return "unknown error";
@@ -847,6 +863,12 @@ cudaError_t cudaDriverGetVersion(int* version) {
 
 cudaError_t cudaGetDeviceCount(int* count) {
   if (count == nullptr) return fail(cudaErrorInvalidValue, "cudaGetDeviceCount: null pointer");
+  *count = 0;
+  if (!enabled())
+    return fail(cudaErrorNoDevice,
+                "this is the CUDA emulation build (tests only: its kernels run on the CPU, not a GPU); it offers its "
+                "emulated device only with SPATIALTHINKER_CUDA_EMULATION=1",
+                false);
   *count = 1;
   return cudaSuccess;
 }

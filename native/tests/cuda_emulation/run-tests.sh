@@ -45,6 +45,7 @@ fi
 
 export SPATIALTHINKER_ADDON="$root/build-emu/Release/spatialthinker_native.node"
 export SPATIALTHINKER_CUBLAS="$root/build-emu/emulation/libcublas_emulated.so"
+export SPATIALTHINKER_CUDA_EMULATION=1  # without it the emulation build offers no device
 
 echo "CUDA emulation: the emulator's self-test"
 build-emu/emulation/st_cuda_emulation_selftest "$SPATIALTHINKER_CUBLAS" 2>/dev/null || {
