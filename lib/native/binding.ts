@@ -1,7 +1,10 @@
 /**
  * The compiled engine (native/), loaded once through node-gyp-build from
- * build/Release or a prebuild. Weights and activations never cross into
- * JavaScript: only typed arrays of inputs and results do.
+ * build/Release or a prebuild, or from the file SPATIALTHINKER_ADDON names
+ * (an absolute path, or relative to the working directory: e.g. the CUDA
+ * emulation build's build-emu/Release/spatialthinker_native.node, which
+ * `npm run test:cuda-emulated` uses). Weights and activations never cross
+ * into JavaScript: only typed arrays of inputs and results do.
  */
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
@@ -93,6 +96,17 @@ let cached: NativeBinding | undefined;
 export function native(): NativeBinding {
   if (cached) return cached;
   const require = createRequire(import.meta.url);
+  const chosen = process.env['SPATIALTHINKER_ADDON'];
+  if (chosen) {
+    const path = resolve(chosen);
+    try {
+      cached = require(path) as NativeBinding;
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Error(`spatialthinker: could not load the native engine SPATIALTHINKER_ADDON names (${path}): ${reason}`);
+    }
+    return cached;
+  }
   const load = require('node-gyp-build') as (dir: string) => NativeBinding;
   try {
     cached = load(packageRoot);
