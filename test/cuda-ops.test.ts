@@ -211,6 +211,42 @@ function cases(): Case[] {
     ]),
   );
 
+  // Optional outputs left out: the branches that skip them.
+  add('linear_backward dx only', PRODUCT, { op: 'linear_backward', tensors: { x: uniform(6 * 10), w: uniform(4 * 10), dy: uniform(6 * 4) }, scalars: { m: 6, k: 10, n: 4 }, outputs: ['dx'] });
+  add('rmsnorm_backward dx only', ELEMENTWISE, {
+    op: 'rmsnorm_backward',
+    tensors: { x: uniform(5 * 40, -3, 3), w: uniform(40), dy: uniform(5 * 40) },
+    scalars: { rows: 5, dim: 40, eps: 1e-6 },
+    outputs: ['dx'],
+  });
+  add('rmsnorm_backward dw only', ELEMENTWISE, {
+    op: 'rmsnorm_backward',
+    tensors: { x: uniform(70 * 24, -3, 3), w: uniform(24), dy: uniform(70 * 24), dw: uniform(24) },
+    scalars: { rows: 70, dim: 24, eps: 1e-6 },
+  });
+  {
+    const layout = { rows: 9, slots: 20, heads: 2, kvHeads: 1, headDim: 16 };
+    const sequences = [
+      { qOffset: 0, qLen: 6, keySlots: Int32Array.of(3, 7, 1, 12, 0, 9), causal: true },
+      { qOffset: 6, qLen: 3, keySlots: Int32Array.of(3, 7, 1, 12, 15, 2, 19, 4), causal: true },
+    ];
+    const tensors = { q: uniform(9 * 2 * 16, -2, 2), k_pool: uniform(20 * 16, -2, 2), v_pool: uniform(20 * 16) };
+    // Two sequences reading the same first four slots (a shared prompt prefix).
+    add('attention, sequences sharing key slots', ATTENTION, { op: 'attention', tensors, scalars: layout, sequences });
+    // An empty sequence in the list, and a full-mask sequence after a causal one.
+    const withEmpty = [
+      { qOffset: 0, qLen: 6, keySlots: Int32Array.of(3, 7, 1, 12, 0, 9), causal: true },
+      { qOffset: 6, qLen: 0, keySlots: new Int32Array(0), causal: true },
+      { qOffset: 6, qLen: 3, keySlots: Int32Array.of(5, 15, 2, 19, 4), causal: false },
+    ];
+    add('attention_backward with an empty sequence', ATTENTION, {
+      op: 'attention_backward',
+      tensors: { ...tensors, dout: uniform(9 * 2 * 16), dk_pool: uniform(20 * 16), dv_pool: uniform(20 * 16) },
+      scalars: layout,
+      sequences: withEmpty,
+    });
+  }
+
   for (const [rows, hdim, vocabSize, temperature] of [[37, 64, 40000, 0.7], [600, 32, 1000, 1], [1, 16, 5, 1.3]] as const) {
     const hidden = uniform(rows * hdim, -2, 2);
     const head = uniform(vocabSize * hdim);
@@ -227,6 +263,16 @@ function cases(): Case[] {
       tensors: { hidden, head, dlogp: uniform(rows), dhead: uniform(vocabSize * hdim) },
       ints: { targets },
       scalars: { rows, dim: hdim, vocab: vocabSize, temperature },
+    });
+  }
+
+  {
+    const targets = ints(7, 300);
+    add('token_logprobs_backward without dhead', PRODUCT, {
+      op: 'token_logprobs_backward',
+      tensors: { hidden: uniform(7 * 24, -2, 2), head: uniform(300 * 24), dlogp: uniform(7) },
+      ints: { targets },
+      scalars: { rows: 7, dim: 24, vocab: 300, temperature: 1 },
     });
   }
 
