@@ -8,7 +8,9 @@
  *
  * The generation/training agreement runs on the CPU backend too, so the
  * check itself is exercised everywhere; the CUDA cases skip, saying why,
- * without a usable GPU and cuBLAS.
+ * without a usable GPU and cuBLAS. `npm run test:cuda-emulated` runs this
+ * file against the CUDA kernels under a CPU emulation of the CUDA execution
+ * model (native/tests/cuda_emulation): a check of their logic, not of a GPU.
  */
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';

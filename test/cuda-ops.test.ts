@@ -19,7 +19,10 @@
  * deterministic: no atomics race, column sums run in a fixed order).
  *
  * Without a usable GPU and cuBLAS the CUDA comparisons skip, saying why;
- * the runOp harness itself is tested on the CPU backend.
+ * the runOp harness itself is tested on the CPU backend. `npm test` and
+ * `npm run test:cuda-emulated` also run this file against the CUDA kernels
+ * under a CPU emulation of the CUDA execution model
+ * (native/tests/cuda_emulation): a check of the kernels' logic, not of a GPU.
  */
 import t from 'tap';
 import { native } from '../lib/native/binding.js';

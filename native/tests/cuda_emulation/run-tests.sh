@@ -37,8 +37,9 @@ echo "CUDA emulation: building build-emu/ (the CUDA kernels run on the CPU, not 
 build() {
   nice -n 10 npx cmake-js compile --out build-emu --CDSPATIALTHINKER_CUDA_EMULATION=ON
 }
-if command -v flock >/dev/null 2>&1; then
-  (flock 9 && build) 9>/tmp/st-build.lock  # one build at a time on a shared machine
+lock=/tmp/st-build.lock
+if command -v flock >/dev/null 2>&1 && { [ -w "$lock" ] || [ ! -e "$lock" ]; }; then
+  (flock 9 && build) 9>"$lock"  # one build at a time on a shared machine
 else
   build
 fi
