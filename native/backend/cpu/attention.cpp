@@ -207,11 +207,12 @@ void attention_backward(const AttentionArgs& a, const float* dout, float* dq, fl
           add_outer(dp.data(), q, n, hd, dk.data());
           add_outer(p.data(), g, n, hd, dv.data());
         }
+      // Either pool may be null: a gradient nobody wants (backend.h).
       for (int64_t j = 0; j < keys; ++j) {
         const int64_t slot = (int64_t(s.key_slots[j]) * a.kv_heads + kvh) * hd;
         for (int64_t d = 0; d < hd; ++d) {
-          dk_pool[slot + d] += dk[size_t(j * hd + d)];
-          dv_pool[slot + d] += dv[size_t(j * hd + d)];
+          if (dk_pool != nullptr) dk_pool[slot + d] += dk[size_t(j * hd + d)];
+          if (dv_pool != nullptr) dv_pool[slot + d] += dv[size_t(j * hd + d)];
         }
       }
     }
