@@ -126,6 +126,13 @@ struct OpCall {
            std::to_string(count));
     return it->second;
   }
+  // An index array whose entries must each pick one of `bound` rows.
+  const std::vector<int32_t>& indices(const char* name, int64_t bound, const char* what, int64_t count = -1) const {
+    const auto& v = int_array(name, count);
+    for (int32_t i : v)
+      if (i < 0 || i >= bound) fail(what);
+    return v;
+  }
   const std::vector<float>& host(const char* name, int64_t count) const {
     auto it = tensors.find(name);
     if (it == tensors.end()) fail(std::string("Float32Array `") + name + "` is required");
@@ -286,40 +293,36 @@ const std::map<std::string, OpFn>& op_table() {
       {"embedding",
        [](OpCall& c) {
          const int64_t dim = c.integer("dim");
-         const auto& ids = c.int_array("ids");
-         const int64_t n = int64_t(ids.size()), vocab = c.size_of("table") / std::max<int64_t>(dim, 1);
-         for (int32_t id : ids)
-           if (id < 0 || id >= vocab) c.fail("an id is outside the table");
+         const int64_t vocab = c.size_of("table") / std::max<int64_t>(dim, 1);
+         const auto& ids = c.indices("ids", vocab, "an id is outside the table");
+         const int64_t n = int64_t(ids.size());
          const float* table = c.in("table", vocab * dim);
          c.backend->embedding(ids.data(), n, table, c.out("out", n * dim), dim);
        }},
       {"embedding_backward",
        [](OpCall& c) {
          const int64_t dim = c.integer("dim");
-         const auto& ids = c.int_array("ids");
-         const int64_t n = int64_t(ids.size()), vocab = c.size_of("dtable") / std::max<int64_t>(dim, 1);
-         for (int32_t id : ids)
-           if (id < 0 || id >= vocab) c.fail("an id is outside the table");
+         const int64_t vocab = c.size_of("dtable") / std::max<int64_t>(dim, 1);
+         const auto& ids = c.indices("ids", vocab, "an id is outside the table");
+         const int64_t n = int64_t(ids.size());
          const float* dout = c.in("dout", n * dim);
          c.backend->embedding_backward(ids.data(), n, dout, c.inout("dtable", vocab * dim), dim);
        }},
       {"gather_rows",
        [](OpCall& c) {
          const int64_t dim = c.integer("dim");
-         const auto& rows = c.int_array("rows");
-         const int64_t n = int64_t(rows.size()), src_rows = c.size_of("src") / std::max<int64_t>(dim, 1);
-         for (int32_t r : rows)
-           if (r < 0 || r >= src_rows) c.fail("a row is outside src");
+         const int64_t src_rows = c.size_of("src") / std::max<int64_t>(dim, 1);
+         const auto& rows = c.indices("rows", src_rows, "a row is outside src");
+         const int64_t n = int64_t(rows.size());
          const float* src = c.in("src", src_rows * dim);
          c.backend->gather_rows(src, rows.data(), n, c.out("out", n * dim), dim);
        }},
       {"scatter_rows",
        [](OpCall& c) {
          const int64_t dim = c.integer("dim");
-         const auto& rows = c.int_array("rows");
-         const int64_t n = int64_t(rows.size()), dst_rows = c.size_of("dst") / std::max<int64_t>(dim, 1);
-         for (int32_t r : rows)
-           if (r < 0 || r >= dst_rows) c.fail("a row is outside dst");
+         const int64_t dst_rows = c.size_of("dst") / std::max<int64_t>(dim, 1);
+         const auto& rows = c.indices("rows", dst_rows, "a row is outside dst");
+         const int64_t n = int64_t(rows.size());
          const float* src = c.in("src", n * dim);
          c.backend->scatter_rows(src, rows.data(), n, c.inout("dst", dst_rows * dim), dim);
        }},
@@ -350,9 +353,7 @@ const std::map<std::string, OpFn>& op_table() {
       {"token_logprobs",
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), dim = c.integer("dim"), vocab = c.integer("vocab");
-         const auto& targets = c.int_array("targets", rows);
-         for (int32_t t : targets)
-           if (t < 0 || t >= vocab) c.fail("a target is outside the vocabulary");
+         const auto& targets = c.indices("targets", vocab, "a target is outside the vocabulary", rows);
          const float* hidden = c.in("hidden", rows * dim);
          const float* head = c.in("head", vocab * dim);
          float* entropy = c.wanted.count("entropy") ? c.host_out("entropy", rows).data() : nullptr;
@@ -362,9 +363,7 @@ const std::map<std::string, OpFn>& op_table() {
       {"token_logprobs_backward",
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), dim = c.integer("dim"), vocab = c.integer("vocab");
-         const auto& targets = c.int_array("targets", rows);
-         for (int32_t t : targets)
-           if (t < 0 || t >= vocab) c.fail("a target is outside the vocabulary");
+         const auto& targets = c.indices("targets", vocab, "a target is outside the vocabulary", rows);
          const float* hidden = c.in("hidden", rows * dim);
          const float* head = c.in("head", vocab * dim);
          const std::vector<float>& dlogp = c.host("dlogp", rows);  // host memory, as the interface says
