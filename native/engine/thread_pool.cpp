@@ -6,6 +6,20 @@
 
 namespace st {
 
+namespace {
+// Busy-waits until `done()` or `limit` has passed: waking a sleeping thread
+// costs more than the short waits a model step is full of.
+template <typename Done>
+void spin_briefly(Done done, std::chrono::microseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!done() && std::chrono::steady_clock::now() < until) {
+#if defined(__x86_64__) || defined(_M_X64)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+}  // namespace
+
 ThreadPool::ThreadPool(int threads) {
   const int extra = std::max(0, threads - 1);
   workers_.reserve(extra);
@@ -56,14 +70,8 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     std::lock_guard<std::mutex> lock(mutex_);
     ++finished_chunks_;
   }
-  // The last chunks are usually microseconds from done: spin for them
-  // before sleeping, since a futex wake-up costs more than that.
-  const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
-  while (finished_chunks_.load(std::memory_order_acquire) != chunks && std::chrono::steady_clock::now() < spin_until) {
-#if defined(__x86_64__) || defined(_M_X64)
-    __builtin_ia32_pause();
-#endif
-  }
+  // The last chunks are usually microseconds from done.
+  spin_briefly([&] { return finished_chunks_.load(std::memory_order_acquire) == chunks; }, std::chrono::microseconds(50));
   std::unique_lock<std::mutex> lock(mutex_);
   done_.wait(lock, [&] { return finished_chunks_ == chunks_; });
   body_ = nullptr;
@@ -73,16 +81,9 @@ void ThreadPool::worker_loop(int) {
   uint64_t seen = 0;
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    // Spin briefly before sleeping: a model step issues thousands of small
-    // parallel loops back to back, and waking a sleeping thread costs more
-    // than many of them take.
+    // A model step issues thousands of small parallel loops back to back.
     lock.unlock();
-    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
-    while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < spin_until) {
-#if defined(__x86_64__) || defined(_M_X64)
-      __builtin_ia32_pause();
-#endif
-    }
+    spin_briefly([&] { return generation_.load(std::memory_order_acquire) != seen; }, std::chrono::microseconds(200));
     lock.lock();
     wake_.wait(lock, [&] { return stopping_ || (generation_ != seen && next_chunk_ < chunks_); });
     if (stopping_) return;

@@ -106,6 +106,29 @@ __device__ inline int64_t row_head(const Params& p, const Sequence& s, int32_t k
   return (s.q_offset + row / p.group) * p.heads + kv_head * p.group + row % p.group;
 }
 
+// Where a thread of a query-tile block stands (forward and dq kernels): its
+// row of the tile, whether that row exists, how many keys it sees, and how
+// many keys the tile as a whole must stream.
+struct QueryTile {
+  Item it;
+  Sequence s;
+  int r, lane;
+  int64_t row;
+  bool valid;
+  int64_t key_end, my_keys;
+
+  __device__ QueryTile(const Params& p) : it(p.items[blockIdx.x]), s(p.seqs[it.seq]) {
+    const int64_t rows_total = int64_t(s.q_len) * p.group;
+    r = threadIdx.x / kLanesPerRow;
+    lane = threadIdx.x % kLanesPerRow;
+    row = it.start + r;
+    valid = row < rows_total;
+    const int64_t last_row = min(rows_total, int64_t(it.start) + kRowTile) - 1;
+    key_end = min(int64_t(s.k_len), visible_keys(s, last_row / p.group));
+    my_keys = valid ? min(int64_t(s.k_len), visible_keys(s, row / p.group)) : 0;
+  }
+};
+
 // Rows [start, start + count) of a [count, ld] shared tile from x (laid out as
 // q), times `factor`; zeros past the sequence's rows.
 __device__ inline void load_rows(const Params& p, const Sequence& s, int32_t kv_head, int64_t start, int count,
@@ -143,15 +166,12 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(Params p, f
   float* sk = sq + kRowTile * ld;        // [kColTile][ld]
   float* sv = sk + kColTile * ld;        // [kColTile][ld]
   float* sp = sv + kColTile * ld;        // [kRowTile][kColTile + 1] probabilities of the step
-  const Item it = p.items[blockIdx.x];
-  const Sequence s = p.seqs[it.seq];
-  const int64_t rows_total = int64_t(s.q_len) * p.group;
-  const int r = threadIdx.x / kLanesPerRow, lane = threadIdx.x % kLanesPerRow;
-  const int64_t row = it.start + r;
-  const bool valid = row < rows_total;
-  const int64_t last_row = min(rows_total, int64_t(it.start) + kRowTile) - 1;
-  const int64_t key_end = min(int64_t(s.k_len), visible_keys(s, last_row / p.group));
-  const int64_t my_keys = valid ? min(int64_t(s.k_len), visible_keys(s, row / p.group)) : 0;
+  const QueryTile t(p);
+  const Item& it = t.it;
+  const Sequence& s = t.s;
+  const int r = t.r, lane = t.lane;
+  const int64_t row = t.row, key_end = t.key_end, my_keys = t.my_keys;
+  const bool valid = t.valid;
 
   load_rows(p, s, it.kv_head, it.start, kRowTile, p.q, p.scale, sq, ld);
   float m = -INFINITY, l = 0.0f, acc[kDims];
@@ -223,15 +243,12 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(Params p, const 
   float* sk = sdo + kRowTile * ld;  // [kColTile][ld]
   float* sv = sk + kColTile * ld;   // [kColTile][ld]
   float* sds = sv + kColTile * ld;  // [kRowTile][kColTile + 1]
-  const Item it = p.items[blockIdx.x];
-  const Sequence s = p.seqs[it.seq];
-  const int64_t rows_total = int64_t(s.q_len) * p.group;
-  const int r = threadIdx.x / kLanesPerRow, lane = threadIdx.x % kLanesPerRow;
-  const int64_t row = it.start + r;
-  const bool valid = row < rows_total;
-  const int64_t last_row = min(rows_total, int64_t(it.start) + kRowTile) - 1;
-  const int64_t key_end = min(int64_t(s.k_len), visible_keys(s, last_row / p.group));
-  const int64_t my_keys = valid ? min(int64_t(s.k_len), visible_keys(s, row / p.group)) : 0;
+  const QueryTile t(p);
+  const Item& it = t.it;
+  const Sequence& s = t.s;
+  const int r = t.r, lane = t.lane;
+  const int64_t row = t.row, key_end = t.key_end, my_keys = t.my_keys;
+  const bool valid = t.valid;
   const int64_t at = valid ? row_head(p, s, it.kv_head, row) : 0;
   const float row_lse = valid ? lse[at] : 0.0f, row_delta = valid ? delta[at] : 0.0f;
 
