@@ -4,6 +4,7 @@
  * during training (good, slightly off boxes, missing or extra objects,
  * synonyms, wrong answers, broken format). Deterministic for a seed.
  */
+import { mulberry32 } from '../lib/random.js';
 export interface RolloutRow {
   prediction: string;
   ground_truth: string;
@@ -15,17 +16,6 @@ const LABELS = [
   'bench', 'bike', 'bicycle', 'lamp', 'cup', 'plate', 'sofa', 'bed', 'horse', 'sign', 'traffic_light', 'boy',
 ];
 const PREDICATES = ['left of', 'right of', 'behind', 'in front of', 'on', 'under', 'near'];
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `count` completions in groups of `samplesPerPrompt` that share a prompt and ground truth, as GRPO samples them. */
 export function makeRollouts(count: number, seed = 1, maxObjects = 8, samplesPerPrompt = 1): RolloutRow[] {

@@ -16,6 +16,7 @@ import { benchTraining } from './train.js';
 import { benchSynthesis } from './synth.js';
 import { benchTokenizer } from './tokenizer.js';
 import { benchGpu } from './gpu.js';
+import { mulberry32 } from '../lib/random.js';
 
 const { values } = parseArgs({
   options: {
@@ -63,16 +64,11 @@ async function timeIt(fn: () => Promise<unknown>, seconds = 1): Promise<number> 
   return elapsed / calls;
 }
 
-function lcg(seed: number) {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
-}
-
 async function benchHungarian(): Promise<void> {
   console.log(`\n## Hungarian: n x n problems, ${info.threads} engine threads vs scipy.optimize.linear_sum_assignment (1 thread)\n`);
   const rows: (string | number)[][] = [];
   for (const [n, count] of [[8, 4096], [32, 512], [128, 32], [512, 2]] as const) {
-    const random = lcg(n);
+    const random = mulberry32(n);
     const costs = Float64Array.from({ length: n * n * count }, () => random());
     const file = join(work, `lsa-${n}.bin`);
     writeFileSync(file, Buffer.from(costs.buffer));
@@ -123,7 +119,7 @@ async function benchCuda(): Promise<void> {
     console.log(`skipped: ${info.cuda.reason}`);
     return;
   }
-  const random = lcg(5);
+  const random = mulberry32(5);
   const problems = 4096;
   const predCounts = Int32Array.from({ length: problems }, () => 1 + Math.floor(random() * 50));
   const gtCounts = Int32Array.from({ length: problems }, () => 1 + Math.floor(random() * 50));

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { readVisualGenome } from '../lib/synth/scene-graph.js';
 import { synthesizeDataset } from '../lib/synth/synthesize.js';
 import { table } from './engine.js';
+import { mulberry32 } from '../lib/random.js';
 
 const LABELS = ['man', 'woman', 'chair', 'table', 'dog', 'cat', 'car', 'tree', 'bench', 'lamp', 'cup', 'plate', 'horse', 'bus', 'sign', 'building', 'window', 'bottle', 'bed', 'umbrella', 'kite', 'boat', 'train', 'bicycle', 'truck', 'bird', 'clock', 'vase', 'book', 'laptop'];
 const PREDICATES = ['on', 'under', 'behind', 'in front of', 'near', 'next to', 'holding', 'above', 'below', 'beside', 'sitting on', 'riding', 'has', 'left of', 'right of'];
@@ -17,8 +18,7 @@ const PREDICATES = ['on', 'under', 'behind', 'in front of', 'near', 'next to', '
 export async function benchSynthesis(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'st-bench-synth-'));
   try {
-    let s = 12345;
-    const random = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
+    const random = mulberry32(12345);
     const images = 8000;
     const graphs = [];
     const imageData = [];

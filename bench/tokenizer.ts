@@ -15,6 +15,7 @@ import { buildTokenizer } from '../lib/tokenizer/tiny.js';
 import { Tokenizer } from '../lib/tokenizer/tokenizer.js';
 import { trainBpe } from '../lib/tokenizer/train-bpe.js';
 import { table } from './engine.js';
+import { mulberry32 } from '../lib/random.js';
 
 const LABELS = ['man', 'woman', 'chair', 'table', 'dog', 'cat', 'car', 'tree', 'bench', 'lamp', 'cup', 'plate', 'horse', 'bus', 'sign', 'red cube', 'blue sphere', 'green cylinder', 'yellow cone', 'window', 'bottle', 'umbrella', 'kite', 'boat'];
 const RELATIONS = ['left of', 'right of', 'behind', 'in front of', 'above', 'below', 'next to', 'on top of', 'under', 'beside'];
@@ -33,8 +34,7 @@ function wordnetGlosses(): string[] {
 /** `count` prompt + completion pairs, deterministic. */
 export function spatialCorpus(count: number, seed = 1): string[] {
   const glosses = wordnetGlosses();
-  let s = seed >>> 0;
-  const random = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296;
+  const random = mulberry32(seed);
   const int = (n: number) => Math.floor(random() * n);
   const pick = <T>(items: readonly T[]): T => items[int(items.length)] as T;
   const out: string[] = [];

@@ -49,14 +49,5 @@ export const WORKED = {
   ),
 };
 
-/** Deterministic pseudo-random numbers (mulberry32) for reproducible test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers for reproducible test data (the project's one seeded generator). */
+export { mulberry32 as rng } from '../lib/random.js';

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { SpatialReward, native, parseImageSize } from '../lib/index.js';
 import { makeRollouts } from '../bench/rollouts.js';
+import { mulberry32 } from '../lib/random.js';
 
 const probe = spawnSync('python3', ['-c', 'import scipy'], { encoding: 'utf8' });
 const skip = probe.status === 0 ? false : `python3 with scipy is not available (${(probe.stderr || String(probe.error)).trim()})`;
@@ -66,7 +67,7 @@ t.test('assignments equal scipy.optimize.linear_sum_assignment, ties included', 
   for (const [n, levels] of [[6, 0], [6, 3], [20, 2], [40, 0]] as const) {
     // levels > 0: integer costs from a few values, so most matrices have tied optima
     const count = 200;
-    const random = lcg(n * 31 + levels);
+    const random = mulberry32(n * 31 + levels);
     const costs = Float64Array.from({ length: n * n * count }, () => (levels > 0 ? Math.floor(random() * levels) : random()));
     const file = join(dir, `lsa-${n}-${levels}.bin`);
     writeFileSync(file, Buffer.from(costs.buffer));
@@ -82,8 +83,3 @@ t.test('assignments equal scipy.optimize.linear_sum_assignment, ties included', 
     t.equal(sha, scipy.assignments_sha, `${count} ${n}x${n} matrices${levels > 0 ? ` with costs in 0..${levels - 1}` : ''}: identical assignments`);
   }
 });
-
-function lcg(seed: number) {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
-}

@@ -30,7 +30,6 @@ import {
   renderProblem,
   synthesizeDataset,
   synthesizeRows,
-  mulberry32,
   type Category,
   type GraphObject,
   type NormalisedGraph,
@@ -38,6 +37,7 @@ import {
   type SceneGraph,
   type SynthRow,
 } from '../lib/synth/index.js';
+import { mulberry32 } from '../lib/random.js';
 import { synthCommand } from '../lib/cli/synth.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'st-synth-'));

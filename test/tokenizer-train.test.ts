@@ -12,14 +12,14 @@ import { QWEN2_5_VL_ADDED_TOKENS, buildTokenizer, tokenizerJsonText, writeTinyMo
 import { Tokenizer } from '../lib/tokenizer/tokenizer.js';
 import { trainBpe } from '../lib/tokenizer/train-bpe.js';
 import type { RgbImage } from '../lib/vision/image.js';
+import { mulberry32 } from '../lib/random.js';
 
 const root = mkdtempSync(join(tmpdir(), 'st-tokenizer-train-'));
 t.teardown(() => rmSync(root, { recursive: true, force: true }));
 
 /** Deterministic SpatialThinker-style completions and chat-formatted prompts. */
 function makeCorpus(count: number, seed = 7): string[] {
-  let s = seed >>> 0;
-  const random = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296;
+  const random = mulberry32(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
   const colours = ['red', 'blue', 'green', 'yellow', 'purple', 'orange'];
   const shapes = ['cube', 'sphere', 'cylinder', 'cone'];

@@ -1,5 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
+import { mulberry32 } from '../lib/random.js';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -361,8 +362,7 @@ t.test('generation_config.json eos ids and fromJson', async (t) => {
 
 t.test('speed (informational)', async (t) => {
   const words = ['spatial', 'reasoning', 'the', 'man', 'is', 'behind', 'bike', 'scene', 'graph', '中文', 'box', '😀', 'relation'];
-  let seed = 12345;
-  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rnd = mulberry32(12345);
   let text = '';
   while (Buffer.byteLength(text) < 10_240) text += words[Math.floor(rnd() * words.length)]! + (rnd() < 0.1 ? `${Math.floor(rnd() * 1e6)}. ` : ' ');
   const t0 = performance.now();

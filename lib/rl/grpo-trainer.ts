@@ -8,7 +8,7 @@ import { Model, type TrainSequence } from '../engine/model.js';
 import { answersMatch, extractAnswer } from '../rewards/spatial-format.js';
 import { parseGroundTruth } from '../rewards/ground-truth.js';
 import type { RewardScores } from '../rewards/types.js';
-import { hash32 } from '../synth/random.js';
+import { hash32 } from '../random.js';
 import { groupAdvantages, informativeGroups } from './advantages.js';
 import type { TrainConfig } from './config.js';
 import type { PreparedRow } from './prompts.js';

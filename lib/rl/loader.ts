@@ -5,7 +5,7 @@
  */
 import { readRows, type ReadStats } from '../data/reader.js';
 import { DataError, type StvqaRow } from '../data/schema.js';
-import { hash32, mulberry32, shuffled } from '../synth/random.js';
+import { hash32, mulberry32, shuffled } from '../random.js';
 
 /** A row with where it came from, for messages that name it. */
 export interface TrainingRow {

@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { VisionLanguageModel } from '../engine/pipeline.js';
 import { fromFunction, rewards as builtinRewards } from '../rewards/registry.js';
 import type { BatchReward, RewardFunction, RewardScores } from '../rewards/types.js';
-import { hash32 } from '../synth/random.js';
+import { hash32 } from '../random.js';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
 import { learningRate } from '../train/schedule.js';
 import { configToYaml, runDirectory, type TrainConfig } from './config.js';

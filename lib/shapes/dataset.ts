@@ -27,7 +27,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { allocations, balance } from '../synth/balance.js';
 import { CATEGORIES, type Category, type Level, type Margins } from '../synth/questions.js';
-import { hash32, seeded, shuffled } from '../synth/random.js';
+import { hash32, seeded, shuffled } from '../random.js';
 import type { SynthRow } from '../synth/row.js';
 import type { SceneGraph } from '../synth/scene-graph.js';
 import { candidateRow, emptySynthStats, poolCaps, synthesizeCandidates, type Candidate, type SynthStats } from '../synth/synthesize.js';

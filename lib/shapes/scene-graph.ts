@@ -17,7 +17,7 @@
  *   object stands on the ground and none touches another.
  */
 import type { SceneGraph, SceneObject, SceneRelationship } from '../synth/scene-graph.js';
-import { hash32 } from '../synth/random.js';
+import { hash32 } from '../random.js';
 import { DEFAULT_TRUTH_MARGINS, depthOf, sideOf, sizeOf, type TruthMargins } from './truth.js';
 import type { PlacedShape, ShapesLayout } from './world.js';
 

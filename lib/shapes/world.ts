@@ -29,7 +29,7 @@ import {
   type Solid,
   type XywhBox,
 } from './geometry.js';
-import { hash32, mulberry32, randomInt, shuffled, type Random } from '../synth/random.js';
+import { hash32, mulberry32, randomInt, shuffled, type Random } from '../random.js';
 
 /** Simple colour words and their base RGB. */
 export const SHAPE_COLOURS = {

@@ -10,7 +10,7 @@
  * the returned train and val lists are shuffled rather than grouped by category.
  */
 import { CATEGORIES, type Category } from './questions.js';
-import { seeded, shuffled } from './random.js';
+import { seeded, shuffled } from '../random.js';
 
 export interface Allocation {
   total: number;

@@ -10,7 +10,6 @@ export * from './row.js';
 export * from './balance.js';
 export * from './synthesize.js';
 export * from './vg150.js';
-export { hash32, mulberry32, seeded } from './random.js';
 // Optional LLM stages (an OpenAI-compatible endpoint): shared client, cache, validation, generation.
 export * from './llm.js';
 export * from './llm-cache.js';

@@ -17,7 +17,7 @@ import { describeEndpoint, imageContent, LlmSession, type ChatRequest, type LlmC
 import { generationPrompt, type GenerationBalance } from './llm-generate-prompt.js';
 import { parseGeneratedQuestion } from './llm-generate-parse.js';
 import { CATEGORIES, type Category, type Level, type Question } from './questions.js';
-import { seeded, shuffled } from './random.js';
+import { seeded, shuffled } from '../random.js';
 import { normaliseGraph, type NormalisedGraph, type SceneGraph } from './scene-graph.js';
 import { questionSubgraph, sceneJson } from './subgraph.js';
 import { emptySynthStats, LEVEL_SHARES, poolCaps, type Candidate, type SynthDataset, type SynthStats } from './synthesize.js';

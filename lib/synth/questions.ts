@@ -98,7 +98,7 @@ import {
   type PredicateGroup,
   type ReachKind,
 } from './predicates.js';
-import { randomInt, sample, seeded, shuffled, type Random } from './random.js';
+import { randomInt, sample, seeded, shuffled, type Random } from '../random.js';
 import { VG150_OBJECTS, article, isPluralLabel, pluralLabel, salienceProblem, synonymKey } from './vocabulary.js';
 
 // The 9 categories are the dataset schema's (lib/data/schema.ts).

@@ -24,7 +24,7 @@ import {
   type Question,
   type RefusalCounts,
 } from './questions.js';
-import { hash32 } from './random.js';
+import { hash32 } from '../random.js';
 import { rowFromContext, type RowContext, type SynthRow } from './row.js';
 import { normaliseGraph, type NormaliseIssues, type NormalisedGraph, type SceneGraph } from './scene-graph.js';
 import { questionSubgraph, sceneJson } from './subgraph.js';

@@ -1,7 +1,7 @@
 /**
- * Deterministic randomness for synthesis: every random choice draws from a mulberry32
- * generator seeded with a hash of (seed, image id, what is being decided), so a row depends
- * only on its own inputs, never on the order in which images are read.
+ * The one seeded-random module of the project (library, benchmarks and tests):
+ * mulberry32 generators seeded with a hash of what is being decided, so a
+ * choice depends only on its own inputs, never on the order of the calls.
  */
 
 /** 32-bit FNV-1a over the UTF-16 code units of the parts, joined by U+0000. */
