@@ -23,7 +23,8 @@ export type {
   FreezeOptions,
 } from './engine/model.js';
 export { parseModelConfig, readModelConfig, ModelConfigError, type ModelConfig } from './engine/config.js';
-export { writeRandomCheckpoint, randomCheckpointTokens, QWEN_TOKEN_IDS, TINY, type RandomCheckpointOptions, type SpecialTokenIds } from './engine/random-checkpoint.js';
+export { writeRandomCheckpoint, randomCheckpointTokens, QWEN_TOKEN_IDS, TINY, type RandomCheckpointOptions } from './engine/random-checkpoint.js';
+export { writeTinyModelDirectory, type TinyModelOptions, type TinyModelDirectory } from './engine/tiny-model.js';
 export { VisionLanguageModel, type VisionRequest, type TextCompletion, type TextGenerateOptions, type PreparedPrompt } from './engine/pipeline.js';
 export { checkFixtures, type CaseResult, type QuantityResult } from './fixtures/check.js';
 export { saveCheckpoint, restoreCheckpoint, listCheckpoints, latestCheckpoint, type SaveOptions } from './train/checkpoint.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { renderProblem } from '../lib/synth/prompt.js';
 import { goldTrace } from '../lib/rl/gold-trace.js';
-import { writeTinyModelDirectory } from '../lib/tokenizer/tiny.js';
+import { writeTinyModelDirectory } from '../lib/engine/tiny-model.js';
 
 const COLOURS = { red: [220, 40, 40], blue: [40, 60, 220], green: [40, 180, 60], yellow: [230, 210, 40] } as const;
 type Colour = keyof typeof COLOURS;

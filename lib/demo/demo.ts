@@ -20,7 +20,7 @@ import { PromptBuilder } from '../rl/prompts.js';
 import type { TrainingRun } from '../rl/run.js';
 import { SftTrainer } from '../rl/sft-trainer.js';
 import { writeShapesSplits } from '../shapes/dataset.js';
-import { writeTinyModelDirectory } from '../tokenizer/tiny.js';
+import { writeTinyModelDirectory } from '../engine/tiny-model.js';
 import { DEMO_DEFAULTS, QUICK_DEMO, type DemoOptions } from './options.js';
 
 export interface PolicyResult {

@@ -8,6 +8,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeSafetensors, type EncodableTensor } from '../io/safetensors.js';
+import type { SpecialTokenIds } from '../tokenizer/tiny.js';
+
 
 export interface RandomCheckpointOptions {
   text?: Partial<{
@@ -39,17 +41,6 @@ export interface RandomCheckpointOptions {
   std?: number;
   /** Special token ids (default: the top 8 ids of the vocabulary, see randomCheckpointTokens). */
   tokenIds?: Partial<SpecialTokenIds>;
-}
-
-export interface SpecialTokenIds {
-  endoftext: number;
-  imStart: number;
-  imEnd: number;
-  visionStart: number;
-  visionEnd: number;
-  visionPad: number;
-  imagePad: number;
-  videoPad: number;
 }
 
 /** The ids of Qwen2.5-VL's tokenizer, for a random checkpoint paired with a real tokenizer. */

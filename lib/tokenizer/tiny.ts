@@ -1,6 +1,6 @@
 /**
- * Small Qwen2.5-VL tokenizers trained on the project's own corpus, and tiny random
- * Qwen2.5-VL model directories that use them.
+ * Small Qwen2.5-VL tokenizers trained on the project's own corpus (lib/engine/tiny-model.ts
+ * writes tiny random Qwen2.5-VL model directories that use them).
  *
  * A real Qwen2.5-VL vocabulary has 151,665 ids; with it a 64-wide model spends almost all of
  * its parameters and step time on the embedding and the LM head. The tokenizer built here has
@@ -12,7 +12,6 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeRandomCheckpoint, type RandomCheckpointOptions, type SpecialTokenIds } from '../engine/random-checkpoint.js';
 import { QWEN2_BYTE_LEVEL, QWEN2_NORMALIZER, QWEN2_PRE_TOKENIZER } from './byte-level-bpe.js';
 import { QWEN2_5_VL_CHAT_TEMPLATE } from './qwen2_5_vl_chat_template.js';
 import type { GenerationConfigJson, TokenizerConfigJson } from './tokenizer.js';
@@ -51,6 +50,18 @@ export const QWEN2_5_VL_ADDED_TOKENS: readonly AddedTokenSpec[] = Object.freeze(
     ['<|file_sep|>', false],
   ].map(([content, special]) => Object.freeze({ content: content as string, special: special as boolean })),
 );
+
+/** The ids of the special tokens a Qwen2.5-VL model directory's config.json names. */
+export interface SpecialTokenIds {
+  endoftext: number;
+  imStart: number;
+  imEnd: number;
+  visionStart: number;
+  visionEnd: number;
+  visionPad: number;
+  imagePad: number;
+  videoPad: number;
+}
 
 /** Which added token each SpecialTokenIds field names. */
 const SPECIAL_TOKEN_FIELDS: Readonly<Record<keyof SpecialTokenIds, string>> = {
@@ -236,52 +247,4 @@ export async function writeTokenizerFiles(dir: string, built: BuiltTokenizer): P
     writeFile(join(dir, 'tokenizer_config.json'), `${JSON.stringify(built.tokenizerConfig, null, 2)}\n`),
     writeFile(join(dir, 'generation_config.json'), `${JSON.stringify(built.generationConfig, null, 2)}\n`),
   ]);
-}
-
-export interface TinyModelOptions extends BuildTokenizerOptions {
-  /** The texts the tokenizer is trained on (prompts and completions). */
-  corpus: Iterable<string>;
-  /** Seed of the random weights. */
-  seed?: number;
-  /**
-   * Text model shape over TINY.text. `vocab` (the embedding rows) defaults to the tokenizer's
-   * number of ids, so that every id a randomly initialised model can sample decodes to text
-   * (Qwen pads its embedding to 151,936 rows for 151,665 ids; a trained model never samples
-   * the padding rows, a random one does). A larger `vocab` is allowed, a smaller one is not.
-   */
-  text?: RandomCheckpointOptions['text'];
-  vision?: RandomCheckpointOptions['vision'];
-  tieEmbeddings?: boolean;
-}
-
-export interface TinyModelDirectory {
-  /** Ids in the tokenizer. */
-  tokenizerVocabSize: number;
-  /** Rows of the model's embedding (config.json vocab_size). */
-  modelVocabSize: number;
-  specialTokenIds: SpecialTokenIds;
-  stats: TrainBpeStats;
-}
-
-/**
- * Writes a complete Hugging Face Qwen2.5-VL model directory: random weights (config.json,
- * preprocessor_config.json, model.safetensors) whose config token ids are the trained
- * tokenizer's, plus the tokenizer files.
- */
-export async function writeTinyModelDirectory(dir: string, options: TinyModelOptions): Promise<TinyModelDirectory> {
-  const { corpus, seed, text, vision, tieEmbeddings, ...tokenizerOptions } = options;
-  const built = buildTokenizer(corpus, tokenizerOptions);
-  const modelVocabSize = text?.vocab ?? built.vocabSize;
-  if (!Number.isSafeInteger(modelVocabSize) || modelVocabSize < built.vocabSize) {
-    throw new RangeError(`text.vocab ${modelVocabSize} is smaller than the trained tokenizer (${built.vocabSize} ids)`);
-  }
-  await writeRandomCheckpoint(dir, {
-    text: { ...text, vocab: modelVocabSize },
-    ...(vision ? { vision } : {}),
-    ...(seed !== undefined ? { seed } : {}),
-    ...(tieEmbeddings !== undefined ? { tieEmbeddings } : {}),
-    tokenIds: built.specialTokenIds,
-  });
-  await writeTokenizerFiles(dir, built);
-  return { tokenizerVocabSize: built.vocabSize, modelVocabSize, specialTokenIds: built.specialTokenIds, stats: built.stats };
 }
