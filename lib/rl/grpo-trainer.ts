@@ -185,8 +185,9 @@ export class GrpoTrainer extends TrainingRun {
       const logprobs = await model.logprobs(
         chunk.map((e) => e.row.input),
         chunk.map((e) => e.rollout.tokens),
-        temperature,
+        { temperature, ...(this.signal ? { signal: this.signal } : {}) },
       );
+      this.throwIfAborted();
       chunk.forEach((e, k) => (e[field] = logprobs[k]));
       this.emit('progress', { step, phase, done: Math.min(i + micro, experiences.length), total: experiences.length });
     }
