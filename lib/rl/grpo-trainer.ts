@@ -213,7 +213,8 @@ export class GrpoTrainer extends TrainingRun {
         await model.zeroGradients();
         let loss = 0;
         for (let i = 0; i < batch.length; i += actor.micro_batch_size_per_device_for_update) {
-          this.throwIfAborted();
+          // An abort abandons the step only while it has changed nothing.
+          if (optimizerSteps === 0) this.throwIfAborted();
           const micro = batch.slice(i, i + actor.micro_batch_size_per_device_for_update);
           const sequences: TrainSequence[] = micro.map((e) => ({
             ids: concatIds(e.row.input.ids, e.rollout.tokens),
