@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Model } from '../lib/engine/model.js';
 import { writeRandomCheckpoint } from '../lib/engine/random-checkpoint.js';
 import { native } from '../lib/native/binding.js';
+import { linear } from '../lib/native/testing.js';
 
 export function table(header: string[], rows: (string | number)[][]): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
@@ -46,7 +47,7 @@ export async function benchMatmul(): Promise<void> {
     // neighbours, and operands copied in just before a call are cold in a way
     // the model's weights and activations are not.
     const repeat = Math.max(5, Math.round(5e10 / flops)); // about half a second at 100 GFLOP/s
-    const seconds = (await native().linear({ x, w, m, k, n, repeat })).bestSeconds;
+    const seconds = (await linear({ x, w, m, k, n, repeat })).bestSeconds;
     const ours = flops / seconds / 1e9;
     const theirs = numpy.results?.[i]?.gflops;
     rows.push([name, `${m}x${k} . ${n}x${k}^T`, ours.toFixed(1), theirs ? theirs.toFixed(1) : 'skipped', theirs ? `${(ours / theirs).toFixed(2)}x` : '']);

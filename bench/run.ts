@@ -72,7 +72,7 @@ async function benchHungarian(): Promise<void> {
     const costs = Float64Array.from({ length: n * n * count }, () => random());
     const file = join(work, `lsa-${n}.bin`);
     writeFileSync(file, Buffer.from(costs.buffer));
-    const shape = { rows: new Int32Array(count).fill(n), cols: new Int32Array(count).fill(n), costs };
+    const shape = { rows: new Int32Array(count).fill(n), cols: new Int32Array(count).fill(n), costs, device: 'cpu' as const };
     const ours = (await timeIt(() => native().linearSumAssignment(shape))) / count;
     const { rowToCol } = await native().linearSumAssignment(shape);
     const sha = createHash('sha256').update(Buffer.from(rowToCol.buffer)).digest('hex');
@@ -132,7 +132,7 @@ async function benchCuda(): Promise<void> {
   const rows: (string | number)[][] = [];
   for (const [name, call] of [
     ['CIoU matrices', (device: 'cpu' | 'cuda') => native().ciouMatrices({ ...input, device })],
-    ['spatial scores (CIoU + Hungarian)', (device: 'cpu' | 'cuda') => native().spatialScores({ ...input, similarity, device })],
+    ['spatial scores (CIoU + Hungarian)', (device: 'cpu' | 'cuda') => native().spatialScores({ ...input, similarity, semanticWeight: 2, iouWeight: 1, device })],
   ] as const) {
     const cpu = await timeIt(() => call('cpu'));
     const gpu = await timeIt(() => call('cuda'));

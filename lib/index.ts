@@ -30,8 +30,7 @@ export { checkFixtures, type CaseResult, type QuantityResult } from './fixtures/
 export { saveCheckpoint, restoreCheckpoint, listCheckpoints, latestCheckpoint, type SaveOptions } from './train/checkpoint.js';
 export { learningRate, type ScheduleOptions, type ScheduleName } from './train/schedule.js';
 export { StepGuard, NonFiniteStepError, type SkippedStep } from './train/step-guard.js';
-export { policyLoss, adamwStep, freshAdamWState } from './train/native-train.js';
-export type { PolicyLossOptions, PolicyLossResult, PolicyLossInput, KlEstimator, LossAggregation, AdamWOptions } from './train/native-train.js';
+export type { KlEstimator, LossAggregation } from './native/binding.js';
 export * from './data/index.js';
 export * from './synth/index.js';
 export * as shapes from './shapes/index.js';

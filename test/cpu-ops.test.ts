@@ -1,7 +1,7 @@
 /** The CPU matrix product against a float64 computation, on shapes that hit every tail path. */
 import { spawnSync } from 'node:child_process';
 import t from 'tap';
-import { native } from '../lib/native/binding.js';
+import { linear } from '../lib/native/testing.js';
 import { rng } from './helpers.js';
 
 t.test('linear = x w^T + bias on awkward shapes', async (t) => {
@@ -17,7 +17,7 @@ t.test('linear = x w^T + bias on awkward shapes', async (t) => {
     const x = Float32Array.from({ length: m * k }, () => random() * 2 - 1);
     const w = Float32Array.from({ length: n * k }, () => random() * 2 - 1);
     const bias = Float32Array.from({ length: n }, () => random());
-    const { y } = await native().linear({ x, w, bias, m, k, n });
+    const { y } = await linear({ x, w, bias, m, k, n });
     let worst = 0;
     for (let i = 0; i < m; i++)
       for (let j = 0; j < n; j++) {
@@ -27,12 +27,12 @@ t.test('linear = x w^T + bias on awkward shapes', async (t) => {
       }
     t.ok(worst < 1e-5, `${m}x${k} . ${n}x${k}^T: max error / sqrt(k) = ${worst.toExponential(2)}`);
   }
-  const { y } = await native().linear({ x: new Float32Array(0), w: new Float32Array(0), m: 0, k: 0, n: 0 });
+  const { y } = await linear({ x: new Float32Array(0), w: new Float32Array(0), m: 0, k: 0, n: 0 });
   t.equal(y.length, 0, 'an empty product');
-  await t.rejects(async () => native().linear({ x: new Float32Array(3), w: new Float32Array(4), m: 1, k: 2, n: 2 }), /x must be m x k/);
+  await t.rejects(async () => linear({ x: new Float32Array(3), w: new Float32Array(4), m: 1, k: 2, n: 2 }), /x must be m x k/);
   const operands = { x: Float32Array.from({ length: 64 * 48 }, (_, i) => Math.sin(i)), w: Float32Array.from({ length: 40 * 48 }, (_, i) => Math.cos(i)), bias: new Float32Array(40).fill(1), m: 64, k: 48, n: 40 };
-  const once = await native().linear(operands);
-  const repeated = await native().linear({ ...operands, repeat: 4 });
+  const once = await linear(operands);
+  const repeated = await linear({ ...operands, repeat: 4 });
   t.same(repeated.y, once.y, 'repeated runs recompute y (the bias is not added twice)');
   t.ok(repeated.bestSeconds > 0 && repeated.bestSeconds <= repeated.seconds, `fastest run ${repeated.bestSeconds} s <= mean ${repeated.seconds} s`);
 });

@@ -26,6 +26,8 @@
  */
 import t from 'tap';
 import { native } from '../lib/native/binding.js';
+import { runOp } from '../lib/native/testing.js';
+import type { RunOpArgs } from '../lib/native/binding.js';
 import { rng } from './helpers.js';
 
 const info = native().runtimeInfo();
@@ -42,7 +44,7 @@ const PRODUCT = process.env['SPATIALTHINKER_CUDA_TF32'] && process.env['SPATIALT
 const ATTENTION = 1e-4;
 const ELEMENTWISE = 1e-5;
 
-type OpArgs = Omit<Parameters<ReturnType<typeof native>['runOp']>[0], 'device'>;
+type OpArgs = Omit<RunOpArgs, 'device'>;
 interface Case {
   name: string;
   tol: number;
@@ -303,10 +305,10 @@ function cases(): Case[] {
 }
 
 t.test('runOp runs single ops on the CPU backend, NaN-filling outputs it does not write', async (t) => {
-  const r = await native().runOp({ op: 'linear', tensors: { x: Float32Array.of(1, 2), w: Float32Array.of(3, 4, 5, 6), bias: Float32Array.of(1, -1) }, scalars: { m: 1, k: 2, n: 2 } });
+  const r = await runOp({ op: 'linear', tensors: { x: Float32Array.of(1, 2), w: Float32Array.of(3, 4, 5, 6), bias: Float32Array.of(1, -1) }, scalars: { m: 1, k: 2, n: 2 } });
   t.equal(r.backend, 'cpu');
   t.same(Array.from(r.outputs['y'] as Float32Array), [12, 16]);
-  const b = await native().runOp({
+  const b = await runOp({
     op: 'linear_backward',
     tensors: { x: Float32Array.of(1, 2), w: Float32Array.of(3, 4, 5, 6), dy: Float32Array.of(1, 1), db: Float32Array.of(10, 20) },
     scalars: { m: 1, k: 2, n: 2 },
@@ -315,7 +317,7 @@ t.test('runOp runs single ops on the CPU backend, NaN-filling outputs it does no
   t.same(Array.from(b.outputs['dx'] as Float32Array), [8, 10], 'dx = dy w');
   t.same(Array.from(b.outputs['db'] as Float32Array), [11, 21], 'db accumulates');
   t.notOk('dw' in b.outputs, 'an optional output neither passed nor wanted is not made');
-  const a = await native().runOp({
+  const a = await runOp({
     op: 'attention',
     tensors: { q: Float32Array.of(1, 0, 5, 5), k_pool: Float32Array.of(1, 0), v_pool: Float32Array.of(2, 3) },
     scalars: { rows: 2, slots: 1, heads: 1, kvHeads: 1, headDim: 2 },
@@ -323,37 +325,37 @@ t.test('runOp runs single ops on the CPU backend, NaN-filling outputs it does no
   });
   t.same(Array.from(a.outputs['out'] as Float32Array).slice(0, 2), [2, 3], 'one key: its value');
   t.ok(Number.isNaN((a.outputs['out'] as Float32Array)[2] as number), 'a row no sequence covers stays NaN');
-  const s = await native().runOp({ op: 'sum_squares', tensors: { x: Float32Array.of(1, 2, 3) } });
+  const s = await runOp({ op: 'sum_squares', tensors: { x: Float32Array.of(1, 2, 3) } });
   t.equal(s.scalar, 14);
-  await t.rejects(async () => native().runOp({ op: 'nope' }), /unknown op "nope" \(ops: adamw, add, attention/);
-  await t.rejects(native().runOp({ op: 'linear', tensors: { x: new Float32Array(3), w: new Float32Array(4) }, scalars: { m: 1, k: 2, n: 2 } }), /runOp linear: `x` has 3 entries, not 2/);
-  await t.rejects(async () => native().runOp({ op: 'add', tensors: { x: new Float32Array(1), y: new Float32Array(1) }, device: 'tpu' as 'cuda' }), /unknown device "tpu"/);
+  await t.rejects(async () => runOp({ op: 'nope' }), /unknown op "nope" \(ops: adamw, add, attention/);
+  await t.rejects(runOp({ op: 'linear', tensors: { x: new Float32Array(3), w: new Float32Array(4) }, scalars: { m: 1, k: 2, n: 2 } }), /runOp linear: `x` has 3 entries, not 2/);
+  await t.rejects(async () => runOp({ op: 'add', tensors: { x: new Float32Array(1), y: new Float32Array(1) }, device: 'tpu' as 'cuda' }), /unknown device "tpu"/);
 });
 
 t.test('every comparison case runs on the CPU backend and writes all its outputs', async (t) => {
   const all = cases();
   t.ok(all.length > 40, `${all.length} CPU/CUDA comparison cases`);
   for (const c of all) {
-    const r = await native().runOp({ ...c.args, device: 'cpu' });
+    const r = await runOp({ ...c.args, device: 'cpu' });
     for (const [name, values] of Object.entries(r.outputs)) t.notOk(values.some(Number.isNaN), `${c.name}: ${name} is written`);
   }
 });
 
 t.test('without a usable GPU, the CUDA backend says why', { skip: skip ? false : 'a GPU is usable here' }, async (t) => {
-  await t.rejects(native().runOp({ op: 'add', device: 'cuda', tensors: { x: new Float32Array(1), y: new Float32Array(1) } }), /the CUDA backend is unavailable: |cuBLAS could not be loaded/);
+  await t.rejects(runOp({ op: 'add', device: 'cuda', tensors: { x: new Float32Array(1), y: new Float32Array(1) } }), /the CUDA backend is unavailable: |cuBLAS could not be loaded/);
 });
 
 t.test('every op on CUDA matches the CPU backend', { skip }, async (t) => {
   for (const c of cases()) {
-    const cpu = await native().runOp({ ...c.args, device: 'cpu' });
-    const gpu = await native().runOp({ ...c.args, device: 'cuda' });
+    const cpu = await runOp({ ...c.args, device: 'cpu' });
+    const gpu = await runOp({ ...c.args, device: 'cuda' });
     t.equal(gpu.backend, 'cuda');
     t.same(Object.keys(gpu.outputs).sort(), Object.keys(cpu.outputs).sort(), `${c.name}: the same outputs`);
     for (const [name, expected] of Object.entries(cpu.outputs)) {
       const error = relError(gpu.outputs[name] as Float32Array, expected);
       t.ok(error <= c.tol, `${c.name}: ${name} error ${error.toExponential(2)} (tolerance ${c.tol})`);
     }
-    const again = await native().runOp({ ...c.args, device: 'cuda' });
+    const again = await runOp({ ...c.args, device: 'cuda' });
     for (const [name, first] of Object.entries(gpu.outputs))
       t.ok(Buffer.from((again.outputs[name] as Float32Array).buffer).equals(Buffer.from(first.buffer)), `${c.name}: ${name} is the same bits on a second CUDA run`);
   }
@@ -361,11 +363,11 @@ t.test('every op on CUDA matches the CPU backend', { skip }, async (t) => {
 
 t.test('sum of squares on CUDA matches the CPU backend', { skip }, async (t) => {
   const x = uniform(100003, -3, 3);
-  const cpu = await native().runOp({ op: 'sum_squares', tensors: { x }, device: 'cpu' });
-  const gpu = await native().runOp({ op: 'sum_squares', tensors: { x }, device: 'cuda' });
+  const cpu = await runOp({ op: 'sum_squares', tensors: { x }, device: 'cpu' });
+  const gpu = await runOp({ op: 'sum_squares', tensors: { x }, device: 'cuda' });
   const error = Math.abs((gpu.scalar as number) - (cpu.scalar as number)) / (cpu.scalar as number);
   t.ok(error <= 1e-10, `relative error ${error.toExponential(2)}`);
-  const empty = await native().runOp({ op: 'sum_squares', tensors: { x: new Float32Array(0) }, device: 'cuda' });
+  const empty = await runOp({ op: 'sum_squares', tensors: { x: new Float32Array(0) }, device: 'cuda' });
   t.equal(empty.scalar, 0);
 });
 
@@ -374,8 +376,8 @@ t.test('AdamW and the embedding gradient on CUDA repeat the CPU arithmetic exact
   // multiply-adds, so the bits should agree; a difference here means the
   // CPU build or the GPU contracted something.
   for (const c of cases().filter((c) => c.args.op === 'adamw' || c.args.op === 'embedding_backward')) {
-    const cpu = await native().runOp({ ...c.args, device: 'cpu' });
-    const gpu = await native().runOp({ ...c.args, device: 'cuda' });
+    const cpu = await runOp({ ...c.args, device: 'cpu' });
+    const gpu = await runOp({ ...c.args, device: 'cuda' });
     for (const [name, expected] of Object.entries(cpu.outputs))
       t.ok(Buffer.from((gpu.outputs[name] as Float32Array).buffer).equals(Buffer.from(expected.buffer)), `${c.name}: ${name} bit-identical`);
   }

@@ -126,10 +126,23 @@ t.test('an AbortSignal stops the run cleanly with a checkpoint of the last compl
   });
   const result = await trainer.train();
   await trainer.dispose();
+  t.equal(result.aborted, true, 'the result says the run was aborted');
   t.equal(result.steps, 1, 'step 2 was interrupted and not applied');
   t.match(result.lastCheckpoint, /step-000001$/);
   const state = JSON.parse(readFileSync(join(result.lastCheckpoint!, 'trainer_state.json'), 'utf8'));
   t.equal(state.loader.cursor, 4, 'the cursor is where step 2 started');
+});
+
+t.test('an abort during a rollout cancels only that run and resolves with aborted: true', async (t) => {
+  const controller = new AbortController();
+  const trainer = new GrpoTrainer(config(join(root, 'run-abort-rollout'), { trainer: { max_steps: 3, save_freq: 0, val_freq: 0 } }), { signal: controller.signal });
+  trainer.on('progress', (e) => {
+    if (e.step === 1 && e.phase === 'rollout') controller.abort();
+  });
+  const result = await trainer.train();
+  await trainer.dispose();
+  t.equal(result.aborted, true);
+  t.equal(result.steps, 0, 'no step was applied');
 });
 
 t.test('SFT on gold traces lowers the loss and validates through the same path', async (t) => {
@@ -138,6 +151,7 @@ t.test('SFT on gold traces lowers the loss and validates through the same path',
   const result = await trainer.train();
   await trainer.dispose();
   const lines = readJsonl(join(runDir, 'metrics.jsonl')).filter((m) => m['split'] === 'train');
+  t.equal(result.aborted, false, 'a run that reached its last step was not aborted');
   const losses = lines.map((m) => m['sft/loss'] as number);
   t.equal(losses.length, 6);
   t.ok((losses.at(-1) as number) < (losses[0] as number) * 0.8, `loss falls: ${losses.map((l) => l.toFixed(3)).join(' ')}`);

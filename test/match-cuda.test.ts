@@ -63,8 +63,8 @@ t.test('CUDA assignments equal the CPU ones, rectangular both ways', { skip }, a
 
 t.test('CUDA spatial scores equal the CPU ones', { skip }, async (t) => {
   const input = batch(3, 4096, 50);
-  const cpu = await native().spatialScores({ ...input, device: 'cpu' });
-  const gpu = await native().spatialScores({ ...input, device: 'cuda' });
+  const cpu = await native().spatialScores({ ...input, semanticWeight: 2, iouWeight: 1, device: 'cpu' });
+  const gpu = await native().spatialScores({ ...input, semanticWeight: 2, iouWeight: 1, device: 'cuda' });
   t.ok(maxAbsDiff(cpu.scores, gpu.scores) <= 1e-12, `scores: max abs difference ${maxAbsDiff(cpu.scores, gpu.scores)}`);
   t.same(Array.from(gpu.gtToPred), Array.from(cpu.gtToPred), 'same matches');
   t.ok(maxAbsDiff(cpu.gtMciou, gpu.gtMciou) <= 1e-12, 'same matched mciou');

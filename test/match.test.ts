@@ -137,15 +137,15 @@ t.test('Hungarian handles empty, +inf and bad matrices', async (t) => {
 t.test('native arguments are checked and named', async (t) => {
   const n = native();
   await t.rejects(
-    async () => n.ciouMatrices({ predBoxes: new Float64Array(3), predCounts: Int32Array.of(1), gtBoxes: new Float64Array(0), gtCounts: Int32Array.of(0) }),
+    async () => n.ciouMatrices({ predBoxes: new Float64Array(3), predCounts: Int32Array.of(1), gtBoxes: new Float64Array(0), gtCounts: Int32Array.of(0), device: 'cpu' }),
     /predBoxes.*4 numbers per predicted box/,
   );
   await t.rejects(
-    async () => n.ciouMatrices({ predBoxes: [0, 0, 1, 1] as unknown as Float64Array, predCounts: Int32Array.of(1), gtBoxes: new Float64Array(0), gtCounts: Int32Array.of(0) }),
+    async () => n.ciouMatrices({ predBoxes: [0, 0, 1, 1] as unknown as Float64Array, predCounts: Int32Array.of(1), gtBoxes: new Float64Array(0), gtCounts: Int32Array.of(0), device: 'cpu' }),
     /ciouMatrices: `predBoxes` must be a Float64Array/,
   );
   await t.rejects(
-    async () => n.linearSumAssignment({ costs: new Float64Array(5), rows: Int32Array.of(2), cols: Int32Array.of(2) }),
+    async () => n.linearSumAssignment({ costs: new Float64Array(5), rows: Int32Array.of(2), cols: Int32Array.of(2), device: 'cpu' }),
     /costs` has 5 entries but rows x cols add up to 4/,
   );
   await t.rejects(

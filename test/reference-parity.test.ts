@@ -78,6 +78,7 @@ t.test('assignments equal scipy.optimize.linear_sum_assignment, ties included', 
       costs,
       rows: new Int32Array(count).fill(n),
       cols: new Int32Array(count).fill(n),
+      device: 'cpu',
     });
     const sha = createHash('sha256').update(Buffer.from(rowToCol.buffer)).digest('hex');
     t.equal(sha, scipy.assignments_sha, `${count} ${n}x${n} matrices${levels > 0 ? ` with costs in 0..${levels - 1}` : ''}: identical assignments`);

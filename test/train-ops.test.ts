@@ -3,7 +3,7 @@ import t from 'tap';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { readSafetensors } from '../lib/io/safetensors.js';
-import { adamwStep, freshAdamWState, policyLoss, type PolicyLossInput, type PolicyLossOptions } from '../lib/train/native-train.js';
+import { adamwStep, freshAdamWState, policyLoss, type PolicyLossInput, type PolicyLossOptions } from '../lib/native/testing.js';
 import { rng } from './helpers.js';
 
 const FIXTURES = resolve('..', 'shared', 'fixtures', 'qwen25vl-tiny');

@@ -4,9 +4,22 @@
  * native. Token-level API: ids in, ids and log-probs out (the Tokenizer and
  * ImageProcessor build the inputs).
  */
-import { native } from '../native/binding.js';
+import {
+  DEFAULT_ADAMW_SETTINGS,
+  DEFAULT_LOSS_SETTINGS,
+  native,
+  type FinishReason,
+  type KlEstimator,
+  type LossAggregation,
+  type NativeCompletion,
+  type NativeForwardResult,
+  type NativeModel,
+  type NativeOptimizerState,
+  type NativePrompt,
+  type NativeTrainGradientsResult,
+  type NativeVisionResult,
+} from '../native/binding.js';
 import { readModelConfig, type ModelConfig } from './config.js';
-import type { PolicyLossResult } from '../train/native-train.js';
 
 /** Pixel patches of a prompt's images, as the image processor makes them. */
 export interface ImageInput {
@@ -22,38 +35,58 @@ export interface PromptInput {
 export interface SamplingOptions {
   /** 0 or `greedy: true` picks the most likely token. Default 1. */
   temperature?: number;
+  /** Default 0: off. */
   topK?: number;
+  /** Default 1: off. */
   topP?: number;
+  /** Default false. */
   greedy?: boolean;
-  /** Reproducible results: each completion draws from its own generator seeded from this. */
+  /** Reproducible results: each completion draws from its own generator seeded from this. Default 0. */
   seed?: number;
 }
 
-export interface GenerateOptions extends SamplingOptions {
+/**
+ * Aborting a call (its `signal`) never rejects it and never touches the
+ * model's other calls: the call stops at its next stopping point and resolves
+ * with the work finished before the abort, marked as aborted (see generate
+ * and logprobs for what each returns). The trainers follow the same rule:
+ * an aborted run resolves with `TrainResult.aborted: true`.
+ */
+export interface AbortOptions {
+  signal?: AbortSignal;
+}
+
+export interface GenerateOptions extends SamplingOptions, AbortOptions {
   /** Completions per prompt; they share the prompt's prefill. Default 1. */
   samples?: number;
+  /** Default 256. */
   maxNewTokens?: number;
   /** Generation stops after any of these (defaults to the model's EOS ids). */
   stopTokenIds?: readonly number[];
   /** Sequences decoded together; finished ones make room for the next prompt. Default 64. */
   maxBatch?: number;
-  /** Called for every sampled token, in order per completion. */
-  onToken?: (prompt: number, sample: number, token: number) => void;
-  signal?: AbortSignal;
-  /** Keep the logits behind every token ([tokens, vocab]); for checks. */
+  /**
+   * Called for every sampled token, in order per completion; `stop()` ends
+   * that completion (finish reason "stop") after at most a few more tokens,
+   * e.g. when a stop string shows in its text.
+   */
+  onToken?: (prompt: number, sample: number, token: number, stop: () => void) => void;
+  /** Keep the logits behind every token ([tokens, vocab]); for checks. Default false. */
   keepStepLogits?: boolean;
 }
 
-export interface Completion {
-  prompt: number;
-  sample: number;
-  tokens: Int32Array;
+export interface LogprobsOptions extends AbortOptions {
+  /** Default 1. */
+  temperature?: number;
+}
+
+export interface Completion extends NativeCompletion {
   /** log p of each token under the sampling distribution (temperature applied, before top-k/top-p). */
   logprobs: Float32Array;
   /** Position (all three M-RoPE streams) of each token fed back. */
   positions: Float64Array;
-  finishReason: 'stop' | 'length' | 'cancelled';
-  stepLogits?: Float32Array;
+  /** 'cancelled': the call was aborted before this completion finished; `tokens` holds what was sampled. */
+  finishReason: FinishReason;
 }
 
 /** A prompt and one completion of it, with what the GRPO loss needs per completion token. */
@@ -75,27 +108,33 @@ export interface FreezeOptions {
   freezeLanguage?: boolean;
 }
 
-export interface TrainLossOptions extends FreezeOptions {
+export interface TrainLossOptions extends Omit<FreezeOptions, 'freezeLanguage'> {
   /** 'grpo' (default) or 'sft' (token cross-entropy on the completion, e.g. a warm start). */
   objective?: 'grpo' | 'sft';
-  /** Longer sequences are an error naming them. 0: no limit. */
+  /** Longer sequences are an error naming them. Default 0: no limit. */
   maxSequenceLength?: number;
-  /** Recompute each block in the backward pass instead of keeping its activations. */
+  /** Recompute each block in the backward pass instead of keeping its activations. Default false. */
   checkpointLayers?: boolean;
+  /** Default 0.2. */
   clipLow?: number;
+  /** Default 0.3. */
   clipHigh?: number;
   /** <= 1 disables the dual clip. Default 3. */
   dualClip?: number;
+  /** Default 0.01. */
   klCoef?: number;
-  klEstimator?: 'k1' | 'abs' | 'mse' | 'k2' | 'k3' | 'low_var_kl';
-  aggregation?: 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum';
+  /** Default 'k3'. */
+  klEstimator?: KlEstimator;
+  /** Default 'token-mean'. */
+  aggregation?: LossAggregation;
+  /** Default 1. */
   temperature?: number;
-  /** The whole mini-batch's token and completion counts, when this call is one micro-batch of it. */
+  /** The whole mini-batch's token and completion counts, when this call is one micro-batch of it (default 0: this call's own). */
   batchTokens?: number;
   batchSequences?: number;
 }
 
-export interface TrainGradientsResult extends Omit<PolicyLossResult, 'dlogp'> {
+export interface TrainGradientsResult extends NativeTrainGradientsResult {
   /** The current policy's log-prob of each completion token, sequences in order. */
   logp: Float32Array;
   /** Mean entropy of the policy's next-token distribution over the completion tokens. */
@@ -104,65 +143,22 @@ export interface TrainGradientsResult extends Omit<PolicyLossResult, 'dlogp'> {
 
 export interface OptimizerOptions extends FreezeOptions {
   lr: number;
+  /** Default 0.9. */
   beta1?: number;
+  /** Default 0.999. */
   beta2?: number;
+  /** Default 1e-8. */
   eps?: number;
+  /** Default 0.01. */
   weightDecay?: number;
   /** Global gradient-norm clip; 0 disables it. Default 1. */
   maxGradNorm?: number;
 }
 
 /** AdamW moments by parameter name and the number of steps taken. */
-export interface OptimizerState {
-  step: number;
-  m: Record<string, Float32Array>;
-  v: Record<string, Float32Array>;
-}
-
-export interface ForwardResult {
-  logits: Float32Array; // [rows, seqLen, vocab], 0 on padding
-  positions: Float64Array; // [3, rows, seqLen]
-  deltas: Float64Array; // [rows]
-}
-
-export interface VisionResult {
-  embeds: Float32Array;
-  windowIndex: Int32Array;
-  cuWindowSeqlens: Int32Array;
-  cuSeqlens: Int32Array;
-  rotPosIds: Int32Array;
-}
-
-interface NativePrompt {
-  ids: Int32Array;
-  pixels?: Float32Array;
-  grids?: Int32Array;
-}
-
-interface NativeModel {
-  info(): { parameters: number; backend: string } | null;
-  vision(args: { pixels: Float32Array; grids: Int32Array }): Promise<VisionResult>;
-  forward(args: { ids: Int32Array; mask: Int32Array; rows: number; seqLen: number; pixels?: Float32Array; grids?: Int32Array }): Promise<ForwardResult>;
-  logprobs(args: { prompts: NativePrompt[]; completions: Int32Array[]; temperature: number }): Promise<Float32Array[]>;
-  generate(args: Record<string, unknown>, onToken?: (prompt: number, sample: number, token: number) => void): Promise<Completion[]>;
-  cancel(): void;
-  stopSequence(prompt: number, sample: number): void;
-  trainGradients(args: Record<string, unknown>): Promise<TrainGradientsResult>;
-  zeroGradients(): Promise<void>;
-  optimizerStep(args: Record<string, unknown>): Promise<{ gradNorm: number; skipped: boolean; step: number }>;
-  parameters(): Promise<Record<string, Float32Array>>;
-  gradients(): Promise<Record<string, Float32Array>>;
-  setParameters(values: Record<string, Float32Array>): Promise<void>;
-  optimizerState(): Promise<OptimizerState>;
-  setOptimizerState(state: OptimizerState): Promise<void>;
-  dispose(): Promise<void>;
-}
-
-declare module '../native/binding.js' {
-  interface NativeBinding {
-    loadModel(args: { dir: string; config: ModelConfig; device: string }): Promise<NativeModel>;
-  }
-}
+export type OptimizerState = NativeOptimizerState;
+export type ForwardResult = NativeForwardResult;
+export type VisionResult = NativeVisionResult;
 
 export interface LoadOptions {
   /**
@@ -207,6 +203,8 @@ function nativePrompt(p: PromptInput): NativePrompt {
 
 export class Model {
   private disposed = false;
+  /** Ids for the engine's per-call controls (cancel, stop a completion). */
+  private nextCall = 1;
 
   private constructor(
     readonly dir: string,
@@ -246,41 +244,82 @@ export class Model {
     });
   }
 
-  /** log p(completion_j | prompt, completion_<j) per prompt, computed a vocabulary tile at a time. */
-  logprobs(prompts: readonly PromptInput[], completions: readonly (Int32Array | readonly number[])[], temperature = 1): Promise<Float32Array[]> {
+  /**
+   * log p(completion_j | prompt, completion_<j) per prompt, computed a
+   * vocabulary tile at a time. The rows come from one forward pass, so an
+   * aborted call resolves with all of them if that pass had started, and
+   * with none (`[]`) if the call was still waiting for the model.
+   */
+  async logprobs(
+    prompts: readonly PromptInput[],
+    completions: readonly (Int32Array | readonly number[])[],
+    options: LogprobsOptions = {},
+  ): Promise<Float32Array[]> {
     if (prompts.length !== completions.length) throw new RangeError('logprobs: one completion per prompt');
-    return this.live().logprobs({
+    const handle = this.live();
+    const { signal } = options;
+    if (signal?.aborted) return [];
+    const call = this.nextCall++;
+    const promise = handle.logprobs({
+      call,
       prompts: prompts.map(nativePrompt),
       completions: completions.map((c) => Int32Array.from(c)),
-      temperature,
+      temperature: options.temperature ?? 1,
     });
+    return this.abortable(promise, call, signal);
   }
 
+  /**
+   * Samples completions of every prompt, `samples` per prompt, ordered
+   * prompt by prompt. An aborted call resolves at once with the tokens
+   * sampled so far: completions that had not finished (or not started) end
+   * with finishReason 'cancelled'.
+   */
   async generate(prompts: readonly PromptInput[], options: GenerateOptions = {}): Promise<Completion[]> {
     const handle = this.live();
-    const signal = options.signal;
-    if (signal?.aborted) throw signal.reason ?? new Error('aborted');
-    const abort = () => handle.cancel();
-    signal?.addEventListener('abort', abort, { once: true });
-    try {
-      return await handle.generate(
-        {
-          prompts: prompts.map(nativePrompt),
-          samples: options.samples ?? 1,
-          maxNewTokens: options.maxNewTokens ?? 256,
-          maxBatch: options.maxBatch ?? 64,
-          seed: options.seed ?? 0,
-          greedy: options.greedy ?? false,
-          temperature: options.temperature ?? 1,
-          topK: options.topK ?? 0,
-          topP: options.topP ?? 1,
-          stopTokenIds: Int32Array.from(options.stopTokenIds ?? this.config.eosTokenIds),
-          keepStepLogits: options.keepStepLogits ?? false,
-        },
-        options.onToken,
+    const { signal, onToken } = options;
+    const samples = options.samples ?? 1;
+    if (signal?.aborted)
+      return prompts.flatMap((_, prompt) =>
+        Array.from({ length: samples }, (_, sample): Completion => ({
+          prompt,
+          sample,
+          tokens: new Int32Array(0),
+          logprobs: new Float32Array(0),
+          positions: new Float64Array(0),
+          finishReason: 'cancelled',
+        })),
       );
+    const call = this.nextCall++;
+    const promise = handle.generate(
+      {
+        call,
+        prompts: prompts.map(nativePrompt),
+        samples,
+        maxNewTokens: options.maxNewTokens ?? 256,
+        maxBatch: options.maxBatch ?? 64,
+        seed: options.seed ?? 0,
+        greedy: options.greedy ?? false,
+        temperature: options.temperature ?? 1,
+        topK: options.topK ?? 0,
+        topP: options.topP ?? 1,
+        stopTokenIds: Int32Array.from(options.stopTokenIds ?? this.config.eosTokenIds),
+        keepStepLogits: options.keepStepLogits ?? false,
+      },
+      onToken ? (prompt, sample, token) => onToken(prompt, sample, token, () => handle.stopSequence(call, prompt, sample)) : undefined,
+    );
+    return this.abortable(promise, call, signal);
+  }
+
+  /** Cancels call `call` (and only it) when `signal` fires while it waits or runs. */
+  private async abortable<T>(promise: Promise<T>, call: number, signal: AbortSignal | undefined): Promise<T> {
+    if (!signal) return promise;
+    const abort = () => this.handle.cancel(call);
+    signal.addEventListener('abort', abort, { once: true });
+    try {
+      return await promise;
     } finally {
-      signal?.removeEventListener('abort', abort);
+      signal.removeEventListener('abort', abort);
     }
   }
 
@@ -289,6 +328,7 @@ export class Model {
    * model's gradient buffers and returns the loss, log-probs and metrics.
    */
   trainGradients(sequences: readonly TrainSequence[], options: TrainLossOptions = {}): Promise<TrainGradientsResult> {
+    const d = DEFAULT_LOSS_SETTINGS;
     return this.live().trainGradients({
       sequences: sequences.map((s) => ({
         ids: Int32Array.from(s.ids),
@@ -298,7 +338,20 @@ export class Model {
         ...(s.refLogprobs ? { refLogp: s.refLogprobs } : {}),
         ...(s.images ? { pixels: s.images.pixels, grids: flatGrids(s.images.gridThw) } : {}),
       })),
-      ...options,
+      objective: options.objective ?? 'grpo',
+      maxSequenceLength: options.maxSequenceLength ?? 0,
+      checkpointLayers: options.checkpointLayers ?? false,
+      freezeVision: options.freezeVision ?? false,
+      freezeMerger: options.freezeMerger ?? false,
+      clipLow: options.clipLow ?? d.clipLow,
+      clipHigh: options.clipHigh ?? d.clipHigh,
+      dualClip: options.dualClip ?? d.dualClip,
+      klCoef: options.klCoef ?? d.klCoef,
+      klEstimator: options.klEstimator ?? d.klEstimator,
+      aggregation: options.aggregation ?? d.aggregation,
+      temperature: options.temperature ?? 1,
+      batchTokens: options.batchTokens ?? d.batchTokens,
+      batchSequences: options.batchSequences ?? d.batchSequences,
     });
   }
 
@@ -308,7 +361,18 @@ export class Model {
 
   /** Clips the accumulated gradients by their global norm and takes one AdamW step (fp32 master weights and moments). */
   optimizerStep(options: OptimizerOptions): Promise<{ gradNorm: number; skipped: boolean; step: number }> {
-    return this.live().optimizerStep({ ...options });
+    const d = DEFAULT_ADAMW_SETTINGS;
+    return this.live().optimizerStep({
+      lr: options.lr,
+      beta1: options.beta1 ?? d.beta1,
+      beta2: options.beta2 ?? d.beta2,
+      eps: options.eps ?? d.eps,
+      weightDecay: options.weightDecay ?? d.weightDecay,
+      maxGradNorm: options.maxGradNorm ?? d.maxGradNorm,
+      freezeVision: options.freezeVision ?? false,
+      freezeMerger: options.freezeMerger ?? false,
+      freezeLanguage: options.freezeLanguage ?? false,
+    });
   }
 
   /** Host copies of every parameter by hub name. */
@@ -334,15 +398,7 @@ export class Model {
     return this.live().gradients();
   }
 
-  /**
-   * Ends one completion of the generate call in flight (it finishes with
-   * reason "stop" after at most a few more tokens); for stop strings.
-   */
-  stopSequence(prompt: number, sample: number): void {
-    this.live().stopSequence(prompt, sample);
-  }
-
-  /** Frees the weights (after a call in flight finishes). */
+  /** Aborts the calls made before it (as their signals would), then frees the weights once they settle. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;

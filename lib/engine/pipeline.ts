@@ -78,7 +78,7 @@ export class VisionLanguageModel {
     const streams = new Map<string, { decoder: ReturnType<Tokenizer['createDecoder']>; text: string; stopped: boolean }>();
     const onToken =
       stops.length > 0 || options.onText
-        ? (prompt: number, sample: number, token: number) => {
+        ? (prompt: number, sample: number, token: number, stop: () => void) => {
             const key = `${prompt}/${sample}`;
             let s = streams.get(key);
             if (!s) streams.set(key, (s = { decoder: this.tokenizer.createDecoder({ skipSpecialTokens: true }), text: '', stopped: false }));
@@ -87,7 +87,7 @@ export class VisionLanguageModel {
             s.text += piece;
             if (stops.some((stop) => s.text.includes(stop))) {
               s.stopped = true;
-              this.model.stopSequence(prompt, sample);
+              stop();
             }
             if (piece) options.onText?.(prompt, sample, piece);
           }

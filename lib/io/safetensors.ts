@@ -71,14 +71,6 @@ export interface ModelWeightInfo extends TensorHeader {
   file: string;
 }
 
-declare module '../native/binding.js' {
-  interface NativeBinding {
-    readSafetensors(path: string, names?: string[]): Promise<SafetensorsContents>;
-    inspectSafetensors(path: string): Promise<SafetensorsHeader>;
-    inspectModelWeights(dir: string): Promise<Record<string, ModelWeightInfo>>;
-  }
-}
-
 /**
  * Reads a safetensors file: its metadata and tensors (all of them, or those
  * named; a name the file lacks rejects with "<path>: no tensor named '<name>'").

@@ -24,6 +24,9 @@ export const DEFAULT_SPATIAL_WEIGHTS: Readonly<SpatialRewardWeights> = Object.fr
   spatial: 0.2,
 });
 
+/** The box matching's cost, semanticWeight (1 - similarity) + iouWeight (1 - mCIoU), as in shared/spec/rewards.md. */
+const MATCH_COST_WEIGHTS = { semanticWeight: 2, iouWeight: 1 } as const;
+
 export interface SpatialRewardOptions {
   weights?: Partial<SpatialRewardWeights>;
   /** 'wordnet' (default), 'exact' (the reference's numbers exactly), or your own function. */
@@ -180,6 +183,7 @@ export class SpatialReward implements BatchReward {
       gtBoxes,
       gtCounts,
       similarity,
+      ...MATCH_COST_WEIGHTS,
       device: this.device,
     });
     return scores;

@@ -185,8 +185,9 @@ export class GrpoTrainer extends TrainingRun {
       const logprobs = await model.logprobs(
         chunk.map((e) => e.row.input),
         chunk.map((e) => e.rollout.tokens),
-        temperature,
+        { temperature, ...(this.signal ? { signal: this.signal } : {}) },
       );
+      this.throwIfAborted();
       chunk.forEach((e, k) => (e[field] = logprobs[k]));
       this.emit('progress', { step, phase, done: Math.min(i + micro, experiences.length), total: experiences.length });
     }
@@ -212,7 +213,8 @@ export class GrpoTrainer extends TrainingRun {
         await model.zeroGradients();
         let loss = 0;
         for (let i = 0; i < batch.length; i += actor.micro_batch_size_per_device_for_update) {
-          this.throwIfAborted();
+          // An abort abandons the step only while it has changed nothing.
+          if (optimizerSteps === 0) this.throwIfAborted();
           const micro = batch.slice(i, i + actor.micro_batch_size_per_device_for_update);
           const sequences: TrainSequence[] = micro.map((e) => ({
             ids: concatIds(e.row.input.ids, e.rollout.tokens),

@@ -43,7 +43,14 @@ export interface RunState {
 
 export interface TrainResult {
   dir: string;
+  /** Training steps completed (and applied), resumed ones included. */
   steps: number;
+  /**
+   * True when the run's AbortSignal stopped it: the step in progress was
+   * abandoned before it changed anything, and the state after the last
+   * completed step is in `lastCheckpoint`. An abort never rejects train().
+   */
+  aborted: boolean;
   lastCheckpoint: string | undefined;
   /** The last validation metrics, when validation ran. */
   validation: Metrics | undefined;
@@ -148,15 +155,37 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
 
   /**
    * Validates before training, then steps to the last one, validating and
-   * checkpointing on schedule. An aborted step changed nothing, so the state
-   * before it is checkpointed and the run returns.
+   * checkpointing on schedule. An abort (the run's signal) ends the run the
+   * way an abort ends any call: it resolves with what was done and
+   * `aborted: true`. A step in progress stops before its first optimiser
+   * step (once one is taken the step runs to its end), so it changed
+   * nothing; the state before it is checkpointed.
    */
   protected async runSteps(): Promise<TrainResult> {
     const { trainer } = this.config;
-    const result = (lastCheckpoint: string | undefined): TrainResult => ({ dir: this.dir, steps: this.step, lastCheckpoint, validation: this.lastValidation });
+    const result = (lastCheckpoint: string | undefined, aborted = false): TrainResult => ({
+      dir: this.dir,
+      steps: this.step,
+      aborted,
+      lastCheckpoint,
+      validation: this.lastValidation,
+    });
     let lastCheckpoint = this.resumedFrom;
+    let savedStep = this.resumedFrom === undefined ? -1 : this.step;
+    const stop = async (reason: string, loader?: LoaderState): Promise<TrainResult> => {
+      if (savedStep !== this.step) {
+        lastCheckpoint = await this.saveCheckpoint({}, loader);
+        savedStep = this.step;
+      }
+      this.say(`stopped: ${reason}${lastCheckpoint ? `; checkpoint ${lastCheckpoint}` : ''}`);
+      return result(lastCheckpoint, true);
+    };
     const validate = this.valRows.length > 0 && trainer.val_freq !== 0;
     if (validate && trainer.val_before_train && this.step === 0) await this.validate();
+    if (this.signal?.aborted) {
+      this.say(`stopped before step ${this.step + 1}`);
+      return result(lastCheckpoint, true);
+    }
     if (trainer.val_only) return result(lastCheckpoint);
     while (this.step < this.totalSteps) {
       const loaderAtStart = this.loader.state();
@@ -164,13 +193,15 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
         await this.trainStep();
       } catch (error) {
         if (!(error instanceof AbortedRun)) throw error;
-        lastCheckpoint = await this.saveCheckpoint({}, loaderAtStart);
-        this.say(`stopped: ${error.message}; checkpoint ${lastCheckpoint}`);
-        return result(lastCheckpoint);
+        return stop(error.message, loaderAtStart);
       }
       const last = this.step === this.totalSteps;
-      if (validate && trainer.val_freq > 0 && (this.step % trainer.val_freq === 0 || last)) await this.validate();
-      if ((trainer.save_freq > 0 && this.step % trainer.save_freq === 0) || last) lastCheckpoint = await this.saveCheckpoint();
+      if (validate && trainer.val_freq > 0 && (this.step % trainer.val_freq === 0 || last) && !this.signal?.aborted) await this.validate();
+      if ((trainer.save_freq > 0 && this.step % trainer.save_freq === 0) || last) {
+        lastCheckpoint = await this.saveCheckpoint();
+        savedStep = this.step;
+      }
+      if (this.signal?.aborted) return stop(`aborted after step ${this.step}`);
     }
     return result(lastCheckpoint);
   }
@@ -225,6 +256,8 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
       ...(this.signal ? { signal: this.signal } : {}),
       onProgress: (done, total) => this.emit('progress', { step, phase: 'validation', done, total }),
     });
+    // An aborted validation scored only some rows: its numbers are not the split's.
+    if (this.signal?.aborted) return evaluation.metrics;
     this.lastValidation = evaluation.metrics;
     await this.logMetrics('val', evaluation.metrics);
     await this.log.samples(

@@ -5,19 +5,6 @@
 import { native } from '../native/binding.js';
 import type { RgbImage } from './image.js';
 
-declare module '../native/binding.js' {
-  interface NativeBinding {
-    resizeBicubicU8(args: {
-      pixels: Uint8Array;
-      height: number;
-      width: number;
-      channels: number;
-      outHeight: number;
-      outWidth: number;
-    }): Promise<Uint8Array>;
-  }
-}
-
 /**
  * Resizes interleaved 8-bit pixels `[height, width, channels]` to
  * `[outHeight, outWidth, channels]` exactly as Pillow's

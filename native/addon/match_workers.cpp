@@ -14,8 +14,7 @@ namespace {
 enum class Device { kCpu, kCuda };
 
 Device device_option(const Napi::Object& options, const char* fn) {
-  Napi::Value value = options.Get("device");
-  if (value.IsUndefined()) return Device::kCpu;
+  Napi::Value value = required(options, "device", fn);
   const std::string name = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
   if (name == "cpu") return Device::kCpu;
   if (name == "cuda") return Device::kCuda;
@@ -159,8 +158,8 @@ Napi::Value SpatialScores(const Napi::CallbackInfo& info) {
   };
   auto in = std::make_shared<Input>(options, fn);
   in->similarity = copy_typed_array<double>(options, "similarity", fn);
-  in->semantic_weight = number_option(options, "semanticWeight", 2.0, fn);
-  in->iou_weight = number_option(options, "iouWeight", 1.0, fn);
+  in->semantic_weight = number_field(options, "semanticWeight", fn);
+  in->iou_weight = number_field(options, "iouWeight", fn);
   const int64_t expected = match::matrix_offsets(in->pairs.view()).back();
   if (int64_t(in->similarity.size()) != expected)
     throw Napi::RangeError::New(info.Env(), "spatialScores: `similarity` must hold preds x gts entries per problem (" +

@@ -3,6 +3,7 @@
 // ids, pixel patches, log-probs and (for checks) logits cross over.
 #include <atomic>
 #include <cmath>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -18,20 +19,33 @@
 namespace st::addon {
 namespace {
 
-// A model shared by its JS wrapper and the calls in flight; one call runs at
-// a time (the calls share the engine's threads anyway).
-struct ModelHandle {
-  std::unique_ptr<model::Qwen25VL> model;
-  std::mutex busy;
+// What one generate or logprobs call can be told while it waits or runs:
+// abort (its AbortSignal fired) or end one of its completions (a stop
+// string). Each call has its own, so an abort reaches only its call.
+struct CallControl {
   std::atomic<bool> cancel{false};
-  // (prompt, sample) pairs the caller asked to stop during a generate call.
   std::mutex stop_mutex;
-  std::set<std::pair<int64_t, int64_t>> stop;
+  std::set<std::pair<int64_t, int64_t>> stop;  // (prompt, sample) pairs to end
 };
 
-std::string error_text(const std::exception& e) { return e.what(); }
+// A model shared by its JS wrapper and the calls in flight. Calls run one at
+// a time (they share the engine's threads anyway), in the order they were
+// made: `calls` holds the waiting ones on the JavaScript thread.
+struct ModelHandle {
+  std::unique_ptr<model::Qwen25VL> model;
+  // Set at load; read by info() without waiting for the running call.
+  double parameters = 0;
+  std::string backend;
+  // Main thread only.
+  SerialQueue calls;
+  bool disposed = false;
+  std::map<int64_t, std::shared_ptr<CallControl>> controls;  // by the caller's call id
+  // Never contended while every call goes through `calls`; it keeps the
+  // model safe from a call that does not.
+  std::mutex busy;
+};
 
-// Runs `body` under the model's lock, turning exceptions into messages.
+// Runs `body` on the model, turning exceptions into messages.
 template <class F>
 std::string guarded(const std::shared_ptr<ModelHandle>& handle, F&& body) {
   std::lock_guard<std::mutex> lock(handle->busy);
@@ -39,23 +53,12 @@ std::string guarded(const std::shared_ptr<ModelHandle>& handle, F&& body) {
   try {
     body(*handle->model);
   } catch (const std::exception& e) {
-    return error_text(e);
+    return e.what();
   }
   return "";
 }
 
-int64_t integer(const Napi::Object& o, const char* field, const char* fn) {
-  Napi::Value v = o.Get(field);
-  if (!v.IsNumber())
-    throw Napi::TypeError::New(o.Env(), std::string(fn) + ": `" + field + "` must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (d != double(int64_t(d))) throw Napi::TypeError::New(o.Env(), std::string(fn) + ": `" + field + "` must be an integer");
-  return int64_t(d);
-}
-
-int64_t integer_or(const Napi::Object& o, const char* field, int64_t fallback, const char* fn) {
-  return o.Get(field).IsUndefined() ? fallback : integer(o, field, fn);
-}
+int64_t integer(const Napi::Object& o, const char* field, const char* fn) { return integer_field(o, field, fn); }
 
 std::vector<model::GridThw> grids_of(const Napi::Object& o, const char* fn) {
   std::vector<model::GridThw> grids;
@@ -131,12 +134,31 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
  private:
+  // Every call on the model waits its turn in the model's queue.
+  Napi::Promise Run(Napi::Env env, std::function<std::string()> work, std::function<Napi::Value(Napi::Env)> result,
+                    std::function<void()> settled = nullptr) {
+    return handle_->calls.Submit(env, std::move(work), std::move(result), std::move(settled));
+  }
+
+  // A generate or logprobs call's own control, under the id its caller chose
+  // (`call`); dropped when the call settles.
+  std::shared_ptr<CallControl> Register(int64_t id, const char* fn, Napi::Env env) {
+    if (handle_->controls.count(id) != 0)
+      throw Napi::TypeError::New(env, std::string(fn) + ": call id " + std::to_string(id) + " is already in flight");
+    auto control = std::make_shared<CallControl>();
+    handle_->controls.emplace(id, control);
+    return control;
+  }
+  std::function<void()> Unregister(int64_t id) {
+    auto handle = handle_;
+    return [handle, id] { handle->controls.erase(id); };
+  }
+
   Napi::Value Info(const Napi::CallbackInfo& info) {
+    if (handle_->disposed) return info.Env().Null();
     Napi::Object out = Napi::Object::New(info.Env());
-    std::lock_guard<std::mutex> lock(handle_->busy);
-    if (!handle_->model) return info.Env().Null();
-    out.Set("parameters", double(handle_->model->parameter_count()));
-    out.Set("backend", handle_->model->backend().name());
+    out.Set("parameters", handle_->parameters);
+    out.Set("backend", handle_->backend);
     return out;
   }
 
@@ -148,8 +170,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto out = std::make_shared<std::vector<float>>();
     auto layout = std::make_shared<model::VisionLayout>();
     auto handle = handle_;
-    return PromiseWorker::Start(
-        info.Env(),
+    return Run(info.Env(),
         [=]() {
           return guarded(handle, [&](model::Qwen25VL& m) {
             const model::VisionLayout expected = model::vision_layout(m.config().vision, *grids);
@@ -190,8 +211,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto logits = std::make_shared<std::vector<float>>();
     auto rope = std::make_shared<model::RopeIndex>();
     auto handle = handle_;
-    return PromiseWorker::Start(
-        info.Env(),
+    return Run(info.Env(),
         [=]() {
           return guarded(handle, [&](model::Qwen25VL& m) {
             if (!in->grids.empty() &&
@@ -226,15 +246,20 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       holder.Set("completion", ca.Get(i));
       completions->push_back(int32s(holder, "completion", fn));
     }
-    const double temperature = number_option(o, "temperature", 1.0, fn);
+    const double temperature = number_field(o, "temperature", fn);
+    const int64_t id = integer_field(o, "call", fn);
     auto out = std::make_shared<std::vector<std::vector<float>>>();
     auto handle = handle_;
-    return PromiseWorker::Start(
+    auto control = Register(id, fn, info.Env());
+    // The rows come from one forward pass: a call aborted before it starts
+    // resolves with none, one aborted during it with all of them.
+    return Run(
         info.Env(),
         [=]() {
+          if (control->cancel) return std::string();
           return guarded(handle, [&](model::Qwen25VL& m) { *out = m.logprobs(*prompts, *completions, float(temperature)); });
         },
-        [=](Napi::Env env) -> Napi::Value { return to_array_of(env, *out); });
+        [=](Napi::Env env) -> Napi::Value { return to_array_of(env, *out); }, Unregister(id));
   }
 
   Napi::Value Generate(const Napi::CallbackInfo& info) {
@@ -242,15 +267,15 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Object o = options_object(info, fn);
     auto prompts = std::make_shared<std::vector<model::Prompt>>(prompts_of(o, fn));
     auto options = std::make_shared<model::GenerateOptions>();
-    options->samples = integer_or(o, "samples", 1, fn);
-    options->max_new_tokens = integer_or(o, "maxNewTokens", 256, fn);
-    options->max_batch = integer_or(o, "maxBatch", 64, fn);
-    options->seed = uint64_t(integer_or(o, "seed", 0, fn));
-    options->sampling.greedy = o.Get("greedy").ToBoolean();
-    options->sampling.temperature = number_option(o, "temperature", 1.0, fn);
-    options->sampling.top_k = integer_or(o, "topK", 0, fn);
-    options->sampling.top_p = number_option(o, "topP", 1.0, fn);
-    options->keep_step_logits = o.Get("keepStepLogits").ToBoolean();
+    options->samples = integer_field(o, "samples", fn);
+    options->max_new_tokens = integer_field(o, "maxNewTokens", fn);
+    options->max_batch = integer_field(o, "maxBatch", fn);
+    options->seed = uint64_t(integer_field(o, "seed", fn));
+    options->sampling.greedy = boolean_field(o, "greedy", fn);
+    options->sampling.temperature = number_field(o, "temperature", fn);
+    options->sampling.top_k = integer_field(o, "topK", fn);
+    options->sampling.top_p = number_field(o, "topP", fn);
+    options->keep_step_logits = boolean_field(o, "keepStepLogits", fn);
     if (!o.Get("stopTokenIds").IsUndefined()) options->stop_token_ids = int32s(o, "stopTokenIds", fn);
     if (options->samples < 1 || options->max_new_tokens < 1 || options->max_batch < 1)
       throw Napi::RangeError::New(info.Env(), "generate: samples, maxNewTokens and maxBatch must be at least 1");
@@ -259,22 +284,19 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (info.Length() > 1 && info[1].IsFunction())
       stream = std::make_shared<Napi::ThreadSafeFunction>(
           Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "spatialthinker.generate", 0, 1));
+    const int64_t id = integer_field(o, "call", fn);
     auto out = std::make_shared<std::vector<model::Completion>>();
     auto handle = handle_;
-    handle->cancel = false;
-    {
-      std::lock_guard<std::mutex> lock(handle->stop_mutex);
-      handle->stop.clear();
-    }
-    return PromiseWorker::Start(
+    auto call = Register(id, fn, info.Env());
+    return Run(
         info.Env(),
         [=]() {
           std::string error = guarded(handle, [&](model::Qwen25VL& m) {
             model::GenerateControl control;
-            control.cancel = &handle->cancel;
+            control.cancel = &call->cancel;
             control.stop_requested = [&](int64_t prompt, int64_t sample) {
-              std::lock_guard<std::mutex> lock(handle->stop_mutex);
-              return handle->stop.count({prompt, sample}) != 0;
+              std::lock_guard<std::mutex> lock(call->stop_mutex);
+              return call->stop.count({prompt, sample}) != 0;
             };
             if (stream)
               control.on_token = [&](const model::Completion& c) {
@@ -299,8 +321,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           for (size_t i = 0; i < out->size(); ++i) {
             const model::Completion& c = (*out)[i];
             Napi::Object item = Napi::Object::New(env);
-            item.Set("prompt", double(c.prompt));
-            item.Set("sample", double(c.sample));
+            // Completion i is sample i % samples of prompt i / samples; the
+            // engine leaves the indices of a completion it never started at 0.
+            item.Set("prompt", double(int64_t(i) / options->samples));
+            item.Set("sample", double(int64_t(i) % options->samples));
             item.Set("tokens", to_typed_array(env, c.tokens));
             item.Set("logprobs", to_typed_array(env, c.logprobs));
             std::vector<double> positions(c.positions.begin(), c.positions.end());
@@ -310,15 +334,19 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             r.Set(uint32_t(i), item);
           }
           return r;
-        });
+        },
+        Unregister(id));
   }
 
-  // stopSequence(prompt, sample): ends one completion of the running generate call.
+  // stopSequence(call, prompt, sample): ends one completion of a generate
+  // call (a call that has settled is left alone).
   Napi::Value StopSequence(const Napi::CallbackInfo& info) {
-    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
-      throw Napi::TypeError::New(info.Env(), "stopSequence(prompt, sample) takes two numbers");
-    std::lock_guard<std::mutex> lock(handle_->stop_mutex);
-    handle_->stop.emplace(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int64Value());
+    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber())
+      throw Napi::TypeError::New(info.Env(), "stopSequence(call, prompt, sample) takes three numbers");
+    auto it = handle_->controls.find(info[0].As<Napi::Number>().Int64Value());
+    if (it == handle_->controls.end()) return info.Env().Undefined();
+    std::lock_guard<std::mutex> lock(it->second->stop_mutex);
+    it->second->stop.emplace(info[1].As<Napi::Number>().Int64Value(), info[2].As<Napi::Number>().Int64Value());
     return info.Env().Undefined();
   }
 
@@ -340,37 +368,35 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       s.prompt_len = integer(so, "promptLen", fn);
       s.pixels = optional_floats(so, "pixels", fn);
       s.grids = grids_of(so, fn);
-      s.advantage = float(number_option(so, "advantage", 0, fn));
+      s.advantage = float(number_field(so, "advantage", fn));
       s.old_logp = optional_floats(so, "oldLogp", fn);
       s.ref_logp = optional_floats(so, "refLogp", fn);
       batch->push_back(std::move(s));
     }
     auto options = std::make_shared<model::TrainOptions>();
-    options->loss.clip_low = number_option(o, "clipLow", 0.2, fn);
-    options->loss.clip_high = number_option(o, "clipHigh", 0.3, fn);
-    options->loss.dual_clip = number_option(o, "dualClip", 3.0, fn);
-    options->loss.kl_coef = number_option(o, "klCoef", 0.01, fn);
+    options->loss.clip_low = number_field(o, "clipLow", fn);
+    options->loss.clip_high = number_field(o, "clipHigh", fn);
+    options->loss.dual_clip = number_field(o, "dualClip", fn);
+    options->loss.kl_coef = number_field(o, "klCoef", fn);
     try {
-      options->loss.kl = train::parse_kl_estimator(o.Get("klEstimator").IsString() ? o.Get("klEstimator").As<Napi::String>().Utf8Value() : "k3");
-      options->loss.aggregation = train::parse_aggregation(
-          o.Get("aggregation").IsString() ? o.Get("aggregation").As<Napi::String>().Utf8Value() : "token-mean");
+      options->loss.kl = train::parse_kl_estimator(string_field(o, "klEstimator", fn));
+      options->loss.aggregation = train::parse_aggregation(string_field(o, "aggregation", fn));
     } catch (const std::exception& e) {
       throw Napi::RangeError::New(info.Env(), std::string("trainGradients: ") + e.what());
     }
-    options->temperature = float(number_option(o, "temperature", 1.0, fn));
-    const std::string objective = o.Get("objective").IsString() ? o.Get("objective").As<Napi::String>().Utf8Value() : "grpo";
+    options->temperature = float(number_field(o, "temperature", fn));
+    const std::string objective = string_field(o, "objective", fn);
     if (objective != "grpo" && objective != "sft")
       throw Napi::RangeError::New(info.Env(), "trainGradients: `objective` must be \"grpo\" or \"sft\"");
     options->objective = objective == "sft" ? model::TrainOptions::Objective::kSft : model::TrainOptions::Objective::kGrpo;
-    options->max_sequence_length = integer_or(o, "maxSequenceLength", 0, fn);
-    options->checkpoint_layers = o.Get("checkpointLayers").ToBoolean();
-    options->skip_vision_backward = o.Get("freezeVision").ToBoolean() && o.Get("freezeMerger").ToBoolean();
-    options->batch_tokens = integer_or(o, "batchTokens", 0, fn);
-    options->batch_sequences = integer_or(o, "batchSequences", 0, fn);
+    options->max_sequence_length = integer_field(o, "maxSequenceLength", fn);
+    options->checkpoint_layers = boolean_field(o, "checkpointLayers", fn);
+    options->skip_vision_backward = boolean_field(o, "freezeVision", fn) && boolean_field(o, "freezeMerger", fn);
+    options->batch_tokens = integer_field(o, "batchTokens", fn);
+    options->batch_sequences = integer_field(o, "batchSequences", fn);
     auto result = std::make_shared<model::TrainResult>();
     auto handle = handle_;
-    return PromiseWorker::Start(
-        info.Env(),
+    return Run(info.Env(),
         [=]() { return guarded(handle, [&](model::Qwen25VL& m) { *result = m.accumulate_gradients(*batch, *options); }); },
         [=](Napi::Env env) -> Napi::Value {
           const train::PolicyLossResult& r = result->loss;
@@ -393,8 +419,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value ZeroGradients(const Napi::CallbackInfo& info) {
     auto handle = handle_;
-    return PromiseWorker::Start(
-        info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& m) { m.zero_gradients(); }); },
+    return Run(info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& m) { m.zero_gradients(); }); },
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
@@ -403,21 +428,20 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     const char* fn = "optimizerStep";
     Napi::Object o = options_object(info, fn);
     train::AdamWOptions options;
-    options.lr = number_option(o, "lr", 1e-6, fn);
-    options.beta1 = number_option(o, "beta1", 0.9, fn);
-    options.beta2 = number_option(o, "beta2", 0.999, fn);
-    options.eps = number_option(o, "eps", 1e-8, fn);
-    options.weight_decay = number_option(o, "weightDecay", 0.01, fn);
-    const double max_norm = number_option(o, "maxGradNorm", 1.0, fn);
+    options.lr = number_field(o, "lr", fn);
+    options.beta1 = number_field(o, "beta1", fn);
+    options.beta2 = number_field(o, "beta2", fn);
+    options.eps = number_field(o, "eps", fn);
+    options.weight_decay = number_field(o, "weightDecay", fn);
+    const double max_norm = number_field(o, "maxGradNorm", fn);
     model::Freeze freeze;
-    freeze.vision = o.Get("freezeVision").ToBoolean();
-    freeze.merger = o.Get("freezeMerger").ToBoolean();
-    freeze.language = o.Get("freezeLanguage").ToBoolean();
+    freeze.vision = boolean_field(o, "freezeVision", fn);
+    freeze.merger = boolean_field(o, "freezeMerger", fn);
+    freeze.language = boolean_field(o, "freezeLanguage", fn);
     auto norm = std::make_shared<double>(0.0);
     auto step = std::make_shared<int64_t>(0);
     auto handle = handle_;
-    return PromiseWorker::Start(
-        info.Env(),
+    return Run(info.Env(),
         [=]() {
           return guarded(handle, [&](model::Qwen25VL& m) {
             *norm = m.optimizer_step(options, max_norm, freeze);
@@ -436,8 +460,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value NamedArrays(const Napi::CallbackInfo& info, bool gradients) {
     auto out = std::make_shared<std::vector<std::pair<std::string, std::vector<float>>>>();
     auto handle = handle_;
-    return PromiseWorker::Start(
-        info.Env(),
+    return Run(info.Env(),
         [=]() { return guarded(handle, [&](model::Qwen25VL& m) { *out = gradients ? m.gradients() : m.parameters(); }); },
         [=](Napi::Env env) -> Napi::Value {
           Napi::Object r = Napi::Object::New(env);
@@ -472,8 +495,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value SetParameters(const Napi::CallbackInfo& info) {
     auto values = std::make_shared<Named>(named_of(info.Length() > 0 ? info[0] : info.Env().Undefined(), "setParameters"));
     auto handle = handle_;
-    return PromiseWorker::Start(
-        info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& m) { m.set_parameters(*values); }); },
+    return Run(info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& m) { m.set_parameters(*values); }); },
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
@@ -481,8 +503,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto m = std::make_shared<Named>(), v = std::make_shared<Named>();
     auto step = std::make_shared<int64_t>(0);
     auto handle = handle_;
-    return PromiseWorker::Start(
-        info.Env(),
+    return Run(info.Env(),
         [=]() {
           return guarded(handle, [&](model::Qwen25VL& model) {
             model.optimizer_state(m.get(), v.get());
@@ -504,23 +525,29 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto m = std::make_shared<Named>(named_of(o.Get("m"), fn)), v = std::make_shared<Named>(named_of(o.Get("v"), fn));
     const int64_t step = integer(o, "step", fn);
     auto handle = handle_;
-    return PromiseWorker::Start(
-        info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& model) { model.set_optimizer_state(*m, *v, step); }); },
+    return Run(info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& model) { model.set_optimizer_state(*m, *v, step); }); },
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
   Napi::Value Gradients(const Napi::CallbackInfo& info) { return NamedArrays(info, true); }
 
+  // cancel(call): aborts one generate or logprobs call, waiting or running;
+  // the model's other calls go on.
   Napi::Value Cancel(const Napi::CallbackInfo& info) {
-    handle_->cancel = true;
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "cancel(call) takes a call id");
+    auto it = handle_->controls.find(info[0].As<Napi::Number>().Int64Value());
+    if (it != handle_->controls.end()) it->second->cancel = true;
     return info.Env().Undefined();
   }
 
+  // Cancels every call made before it, then frees the weights once they
+  // have settled; calls made after it reject.
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    handle_->disposed = true;
+    for (auto& [id, control] : handle_->controls) control->cancel = true;
     auto handle = handle_;
-    return PromiseWorker::Start(
+    return Run(
         info.Env(),
         [handle]() {
-          handle->cancel = true;
           std::lock_guard<std::mutex> lock(handle->busy);
           handle->model.reset();
           return std::string();
@@ -548,12 +575,12 @@ model::ModelConfig config_of(const Napi::Object& c, const char* fn) {
   config.text.heads = integer(t, "heads", fn);
   config.text.kv_heads = integer(t, "kvHeads", fn);
   config.text.vocab = integer(t, "vocab", fn);
-  config.text.rms_eps = float(number_option(t, "rmsEps", 1e-6, fn));
-  config.text.rope_theta = number_option(t, "ropeTheta", 1e6, fn);
+  config.text.rms_eps = float(number_field(t, "rmsEps", fn));
+  config.text.rope_theta = number_field(t, "ropeTheta", fn);
   const std::vector<int32_t> section = copy_typed_array<int32_t>(t, "mropeSection", fn);
   if (section.size() != 3) throw Napi::RangeError::New(c.Env(), std::string(fn) + ": mropeSection needs 3 entries");
   for (int i = 0; i < 3; ++i) config.text.mrope_section[size_t(i)] = section[size_t(i)];
-  config.text.tie_embeddings = t.Get("tieEmbeddings").ToBoolean();
+  config.text.tie_embeddings = boolean_field(t, "tieEmbeddings", fn);
   config.vision.depth = integer(v, "depth", fn);
   config.vision.hidden = integer(v, "hidden", fn);
   config.vision.heads = integer(v, "heads", fn);
@@ -578,7 +605,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   const std::string dir = o.Get("dir").As<Napi::String>().Utf8Value();
   if (!o.Get("config").IsObject()) throw Napi::TypeError::New(info.Env(), "loadModel: `config` must be an object");
   const model::ModelConfig config = config_of(o.Get("config").As<Napi::Object>(), fn);
-  const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
+  const std::string device = string_field(o, "device", fn);
   if (device != "cpu" && device != "cuda")
     throw Napi::TypeError::New(info.Env(), "loadModel: unknown device \"" + device + "\" (use \"cpu\" or \"cuda\")");
   auto handle = std::make_shared<ModelHandle>();
@@ -589,6 +616,8 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
           // make_cuda_backend says why when there is no usable GPU or cuBLAS.
           handle->model = std::make_unique<model::Qwen25VL>(device == "cuda" ? make_cuda_backend() : make_cpu_backend(),
                                                             config, dir);
+          handle->parameters = double(handle->model->parameter_count());
+          handle->backend = handle->model->backend().name();
         } catch (const std::exception& e) {
           return e.what();
         }

@@ -44,10 +44,11 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   in->x = float32s(o, "x", fn);
   in->w = float32s(o, "w", fn);
   in->bias = float32s(o, "bias", fn, true);
-  in->m = int64_t(number_option(o, "m", -1, fn));
-  in->k = int64_t(number_option(o, "k", -1, fn));
-  in->n = int64_t(number_option(o, "n", -1, fn));
-  in->repeat = std::max<int64_t>(1, int64_t(number_option(o, "repeat", 1, fn)));
+  in->m = integer_field(o, "m", fn);
+  in->k = integer_field(o, "k", fn);
+  in->n = integer_field(o, "n", fn);
+  in->repeat = integer_field(o, "repeat", fn);
+  if (in->repeat < 1) throw Napi::RangeError::New(info.Env(), "linear: `repeat` must be at least 1");
   if (in->m < 0 || in->k < 0 || in->n < 0 || int64_t(in->x.size()) != in->m * in->k ||
       int64_t(in->w.size()) != in->n * in->k || (!in->bias.empty() && int64_t(in->bias.size()) != in->n))
     throw Napi::RangeError::New(info.Env(), "linear: x must be m x k, w n x k, bias n");
@@ -430,7 +431,7 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
   }
   for (const auto& e : scalars) {
     const std::string name = e.first.As<Napi::String>().Utf8Value();
-    call->scalars[name] = number_option(scalars, name.c_str(), 0, fn);
+    call->scalars[name] = number_field(scalars, name.c_str(), fn);
   }
   if (o.Get("outputs").IsArray()) {
     Napi::Array a = o.Get("outputs").As<Napi::Array>();
@@ -444,8 +445,8 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
       Napi::Object s = a.Get(i).As<Napi::Object>();
       call->slot_lists.push_back(copy_typed_array<int32_t>(s, "keySlots", fn));
       AttentionSequence seq;
-      seq.q_offset = int64_t(number_option(s, "qOffset", 0, fn));
-      seq.q_len = int64_t(number_option(s, "qLen", 0, fn));
+      seq.q_offset = integer_field(s, "qOffset", fn);
+      seq.q_len = integer_field(s, "qLen", fn);
       seq.k_len = int64_t(call->slot_lists.back().size());
       seq.key_slots = call->slot_lists.back().data();
       seq.causal = s.Get("causal").IsUndefined() ? true : s.Get("causal").ToBoolean().Value();

@@ -27,11 +27,6 @@ std::vector<std::vector<float>> float_arrays(const Napi::Object& o, const char* 
   return out;
 }
 
-std::string string_option(const Napi::Object& o, const char* field, const char* fallback) {
-  const Napi::Value v = o.Get(field);
-  return v.IsString() ? v.As<Napi::String>().Utf8Value() : fallback;
-}
-
 // adamwStep({params, grads, m, v, step, lr, beta1, beta2, eps, weightDecay, maxGradNorm, device?})
 //   -> Promise<{params, m, v, gradNorm, clipCoef, skipped}>: gradients clipped
 //   jointly by their global norm, then one AdamW step (skipped, leaving
@@ -53,14 +48,14 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   s->grads = float_arrays(o, "grads", fn);
   s->m = float_arrays(o, "m", fn);
   s->v = float_arrays(o, "v", fn);
-  s->step = int64_t(number_option(o, "step", 1, fn));
-  s->options.lr = number_option(o, "lr", 1e-6, fn);
-  s->options.beta1 = number_option(o, "beta1", 0.9, fn);
-  s->options.beta2 = number_option(o, "beta2", 0.999, fn);
-  s->options.eps = number_option(o, "eps", 1e-8, fn);
-  s->options.weight_decay = number_option(o, "weightDecay", 0.01, fn);
-  s->max_grad_norm = number_option(o, "maxGradNorm", 1.0, fn);
-  const std::string device = string_option(o, "device", "cpu");
+  s->step = integer_field(o, "step", fn);
+  s->options.lr = number_field(o, "lr", fn);
+  s->options.beta1 = number_field(o, "beta1", fn);
+  s->options.beta2 = number_field(o, "beta2", fn);
+  s->options.eps = number_field(o, "eps", fn);
+  s->options.weight_decay = number_field(o, "weightDecay", fn);
+  s->max_grad_norm = number_field(o, "maxGradNorm", fn);
+  const std::string device = string_field(o, "device", fn);
   if (device != "cpu" && device != "cuda")
     throw Napi::TypeError::New(info.Env(), "adamwStep: unknown device \"" + device + "\" (use \"cpu\" or \"cuda\")");
   s->cuda = device == "cuda";
@@ -158,19 +153,19 @@ Napi::Value PolicyLoss(const Napi::CallbackInfo& info) {
   if (j->old_logp.size() != n || j->advantages.size() != n || j->sequence.size() != n ||
       (!j->ref_logp.empty() && j->ref_logp.size() != n))
     throw Napi::RangeError::New(info.Env(), "policyLoss: every per-token array must have the same length");
-  j->options.clip_low = number_option(o, "clipLow", 0.2, fn);
-  j->options.clip_high = number_option(o, "clipHigh", 0.3, fn);
-  j->options.dual_clip = number_option(o, "dualClip", 3.0, fn);
-  j->options.kl_coef = number_option(o, "klCoef", 0.01, fn);
+  j->options.clip_low = number_field(o, "clipLow", fn);
+  j->options.clip_high = number_field(o, "clipHigh", fn);
+  j->options.dual_clip = number_field(o, "dualClip", fn);
+  j->options.kl_coef = number_field(o, "klCoef", fn);
   try {
-    j->options.kl = train::parse_kl_estimator(string_option(o, "klEstimator", "k3"));
-    j->options.aggregation = train::parse_aggregation(string_option(o, "aggregation", "token-mean"));
+    j->options.kl = train::parse_kl_estimator(string_field(o, "klEstimator", fn));
+    j->options.aggregation = train::parse_aggregation(string_field(o, "aggregation", fn));
   } catch (const std::exception& e) {
     throw Napi::RangeError::New(info.Env(), std::string("policyLoss: ") + e.what());
   }
   j->input.tokens = int64_t(n);
-  j->input.batch_tokens = int64_t(number_option(o, "batchTokens", 0, fn));
-  j->input.batch_sequences = int64_t(number_option(o, "batchSequences", 0, fn));
+  j->input.batch_tokens = integer_field(o, "batchTokens", fn);
+  j->input.batch_sequences = integer_field(o, "batchSequences", fn);
   return PromiseWorker::Start(
       info.Env(),
       [j]() -> std::string {

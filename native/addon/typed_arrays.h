@@ -46,13 +46,42 @@ std::vector<T> copy_typed_array(const Napi::Object& options, const char* field, 
   return out;
 }
 
-inline double number_option(const Napi::Object& options, const char* field, double fallback,
-                            const char* fn) {
+// Every option is required: defaults live in the TypeScript library API
+// (lib/native/binding.ts says so), which passes each value explicitly. A
+// missing one is a TypeError naming the function and the field.
+inline Napi::Value required(const Napi::Object& options, const char* field, const char* fn) {
   Napi::Value value = options.Get(field);
-  if (value.IsUndefined()) return fallback;
+  if (value.IsUndefined())
+    throw Napi::TypeError::New(options.Env(), std::string(fn) + ": `" + field + "` is required");
+  return value;
+}
+
+inline double number_field(const Napi::Object& options, const char* field, const char* fn) {
+  Napi::Value value = required(options, field, fn);
   if (!value.IsNumber())
     throw Napi::TypeError::New(options.Env(), std::string(fn) + ": `" + field + "` must be a number");
   return value.As<Napi::Number>().DoubleValue();
+}
+
+inline int64_t integer_field(const Napi::Object& options, const char* field, const char* fn) {
+  const double d = number_field(options, field, fn);
+  if (!(d >= -9007199254740991.0 && d <= 9007199254740991.0) || d != double(int64_t(d)))
+    throw Napi::TypeError::New(options.Env(), std::string(fn) + ": `" + field + "` must be an integer");
+  return int64_t(d);
+}
+
+inline bool boolean_field(const Napi::Object& options, const char* field, const char* fn) {
+  Napi::Value value = required(options, field, fn);
+  if (!value.IsBoolean())
+    throw Napi::TypeError::New(options.Env(), std::string(fn) + ": `" + field + "` must be a boolean");
+  return value.As<Napi::Boolean>().Value();
+}
+
+inline std::string string_field(const Napi::Object& options, const char* field, const char* fn) {
+  Napi::Value value = required(options, field, fn);
+  if (!value.IsString())
+    throw Napi::TypeError::New(options.Env(), std::string(fn) + ": `" + field + "` must be a string");
+  return value.As<Napi::String>().Utf8Value();
 }
 
 template <class T>
