@@ -14,7 +14,7 @@ Qwen25VL::Qwen25VL(std::unique_ptr<Backend> backend, const ModelConfig& config, 
 
 std::vector<float> Qwen25VL::vision(const float* pixels, const std::vector<GridThw>& grids, VisionLayout* layout) {
   *layout = vision_layout(config_.vision, grids);
-  DeviceArray out = vision_forward(*backend_, config_, weights_, pixels, grids, *layout);
+  DeviceArray out = vision_forward(*backend_, config_, weights_, pixels, grids);
   std::vector<float> host(static_cast<size_t>(out.size()));
   backend_->download(host.data(), out.get(), out.size());
   return host;
@@ -35,7 +35,7 @@ DeviceArray Qwen25VL::image_features(const std::vector<const Prompt*>& prompts, 
                                 std::to_string(layout.patches) + " patches of " +
                                 std::to_string(config_.vision.patch_dim()));
   *rows = layout.patches / (config_.vision.merge * config_.vision.merge);
-  return vision_forward(*backend_, config_, weights_, pixels.data(), grids, layout);
+  return vision_forward(*backend_, config_, weights_, pixels.data(), grids);
 }
 
 namespace {
