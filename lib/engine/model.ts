@@ -160,7 +160,7 @@ interface NativeModel {
 
 declare module '../native/binding.js' {
   interface NativeBinding {
-    loadModel(args: { dir: string; config: ModelConfig; device: string }): Promise<NativeModel>;
+    loadModel(args: { dir: string; config: ModelConfig; device: string; imageCacheBytes?: number }): Promise<NativeModel>;
   }
 }
 
@@ -179,6 +179,11 @@ export interface LoadOptions {
   threads?: number;
   /** Compute precision: 'fp32' (the default, and for now the only one either backend computes in). */
   dtype?: 'fp32' | 'bf16';
+  /**
+   * Budget in bytes of the engine's image-feature cache, which lets generation and log-probs at the
+   * same weights encode each image once (1 GiB by default; 0 turns it off).
+   */
+  imageCacheBytes?: number;
 }
 
 /** Applies LoadOptions.threads before the engine starts its pool, or checks it afterwards. */
@@ -222,7 +227,12 @@ export class Model {
       throw new Error('dtype "bf16" is not implemented yet: the CUDA backend computes in fp32 (bf16 checkpoints are converted on load)');
     applyThreads(options.threads);
     const config = await readModelConfig(dir);
-    const handle = await native().loadModel({ dir, config, device: options.device ?? 'cpu' });
+    const handle = await native().loadModel({
+      dir,
+      config,
+      device: options.device ?? 'cpu',
+      ...(options.imageCacheBytes !== undefined ? { imageCacheBytes: options.imageCacheBytes } : {}),
+    });
     return new Model(dir, config, handle);
   }
 

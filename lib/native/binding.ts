@@ -49,8 +49,11 @@ export interface NativeBoxPairs {
 
 export interface NativeBinding {
   runtimeInfo(): RuntimeInfo;
-  /** Time spent in CPU matrix products since the last reset (benchmarks). */
-  engineCounters(reset?: boolean): { matmulSeconds: number };
+  /**
+   * Since the last reset, process-wide: time spent in CPU matrix products (benchmarks), images the
+   * vision tower encoded, and image features a model found in its cache instead of encoding them.
+   */
+  engineCounters(reset?: boolean): { matmulSeconds: number; visionTowerImages: number; imageCacheHits: number };
   ciouMatrices(args: NativeBoxPairs): Promise<Float64Array>;
   linearSumAssignment(args: {
     costs: Float64Array;

@@ -564,6 +564,7 @@ model::ModelConfig config_of(const Napi::Object& c, const char* fn) {
   config.vision.merge = integer(v, "merge", fn);
   config.vision.in_channels = integer(v, "inChannels", fn);
   config.vision.window_size = integer(v, "windowSize", fn);
+  config.vision.rms_eps = float(number_option(v, "rmsEps", 1e-6, fn));
   for (int32_t b : copy_typed_array<int32_t>(v, "fullAttentionBlocks", fn)) config.vision.fullatt_blocks.push_back(b);
   config.image_token_id = int32_t(integer(c, "imageTokenId", fn));
   config.vision_start_token_id = int32_t(integer(c, "visionStartTokenId", fn));
@@ -581,14 +582,16 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
   if (device != "cpu" && device != "cuda")
     throw Napi::TypeError::New(info.Env(), "loadModel: unknown device \"" + device + "\" (use \"cpu\" or \"cuda\")");
+  const int64_t image_cache_bytes = integer_or(o, "imageCacheBytes", model::kDefaultImageCacheBytes, fn);
+  if (image_cache_bytes < 0) throw Napi::RangeError::New(info.Env(), "loadModel: `imageCacheBytes` must be >= 0");
   auto handle = std::make_shared<ModelHandle>();
   return PromiseWorker::Start(
       info.Env(),
-      [handle, config, dir, device]() -> std::string {
+      [handle, config, dir, device, image_cache_bytes]() -> std::string {
         try {
           // make_cuda_backend says why when there is no usable GPU or cuBLAS.
           handle->model = std::make_unique<model::Qwen25VL>(device == "cuda" ? make_cuda_backend() : make_cpu_backend(),
-                                                            config, dir);
+                                                            config, dir, image_cache_bytes);
         } catch (const std::exception& e) {
           return e.what();
         }

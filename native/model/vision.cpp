@@ -1,6 +1,7 @@
 #include "model/vision.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 
@@ -61,7 +62,12 @@ std::vector<AttentionSequence> spans(const std::vector<int32_t>& cu, const std::
   return out;
 }
 
+std::atomic<int64_t> images_encoded{0};
+
 }  // namespace
+
+int64_t vision_tower_images() { return images_encoded.load(); }
+void reset_vision_tower_images() { images_encoded.store(0); }
 
 BlockParams vision_block_params(const VisionConfig& v, const VisionBlockWeights& w) {
   // q, k and v are the row blocks [0, Dv), [Dv, 2Dv), [2Dv, 3Dv) of the fused qkv.
@@ -92,6 +98,7 @@ AttentionArgs VisionInput::attention(const VisionConfig& v, int64_t block) const
 
 VisionInput vision_embed(Backend& b, const VisionConfig& v, const Weights& w, const float* pixels,
                          const std::vector<GridThw>& grids) {
+  images_encoded += int64_t(grids.size());
   VisionInput in;
   in.layout = vision_layout(v, grids);
   const int64_t N = in.layout.patches, P = v.patch_dim(), Dv = v.hidden, U = v.merge * v.merge;

@@ -66,6 +66,11 @@ void merger_backward(Backend& backend, const VisionConfig& config, const Weights
                      const float* x, const VisionLayout& layout, const MergerActivations& kept,
                      const float* dfeatures, float* dx);
 
+// Images encoded by the vision tower (vision_embed) since the last reset,
+// process-wide: a check that cached features are reused.
+int64_t vision_tower_images();
+void reset_vision_tower_images();
+
 // Inference: pixel_values host [N, P] -> features [M, Do] (backend memory),
 // nothing kept, one scratch for every block.
 DeviceArray vision_forward(Backend& backend, const ModelConfig& config, const Weights& weights,
