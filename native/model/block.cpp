@@ -1,5 +1,7 @@
 #include "model/block.h"
 
+#include <stdexcept>
+
 namespace st::model {
 namespace {
 
@@ -97,25 +99,25 @@ void block_backward(Backend& b, const BlockParams& p, const BlockGrads& g, float
   b.add(dx, dpart, n * D);
 }
 
-TrainingBlocks::TrainingBlocks(int64_t blocks, bool checkpoint)
-    : kept_(static_cast<size_t>(blocks)), checkpoint_(checkpoint) {}
+TrainingBlocks::TrainingBlocks(int64_t blocks, Keep keep)
+    : kept_(static_cast<size_t>(keep == Keep::kNothing ? 0 : blocks)), keep_(keep) {}
 
 void TrainingBlocks::forward(Backend& b, int64_t block, const BlockParams& p, float* x, int64_t n,
                              const BlockRotary& rope, const AttentionArgs& args) {
-  BlockActivations& kept = kept_[size_t(block)];
-  if (!checkpoint_) {
-    block_forward(b, p, x, n, rope, args, kept, /*for_backward=*/true);
+  if (keep_ == Keep::kAll) {
+    block_forward(b, p, x, n, rope, args, kept_[size_t(block)], /*for_backward=*/true);
     return;
   }
-  b.copy(grown(b, kept.x_in, n * p.dim), x, n * p.dim);
+  if (keep_ == Keep::kInputs) b.copy(grown(b, kept_[size_t(block)].x_in, n * p.dim), x, n * p.dim);
   block_forward(b, p, x, n, rope, args, scratch_, /*for_backward=*/false);
-  if (block + 1 == int64_t(kept_.size())) scratch_ = BlockActivations();
 }
 
 void TrainingBlocks::backward(Backend& b, int64_t block, const BlockParams& p, const BlockGrads& g, float* dx,
                               int64_t n, const BlockRotary& rope, const AttentionArgs& args) {
+  if (keep_ == Keep::kNothing) throw std::logic_error("backward through blocks that kept no activations");
+  scratch_ = BlockActivations();  // the forward is over
   BlockActivations& kept = kept_[size_t(block)];
-  if (checkpoint_) {  // rebuild the block's activations from its input
+  if (keep_ == Keep::kInputs) {  // rebuild the block's activations from its input
     DeviceArray x(b, n * p.dim);
     b.copy(x.get(), kept.x_in.get(), n * p.dim);
     block_forward(b, p, x.get(), n, rope, args, kept, /*for_backward=*/true);

@@ -108,13 +108,16 @@ void block_forward(Backend& b, const BlockParams& p, float* x, int64_t n, const 
 void block_backward(Backend& b, const BlockParams& p, const BlockGrads& g, float* dx, int64_t n,
                     const BlockRotary& rope, AttentionArgs args, BlockActivations& s, BlockGradScratch& scratch);
 
-// A stack of blocks in training. Keeps every block's activations, or with
-// `checkpoint` only each block's input, rebuilding the rest just before that
-// block's backward: activation memory of one block instead of all of them.
-// Blocks run forward in order 0, 1, ... and backward in reverse.
+// A stack of blocks in training. Keeps every block's activations (kAll),
+// or only each block's input (kInputs: gradient checkpointing), rebuilding
+// the rest just before that block's backward: activation memory of one block
+// instead of all of them; or nothing (kNothing: a frozen stack whose
+// backward is skipped). Blocks run forward in order 0, 1, ... and backward
+// in reverse.
 class TrainingBlocks {
  public:
-  TrainingBlocks(int64_t blocks, bool checkpoint);
+  enum class Keep { kAll, kInputs, kNothing };
+  TrainingBlocks(int64_t blocks, Keep keep);
   void forward(Backend& b, int64_t block, const BlockParams& p, float* x, int64_t n, const BlockRotary& rope,
                const AttentionArgs& args);
   // Frees the block's activations once its gradients are taken.
@@ -123,9 +126,9 @@ class TrainingBlocks {
 
  private:
   std::vector<BlockActivations> kept_;
-  BlockActivations scratch_;  // the forward's intermediates under checkpointing
+  BlockActivations scratch_;  // the forward's intermediates when not kept
   BlockGradScratch grad_scratch_;
-  bool checkpoint_;
+  Keep keep_;
 };
 
 }  // namespace st::model

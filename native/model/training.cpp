@@ -111,7 +111,9 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
                                 " numbers but the image grids need " + std::to_string(merged * vc.merge * vc.merge) +
                                 " patches of " + std::to_string(vc.patch_dim()));
   VisionInput vin;
-  TrainingBlocks vblocks(merged > 0 ? vc.depth : 0, options.checkpoint_layers);
+  const auto keep = options.checkpoint_layers ? TrainingBlocks::Keep::kInputs : TrainingBlocks::Keep::kAll;
+  const bool vision_backward = merged > 0 && !options.skip_vision_backward;
+  TrainingBlocks vblocks(vc.depth, vision_backward ? keep : TrainingBlocks::Keep::kNothing);
   MergerActivations merger;
   DeviceArray features;
   if (merged > 0) {
@@ -119,7 +121,7 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
     for (int64_t blk = 0; blk < vc.depth; ++blk)
       vblocks.forward(b, blk, vision_block_params(vc, w.vision_blocks[size_t(blk)]), vin.x.get(), vin.layout.patches,
                       {vin.rope.cos.get(), vin.rope.sin.get()}, vin.attention(vc, blk));
-    features = merger_forward(b, vc, w, vin.x.get(), vin.layout, &merger);
+    features = merger_forward(b, vc, w, vin.x.get(), vin.layout, vision_backward ? &merger : nullptr);
   }
 
   // ---- decoder forward: tokens -> layers -> final norm of the loss rows [T, D]
@@ -128,7 +130,7 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   std::vector<int32_t> slots(static_cast<size_t>(M));
   std::iota(slots.begin(), slots.end(), 0);
   const AttentionArgs attention = decoder_attention(t, causal_spans(in.bounds, slots));
-  TrainingBlocks layers(t.layers, options.checkpoint_layers);
+  TrainingBlocks layers(t.layers, keep);
   for (int64_t l = 0; l < t.layers; ++l)
     layers.forward(b, l, decoder_layer_params(t, w.layers[size_t(l)]), x.get(), M, {rope.cos.get(), rope.sin.get()},
                    attention);
@@ -170,7 +172,7 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   DeviceArray dtext(b, int64_t(text_rows.size()) * D);
   b.gather_rows(dx.get(), text_rows.data(), int64_t(text_rows.size()), dtext.get(), D);
   b.embedding_backward(text_ids.data(), int64_t(text_ids.size()), dtext.get(), grads.embed_tokens.get(), D);
-  if (merged == 0 || options.skip_vision_backward) return result;
+  if (!vision_backward) return result;
 
   // ---- vision backward
   const int64_t N = vin.layout.patches;
