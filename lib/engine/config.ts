@@ -34,6 +34,8 @@ const visionSchema = z.object({
   in_chans: positiveInt.optional(),
   in_channels: positiveInt.optional(),
   window_size: positiveInt.default(112),
+  // Qwen2.5-VL's vision RMSNorm eps is fixed at 1e-6 (transformers hard-codes it); a config may name it.
+  rms_norm_eps: z.number().positive().default(1e-6),
   fullatt_block_indexes: z.array(z.number().int().nonnegative()).default([]),
 });
 
@@ -62,6 +64,7 @@ export interface ModelConfig {
     merge: number;
     inChannels: number;
     windowSize: number;
+    rmsEps: number;
     fullAttentionBlocks: Int32Array;
   };
   imageTokenId: number;
@@ -147,6 +150,7 @@ export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfi
       merge: vision.spatial_merge_size,
       inChannels: vision.in_channels ?? vision.in_chans ?? 3,
       windowSize: vision.window_size,
+      rmsEps: vision.rms_norm_eps,
       fullAttentionBlocks: Int32Array.from(vision.fullatt_block_indexes),
     },
     imageTokenId: tokenId('image_token_id'),

@@ -175,7 +175,15 @@ export interface LoadOptions {
   threads?: number;
   /** Compute precision: 'fp32' (the default, and for now the only one either backend computes in). */
   dtype?: 'fp32' | 'bf16';
+  /**
+   * Budget in bytes of the engine's image-feature cache, which lets generation and log-probs at the
+   * same weights encode each image once (1 GiB by default; 0 turns it off).
+   */
+  imageCacheBytes?: number;
 }
+
+/** The image-feature cache's default budget: a GRPO step's images at 7B scale (about 20 MB per 1024 x 1024 image). */
+const DEFAULT_IMAGE_CACHE_BYTES = 2 ** 30;
 
 /** Applies LoadOptions.threads before the engine starts its pool, or checks it afterwards. */
 function applyThreads(threads: number | undefined): void {
@@ -220,7 +228,12 @@ export class Model {
       throw new Error('dtype "bf16" is not implemented yet: the CUDA backend computes in fp32 (bf16 checkpoints are converted on load)');
     applyThreads(options.threads);
     const config = await readModelConfig(dir);
-    const handle = await native().loadModel({ dir, config, device: options.device ?? 'cpu' });
+    const handle = await native().loadModel({
+      dir,
+      config,
+      device: options.device ?? 'cpu',
+      imageCacheBytes: options.imageCacheBytes ?? DEFAULT_IMAGE_CACHE_BYTES,
+    });
     return new Model(dir, config, handle);
   }
 

@@ -115,6 +115,7 @@ export interface NativeModelConfig {
     merge: number;
     inChannels: number;
     windowSize: number;
+    rmsEps: number;
     fullAttentionBlocks: Int32Array;
   };
   imageTokenId: number;
@@ -310,10 +311,14 @@ export interface NativeModel {
 /** The library's native functions. */
 export interface NativeBinding {
   runtimeInfo(): RuntimeInfo;
-  /** Time spent in CPU matrix products since the last reset (benchmarks). */
-  engineCounters(reset?: boolean): { matmulSeconds: number };
+  /**
+   * Since the last reset, process-wide: time spent in CPU matrix products (benchmarks), images the
+   * vision tower encoded, and image features a model found in its cache instead of encoding them.
+   */
+  engineCounters(reset?: boolean): { matmulSeconds: number; visionTowerImages: number; imageCacheHits: number };
 
-  loadModel(args: { dir: string; config: NativeModelConfig; device: Device }): Promise<NativeModel>;
+  /** imageCacheBytes: the image-feature cache's budget (0: off). */
+  loadModel(args: { dir: string; config: NativeModelConfig; device: Device; imageCacheBytes: number }): Promise<NativeModel>;
 
   readSafetensors(path: string, names?: string[]): Promise<{ metadata: Record<string, string>; tensors: Record<string, NativeTensor> }>;
   inspectSafetensors(path: string): Promise<{ metadata: Record<string, string>; tensors: Record<string, NativeTensorHeader> }>;

@@ -591,6 +591,7 @@ model::ModelConfig config_of(const Napi::Object& c, const char* fn) {
   config.vision.merge = integer(v, "merge", fn);
   config.vision.in_channels = integer(v, "inChannels", fn);
   config.vision.window_size = integer(v, "windowSize", fn);
+  config.vision.rms_eps = float(number_field(v, "rmsEps", fn));
   for (int32_t b : copy_typed_array<int32_t>(v, "fullAttentionBlocks", fn)) config.vision.fullatt_blocks.push_back(b);
   config.image_token_id = int32_t(integer(c, "imageTokenId", fn));
   config.vision_start_token_id = int32_t(integer(c, "visionStartTokenId", fn));
@@ -608,14 +609,16 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   const std::string device = string_field(o, "device", fn);
   if (device != "cpu" && device != "cuda")
     throw Napi::TypeError::New(info.Env(), "loadModel: unknown device \"" + device + "\" (use \"cpu\" or \"cuda\")");
+  const int64_t image_cache_bytes = integer_field(o, "imageCacheBytes", fn);
+  if (image_cache_bytes < 0) throw Napi::RangeError::New(info.Env(), "loadModel: `imageCacheBytes` must be >= 0");
   auto handle = std::make_shared<ModelHandle>();
   return PromiseWorker::Start(
       info.Env(),
-      [handle, config, dir, device]() -> std::string {
+      [handle, config, dir, device, image_cache_bytes]() -> std::string {
         try {
           // make_cuda_backend says why when there is no usable GPU or cuBLAS.
           handle->model = std::make_unique<model::Qwen25VL>(device == "cuda" ? make_cuda_backend() : make_cpu_backend(),
-                                                            config, dir);
+                                                            config, dir, image_cache_bytes);
           handle->parameters = double(handle->model->parameter_count());
           handle->backend = handle->model->backend().name();
         } catch (const std::exception& e) {

@@ -4,6 +4,8 @@
 #include "backend/cuda/device.h"
 #include "backend/cpu/gemm.h"
 #include "engine/thread_pool.h"
+#include "model/image_cache.h"
+#include "model/vision.h"
 
 namespace st::addon {
 namespace {
@@ -45,11 +47,19 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// engineCounters(reset?) -> {matmulSeconds}: time spent in CPU matrix products.
+// engineCounters(reset?) -> {matmulSeconds, visionTowerImages, imageCacheHits}:
+// time spent in CPU matrix products, images the vision tower encoded, and
+// image features found in a model's cache instead.
 Napi::Value EngineCounters(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("matmulSeconds", double(cpu::matmul_nanoseconds()) / 1e9);
-  if (info.Length() > 0 && info[0].ToBoolean()) cpu::reset_matmul_nanoseconds();
+  out.Set("visionTowerImages", double(model::vision_tower_images()));
+  out.Set("imageCacheHits", double(model::image_cache_hits()));
+  if (info.Length() > 0 && info[0].ToBoolean()) {
+    cpu::reset_matmul_nanoseconds();
+    model::reset_vision_tower_images();
+    model::reset_image_cache_hits();
+  }
   return out;
 }
 

@@ -19,6 +19,10 @@ struct TextConfig {
 struct VisionConfig {
   int64_t depth = 0, hidden = 0, heads = 0, intermediate = 0, out_hidden = 0;
   int64_t patch = 14, temporal_patch = 2, merge = 2, in_channels = 3, window_size = 112;
+  // Qwen2.5-VL's vision tower fixes both (transformers hard-codes them);
+  // config.json may name the eps (vision_config.rms_norm_eps).
+  float rms_eps = 1e-6f;
+  double rope_theta = 10000.0;
   std::vector<int64_t> fullatt_blocks;
   int64_t head_dim() const { return hidden / heads; }
   int64_t patch_dim() const { return in_channels * temporal_patch * patch * patch; }

@@ -9,33 +9,69 @@
 
 namespace st::model {
 
-Qwen25VL::Qwen25VL(std::unique_ptr<Backend> backend, const ModelConfig& config, const std::string& dir)
-    : backend_(std::move(backend)), config_(config), weights_(load_weights(*backend_, config_, dir)) {}
+Qwen25VL::Qwen25VL(std::unique_ptr<Backend> backend, const ModelConfig& config, const std::string& dir,
+                   int64_t image_cache_bytes)
+    : backend_(std::move(backend)),
+      config_(config),
+      weights_(load_weights(*backend_, config_, dir)),
+      image_cache_(image_cache_bytes) {}
+
+void Qwen25VL::weights_changed() {
+  ++weights_version_;
+  image_cache_.clear();  // at once: their memory is wanted for the next rollout
+}
 
 std::vector<float> Qwen25VL::vision(const float* pixels, const std::vector<GridThw>& grids, VisionLayout* layout) {
   *layout = vision_layout(config_.vision, grids);
-  DeviceArray out = vision_forward(*backend_, config_, weights_, pixels, grids, *layout);
+  DeviceArray out = vision_forward(*backend_, config_, weights_, pixels, grids);
   std::vector<float> host(static_cast<size_t>(out.size()));
   backend_->download(host.data(), out.get(), out.size());
   return host;
 }
 
 DeviceArray Qwen25VL::image_features(const std::vector<const Prompt*>& prompts, int64_t* rows) {
-  std::vector<GridThw> grids;
-  std::vector<float> pixels;
-  for (const Prompt* p : prompts) {
-    grids.insert(grids.end(), p->grids.begin(), p->grids.end());
-    pixels.insert(pixels.end(), p->pixels.begin(), p->pixels.end());
-  }
+  const VisionConfig& v = config_.vision;
+  const int64_t P = v.patch_dim(), U = v.merge * v.merge, Do = v.out_hidden;
+  struct Image {
+    const float* pixels;
+    GridThw grid;
+    int64_t tokens;  // merged tokens, = its image-pad tokens
+  };
+  std::vector<Image> images;
   *rows = 0;
-  if (grids.empty()) return DeviceArray();
-  const VisionLayout layout = vision_layout(config_.vision, grids);
-  if (int64_t(pixels.size()) != layout.patches * config_.vision.patch_dim())
-    throw std::invalid_argument("pixel values hold " + std::to_string(pixels.size()) + " numbers but the image grids need " +
-                                std::to_string(layout.patches) + " patches of " +
-                                std::to_string(config_.vision.patch_dim()));
-  *rows = layout.patches / (config_.vision.merge * config_.vision.merge);
-  return vision_forward(*backend_, config_, weights_, pixels.data(), grids, layout);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const Prompt& p = *prompts[i];
+    int64_t patches = 0;
+    for (const GridThw& g : p.grids) {
+      if (g[0] < 1 || g[1] < 1 || g[2] < 1 || g[1] % v.merge || g[2] % v.merge)
+        throw std::invalid_argument("prompt " + std::to_string(i) + ": image grid (" + std::to_string(g[0]) + ", " +
+                                    std::to_string(g[1]) + ", " + std::to_string(g[2]) +
+                                    ") is not a positive grid of whole merge units");
+      images.push_back({p.pixels.data() + patches * P, g, g[0] * g[1] * g[2] / U});
+      patches += g[0] * g[1] * g[2];
+      *rows += images.back().tokens;
+    }
+    if (int64_t(p.pixels.size()) != patches * P)
+      throw std::invalid_argument("prompt " + std::to_string(i) + ": pixel values hold " +
+                                  std::to_string(p.pixels.size()) + " numbers but the image grids need " +
+                                  std::to_string(patches) + " patches of " + std::to_string(P));
+  }
+  if (images.empty()) return DeviceArray();
+  DeviceArray out(*backend_, *rows * Do);  // [I, Do]
+  int64_t at = 0;
+  for (const Image& image : images) {
+    const ImageKey key = image_key(image.pixels, image.tokens * U * P, image.grid);
+    const DeviceArray* cached = image_cache_.find(key, weights_version_);
+    if (cached) {
+      backend_->copy(out.get() + at * Do, cached->get(), image.tokens * Do);
+    } else {
+      DeviceArray features = vision_forward(*backend_, config_, weights_, image.pixels, {image.grid});
+      backend_->copy(out.get() + at * Do, features.get(), image.tokens * Do);
+      image_cache_.insert(key, weights_version_, std::move(features));
+    }
+    at += image.tokens;
+  }
+  return out;
 }
 
 namespace {
@@ -314,6 +350,7 @@ double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_g
   }
   const float scale = float(max_grad_norm > 0 ? train::clip_coefficient(norm, max_grad_norm) : 1.0);
   ++optimizer_step_count_;
+  weights_changed();
   auto p = named_parameters(weights_), g = named_parameters(*grads_), m = named_parameters(*adam_m_),
        v = named_parameters(*adam_v_);
   for (size_t i = 0; i < p.size(); ++i)
@@ -354,6 +391,7 @@ void Qwen25VL::upload_named(Weights& arrays, const std::vector<std::pair<std::st
 }
 
 void Qwen25VL::set_parameters(const std::vector<std::pair<std::string, std::vector<float>>>& values) {
+  weights_changed();
   upload_named(weights_, values, "set_parameters");
 }
 

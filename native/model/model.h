@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "model/image_cache.h"
 #include "model/kv_cache.h"
 #include "model/rope_index.h"
 #include "model/sampler.h"
@@ -62,7 +63,9 @@ struct Freeze {
 
 class Qwen25VL {
  public:
-  Qwen25VL(std::unique_ptr<Backend> backend, const ModelConfig& config, const std::string& dir);
+  // image_cache_bytes: budget of the image-feature cache (0: off).
+  Qwen25VL(std::unique_ptr<Backend> backend, const ModelConfig& config, const std::string& dir,
+           int64_t image_cache_bytes);
 
   const ModelConfig& config() const { return config_; }
   Backend& backend() { return *backend_; }
@@ -112,14 +115,20 @@ class Qwen25VL {
   std::vector<std::pair<std::string, std::vector<float>>> host_copy(Weights& arrays);
   void upload_named(Weights& arrays, const std::vector<std::pair<std::string, std::vector<float>>>& values,
                     const char* what);
-  // Vision features of every prompt's images, in backend memory.
+  // Vision features of every prompt's images, in backend memory, in the
+  // order of their image-pad tokens. Each image is encoded alone (so its
+  // features do not depend on the rest of the batch) or taken from the cache.
   DeviceArray image_features(const std::vector<const Prompt*>& prompts, int64_t* rows);
+  // The weights changed: features computed before are stale.
+  void weights_changed();
 
   std::unique_ptr<Backend> backend_;
   ModelConfig config_;
   Weights weights_;
   std::unique_ptr<Weights> grads_, adam_m_, adam_v_;
   int64_t optimizer_step_count_ = 0;
+  int64_t weights_version_ = 0;
+  ImageFeatureCache image_cache_;
 };
 
 }  // namespace st::model

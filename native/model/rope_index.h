@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "model/config.h"
-#include "model/vision.h"
+#include "model/vision_layout.h"
 
 namespace st::model {
 

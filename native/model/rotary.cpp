@@ -22,11 +22,11 @@ std::vector<int32_t> window_patch_order(const VisionLayout& layout, int64_t unit
   return order;
 }
 
-RotaryTables vision_rotary(Backend& backend, int64_t hd, const VisionLayout& layout,
+RotaryTables vision_rotary(Backend& backend, const VisionConfig& config, const VisionLayout& layout,
                            const std::vector<int32_t>& patch_order) {
-  const int64_t n = int64_t(patch_order.size()), quarter = hd / 4;
+  const int64_t hd = config.head_dim(), n = int64_t(patch_order.size()), quarter = hd / 4;
   std::vector<double> inv(static_cast<size_t>(quarter));
-  for (int64_t j = 0; j < quarter; ++j) inv[size_t(j)] = 1.0 / std::pow(10000.0, double(2 * j) / double(hd / 2));
+  for (int64_t j = 0; j < quarter; ++j) inv[size_t(j)] = 1.0 / std::pow(config.rope_theta, double(2 * j) / double(hd / 2));
   std::vector<float> cos(static_cast<size_t>(n * hd)), sin(static_cast<size_t>(n * hd));
   for (int64_t i = 0; i < n; ++i) {
     const int64_t p = patch_order[size_t(i)];

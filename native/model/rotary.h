@@ -7,7 +7,7 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
-#include "model/vision.h"
+#include "model/vision_layout.h"
 
 namespace st::model {
 
@@ -21,8 +21,9 @@ struct RotaryTables {
 std::vector<int32_t> window_patch_order(const VisionLayout& layout, int64_t unit);
 
 // Per patch in `patch_order`: angles row * inv[j] and col * inv[j] over
-// head_dim / 4 frequencies each, repeated in both halves.
-RotaryTables vision_rotary(Backend& backend, int64_t head_dim, const VisionLayout& layout,
+// head_dim / 4 frequencies each (inv[j] = rope_theta^(-2j / (head_dim/2))),
+// repeated in both halves.
+RotaryTables vision_rotary(Backend& backend, const VisionConfig& config, const VisionLayout& layout,
                            const std::vector<int32_t>& patch_order);
 
 // positions is [3, rows]; frequency j takes its angle from stream t, h or w

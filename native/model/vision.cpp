@@ -1,8 +1,7 @@
 #include "model/vision.h"
 
-#include "model/rotary.h"
-
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 
@@ -47,8 +46,8 @@ VisionLayout vision_layout(const VisionConfig& config, const std::vector<GridThw
 
 namespace {
 
-// Non-causal attention within the blocks [cu[i], cu[i+1]) of the sequence.
-std::vector<AttentionSequence> blocks(const std::vector<int32_t>& cu, const std::vector<int32_t>& slots) {
+// Non-causal attention within the blocks [cu[i], cu[i+1]) of the rows.
+std::vector<AttentionSequence> spans(const std::vector<int32_t>& cu, const std::vector<int32_t>& slots) {
   std::vector<AttentionSequence> out;
   for (size_t i = 0; i + 1 < cu.size(); ++i) {
     if (cu[i + 1] == cu[i]) continue;
@@ -63,78 +62,113 @@ std::vector<AttentionSequence> blocks(const std::vector<int32_t>& cu, const std:
   return out;
 }
 
+std::atomic<int64_t> images_encoded{0};
+
 }  // namespace
 
-DeviceArray vision_forward(Backend& backend, const ModelConfig& config, const Weights& weights,
-                           const float* pixel_values, const std::vector<GridThw>& grids,
-                           const VisionLayout& layout) {
-  (void)grids;
-  const VisionConfig& v = config.vision;
-  const int64_t n = layout.patches, d = v.hidden, hd = v.head_dim(), unit = v.merge * v.merge;
-  const int64_t merged = n / unit;
+int64_t vision_tower_images() { return images_encoded.load(); }
+void reset_vision_tower_images() { images_encoded.store(0); }
 
-  // Patch embedding (Conv3d with kernel = stride = the patch) as one product.
-  DeviceArray pixels(backend, n * v.patch_dim());
-  backend.upload(pixels.get(), pixel_values, n * v.patch_dim());
-  DeviceArray embedded(backend, n * d);
-  backend.linear(pixels.get(), weights.patch_embed.get(), nullptr, embedded.get(), n, v.patch_dim(), d);
+BlockParams vision_block_params(const VisionConfig& v, const VisionBlockWeights& w) {
+  // q, k and v are the row blocks [0, Dv), [Dv, 2Dv), [2Dv, 3Dv) of the fused qkv.
+  const int64_t d = v.hidden;
+  return {w.norm1.get(),  w.norm2.get(),  w.qkv_w.get(), w.qkv_b.get(), w.qkv_w.get() + d * d, w.qkv_b.get() + d,
+          w.qkv_w.get() + 2 * d * d, w.qkv_b.get() + 2 * d, w.proj_w.get(), w.proj_b.get(), w.gate_w.get(),
+          w.gate_b.get(), w.up_w.get(), w.up_b.get(), w.down_w.get(), w.down_b.get(), v.rms_eps, d, v.heads, v.heads,
+          v.head_dim(), v.intermediate};
+}
 
-  // Rotary tables per patch, and the patches, in window order.
-  const std::vector<int32_t> patch_order = window_patch_order(layout, unit);
-  const RotaryTables rope = vision_rotary(backend, hd, layout, patch_order);
-  DeviceArray x(backend, n * d);
-  backend.gather_rows(embedded.get(), patch_order.data(), n, x.get(), d);
+BlockGrads vision_block_grads(const VisionConfig& v, VisionBlockWeights& g) {
+  const int64_t d = v.hidden;
+  return {g.norm1.get(), g.norm2.get(), g.qkv_w.get(), g.qkv_b.get(), g.qkv_w.get() + d * d, g.qkv_b.get() + d,
+          g.qkv_w.get() + 2 * d * d, g.qkv_b.get() + 2 * d, g.proj_w.get(), g.proj_b.get(), g.gate_w.get(),
+          g.gate_b.get(), g.up_w.get(), g.up_b.get(), g.down_w.get(), g.down_b.get()};
+}
 
-  std::vector<int32_t> identity(static_cast<size_t>(n));
-  std::iota(identity.begin(), identity.end(), 0);
-  const std::vector<AttentionSequence> windows = blocks(layout.cu_window_seqlens, identity);
+AttentionArgs VisionInput::attention(const VisionConfig& v, int64_t block) const {
+  AttentionArgs args;
+  args.heads = args.kv_heads = v.heads;
+  args.head_dim = v.head_dim();
+  args.scale = float(1.0 / std::sqrt(double(v.head_dim())));
+  const bool full = std::find(v.fullatt_blocks.begin(), v.fullatt_blocks.end(), block) != v.fullatt_blocks.end();
   // Full attention runs per frame; frames are contiguous in window order too.
-  const std::vector<AttentionSequence> frames = blocks(layout.cu_seqlens, identity);
+  args.sequences = spans(full ? layout.cu_seqlens : layout.cu_window_seqlens, slots);
+  return args;
+}
 
-  DeviceArray h(backend, n * d), qkv(backend, n * 3 * d), q(backend, n * d), k(backend, n * d), val(backend, n * d);
-  DeviceArray attn(backend, n * d), proj(backend, n * d);
-  DeviceArray gate(backend, n * v.intermediate), up(backend, n * v.intermediate);
-  for (int64_t b = 0; b < v.depth; ++b) {
-    const VisionBlockWeights& w = weights.vision_blocks[size_t(b)];
-    backend.rmsnorm(x.get(), w.norm1.get(), h.get(), n, d, 1e-6f);
-    backend.linear(h.get(), w.qkv_w.get(), w.qkv_b.get(), qkv.get(), n, d, 3 * d);
-    backend.copy_columns(qkv.get(), n, 3 * d, 0, d, q.get());
-    backend.copy_columns(qkv.get(), n, 3 * d, d, d, k.get());
-    backend.copy_columns(qkv.get(), n, 3 * d, 2 * d, d, val.get());
-    backend.rotary(q.get(), rope.cos.get(), rope.sin.get(), n, v.heads, hd);
-    backend.rotary(k.get(), rope.cos.get(), rope.sin.get(), n, v.heads, hd);
-    AttentionArgs args;
-    args.q = q.get();
-    args.k_pool = k.get();
-    args.v_pool = val.get();
-    args.out = attn.get();
-    args.heads = args.kv_heads = v.heads;
-    args.head_dim = hd;
-    args.scale = float(1.0 / std::sqrt(double(hd)));
-    const bool full = std::find(v.fullatt_blocks.begin(), v.fullatt_blocks.end(), b) != v.fullatt_blocks.end();
-    args.sequences = full ? frames : windows;
-    backend.attention(args);
-    backend.linear(attn.get(), w.proj_w.get(), w.proj_b.get(), proj.get(), n, d, d);
-    backend.add(x.get(), proj.get(), n * d);
-    backend.rmsnorm(x.get(), w.norm2.get(), h.get(), n, d, 1e-6f);
-    backend.linear(h.get(), w.gate_w.get(), w.gate_b.get(), gate.get(), n, d, v.intermediate);
-    backend.linear(h.get(), w.up_w.get(), w.up_b.get(), up.get(), n, d, v.intermediate);
-    backend.swiglu(gate.get(), up.get(), gate.get(), n * v.intermediate);
-    backend.linear(gate.get(), w.down_w.get(), w.down_b.get(), proj.get(), n, v.intermediate, d);
-    backend.add(x.get(), proj.get(), n * d);
+VisionInput vision_embed(Backend& b, const VisionConfig& v, const Weights& w, const float* pixels,
+                         const std::vector<GridThw>& grids) {
+  images_encoded += int64_t(grids.size());
+  VisionInput in;
+  in.layout = vision_layout(v, grids);
+  const int64_t N = in.layout.patches, P = v.patch_dim(), Dv = v.hidden, U = v.merge * v.merge;
+  in.patch_order = window_patch_order(in.layout, U);
+  in.rope = vision_rotary(b, v, in.layout, in.patch_order);
+  in.slots.resize(static_cast<size_t>(N));
+  std::iota(in.slots.begin(), in.slots.end(), 0);
+  in.pixels = DeviceArray(b, N * P);
+  b.upload(in.pixels.get(), pixels, N * P);
+  DeviceArray embedded(b, N * Dv);                                                      // [N, Dv] processor order
+  b.linear(in.pixels.get(), w.patch_embed.get(), nullptr, embedded.get(), N, P, Dv);
+  in.x = DeviceArray(b, N * Dv);                                                        // [N, Dv] window order
+  b.gather_rows(embedded.get(), in.patch_order.data(), N, in.x.get(), Dv);
+  return in;
+}
+
+void vision_embed_backward(Backend& b, const VisionConfig& v, const Weights& w, Weights& grads, const VisionInput& in,
+                           const float* dx) {
+  const int64_t N = in.layout.patches, Dv = v.hidden;
+  DeviceArray dembedded(b, N * Dv);
+  b.scatter_rows(dx, in.patch_order.data(), N, dembedded.get(), Dv);  // undo the window permutation
+  b.linear_backward(in.pixels.get(), w.patch_embed.get(), dembedded.get(), nullptr, grads.patch_embed.get(), nullptr, N,
+                    v.patch_dim(), Dv);
+}
+
+DeviceArray merger_forward(Backend& b, const VisionConfig& v, const Weights& w, const float* x,
+                           const VisionLayout& layout, MergerActivations* keep) {
+  const int64_t N = layout.patches, Dv = v.hidden, U = v.merge * v.merge, M = N / U, Do = v.out_hidden;
+  MergerActivations local;
+  MergerActivations& s = keep ? *keep : local;
+  s.norm = DeviceArray(b, N * Dv);  // [M, U*Dv]: the U patches of a merged token side by side
+  b.rmsnorm(x, w.merger_norm.get(), s.norm.get(), N, Dv, v.rms_eps);
+  s.pre = DeviceArray(b, M * U * Dv);
+  b.linear(s.norm.get(), w.merger_fc1_w.get(), w.merger_fc1_b.get(), s.pre.get(), M, U * Dv, U * Dv);
+  float* act = s.pre.get();  // inference: the GELU in place
+  if (keep) {
+    s.act = DeviceArray(b, M * U * Dv);
+    b.copy(s.act.get(), s.pre.get(), M * U * Dv);
+    act = s.act.get();
   }
+  b.gelu(act, M * U * Dv);
+  DeviceArray y(b, M * Do), features(b, M * Do);  // [M, Do] window order, then raster order
+  b.linear(act, w.merger_fc2_w.get(), w.merger_fc2_b.get(), y.get(), M, U * Dv, Do);
+  b.scatter_rows(y.get(), layout.window_index.data(), M, features.get(), Do);
+  return features;
+}
 
-  // Merger: the `unit` patches of a merged token side by side, two layers,
-  // then back from window order to raster order.
-  backend.rmsnorm(x.get(), weights.merger_norm.get(), h.get(), n, d, 1e-6f);
-  DeviceArray hidden(backend, merged * unit * d), y(backend, merged * v.out_hidden), out(backend, merged * v.out_hidden);
-  backend.linear(h.get(), weights.merger_fc1_w.get(), weights.merger_fc1_b.get(), hidden.get(), merged, unit * d,
-                 unit * d);
-  backend.gelu(hidden.get(), merged * unit * d);
-  backend.linear(hidden.get(), weights.merger_fc2_w.get(), weights.merger_fc2_b.get(), y.get(), merged, unit * d,
-                 v.out_hidden);
-  backend.scatter_rows(y.get(), layout.window_index.data(), merged, out.get(), v.out_hidden);
-  return out;
+void merger_backward(Backend& b, const VisionConfig& v, const Weights& w, Weights& grads, const float* x,
+                     const VisionLayout& layout, const MergerActivations& s, const float* dfeatures, float* dx) {
+  const int64_t N = layout.patches, Dv = v.hidden, U = v.merge * v.merge, M = N / U, Do = v.out_hidden;
+  DeviceArray dy(b, M * Do), dact(b, M * U * Dv), dnorm(b, N * Dv);
+  b.gather_rows(dfeatures, layout.window_index.data(), M, dy.get(), Do);
+  b.linear_backward(s.act.get(), w.merger_fc2_w.get(), dy.get(), dact.get(), grads.merger_fc2_w.get(),
+                    grads.merger_fc2_b.get(), M, U * Dv, Do);
+  b.gelu_backward(s.pre.get(), dact.get(), M * U * Dv);
+  b.linear_backward(s.norm.get(), w.merger_fc1_w.get(), dact.get(), dnorm.get(), grads.merger_fc1_w.get(),
+                    grads.merger_fc1_b.get(), M, U * Dv, U * Dv);
+  b.rmsnorm_backward(x, w.merger_norm.get(), dnorm.get(), dx, grads.merger_norm.get(), N, Dv, v.rms_eps);
+}
+
+DeviceArray vision_forward(Backend& b, const ModelConfig& config, const Weights& w, const float* pixel_values,
+                           const std::vector<GridThw>& grids) {
+  const VisionConfig& v = config.vision;
+  VisionInput in = vision_embed(b, v, w, pixel_values, grids);
+  const int64_t N = in.layout.patches;
+  BlockActivations scratch;
+  for (int64_t blk = 0; blk < v.depth; ++blk)
+    block_forward(b, vision_block_params(v, w.vision_blocks[size_t(blk)]), in.x.get(), N,
+                  {in.rope.cos.get(), in.rope.sin.get()}, in.attention(v, blk), scratch, /*for_backward=*/false);
+  return merger_forward(b, v, w, in.x.get(), in.layout, nullptr);
 }
 
 }  // namespace st::model
