@@ -112,11 +112,36 @@ export interface OptimizerOptions extends FreezeOptions {
   maxGradNorm?: number;
 }
 
-/** AdamW moments by parameter name and the number of steps taken. */
+/** AdamW moments by parameter name and the number of steps taken (a full host copy: tests and tools only). */
 export interface OptimizerState {
   step: number;
   m: Record<string, Float32Array>;
   v: Record<string, Float32Array>;
+}
+
+/** What one optimiser step reports; the weights and moments stay in the engine. */
+export interface OptimizerStepResult {
+  gradNorm: number;
+  /** The factor the gradients were scaled by (1 when not clipped). */
+  clipCoef: number;
+  /** True when the gradient norm was not finite: nothing changed. */
+  skipped: boolean;
+  /** Optimiser steps taken so far. */
+  step: number;
+}
+
+/** Files a native save wrote (names inside its directory; the index last when sharded) and their tensor bytes. */
+export interface WrittenFiles {
+  files: string[];
+  totalSize: number;
+}
+
+/** Where and how a native save writes. */
+export interface NativeSaveOptions {
+  /** Shard above this many bytes per file (default 5e9, as transformers). */
+  maxShardBytes?: number;
+  /** The write buffer (default 256 MiB); tests use a small one to cross chunk edges. */
+  bufferBytes?: number;
 }
 
 export interface ForwardResult {
@@ -149,12 +174,15 @@ interface NativeModel {
   stopSequence(prompt: number, sample: number): void;
   trainGradients(args: Record<string, unknown>): Promise<TrainGradientsResult>;
   zeroGradients(): Promise<void>;
-  optimizerStep(args: Record<string, unknown>): Promise<{ gradNorm: number; skipped: boolean; step: number }>;
+  optimizerStep(args: Record<string, unknown>): Promise<OptimizerStepResult>;
   parameters(): Promise<Record<string, Float32Array>>;
   gradients(): Promise<Record<string, Float32Array>>;
   setParameters(values: Record<string, Float32Array>): Promise<void>;
-  optimizerState(): Promise<OptimizerState>;
+  exportOptimizerState(): Promise<OptimizerState>;
   setOptimizerState(state: OptimizerState): Promise<void>;
+  saveWeights(args: { dir: string; dtype: 'bf16' | 'fp32'; maxShardBytes?: number; bufferBytes?: number }): Promise<WrittenFiles>;
+  saveOptimizerState(args: { dir: string; master: boolean; maxShardBytes?: number; bufferBytes?: number }): Promise<WrittenFiles & { step: number }>;
+  restoreOptimizerState(args: { dir: string; step: number }): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -207,6 +235,7 @@ function nativePrompt(p: PromptInput): NativePrompt {
 
 export class Model {
   private disposed = false;
+  private stepsTaken = 0;
 
   private constructor(
     readonly dir: string,
@@ -306,9 +335,19 @@ export class Model {
     return this.live().zeroGradients();
   }
 
-  /** Clips the accumulated gradients by their global norm and takes one AdamW step (fp32 master weights and moments). */
-  optimizerStep(options: OptimizerOptions): Promise<{ gradNorm: number; skipped: boolean; step: number }> {
-    return this.live().optimizerStep({ ...options });
+  /**
+   * Clips the accumulated gradients by their global norm and takes one AdamW
+   * step (fp32 master weights and moments); returns metrics only.
+   */
+  async optimizerStep(options: OptimizerOptions): Promise<OptimizerStepResult> {
+    const result = await this.live().optimizerStep({ ...options });
+    this.stepsTaken = result.step;
+    return result;
+  }
+
+  /** Optimiser steps taken (or restored) so far, without asking the engine for its state. */
+  get optimizerSteps(): number {
+    return this.stepsTaken;
   }
 
   /** Host copies of every parameter by hub name. */
@@ -321,12 +360,41 @@ export class Model {
     return this.live().setParameters(values);
   }
 
-  optimizerState(): Promise<OptimizerState> {
-    return this.live().optimizerState();
+  /**
+   * Copies every AdamW moment into JavaScript (8 bytes per parameter): for
+   * tests and tools. Training and checkpoints never need it.
+   */
+  exportOptimizerState(): Promise<OptimizerState> {
+    return this.live().exportOptimizerState();
   }
 
-  setOptimizerState(state: OptimizerState): Promise<void> {
-    return this.live().setOptimizerState(state);
+  async setOptimizerState(state: OptimizerState): Promise<void> {
+    await this.live().setOptimizerState(state);
+    this.stepsTaken = state.step;
+  }
+
+  /**
+   * Writes the weights natively into `dir` (which must exist) as a Hugging
+   * Face set of files: model.safetensors, or model-0000i-of-0000N.safetensors
+   * with model.safetensors.index.json; hub names and shapes, in `dtype`.
+   */
+  saveWeights(dir: string, dtype: 'bf16' | 'fp32', options: NativeSaveOptions = {}): Promise<WrittenFiles> {
+    return this.live().saveWeights({ dir, dtype, ...options });
+  }
+
+  /**
+   * Writes the optimiser state natively into `dir` as optimizer.safetensors
+   * (or shards): the fp32 master weights when `master`, and the AdamW moments
+   * once a step has made them. Returns the step count with the files.
+   */
+  saveOptimizerState(dir: string, master: boolean, options: NativeSaveOptions = {}): Promise<WrittenFiles & { step: number }> {
+    return this.live().saveOptimizerState({ dir, master, ...options });
+  }
+
+  /** Reads what saveOptimizerState wrote (memory-mapped, straight into the engine) and sets the step count. */
+  async restoreOptimizerState(dir: string, step: number): Promise<void> {
+    await this.live().restoreOptimizerState({ dir, step });
+    this.stepsTaken = step;
   }
 
   /** Host copies of the accumulated gradients by hub name. */
