@@ -128,7 +128,7 @@ t.test('an AbortSignal stops the run cleanly with a checkpoint of the last compl
   await trainer.dispose();
   t.equal(result.steps, 1, 'step 2 was interrupted and not applied');
   t.match(result.lastCheckpoint, /step-000001$/);
-  const state = JSON.parse(readFileSync(join(result.lastCheckpoint!, 'trainer_state.json'), 'utf8'));
+  const state = JSON.parse(readFileSync(join(result.lastCheckpoint!, 'trainer', 'trainer_state.json'), 'utf8'));
   t.equal(state.loader.cursor, 4, 'the cursor is where step 2 started');
 });
 
