@@ -1,5 +1,5 @@
 import t from 'tap';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deepMerge, validateConfig, type TrainConfig } from '../lib/rl/config.js';
@@ -117,6 +117,42 @@ t.test('a checkpoint resumes exactly: 1 step + resume + 1 step = 2 steps', async
   t.equal(my['reward/overall'], mx['reward/overall'], 'the same rollouts at step 2 (data order and seeds intact)');
 });
 
+t.test('an occupied run folder is refused; a damaged newest checkpoint falls back to the previous one; metrics are not repeated', async (t) => {
+  const runDir = join(root, 'run-occupied');
+  const a = new GrpoTrainer(config(runDir, { trainer: { val_freq: 0 } }));
+  await a.train();
+  await a.dispose();
+  const trainLines = () => readJsonl(join(runDir, 'metrics.jsonl')).filter((m) => m['split'] === 'train').map((m) => m['step']);
+  t.same(trainLines(), [1, 2]);
+
+  // Defect: a fresh run into this folder used to rotate away its own checkpoints and append to the other run's metrics.
+  const fresh = new GrpoTrainer(config(runDir, { trainer: { val_freq: 0, find_last_checkpoint: false } }));
+  await t.rejects(fresh.train(), { message: /already holds a run \(checkpoints\/step-000002, metrics\.jsonl\): resume it/ });
+  await fresh.dispose();
+  t.ok(existsSync(join(runDir, 'checkpoints', 'step-000002')), 'nothing of the old run removed');
+
+  // A save killed by kill -9 leaves a temporary folder of a dead process.
+  mkdirSync(join(runDir, 'checkpoints', '.tmp-step-000003-999999999'), { recursive: true });
+  writeFileSync(join(runDir, 'checkpoints', 'step-000002', 'trainer', 'trainer_state.json'), '{"step": ');
+  const b = new GrpoTrainer(config(runDir, { trainer: { val_freq: 0 } }));
+  const messages: string[] = [];
+  b.on('log', (m) => messages.push(m));
+  const r = await b.train();
+  await b.dispose();
+  t.ok(messages.some((m) => m.startsWith('removed ') && m.includes('.tmp-step-000003-999999999')), 'the stale temporary folder is removed');
+  t.ok(messages.some((m) => /^warning: checkpoint .*step-000002 is damaged .*trying the previous one, .*step-000001$/.test(m)), messages.join('\n'));
+  t.ok(messages.some((m) => /resumed from .*step-000001 at step 1 \(dropped \d+ log lines of later steps\)$/.test(m)), 'resumed from step 1');
+  t.equal(r.steps, 2);
+  t.ok(existsSync(join(runDir, 'checkpoints', 'damaged-step-000002')), 'the damaged checkpoint is kept aside');
+  t.ok(existsSync(join(runDir, 'checkpoints', 'step-000002', 'trainer', 'trainer_state.json')), 'step 2 saved again');
+  t.same(trainLines(), [1, 2], 'step 2 logged once');
+
+  // --resume-from names a checkpoint; an earlier one than the folder's newest would mix two runs.
+  const c = new GrpoTrainer(config(runDir, { trainer: { val_freq: 0, load_checkpoint_path: join(runDir, 'checkpoints', 'step-000001') } }));
+  await t.rejects(c.train(), { message: /already holds checkpoints after step 1 \(step-000002\)/ });
+  await c.dispose();
+});
+
 t.test('an AbortSignal stops the run cleanly with a checkpoint of the last completed step', async (t) => {
   const runDir = join(root, 'run-abort');
   const controller = new AbortController();
@@ -129,7 +165,7 @@ t.test('an AbortSignal stops the run cleanly with a checkpoint of the last compl
   t.equal(result.aborted, true, 'the result says the run was aborted');
   t.equal(result.steps, 1, 'step 2 was interrupted and not applied');
   t.match(result.lastCheckpoint, /step-000001$/);
-  const state = JSON.parse(readFileSync(join(result.lastCheckpoint!, 'trainer_state.json'), 'utf8'));
+  const state = JSON.parse(readFileSync(join(result.lastCheckpoint!, 'trainer', 'trainer_state.json'), 'utf8'));
   t.equal(state.loader.cursor, 4, 'the cursor is where step 2 started');
 });
 

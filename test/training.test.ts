@@ -113,6 +113,7 @@ t.test('a checkpoint resumes bit-identically and loads as a model directory', as
   await first.dispose();
   t.ok(existsSync(join(ckpt, 'model.safetensors.index.json')), 'sharded above the size limit');
   t.equal(JSON.parse(readFileSync(join(ckpt, 'config.json'), 'utf8')).torch_dtype, 'bfloat16');
+  t.ok(existsSync(join(ckpt, 'trainer', 'trainer_state.json')), 'the trainer state sits in trainer/');
 
   const resumed = await Model.load(ckpt); // an ordinary model directory
   const state = await restoreCheckpoint(resumed, ckpt);

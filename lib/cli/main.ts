@@ -10,6 +10,7 @@ import { trainCommand, sftCommand } from './train.js';
 import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { reportCommand } from './report.js';
+import { exportCommand } from './export.js';
 import { CliError } from './errors.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
@@ -22,6 +23,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
   synth: { run: synthCommand, summary: 'synthesise STVQA-style spatial questions from Visual Genome / VG150 scene graphs' },
   data: { run: dataCommand, summary: 'inspect and convert STVQA datasets (parquet, JSONL)' },
   eval: { run: evalCommand, summary: "evaluate a model (engine or OpenAI-compatible API) on the paper's spatial benchmarks from local files" },
+  export: { run: exportCommand, summary: 'write a model or checkpoint directory as a clean Hugging Face model directory (bf16/fp32, sharded)' },
   generate: { run: generateCommand, summary: 'answer a question about images with a model directory' },
   'check-fixtures': { run: checkFixturesCommand, summary: 'check the engine against a golden fixtures directory' },
 };

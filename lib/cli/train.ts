@@ -14,13 +14,17 @@ worker.rollout, worker.reward, trainer); dotted overrides come last, e.g.
   spatialthinker ${command} --config run.yaml trainer.max_steps=75 worker.rollout.n=8
 The effective configuration is written to the run directory
 (trainer.save_checkpoint_path, default runs/<experiment_name>), with
-metrics.jsonl, samples.jsonl, tensorboard/ and checkpoints/. A run directory
-that already has a checkpoint resumes from its newest one. Ctrl-C stops
-cleanly after saving a checkpoint.
+metrics.jsonl, samples.jsonl, tensorboard/ and checkpoints/ (each step folder
+a Hugging Face model directory, the optimiser state in its trainer/). A run
+directory that already has a checkpoint resumes from its newest intact one (a
+damaged one is set aside as damaged-step-N with a warning); a fresh run refuses
+a directory that holds another run. Ctrl-C stops cleanly after saving a
+checkpoint.
 
 options:
   --config FILE   YAML configuration
   --preset NAME   start from a preset: ${Object.entries(PRESETS).map(([k, p]) => `${k} (${p.summary})`).join('; ')}
+  --resume-from DIR  resume from this checkpoint (trainer.load_checkpoint_path)
   --print-config  print the effective configuration and exit
 `;
 
@@ -28,7 +32,7 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string' }, preset: { type: 'string' }, 'print-config': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { config: { type: 'string' }, preset: { type: 'string' }, 'resume-from': { type: 'string' }, 'print-config': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help) {
     process.stdout.write(help(command));
@@ -39,7 +43,7 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
     config = await loadConfig({
       ...(values.config !== undefined ? { file: values.config } : {}),
       ...(values.preset !== undefined ? { preset: values.preset } : {}),
-      overrides: positionals,
+      overrides: values['resume-from'] !== undefined ? [...positionals, `trainer.load_checkpoint_path=${values['resume-from']}`] : positionals,
     });
   } catch (error) {
     if (error instanceof ConfigError) throw new CliError(error.message, 2);

@@ -15,6 +15,8 @@ import {
   type NativeForwardResult,
   type NativeModel,
   type NativeOptimizerState,
+  type NativeOptimizerStepResult,
+  type NativeWrittenFiles,
   type NativePrompt,
   type NativeTrainGradientsResult,
   type NativeVisionResult,
@@ -155,10 +157,29 @@ export interface OptimizerOptions extends FreezeOptions {
   maxGradNorm?: number;
 }
 
-/** AdamW moments by parameter name and the number of steps taken. */
+/** AdamW moments by parameter name and the number of steps taken (a full host copy: tests and tools only). */
 export type OptimizerState = NativeOptimizerState;
+/** What one optimiser step reports; the weights and moments stay in the engine. */
+export type OptimizerStepResult = NativeOptimizerStepResult;
+/** Files a native save wrote (names inside its directory; the index last when sharded) and their tensor bytes. */
+export type WrittenFiles = NativeWrittenFiles;
 export type ForwardResult = NativeForwardResult;
 export type VisionResult = NativeVisionResult;
+
+/** Where and how a native save writes. */
+export interface NativeSaveOptions {
+  /** Shard above this many bytes per file (default 5e9, as transformers). */
+  maxShardBytes?: number;
+  /** The write buffer (default 256 MiB); tests use a small one to cross chunk edges. */
+  bufferBytes?: number;
+}
+
+const DEFAULT_MAX_SHARD_BYTES = 5e9;
+const DEFAULT_WRITE_BUFFER_BYTES = 256 * 2 ** 20;
+
+function writeOptions(options: NativeSaveOptions): { maxShardBytes: number; bufferBytes: number } {
+  return { maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES, bufferBytes: options.bufferBytes ?? DEFAULT_WRITE_BUFFER_BYTES };
+}
 
 export interface LoadOptions {
   /**
@@ -213,6 +234,7 @@ export class Model {
   private disposed = false;
   /** Ids for the engine's per-call controls (cancel, stop a completion). */
   private nextCall = 1;
+  private stepsTaken = 0;
 
   private constructor(
     readonly dir: string,
@@ -372,10 +394,13 @@ export class Model {
     return this.live().zeroGradients();
   }
 
-  /** Clips the accumulated gradients by their global norm and takes one AdamW step (fp32 master weights and moments). */
-  optimizerStep(options: OptimizerOptions): Promise<{ gradNorm: number; skipped: boolean; step: number }> {
+  /**
+   * Clips the accumulated gradients by their global norm and takes one AdamW
+   * step (fp32 master weights and moments); returns metrics only.
+   */
+  async optimizerStep(options: OptimizerOptions): Promise<OptimizerStepResult> {
     const d = DEFAULT_ADAMW_SETTINGS;
-    return this.live().optimizerStep({
+    const result = await this.live().optimizerStep({
       lr: options.lr,
       beta1: options.beta1 ?? d.beta1,
       beta2: options.beta2 ?? d.beta2,
@@ -386,6 +411,13 @@ export class Model {
       freezeMerger: options.freezeMerger ?? false,
       freezeLanguage: options.freezeLanguage ?? false,
     });
+    this.stepsTaken = result.step;
+    return result;
+  }
+
+  /** Optimiser steps taken (or restored) so far, without asking the engine for its state. */
+  get optimizerSteps(): number {
+    return this.stepsTaken;
   }
 
   /** Host copies of every parameter by hub name. */
@@ -398,12 +430,41 @@ export class Model {
     return this.live().setParameters(values);
   }
 
-  optimizerState(): Promise<OptimizerState> {
-    return this.live().optimizerState();
+  /**
+   * Copies every AdamW moment into JavaScript (8 bytes per parameter): for
+   * tests and tools. Training and checkpoints never need it.
+   */
+  exportOptimizerState(): Promise<OptimizerState> {
+    return this.live().exportOptimizerState();
   }
 
-  setOptimizerState(state: OptimizerState): Promise<void> {
-    return this.live().setOptimizerState(state);
+  async setOptimizerState(state: OptimizerState): Promise<void> {
+    await this.live().setOptimizerState(state);
+    this.stepsTaken = state.step;
+  }
+
+  /**
+   * Writes the weights natively into `dir` (which must exist) as a Hugging
+   * Face set of files: model.safetensors, or model-0000i-of-0000N.safetensors
+   * with model.safetensors.index.json; hub names and shapes, in `dtype`.
+   */
+  saveWeights(dir: string, dtype: 'bf16' | 'fp32', options: NativeSaveOptions = {}): Promise<WrittenFiles> {
+    return this.live().saveWeights({ dir, dtype, ...writeOptions(options) });
+  }
+
+  /**
+   * Writes the optimiser state natively into `dir` as optimizer.safetensors
+   * (or shards): the fp32 master weights when `master`, and the AdamW moments
+   * once a step has made them. Returns the step count with the files.
+   */
+  saveOptimizerState(dir: string, master: boolean, options: NativeSaveOptions = {}): Promise<WrittenFiles & { step: number }> {
+    return this.live().saveOptimizerState({ dir, master, ...writeOptions(options) });
+  }
+
+  /** Reads what saveOptimizerState wrote (memory-mapped, straight into the engine) and sets the step count. */
+  async restoreOptimizerState(dir: string, step: number): Promise<void> {
+    await this.live().restoreOptimizerState({ dir, step });
+    this.stepsTaken = step;
   }
 
   /** Host copies of the accumulated gradients by hub name. */

@@ -270,6 +270,22 @@ export const DEFAULT_ADAMW_SETTINGS: Readonly<Omit<NativeOptimizerStepArgs, 'lr'
   maxGradNorm: 1,
 };
 
+export interface NativeOptimizerStepResult {
+  gradNorm: number;
+  /** The factor the gradients were scaled by (1 when not clipped). */
+  clipCoef: number;
+  /** True when the gradient norm was not finite: nothing changed. */
+  skipped: boolean;
+  /** Optimiser steps taken so far. */
+  step: number;
+}
+
+/** Files a native save wrote (names inside its directory; the index last when sharded) and their tensor bytes. */
+export interface NativeWrittenFiles {
+  files: string[];
+  totalSize: number;
+}
+
 export interface NativeOptimizerState {
   step: number;
   m: Record<string, Float32Array>;
@@ -296,12 +312,19 @@ export interface NativeModel {
   stopSequence(call: number, prompt: number, sample: number): void;
   trainGradients(args: NativeTrainGradientsArgs): Promise<NativeTrainGradientsResult>;
   zeroGradients(): Promise<void>;
-  optimizerStep(args: NativeOptimizerStepArgs): Promise<{ gradNorm: number; skipped: boolean; step: number }>;
+  optimizerStep(args: NativeOptimizerStepArgs): Promise<NativeOptimizerStepResult>;
   parameters(): Promise<Record<string, Float32Array>>;
   gradients(): Promise<Record<string, Float32Array>>;
   setParameters(values: Record<string, Float32Array>): Promise<void>;
-  optimizerState(): Promise<NativeOptimizerState>;
+  /** A full host copy of the master weights' moments (tests and tools; a training step never needs it). */
+  exportOptimizerState(): Promise<NativeOptimizerState>;
   setOptimizerState(state: NativeOptimizerState): Promise<void>;
+  /** Streams the weights (hub names and shapes) as safetensors shards into dir, fsynced. */
+  saveWeights(args: { dir: string; dtype: 'bf16' | 'fp32'; maxShardBytes: number; bufferBytes: number }): Promise<NativeWrittenFiles>;
+  /** Streams the optimiser state (fp32 master when `master`, AdamW m and v) into dir/optimizer*.safetensors. */
+  saveOptimizerState(args: { dir: string; master: boolean; maxShardBytes: number; bufferBytes: number }): Promise<NativeWrittenFiles & { step: number }>;
+  /** Reads what saveOptimizerState wrote, memory-mapped, straight into the engine, and sets the step count. */
+  restoreOptimizerState(args: { dir: string; step: number }): Promise<void>;
   /** Cancels the calls made before it, then frees the weights once they settle. */
   dispose(): Promise<void>;
 }

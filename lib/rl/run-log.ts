@@ -5,7 +5,7 @@
  * files under RUN_DIR/tensorboard. Every line is flushed when written, so a
  * killed run keeps everything up to its last step.
  */
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TensorBoardWriter } from '../report/tensorboard.js';
 
@@ -63,6 +63,37 @@ export class RunLog {
   async samples(records: readonly SampleRecord[]): Promise<void> {
     if (!this.file || records.length === 0) return;
     await appendFile(join(this.dir, 'samples.jsonl'), records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  }
+
+  /**
+   * Drops the metrics and samples lines of steps after `step` (a resume from
+   * that step's checkpoint logs them again); returns how many went. The
+   * TensorBoard files keep theirs: TensorBoard shows the newest value of a step.
+   */
+  async dropAfter(step: number): Promise<number> {
+    let dropped = 0;
+    for (const name of ['metrics.jsonl', 'samples.jsonl']) {
+      const path = join(this.dir, name);
+      let text: string;
+      try {
+        text = await readFile(path, 'utf8');
+      } catch {
+        continue;
+      }
+      const lines = text.split('\n').filter((line) => line.trim() !== '');
+      const kept = lines.filter((line) => {
+        try {
+          const value = (JSON.parse(line) as { step?: unknown }).step;
+          return typeof value !== 'number' || value <= step;
+        } catch {
+          return false; // a line cut short by a kill
+        }
+      });
+      if (kept.length === lines.length) continue;
+      dropped += lines.length - kept.length;
+      await writeFile(path, kept.map((line) => line + '\n').join(''));
+    }
+    return dropped;
   }
 
   async writeText(name: string, text: string): Promise<void> {

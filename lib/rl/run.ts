@@ -5,14 +5,22 @@
  * Node tool embedding the trainer listens to.
  */
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, stat, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { VisionLanguageModel } from '../engine/pipeline.js';
 import { fromFunction, rewards as builtinRewards } from '../rewards/registry.js';
 import type { BatchReward, RewardFunction, RewardScores } from '../rewards/types.js';
 import { hash32 } from '../random.js';
-import { latestCheckpoint, restoreCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
+import {
+  checkpointStep,
+  listCheckpoints,
+  readTrainerState,
+  removeStaleTemporaries,
+  restoreCheckpoint,
+  saveCheckpoint,
+  verifyCheckpoint,
+} from '../train/checkpoint.js';
 import { learningRate } from '../train/schedule.js';
 import { configToYaml, runDirectory, type TrainConfig } from './config.js';
 import { evaluatePolicy } from './evaluate.js';
@@ -119,10 +127,11 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   protected async setUp(): Promise<void> {
     const { config } = this;
     await mkdir(this.dir, { recursive: true });
+    for (const dir of await removeStaleTemporaries(this.dir)) this.say(`removed ${dir}, left by a save that was killed`);
+    const resumeDir = await this.findResumePoint();
+    if (resumeDir === undefined) await this.refuseOccupiedDirectory();
     await writeFile(join(this.dir, 'config.yaml'), configToYaml(config));
     this.log = await RunLog.open(this.dir, { tensorboard: config.trainer.logger.includes('tensorboard'), file: config.trainer.logger.includes('file') });
-
-    const resumeDir = await this.findResumePoint();
     const modelDir = resumeDir ?? this.sourceDir;
     this.say(`loading ${modelDir}`);
     this.vlm = await VisionLanguageModel.load(modelDir, {
@@ -139,11 +148,12 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     const train = await this.readSplit(config.data.train_files, 'train', -1);
     let state: RunState | undefined;
     if (resumeDir) {
-      state = (await restoreCheckpoint(this.vlm.model, resumeDir)) as unknown as RunState;
-      if (state.kind !== this.kind) throw new Error(`${resumeDir} is a ${String(state.kind)} checkpoint; this is a ${this.kind} run`);
+      state = checkRunState(await restoreCheckpoint(this.vlm.model, resumeDir), resumeDir, this.kind);
       this.step = state.step;
       this.resumedFrom = resumeDir;
-      this.say(`resumed from ${resumeDir} at step ${state.step}`);
+      // Steps logged after this checkpoint are repeated from here on.
+      const dropped = await this.log.dropAfter(state.step);
+      this.say(`resumed from ${resumeDir} at step ${state.step}${dropped > 0 ? ` (dropped ${dropped} log lines of later steps)` : ''}`);
     }
     this.loader = state ? DataLoader.restore(train, state.loader, config.data.shuffle) : new DataLoader(train, config.data.seed, config.data.shuffle);
     if (config.data.val_files !== null) this.valRows = await this.readSplit(config.data.val_files, 'val', config.data.val_max_samples);
@@ -232,7 +242,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     const total = this.totalSteps * this.optimizerStepsPerStep();
     const lr = learningRate(
       { name: o.lr_scheduler, lr: o.lr, warmupSteps: Math.round(o.lr_warmup_ratio * total), totalSteps: total, minLrRatio: o.min_lr_ratio },
-      (await this.vlm.model.optimizerState()).step + 1,
+      this.vlm.model.optimizerSteps + 1,
     );
     const r = await this.vlm.model.optimizerStep({
       lr,
@@ -288,11 +298,66 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     };
   }
 
+  /**
+   * The checkpoint to resume from: trainer.load_checkpoint_path (--resume-from)
+   * as given, or with find_last_checkpoint the run's newest checkpoint that
+   * is intact; a damaged newer one is renamed damaged-step-N (kept, not
+   * deleted) with a warning, and the previous one is used.
+   */
   private async findResumePoint(): Promise<string | undefined> {
     const { trainer } = this.config;
-    if (trainer.load_checkpoint_path !== null) return resolve(trainer.load_checkpoint_path);
-    if (trainer.find_last_checkpoint) return latestCheckpoint(this.dir);
+    if (trainer.load_checkpoint_path !== null) {
+      const dir = resolve(trainer.load_checkpoint_path);
+      const state = await verifyCheckpoint(dir);
+      const newer = (await listCheckpoints(this.dir)).filter((d) => checkpointStep(d) > state.step && resolve(d) !== dir);
+      if (newer.length > 0)
+        throw new Error(
+          `${this.dir} already holds checkpoints after step ${state.step} (${newer.map((d) => d.split(/[\\/]/).pop()).join(', ')}); ` +
+            'resuming from an earlier checkpoint there would mix two runs: choose another trainer.save_checkpoint_path',
+        );
+      return dir;
+    }
+    if (!trainer.find_last_checkpoint) return undefined;
+    const candidates = (await listCheckpoints(this.dir)).reverse();
+    for (const [i, dir] of candidates.entries()) {
+      try {
+        await verifyCheckpoint(dir);
+        return dir;
+      } catch (error) {
+        const aside = join(dir, '..', `damaged-${dir.split(/[\\/]/).pop() ?? ''}`);
+        await rename(dir, aside);
+        const next = candidates[i + 1];
+        this.say(
+          `warning: checkpoint ${dir} is damaged (${(error as Error).message}); moved it to ${aside}` +
+            (next ? `; trying the previous one, ${next}` : ''),
+        );
+      }
+    }
+    if (candidates.length > 0)
+      throw new Error(`no intact checkpoint in ${join(this.dir, 'checkpoints')}; resume from another one with --resume-from DIR, or choose another trainer.save_checkpoint_path`);
     return undefined;
+  }
+
+  /** A fresh run refuses a directory that already holds another run's checkpoints or metrics. */
+  private async refuseOccupiedDirectory(): Promise<void> {
+    const found: string[] = [];
+    const checkpoints = join(this.dir, 'checkpoints');
+    try {
+      const steps = (await readdir(checkpoints)).filter((n) => /^step-\d+$/.test(n)).sort();
+      if (steps.length > 0) found.push(`checkpoints/${steps.at(-1) ?? ''}`);
+    } catch {
+      // no checkpoints folder
+    }
+    try {
+      if ((await stat(join(this.dir, 'metrics.jsonl'))).size > 0) found.push('metrics.jsonl');
+    } catch {
+      // no metrics yet
+    }
+    if (found.length === 0) return;
+    throw new Error(
+      `${this.dir} already holds a run (${found.join(', ')}): resume it (trainer.find_last_checkpoint=true, or --resume-from DIR), ` +
+        'or choose another trainer.save_checkpoint_path / trainer.experiment_name',
+    );
   }
 
   private async readSplit(path: string, name: string, limit: number): Promise<TrainingRow[]> {
@@ -385,7 +450,21 @@ export async function createReward(config: TrainConfig['worker']['reward'], regi
   throw new Error(`${path} has no export "${name}" that is a reward function or an object with scoreBatch()`);
 }
 
-/** Reads a run's saved trainer state (for tools). */
+/** Checks the trainer's own fields of a checkpoint's state (readTrainerState checks the common ones). */
+function checkRunState(state: Record<string, unknown>, checkpointDir: string, kind: 'grpo' | 'sft'): RunState {
+  const where = `${checkpointDir}/trainer/trainer_state.json`;
+  if (state['kind'] !== 'grpo' && state['kind'] !== 'sft') throw new Error(`${where}: "kind" must be "grpo" or "sft" (got ${JSON.stringify(state['kind'])})`);
+  if (state['kind'] !== kind) throw new Error(`${checkpointDir} is a ${state['kind']} checkpoint; this is a ${kind} run`);
+  const loader = state['loader'] as Record<string, unknown> | undefined;
+  if (typeof loader !== 'object' || loader === null) throw new Error(`${where}: "loader" must be an object with "seed" and "cursor"`);
+  if (!Number.isSafeInteger(loader['seed'])) throw new Error(`${where}: "loader.seed" must be an integer (got ${JSON.stringify(loader['seed'])})`);
+  if (!Number.isSafeInteger(loader['cursor']) || (loader['cursor'] as number) < 0)
+    throw new Error(`${where}: "loader.cursor" must be a non-negative integer (got ${JSON.stringify(loader['cursor'])})`);
+  return state as RunState;
+}
+
+/** Reads a run's saved trainer state (for tools), checked. */
 export async function readRunState(checkpointDir: string): Promise<RunState> {
-  return JSON.parse(await readFile(join(checkpointDir, 'trainer_state.json'), 'utf8')) as RunState;
+  const state = await readTrainerState(checkpointDir);
+  return checkRunState(state, checkpointDir, state['kind'] as 'grpo' | 'sft');
 }

@@ -1,29 +1,37 @@
 /**
- * Checkpoints: the policy as a Hugging Face model directory that
- * transformers and vLLM load unmodified (config.json, safetensors sharded
- * above a size, tokenizer and processor files copied), plus the trainer's
- * state beside it (fp32 master weights when the model is saved in bf16, AdamW
- * moments, step, and whatever the trainer adds: schedule position, RNG
- * states, data cursor). Writes go to a temporary directory renamed into
- * place, so an interrupted save leaves the last good checkpoint intact.
+ * Checkpoints. A step folder's top level is a clean Hugging Face model
+ * directory that transformers and vLLM load unmodified (config.json,
+ * safetensors sharded above a size with their index, tokenizer, chat
+ * template, processor and generation files copied from the source); the
+ * trainer's state lives beside it in `trainer/`: optimizer.safetensors (the
+ * fp32 master weights when the model is saved in bf16, AdamW m and v) and
+ * trainer_state.json (step, optimiser step, schedule position, data cursor,
+ * whatever the trainer adds).
+ *
+ * The engine writes and reads the tensors itself (native/engine/
+ * safetensors_writer.cpp, native/model/checkpoint.cpp): one tensor at a time
+ * through one write buffer, files over 4 GiB, restore from the memory-mapped
+ * files; no weight or moment crosses into JavaScript. Every file is fsynced
+ * in a temporary folder, which is then renamed into place, so an interrupted
+ * save leaves the last good checkpoint intact. Older checkpoints, with
+ * optimizer.safetensors and trainer_state.json at the top level, still resume.
  */
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Model } from '../engine/model.js';
-import { encodeSafetensors, readSafetensors, type EncodableTensor } from '../io/safetensors.js';
-import { inspectModelWeights } from '../io/safetensors.js';
+import { inspectModelWeights, inspectSafetensors } from '../io/safetensors.js';
 
 export interface SaveOptions {
   /** Weight dtype of the model directory. Default 'bf16' (what the hub checkpoints use). */
   dtype?: 'bf16' | 'fp32';
-  /** Shard the weights above this many bytes per file. Default 5 GB, as transformers. */
+  /** Shard the weights (and the optimiser state) above this many bytes per file. Default 5e9, as transformers. */
   maxShardBytes?: number;
   /** Keep only the newest K checkpoints of the run (0: keep all). Default 3. */
   keepLast?: number;
 }
 
-/** Files of the source model directory copied into every checkpoint. */
-const COPIED_FILES = [
+/** Files of the source model directory copied into every checkpoint and export. */
+export const COPIED_FILES = [
   'tokenizer.json',
   'tokenizer_config.json',
   'special_tokens_map.json',
@@ -36,10 +44,15 @@ const COPIED_FILES = [
   'generation_config.json',
 ];
 
+/** The trainer's subfolder of a step folder. */
+export const TRAINER_DIR = 'trainer';
 export const TRAINER_STATE_FILE = 'trainer_state.json';
+/** The optimiser state's file (or `optimizer-0000i-of-0000N.safetensors` with `optimizer.safetensors.index.json`). */
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 
 const stepName = (step: number) => `step-${String(step).padStart(6, '0')}`;
+const STEP_FOLDER = /^step-(\d{6,})$/;
+const TEMPORARY_FOLDER = /^\.tmp-step-\d{6,}-(\d+)$/;
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -50,45 +63,67 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Writes `tensors` as model.safetensors or as shards with model.safetensors.index.json. */
-async function writeWeights(dir: string, tensors: Record<string, EncodableTensor>, maxShardBytes: number): Promise<void> {
-  const names = Object.keys(tensors).sort();
-  const bytesOf = (t: EncodableTensor) => t.data.length * (t.dtype === 'BF16' || t.dtype === 'F16' ? 2 : t.data.BYTES_PER_ELEMENT);
-  const shards: string[][] = [[]];
-  let size = 0;
-  for (const name of names) {
-    const b = bytesOf(tensors[name] as EncodableTensor);
-    if (size > 0 && size + b > maxShardBytes) {
-      shards.push([]);
-      size = 0;
-    }
-    (shards[shards.length - 1] as string[]).push(name);
-    size += b;
+/** Writes a file and fsyncs it before returning. */
+async function writeFileSynced(path: string, text: string): Promise<void> {
+  const handle = await open(path, 'w');
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
-  const metadata = { format: 'pt' };
-  if (shards.length === 1) {
-    await writeFile(join(dir, 'model.safetensors'), encodeSafetensors(tensors, metadata));
-    return;
+}
+
+async function syncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
-  const weightMap: Record<string, string> = {};
-  let total = 0;
-  for (const [i, shard] of shards.entries()) {
-    const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
-    const part: Record<string, EncodableTensor> = {};
-    for (const name of shard) {
-      part[name] = tensors[name] as EncodableTensor;
-      weightMap[name] = file;
-      total += bytesOf(part[name] as EncodableTensor);
-    }
-    await writeFile(join(dir, file), encodeSafetensors(part, metadata));
+}
+
+/**
+ * Writes `model`'s weights into `dir` (which must exist) as a Hugging Face
+ * model directory: the engine writes the safetensors (hub names and shapes,
+ * sharded above `maxShardBytes`), then config.json (torch_dtype set) and the
+ * tokenizer, chat template, processor and generation files of `sourceDir`.
+ * Everything is fsynced; the caller syncs `dir` itself after any more files.
+ */
+export async function writeModelDirectory(
+  model: Model,
+  sourceDir: string,
+  dir: string,
+  options: { dtype: 'bf16' | 'fp32'; maxShardBytes?: number; bufferBytes?: number },
+): Promise<string[]> {
+  const written = await model.saveWeights(dir, options.dtype, {
+    ...(options.maxShardBytes !== undefined ? { maxShardBytes: options.maxShardBytes } : {}),
+    ...(options.bufferBytes !== undefined ? { bufferBytes: options.bufferBytes } : {}),
+  });
+  const configPath = join(sourceDir, 'config.json');
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
+  } catch (error) {
+    throw new Error(`cannot read ${configPath}: ${(error as Error).message}`);
   }
-  await writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
+  config['torch_dtype'] = options.dtype === 'bf16' ? 'bfloat16' : 'float32';
+  await writeFileSynced(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  const files = [...written.files, 'config.json'];
+  for (const file of COPIED_FILES) {
+    if (!(await exists(join(sourceDir, file)))) continue;
+    await copyFile(join(sourceDir, file), join(dir, file));
+    await syncPath(join(dir, file));
+    files.push(file);
+  }
+  return files;
 }
 
 /**
  * Saves the model and trainer state as runDir/checkpoints/step-NNNNNN and
  * returns that directory. `sourceDir` is the model directory the run started
- * from (config, tokenizer and processor files come from it).
+ * from (config, tokenizer and processor files come from it). Rotation
+ * (`keepLast`) removes only checkpoints of earlier steps than this one.
  */
 export async function saveCheckpoint(
   model: Model,
@@ -103,56 +138,53 @@ export async function saveCheckpoint(
   const final = join(root, stepName(step));
   const temporary = join(root, `.tmp-${stepName(step)}-${process.pid}`);
   await rm(temporary, { recursive: true, force: true });
-  await mkdir(temporary, { recursive: true });
+  await mkdir(join(temporary, TRAINER_DIR), { recursive: true });
+  const shard = options.maxShardBytes !== undefined ? { maxShardBytes: options.maxShardBytes } : {};
   try {
-    const params = await model.parameters();
-    // Shapes come from the source checkpoint, so the files read like the hub's.
-    const shapes = await inspectModelWeights(sourceDir);
-    const shapeOf = (name: string, length: number) => {
-      const info = shapes[name] ?? shapes[name.startsWith('visual.') ? `model.${name}` : `model.language_model.${name.slice(6)}`];
-      return info ? info.shape : [length];
-    };
-    const tensors: Record<string, EncodableTensor> = {};
-    for (const [name, data] of Object.entries(params))
-      tensors[name] = { dtype: dtype === 'bf16' ? 'BF16' : 'F32', shape: shapeOf(name, data.length), data } as EncodableTensor;
-    await writeWeights(temporary, tensors, options.maxShardBytes ?? 5e9);
-
-    const config = JSON.parse(await readFile(join(sourceDir, 'config.json'), 'utf8')) as Record<string, unknown>;
-    config['torch_dtype'] = dtype === 'bf16' ? 'bfloat16' : 'float32';
-    await writeFile(join(temporary, 'config.json'), JSON.stringify(config, null, 2));
-    for (const file of COPIED_FILES)
-      if (await exists(join(sourceDir, file))) await copyFile(join(sourceDir, file), join(temporary, file));
-
-    const optimizer = await model.optimizerState();
-    const state: Record<string, EncodableTensor> = {};
-    for (const [name, data] of Object.entries(optimizer.m)) state[`adam_m.${name}`] = { dtype: 'F32', shape: [data.length], data };
-    for (const [name, data] of Object.entries(optimizer.v)) state[`adam_v.${name}`] = { dtype: 'F32', shape: [data.length], data };
+    await writeModelDirectory(model, sourceDir, temporary, { dtype, ...shard });
+    const trainerDir = join(temporary, TRAINER_DIR);
     // bf16 weights lose the master copy's low bits: keep it for an exact resume.
-    if (dtype !== 'fp32') for (const [name, data] of Object.entries(params)) state[`master.${name}`] = { dtype: 'F32', shape: [data.length], data };
-    await writeFile(join(temporary, OPTIMIZER_FILE), encodeSafetensors(state, { format: 'spatialthinker-optimizer' }));
-    await writeFile(join(temporary, TRAINER_STATE_FILE), JSON.stringify({ ...trainerState, step, optimizerStep: optimizer.step, dtype }, null, 2));
-
+    const optimizer = await model.saveOptimizerState(trainerDir, dtype !== 'fp32', shard);
+    await writeFileSynced(
+      join(trainerDir, TRAINER_STATE_FILE),
+      JSON.stringify({ ...trainerState, step, optimizerStep: optimizer.step, dtype }, null, 2) + '\n',
+    );
+    await syncPath(trainerDir);
+    await syncPath(temporary);
     await rm(final, { recursive: true, force: true });
     await rename(temporary, final);
+    await syncPath(root);
   } catch (error) {
     await rm(temporary, { recursive: true, force: true });
     throw error;
   }
   const keep = options.keepLast ?? 3;
   if (keep > 0) {
-    const old = (await listCheckpoints(runDir)).slice(0, -keep);
-    for (const dir of old) await rm(dir, { recursive: true, force: true });
+    const earlier = (await listCheckpoints(runDir)).filter((dir) => checkpointStep(dir) < step);
+    for (const dir of earlier.slice(0, Math.max(0, earlier.length - (keep - 1)))) await rm(dir, { recursive: true, force: true });
   }
   return final;
+}
+
+/** The step number of a step folder's path. */
+export function checkpointStep(dir: string): number {
+  const match = STEP_FOLDER.exec(dir.split(/[\\/]/).pop() ?? '');
+  return match ? Number(match[1]) : NaN;
+}
+
+/** Where a checkpoint keeps its trainer state: `trainer/`, or the step folder itself in the older layout. */
+export async function trainerDirectory(checkpointDir: string): Promise<string> {
+  const nested = join(checkpointDir, TRAINER_DIR);
+  return (await exists(join(nested, TRAINER_STATE_FILE))) ? nested : checkpointDir;
 }
 
 /** The run's complete checkpoints, oldest first (temporary directories are ignored). */
 export async function listCheckpoints(runDir: string): Promise<string[]> {
   const root = join(runDir, 'checkpoints');
   if (!(await exists(root))) return [];
-  const names = (await readdir(root)).filter((n) => /^step-\d{6,}$/.test(n)).sort();
+  const names = (await readdir(root)).filter((n) => STEP_FOLDER.test(n)).sort((a, b) => checkpointStep(a) - checkpointStep(b));
   const complete: string[] = [];
-  for (const name of names) if (await exists(join(root, name, TRAINER_STATE_FILE))) complete.push(join(root, name));
+  for (const name of names) if (await exists(join(await trainerDirectory(join(root, name)), TRAINER_STATE_FILE))) complete.push(join(root, name));
   return complete;
 }
 
@@ -160,28 +192,99 @@ export async function latestCheckpoint(runDir: string): Promise<string | undefin
   return (await listCheckpoints(runDir)).at(-1);
 }
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary folders (`.tmp-step-N-PID`) that saves killed before
+ * their rename left behind: those of processes no longer alive, and this
+ * process's own. Returns the folders removed.
+ */
+export async function removeStaleTemporaries(runDir: string): Promise<string[]> {
+  const root = join(runDir, 'checkpoints');
+  if (!(await exists(root))) return [];
+  const removed: string[] = [];
+  for (const name of await readdir(root)) {
+    const match = TEMPORARY_FOLDER.exec(name);
+    if (!match) continue;
+    const pid = Number(match[1]);
+    if (pid !== process.pid && processAlive(pid)) continue;
+    await rm(join(root, name), { recursive: true, force: true });
+    removed.push(join(root, name));
+  }
+  return removed;
+}
+
+/** What every checkpoint's trainer_state.json holds, checked. */
+export interface TrainerState {
+  step: number;
+  optimizerStep: number;
+  dtype?: 'bf16' | 'fp32';
+  [key: string]: unknown;
+}
+
+const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+/**
+ * Reads and checks a checkpoint's trainer_state.json; a damaged or wrong
+ * field is a one-line error naming the file and the field.
+ */
+export async function readTrainerState(checkpointDir: string): Promise<TrainerState> {
+  const path = join(await trainerDirectory(checkpointDir), TRAINER_STATE_FILE);
+  let state: unknown;
+  try {
+    state = JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new Error(`cannot read the trainer state ${path}: ${(error as Error).message}`);
+  }
+  if (typeof state !== 'object' || state === null || Array.isArray(state)) throw new Error(`${path}: not a JSON object`);
+  const record = state as Record<string, unknown>;
+  if (!isCount(record['step'])) throw new Error(`${path}: "step" must be a non-negative integer (got ${JSON.stringify(record['step'])})`);
+  const optimizerStep = record['optimizerStep'] ?? 0;
+  if (!isCount(optimizerStep)) throw new Error(`${path}: "optimizerStep" must be a non-negative integer (got ${JSON.stringify(optimizerStep)})`);
+  if (record['dtype'] !== undefined && record['dtype'] !== 'bf16' && record['dtype'] !== 'fp32')
+    throw new Error(`${path}: "dtype" must be "bf16" or "fp32" (got ${JSON.stringify(record['dtype'])})`);
+  return { ...record, step: record['step'], optimizerStep } as TrainerState;
+}
+
+/**
+ * Checks that a checkpoint can be resumed without loading it: its trainer
+ * state, the headers of its weights and of its optimiser files (which catch
+ * a truncated or overwritten file). Throws the first problem found.
+ */
+export async function verifyCheckpoint(checkpointDir: string): Promise<TrainerState> {
+  const state = await readTrainerState(checkpointDir);
+  await inspectModelWeights(checkpointDir);
+  const trainerDir = await trainerDirectory(checkpointDir);
+  const single = join(trainerDir, OPTIMIZER_FILE);
+  const index = join(trainerDir, `${OPTIMIZER_FILE}.index.json`);
+  if (await exists(single)) await inspectSafetensors(single);
+  else if (await exists(index)) {
+    let shards: string[];
+    try {
+      const parsed = JSON.parse(await readFile(index, 'utf8')) as { weight_map?: Record<string, string> };
+      shards = [...new Set(Object.values(parsed.weight_map ?? {}))];
+    } catch (error) {
+      throw new Error(`${index}: ${(error as Error).message}`);
+    }
+    for (const file of shards) await inspectSafetensors(join(trainerDir, file));
+  } else throw new Error(`${trainerDir}: no ${OPTIMIZER_FILE} or ${OPTIMIZER_FILE}.index.json`);
+  return state;
+}
+
 /**
  * Restores the exact training state of a checkpoint into `model` (loaded
- * from that checkpoint directory): fp32 master weights and AdamW moments.
- * Returns the trainer state saved with it.
+ * from that checkpoint directory): fp32 master weights and AdamW moments,
+ * read by the engine from the mapped files. Returns the trainer state.
  */
-export async function restoreCheckpoint(model: Model, dir: string): Promise<Record<string, unknown>> {
-  const statePath = join(dir, TRAINER_STATE_FILE);
-  let state: Record<string, unknown>;
-  try {
-    state = JSON.parse(await readFile(statePath, 'utf8')) as Record<string, unknown>;
-  } catch (error) {
-    throw new Error(`cannot read the trainer state ${statePath}: ${(error as Error).message}`);
-  }
-  const { tensors } = await readSafetensors(join(dir, OPTIMIZER_FILE));
-  const pick = (prefix: string) => {
-    const out: Record<string, Float32Array> = {};
-    for (const [name, t] of Object.entries(tensors)) if (name.startsWith(prefix)) out[name.slice(prefix.length)] = t.data as Float32Array;
-    return out;
-  };
-  const master = pick('master.');
-  if (Object.keys(master).length > 0) await model.setParameters(master);
-  const m = pick('adam_m.');
-  if (Object.keys(m).length > 0) await model.setOptimizerState({ step: Number(state['optimizerStep'] ?? 0), m, v: pick('adam_v.') });
+export async function restoreCheckpoint(model: Model, dir: string): Promise<TrainerState> {
+  const state = await readTrainerState(dir);
+  await model.restoreOptimizerState(await trainerDirectory(dir), state.optimizerStep);
   return state;
 }

@@ -122,7 +122,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("parameters", &NativeModel::Parameters),
                         InstanceMethod("gradients", &NativeModel::Gradients),
                         InstanceMethod("setParameters", &NativeModel::SetParameters),
-                        InstanceMethod("optimizerState", &NativeModel::OptimizerState),
+                        InstanceMethod("exportOptimizerState", &NativeModel::ExportOptimizerState),
+                        InstanceMethod("saveWeights", &NativeModel::SaveWeights),
+                        InstanceMethod("saveOptimizerState", &NativeModel::SaveOptimizerState),
+                        InstanceMethod("restoreOptimizerState", &NativeModel::RestoreOptimizerState),
                         InstanceMethod("setOptimizerState", &NativeModel::SetOptimizerState),
                         InstanceMethod("dispose", &NativeModel::Dispose)});
   }
@@ -423,7 +426,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
-  // optimizerStep({lr, beta1, beta2, eps, weightDecay, maxGradNorm}) -> {gradNorm, skipped, step}
+  // optimizerStep({lr, beta1, beta2, eps, weightDecay, maxGradNorm}) -> {gradNorm, clipCoef, skipped, step}:
+  // metrics only; the weights and moments stay where they are.
   Napi::Value OptimizerStep(const Napi::CallbackInfo& info) {
     const char* fn = "optimizerStep";
     Napi::Object o = options_object(info, fn);
@@ -451,7 +455,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [=](Napi::Env env) -> Napi::Value {
           Napi::Object out = Napi::Object::New(env);
           out.Set("gradNorm", *norm);
-          out.Set("skipped", !std::isfinite(*norm));
+          const bool skipped = !std::isfinite(*norm);
+          out.Set("clipCoef", skipped || max_norm <= 0 ? 1.0 : train::clip_coefficient(*norm, max_norm));
+          out.Set("skipped", skipped);
           out.Set("step", double(*step));
           return out;
         });
@@ -499,7 +505,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
-  Napi::Value OptimizerState(const Napi::CallbackInfo& info) {
+  // Copies every AdamW moment into JavaScript: for tests and tools only.
+  Napi::Value ExportOptimizerState(const Napi::CallbackInfo& info) {
     auto m = std::make_shared<Named>(), v = std::make_shared<Named>();
     auto step = std::make_shared<int64_t>(0);
     auto handle = handle_;
@@ -529,6 +536,87 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
   Napi::Value Gradients(const Napi::CallbackInfo& info) { return NamedArrays(info, true); }
+
+  static SafetensorsWriteOptions write_options(const Napi::Object& o, const char* fn) {
+    SafetensorsWriteOptions options;
+    options.max_shard_bytes = integer_field(o, "maxShardBytes", fn);
+    options.buffer_bytes = integer_field(o, "bufferBytes", fn);
+    if (options.max_shard_bytes < 1 || options.buffer_bytes < 4)
+      throw Napi::RangeError::New(o.Env(), std::string(fn) + ": maxShardBytes must be >= 1 and bufferBytes >= 4");
+    return options;
+  }
+  static std::string dir_of(const Napi::Object& o, const char* fn) {
+    if (!o.Get("dir").IsString() || o.Get("dir").As<Napi::String>().Utf8Value().empty())
+      throw Napi::TypeError::New(o.Env(), std::string(fn) + ": `dir` must be a non-empty string");
+    return o.Get("dir").As<Napi::String>().Utf8Value();
+  }
+  static Napi::Value written_to_js(Napi::Env env, const WrittenSet& written) {
+    Napi::Object out = Napi::Object::New(env);
+    Napi::Array files = Napi::Array::New(env, written.files.size());
+    for (size_t i = 0; i < written.files.size(); ++i) files.Set(uint32_t(i), written.files[i]);
+    out.Set("files", files);
+    out.Set("totalSize", double(written.total_size));
+    return out;
+  }
+
+  // saveWeights({dir, dtype: "bf16" | "fp32", maxShardBytes, bufferBytes}) -> {files, totalSize}
+  Napi::Value SaveWeights(const Napi::CallbackInfo& info) {
+    const char* fn = "saveWeights";
+    Napi::Object o = options_object(info, fn);
+    const std::string dir = dir_of(o, fn);
+    const std::string dtype = o.Get("dtype").IsString() ? o.Get("dtype").As<Napi::String>().Utf8Value() : "";
+    if (dtype != "bf16" && dtype != "fp32")
+      throw Napi::TypeError::New(info.Env(), "saveWeights: `dtype` must be \"bf16\" or \"fp32\"");
+    const SafetensorsWriteOptions options = write_options(o, fn);
+    auto written = std::make_shared<WrittenSet>();
+    auto handle = handle_;
+    return Run(
+        info.Env(),
+        [=]() {
+          return guarded(handle, [&](model::Qwen25VL& m) {
+            *written = m.save_weights(dir, dtype == "bf16" ? DType::BF16 : DType::F32, options);
+          });
+        },
+        [=](Napi::Env env) -> Napi::Value { return written_to_js(env, *written); });
+  }
+
+  // saveOptimizerState({dir, master, maxShardBytes, bufferBytes}) -> {files, totalSize, step}
+  Napi::Value SaveOptimizerState(const Napi::CallbackInfo& info) {
+    const char* fn = "saveOptimizerState";
+    Napi::Object o = options_object(info, fn);
+    const std::string dir = dir_of(o, fn);
+    const bool master = boolean_field(o, "master", fn);
+    SafetensorsWriteOptions options = write_options(o, fn);
+    options.metadata = {{"format", "spatialthinker-optimizer"}};
+    auto written = std::make_shared<WrittenSet>();
+    auto step = std::make_shared<int64_t>(0);
+    auto handle = handle_;
+    return Run(
+        info.Env(),
+        [=]() {
+          return guarded(handle, [&](model::Qwen25VL& m) {
+            *written = m.save_optimizer_state(dir, master, options);
+            *step = m.optimizer_steps();
+          });
+        },
+        [=](Napi::Env env) -> Napi::Value {
+          Napi::Object out = written_to_js(env, *written).As<Napi::Object>();
+          out.Set("step", double(*step));
+          return out;
+        });
+  }
+
+  // restoreOptimizerState({dir, step}): master weights and moments from dir/optimizer*.safetensors.
+  Napi::Value RestoreOptimizerState(const Napi::CallbackInfo& info) {
+    const char* fn = "restoreOptimizerState";
+    Napi::Object o = options_object(info, fn);
+    const std::string dir = dir_of(o, fn);
+    const int64_t step = integer_field(o, "step", fn);
+    auto handle = handle_;
+    return Run(
+        info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& m) { m.restore_optimizer_state(dir, step); }); },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+  }
 
   // cancel(call): aborts one generate or logprobs call, waiting or running;
   // the model's other calls go on.

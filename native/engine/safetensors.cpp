@@ -352,11 +352,11 @@ void to_f32(const TensorInfo& tensor, const std::string& path, float* out) {
   }
 }
 
-TensorStore TensorStore::open_directory(const std::string& dir) {
+TensorStore TensorStore::open_directory(const std::string& dir, const std::string& base) {
   TensorStore store;
   store.dir_ = dir;
-  const std::string index_path = join_path(dir, "model.safetensors.index.json");
-  const std::string single_path = join_path(dir, "model.safetensors");
+  const std::string index_path = join_path(dir, base + ".safetensors.index.json");
+  const std::string single_path = join_path(dir, base + ".safetensors");
   if (path_exists(index_path)) {
     std::unique_ptr<MappedFile> index_file;
     try {
@@ -419,7 +419,7 @@ TensorStore TensorStore::open_directory(const std::string& dir) {
     why = std::string(" (") + std::strerror(errno) + ")";
   else if (!S_ISDIR(info.st_mode))
     why = " (not a directory)";
-  throw FormatError(dir + ": no model.safetensors or model.safetensors.index.json" + why);
+  throw FormatError(dir + ": no " + base + ".safetensors or " + base + ".safetensors.index.json" + why);
 }
 
 bool TensorStore::has(const std::string& name) const { return file_index_.count(name) != 0; }

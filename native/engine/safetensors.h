@@ -63,9 +63,11 @@ void to_f32(const TensorInfo& tensor, const std::string& path, float* out);
 
 // The weights of a model directory: model.safetensors, or the shards named by
 // model.safetensors.index.json ("weight_map": tensor name -> file name).
+// `base` names other sets laid out the same way (the trainer's
+// optimizer.safetensors or optimizer.safetensors.index.json).
 class TensorStore {
  public:
-  static TensorStore open_directory(const std::string& dir);
+  static TensorStore open_directory(const std::string& dir, const std::string& base = "model");
   bool has(const std::string& name) const;
   // Throws FormatError naming the directory (or shard) and the tensor.
   const TensorInfo& tensor(const std::string& name) const;

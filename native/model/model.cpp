@@ -5,6 +5,7 @@
 #include <deque>
 #include <stdexcept>
 
+#include "model/checkpoint.h"
 #include "model/decoder.h"
 
 namespace st::model {
@@ -412,6 +413,26 @@ void Qwen25VL::set_optimizer_state(const std::vector<std::pair<std::string, std:
   }
   upload_named(*adam_m_, m, "set_optimizer_state (m)");
   upload_named(*adam_v_, v, "set_optimizer_state (v)");
+  optimizer_step_count_ = step;
+}
+
+WrittenSet Qwen25VL::save_weights(const std::string& dir, DType dtype, const SafetensorsWriteOptions& options) {
+  return model::save_weights(*backend_, config_, weights_, dir, dtype, options);
+}
+
+WrittenSet Qwen25VL::save_optimizer_state(const std::string& dir, bool with_master,
+                                          const SafetensorsWriteOptions& options) {
+  return model::save_optimizer_state(*backend_, config_, weights_, adam_m_.get(), adam_v_.get(), dir, with_master,
+                                     options);
+}
+
+void Qwen25VL::restore_optimizer_state(const std::string& dir, int64_t step) {
+  if (step < 0) throw std::invalid_argument("restore_optimizer_state: negative step " + std::to_string(step));
+  if (!adam_m_ && optimizer_files_hold_moments(dir)) {
+    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+  }
+  model::restore_optimizer_state(*backend_, weights_, adam_m_.get(), adam_v_.get(), dir);
   optimizer_step_count_ = step;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "engine/safetensors_writer.h"
 #include "model/config.h"
 #include "model/image_cache.h"
 #include "model/kv_cache.h"
@@ -110,6 +111,14 @@ class Qwen25VL {
                        std::vector<std::pair<std::string, std::vector<float>>>* v);
   void set_optimizer_state(const std::vector<std::pair<std::string, std::vector<float>>>& m,
                            const std::vector<std::pair<std::string, std::vector<float>>>& v, int64_t step);
+
+  // Checkpoints, written and read natively (model/checkpoint.h): the weights
+  // as a Hugging Face set of safetensors files in F32 or BF16; the optimiser
+  // state (fp32 master when asked, AdamW moments once they exist) as
+  // optimizer.safetensors. Restoring sets the step count to `step`.
+  WrittenSet save_weights(const std::string& dir, DType dtype, const SafetensorsWriteOptions& options);
+  WrittenSet save_optimizer_state(const std::string& dir, bool with_master, const SafetensorsWriteOptions& options);
+  void restore_optimizer_state(const std::string& dir, int64_t step);
 
  private:
   std::vector<std::pair<std::string, std::vector<float>>> host_copy(Weights& arrays);
