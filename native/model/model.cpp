@@ -432,6 +432,7 @@ void Qwen25VL::restore_optimizer_state(const std::string& dir, int64_t step) {
     adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
     adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
   }
+  weights_changed();  // the master copy, when saved, replaces the weights
   model::restore_optimizer_state(*backend_, weights_, adam_m_.get(), adam_v_.get(), dir);
   optimizer_step_count_ = step;
 }
