@@ -1,5 +1,5 @@
 /** `spatialthinker doctor`: what the engine was built with and what it can use here. */
-import { parseArgs } from 'node:util';
+import { parseArgs } from './args.js';
 import { native, type RuntimeInfo } from '../native/binding.js';
 
 export async function doctorCommand(argv: string[]): Promise<void> {

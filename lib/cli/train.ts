@@ -1,9 +1,9 @@
 /** `spatialthinker train` (GRPO) and `spatialthinker sft`: the trainers from a YAML configuration and dotted overrides. */
-import { parseArgs } from 'node:util';
+import { parseArgs } from './args.js';
 import { ConfigError, loadConfig, PRESETS, type TrainConfig } from '../rl/config.js';
 import { GrpoTrainer } from '../rl/grpo-trainer.js';
 import { SftTrainer } from '../rl/sft-trainer.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import { attachConsole } from './train-console.js';
 
 const help = (command: 'train' | 'sft') => `usage: spatialthinker ${command} [--config FILE.yaml] [--preset NAME] [section.key=value ...]
@@ -42,7 +42,7 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
       overrides: positionals,
     });
   } catch (error) {
-    if (error instanceof ConfigError) throw new CliError(error.message, 2);
+    if (error instanceof ConfigError) throw new UsageError(error.message);
     throw error;
   }
   if (values['print-config']) {
