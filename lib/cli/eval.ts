@@ -15,6 +15,7 @@ import { RunConfigError, type BenchmarkSource } from '../eval/runner.js';
 import { TEMPLATE_NAMES, type BenchmarkDefinition, type Generator, type TemplateName } from '../eval/types.js';
 import { LlmError, endpointFromEnv } from '../synth/llm.js';
 import { CliError, UsageError } from './errors.js';
+import { modelDirectory } from './model-arg.js';
 import { Progress } from './progress.js';
 
 const HELP = `usage: spatialthinker eval (--model DIR | --api-model NAME) --data DIR --out DIR [options]
@@ -28,7 +29,8 @@ OUT/report.html (failures with their images). Running again with the same
 --out continues where the last run stopped.
 
 model (one of):
-  --model DIR             a Qwen2.5-VL model directory, run on the engine
+  --model DIR|ID          a Qwen2.5-VL model directory, or a Hub id (Org/Name) in
+                          the local Hugging Face cache, run on the engine
   --api-model NAME        a model behind an OpenAI-compatible endpoint
     --api-base URL        its base URL (default $SPATIALTHINKER_LLM_BASE_URL,
                           else https://api.openai.com/v1); key: $OPENAI_API_KEY
@@ -151,7 +153,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   let generator: Generator;
   let paperModels: readonly string[] | undefined = values['paper-model'];
   if (values.model !== undefined) {
-    const dir = resolve(values.model);
+    const dir = resolve(modelDirectory(values.model, '--model'));
     const threads = values.threads === undefined ? undefined : integer('threads', values.threads, 1, 1);
     const device = values.device ?? 'cpu';
     if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got "${device}"`);

@@ -3,6 +3,7 @@ import { parseArgs } from './args.js';
 import { VisionLanguageModel } from '../engine/pipeline.js';
 import { drawBoxes, sceneBoxes } from '../report/boxes.js';
 import { UsageError } from './errors.js';
+import { modelDirectory } from './model-arg.js';
 
 const HELP = `usage: spatialthinker generate --model DIR --question TEXT [--image IMG ...] [options]
 
@@ -11,7 +12,8 @@ safetensors, tokenizer.json, tokenizer_config.json, preprocessor_config.json)
 for the images and question, streaming it as it is generated.
 
 options:
-  --model DIR            the model directory (required)
+  --model DIR|ID         the model directory, or a Hub id (Org/Name) in the local
+                         Hugging Face cache (required)
   --image IMG            an image (JPEG, PNG, WebP); repeat for several
   --question TEXT        the user's text (required)
   --max-new-tokens N     default 1024
@@ -61,7 +63,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const samples = Math.max(1, number('samples', values.samples, true));
   const device = values.device;
   if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, not "${device}"`);
-  const vlm = await VisionLanguageModel.load(values.model, { device });
+  const vlm = await VisionLanguageModel.load(modelDirectory(values.model, '--model'), { device });
   try {
     const request = { images: values.image ?? [], text: values.question };
     const streaming = samples === 1 && process.stdout.isTTY;

@@ -5,6 +5,7 @@ import { GrpoTrainer } from '../rl/grpo-trainer.js';
 import { SftTrainer } from '../rl/sft-trainer.js';
 import { CliError, UsageError } from './errors.js';
 import { attachConsole } from './train-console.js';
+import { modelDirectory } from './model-arg.js';
 
 const help = (command: 'train' | 'sft') => `usage: spatialthinker ${command} [--config FILE.yaml] [--preset NAME] [section.key=value ...]
 
@@ -50,6 +51,8 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
     process.stdout.write(configToYaml(config));
     return;
   }
+  // A Hub id runs from its snapshot in the local cache; config.yaml records which.
+  config.worker.actor.model.model_path = modelDirectory(config.worker.actor.model.model_path, 'worker.actor.model.model_path');
   const controller = new AbortController();
   const onSignal = () => {
     process.stderr.write('\nstopping after saving a checkpoint (Ctrl-C again to quit at once)\n');
