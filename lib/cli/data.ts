@@ -6,7 +6,7 @@
  */
 import { parseArgs } from './args.js';
 import { inspectDataset, formatReport, writeHtml } from '../data/inspect.js';
-import { readRows, type RowStream } from '../data/reader.js';
+import { countRows, readRows, type RowStream } from '../data/reader.js';
 import { DataError, type StvqaRow } from '../data/schema.js';
 import { writeJsonl, writeParquet, writeParquetShards } from '../data/writer.js';
 import { CliError, UsageError } from './errors.js';
@@ -87,7 +87,8 @@ async function inspect(argv: string[]): Promise<void> {
   if (positionals.length !== 1) throw new UsageError(`inspect takes one FILE or DIR (got ${positionals.length}) (--help shows the usage)`);
   const path = positionals[0] as string;
   const rows = positiveInt(values.rows, '--rows', 20);
-  const progress = new Progress('read', 'rows');
+  // Parquet footers give the total at once; JSONL costs one pass over its lines.
+  const progress = new Progress('read', 'rows', await countRows(path));
   const report = await inspectDataset(path, {
     rows,
     skipInvalid: values['skip-invalid'],
@@ -126,7 +127,7 @@ async function convert(argv: string[]): Promise<void> {
   const split = values.split;
   if (!/^[A-Za-z0-9_.-]+$/.test(split)) throw new UsageError(`--split must be a plain name (got "${split}")`);
   const stream: RowStream = readRows(input, { skipInvalid: values['skip-invalid'] });
-  const progress = new Progress('converted', 'rows');
+  const progress = new Progress('converted', 'rows', await countRows(input));
   let n = 0;
   async function* rows(): AsyncGenerator<StvqaRow> {
     for await (const { row } of stream) {

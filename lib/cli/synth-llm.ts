@@ -178,7 +178,7 @@ export async function validateCandidates(
     question_with_options: questionWithOptions(c.question.question, c.question.options),
     answer_only: optionLetter(c.question),
   }));
-  const progress = new Progress('validated', 'questions');
+  const progress = new Progress('validated', 'questions', rows.length);
   const result = await validateMultipleChoice(rows, {
     endpoint: settings.validateEndpoint,
     concurrency: settings.concurrency,

@@ -4,7 +4,7 @@ import { ConfigError, loadConfig, PRESETS, type TrainConfig } from '../rl/config
 import { GrpoTrainer } from '../rl/grpo-trainer.js';
 import { SftTrainer } from '../rl/sft-trainer.js';
 import { CliError, UsageError } from './errors.js';
-import { attachConsole } from './train-console.js';
+import { attachConsole, SFT_LOG_EVERY } from './train-console.js';
 import { modelDirectory } from './model-arg.js';
 
 const help = (command: 'train' | 'sft') => `usage: spatialthinker ${command} [--config FILE.yaml] [--preset NAME] [section.key=value ...]
@@ -12,7 +12,7 @@ const help = (command: 'train' | 'sft') => `usage: spatialthinker ${command} [--
 ${command === 'train' ? 'Trains a policy with GRPO (dense spatial reward by default)' : 'Fine-tunes a policy on target completions (gold reasoning traces by default)'}.
 The configuration has EasyR1's sections (data, algorithm, worker.actor,
 worker.rollout, worker.reward, trainer); dotted overrides come last, e.g.
-  spatialthinker ${command} --config run.yaml trainer.max_steps=75 worker.rollout.n=8
+  spatialthinker ${command} --config run.yaml ${command === 'train' ? 'trainer.max_steps=75 worker.rollout.n=8' : 'trainer.max_steps=300 worker.actor.optim.lr=1e-5'}
 The effective configuration is written to the run directory
 (trainer.save_checkpoint_path, default runs/<experiment_name>), with
 metrics.jsonl, samples.jsonl, tensorboard/ and checkpoints/. A run directory
@@ -23,18 +23,22 @@ options:
   --config FILE   YAML configuration
   --preset NAME   start from a preset: ${Object.entries(PRESETS).map(([k, p]) => `${k} (${p.summary})`).join('; ')}
   --print-config  print the effective configuration and exit
+  --log-every N   a summary line every N steps (default ${command === 'sft' ? `${SFT_LOG_EVERY}, its loss the mean over them` : '1'});
+                  metrics.jsonl and TensorBoard get every step
 `;
 
 export async function runTrainer(command: 'train' | 'sft', argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string' }, preset: { type: 'string' }, 'print-config': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { config: { type: 'string' }, preset: { type: 'string' }, 'print-config': { type: 'boolean' }, 'log-every': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help) {
     process.stdout.write(help(command));
     return;
   }
+  const logEvery = values['log-every'] === undefined ? undefined : Number(values['log-every']);
+  if (logEvery !== undefined && !(Number.isInteger(logEvery) && logEvery >= 1)) throw new UsageError(`--log-every must be an integer >= 1, got "${values['log-every']}"`);
   let config: TrainConfig;
   try {
     config = await loadConfig({
@@ -61,7 +65,7 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
   };
   process.on('SIGINT', onSignal);
   const trainer = command === 'train' ? new GrpoTrainer(config, { signal: controller.signal }) : new SftTrainer(config, { signal: controller.signal });
-  const detach = attachConsole(trainer, () => trainer.plannedSteps);
+  const detach = attachConsole(trainer, () => trainer.plannedSteps, logEvery !== undefined ? { logEvery } : {});
   try {
     const result = await trainer.train();
     process.stderr.write(`run directory: ${result.dir}\n${result.lastCheckpoint ? `last checkpoint: ${result.lastCheckpoint}\n` : ''}`);
