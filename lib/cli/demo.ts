@@ -46,7 +46,8 @@ held-out split, and writes DIR/summary.json and DIR/report.html.
 
 options:
   --out DIR        run directory (default ${DEMO_DEFAULTS.out})
-  --quick          a 2-minute smoke run (small world, model and budget)
+  --quick          a smoke run of seconds (about 12 s on 2 CPU cores: small world,
+                   model and budget; it checks the pipeline, it learns nothing)
   --seeds LIST     GRPO seeds, comma-separated (default ${DEMO_DEFAULTS.seeds.join(',')})
   --threads N      engine threads (default: all cores)
   --prompt-key K   the row field the policy is prompted with: question_with_options
