@@ -21,6 +21,7 @@ t.test('edit distance and suggestions', async (t) => {
   t.equal(editDistance('kitten', 'sitting'), 3);
   t.same(suggestions('trian', ['train', 'sft', 'report']), ['train']);
   t.same(suggestions('xyz', ['train', 'sft', 'report']), [], 'nothing close, nothing offered');
+  t.same(suggestions('x', ['h', 'y']), [], 'nor for one letter');
   t.same(suggestions('max', ['max-steps', 'min-steps']), ['max-steps'], 'an abbreviation');
   t.same(suggestions('lrr', ['lr', 'lr_scheduler', 'betas']), ['lr']);
   t.equal(didYouMean('seeds', ['seed', 'seeds2'], (n) => `--${n}`), '; did you mean --seed or --seeds2?');
@@ -42,7 +43,15 @@ t.test('an unknown flag, in every command the same way', async (t) => {
 });
 
 t.test('an unknown configuration key', async (t) => {
-  usageLine(t, cli('train', '--preset', 'spatialthinker-3b', '--print-config', 'worker.actor.optim.lrr=1e-6'), /worker\.actor\.optim\.lrr: unknown key; did you mean worker\.actor\.optim\.lr\?/);
+  // A heading, then one line per problem: each unknown key on its own line with its suggestion.
+  const r = cli('train', '--preset', 'spatialthinker-3b', '--print-config', 'worker.actor.optim.lrr=1e-6', 'data.shufle=false');
+  t.equal(r.code, 2, r.stderr);
+  const lines = r.stderr.trimEnd().split('\n');
+  t.match(lines[0], /^spatialthinker train: the configuration \(with overrides\) is invalid:$/);
+  t.same(lines.slice(1).map((l) => l.trim()).sort(), [
+    'data.shufle: unknown key; did you mean data.shuffle?',
+    'worker.actor.optim.lrr: unknown key; did you mean worker.actor.optim.lr?',
+  ]);
 });
 
 t.test('a bad value and a missing argument are usage errors too', async (t) => {

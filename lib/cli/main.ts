@@ -50,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
   const command = COMMANDS[name];
   if (!command) {
     const what = name.startsWith('-') ? 'option' : 'command';
-    process.stderr.write(`spatialthinker: unknown ${what} "${name}"${didYouMean(name, [...Object.keys(COMMANDS), 'help', '--help', '--version'])} (spatialthinker --help lists the commands)\n`);
+    process.stderr.write(`spatialthinker: unknown ${what} "${name}"${didYouMean(name, [...Object.keys(COMMANDS), 'help', '--help', '--version', '-V'])} (spatialthinker --help lists the commands)\n`);
     return USAGE_EXIT_CODE;
   }
   try {

@@ -25,11 +25,13 @@ export function editDistance(a: string, b: string): number {
 /**
  * The known names closest to `typed` (ties kept, at most three), or none when
  * every name is too far: a third of the typed length, at least 1 and at most 3
- * edits. Case is ignored; a known name that starts with what was typed (an
+ * edits, and nothing for a single character. Case is ignored; a known name that starts with what was typed (an
  * abbreviation, `--max` for `--max-steps`) also counts as close.
  */
 export function suggestions(typed: string, known: Iterable<string>): string[] {
   const needle = typed.toLowerCase();
+  // One letter is as close to every other letter: no suggestion means more than a wrong one.
+  if (needle.length < 2) return [];
   const limit = Math.min(3, Math.max(1, Math.floor(needle.length / 3)));
   let best = Infinity;
   let closest: string[] = [];
