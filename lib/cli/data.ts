@@ -11,6 +11,7 @@ import { DataError, type StvqaRow } from '../data/schema.js';
 import { writeJsonl, writeParquet, writeParquetShards } from '../data/writer.js';
 import { CliError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
+import { didYouMean } from '../util/suggest.js';
 
 const HELP = `usage: spatialthinker data <subcommand> [options]
 
@@ -61,7 +62,7 @@ export async function dataCommand(argv: string[]): Promise<void> {
   try {
     if (sub === 'inspect') await inspect(rest);
     else if (sub === 'convert') await convert(rest);
-    else throw new UsageError(`unknown subcommand "${sub}" (inspect or convert) (--help shows the usage)`);
+    else throw new UsageError(`unknown subcommand "${sub}"${didYouMean(sub, ['inspect', 'convert'])} (inspect or convert)`);
   } catch (error) {
     if (error instanceof DataError) throw new CliError(error.message);
     throw error;
