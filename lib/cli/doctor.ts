@@ -20,7 +20,7 @@ export async function doctorCommand(argv: string[]): Promise<void> {
   const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
   const lines = [
     `Package:      spatialthinker ${packageVersion()}, engine ${nativePath()}`,
-    `CPU backend:  ${info.threads} threads (SPATIALTHINKER_THREADS overrides), ${ISA_NAMES[info.cpuIsa]} kernels (chosen at run time; SPATIALTHINKER_CPU_ISA caps them)`,
+    `CPU backend:  ${info.threads} threads (SPATIALTHINKER_THREADS overrides), ${ISA_NAMES[info.cpuIsa] ?? 'unknown (an engine built before runtimeInfo reported it)'} kernels (chosen at run time; SPATIALTHINKER_CPU_ISA caps them)`,
     `CUDA build:   ${info.cuda.compiled ? `yes, sm_${info.cuda.architectures.split(/[;,]/).join(', sm_')}, runtime ${version(info.cuda.runtimeVersion)}` : 'no'}`,
   ];
   if (info.cuda.compiled) lines.push(`CUDA driver:  ${info.cuda.driverVersion > 0 ? version(info.cuda.driverVersion) : 'none'}`);
