@@ -41,7 +41,7 @@ t.test('sparse reward and custom weights', async (t) => {
   t.equal(cli('score', '--input', input, '--output', sparse, '--reward', 'sparse').code, 0);
   t.same(JSON.parse(readFileSync(sparse, 'utf8')).reward, { overall: 0.5, format: 0, accuracy: 1 });
   const bad = cli('score', '--input', input, '--output', sparse, '--weights', 'format=x');
-  t.equal(bad.code, 1);
+  t.equal(bad.code, 2, 'a malformed --weights is a usage error');
   t.match(bad.stderr, /--weights: "format=x" is not name=number/);
 });
 

@@ -521,11 +521,12 @@ t.test('data inspect on a directory with invalid rows, JSONL schema, and errors'
   t.match(out, /rows: 5 \(valid 4, invalid 1\)/);
   t.match(out, /invalid rows: 1\n\s+.*zz\.jsonl row 0/);
 
-  await t.rejects(dataCommand(['inspect']), { name: 'CliError', message: /inspect takes one FILE or DIR/ });
-  await t.rejects(dataCommand(['inspect', d, '--rows', '0']), { name: 'CliError', message: /--rows must be a positive integer/ });
-  await t.rejects(dataCommand(['inspect', d, '--bogus']), { name: 'CliError', message: /Unknown option '--bogus'/ });
-  await t.rejects(dataCommand(['frobnicate']), { name: 'CliError', message: /unknown subcommand "frobnicate"/ });
-  await t.rejects(dataCommand([]), { name: 'CliError', message: /a subcommand is required/ });
+  await t.rejects(dataCommand(['inspect']), { name: 'UsageError', exitCode: 2, message: /inspect takes one FILE or DIR/ });
+  await t.rejects(dataCommand(['inspect', d, '--rows', '0']), { name: 'UsageError', exitCode: 2, message: /--rows must be a positive integer/ });
+  await t.rejects(dataCommand(['inspect', d, '--bogus']), { name: 'UsageError', exitCode: 2, message: /^unknown option --bogus \(--help lists the options\)$/ });
+  await t.rejects(dataCommand(['frobnicate']), { name: 'UsageError', exitCode: 2, message: /unknown subcommand "frobnicate"/ });
+  await t.rejects(dataCommand(['inpsect', d]), { name: 'UsageError', message: /unknown subcommand "inpsect"; did you mean inspect\?/ });
+  await t.rejects(dataCommand([]), { name: 'UsageError', exitCode: 2, message: /a subcommand is required/ });
   await t.rejects(dataCommand(['inspect', join(dir, 'missing.parquet')]), { name: 'CliError', message: /missing\.parquet: no such file or directory/ });
   const help = await capture(() => dataCommand(['--help']));
   t.match(help, /usage: spatialthinker data/);

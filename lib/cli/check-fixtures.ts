@@ -1,8 +1,8 @@
 /** `spatialthinker check-fixtures DIR`: every golden case against the engine. */
-import { parseArgs } from 'node:util';
+import { parseArgs } from './args.js';
 import { checkFixtures, type CaseResult } from '../fixtures/check.js';
 import { native } from '../native/binding.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 
 const HELP = `usage: spatialthinker check-fixtures DIR [--only NAME,...] [--device cpu|cuda] [--json]
 
@@ -25,9 +25,9 @@ export async function checkFixturesCommand(argv: string[]): Promise<void> {
     return;
   }
   const dir = positionals[0];
-  if (!dir) throw new CliError(`a fixtures directory is required\n\n${HELP}`);
+  if (!dir) throw new UsageError(`a fixtures directory is required (--help shows the usage)`);
   const device = values.device;
-  if (device !== 'cpu' && device !== 'cuda') throw new CliError(`--device must be cpu or cuda, not "${device}"`);
+  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, not "${device}"`);
   if (device === 'cuda') {
     const cuda = native().runtimeInfo().cuda;
     if (!cuda.available) throw new CliError(`--device cuda: ${cuda.reason ?? 'no usable CUDA device'}`);

@@ -4,13 +4,14 @@
  *   data inspect FILE|DIR [--rows N] [--html OUT.html] [--skip-invalid]
  *   data convert IN OUT [--skip-invalid] [--split NAME] [--rows-per-file N] [--row-group-size N]
  */
-import { parseArgs } from 'node:util';
+import { parseArgs } from './args.js';
 import { inspectDataset, formatReport, writeHtml } from '../data/inspect.js';
-import { readRows, type RowStream } from '../data/reader.js';
+import { countRows, readRows, type RowStream } from '../data/reader.js';
 import { DataError, type StvqaRow } from '../data/schema.js';
 import { writeJsonl, writeParquet, writeParquetShards } from '../data/writer.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
+import { didYouMean } from '../util/suggest.js';
 
 const HELP = `usage: spatialthinker data <subcommand> [options]
 
@@ -47,21 +48,13 @@ Problems name the file and the row, counted from 0 within each file (as
 function positiveInt(value: string | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be a positive integer (got "${value}")`);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer (got "${value}")`);
   return n;
-}
-
-function parse<T>(run: () => T): T {
-  try {
-    return run();
-  } catch (error) {
-    throw new CliError(`${(error as Error).message}\n\n${HELP}`);
-  }
 }
 
 export async function dataCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
-  if (sub === undefined) throw new CliError(`a subcommand is required (inspect or convert)\n\n${HELP}`);
+  if (sub === undefined) throw new UsageError(`a subcommand is required (inspect or convert) (--help shows the usage)`);
   if (sub === '--help' || sub === '-h' || sub === 'help') {
     process.stdout.write(HELP);
     return;
@@ -69,7 +62,7 @@ export async function dataCommand(argv: string[]): Promise<void> {
   try {
     if (sub === 'inspect') await inspect(rest);
     else if (sub === 'convert') await convert(rest);
-    else throw new CliError(`unknown subcommand "${sub}" (inspect or convert)\n\n${HELP}`);
+    else throw new UsageError(`unknown subcommand "${sub}"${didYouMean(sub, ['inspect', 'convert'])} (inspect or convert)`);
   } catch (error) {
     if (error instanceof DataError) throw new CliError(error.message);
     throw error;
@@ -77,27 +70,26 @@ export async function dataCommand(argv: string[]): Promise<void> {
 }
 
 async function inspect(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(() =>
-    parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        rows: { type: 'string' },
-        html: { type: 'string' },
-        'skip-invalid': { type: 'boolean', default: false },
-        'no-image-check': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }),
-  );
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      rows: { type: 'string' },
+      html: { type: 'string' },
+      'skip-invalid': { type: 'boolean', default: false },
+      'no-image-check': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help) {
     process.stdout.write(HELP);
     return;
   }
-  if (positionals.length !== 1) throw new CliError(`inspect takes one FILE or DIR (got ${positionals.length})\n\n${HELP}`);
+  if (positionals.length !== 1) throw new UsageError(`inspect takes one FILE or DIR (got ${positionals.length}) (--help shows the usage)`);
   const path = positionals[0] as string;
   const rows = positiveInt(values.rows, '--rows', 20);
-  const progress = new Progress('read', 'rows');
+  // Parquet footers give the total at once; JSONL costs one pass over its lines.
+  const progress = new Progress('read', 'rows', await countRows(path));
   const report = await inspectDataset(path, {
     rows,
     skipInvalid: values['skip-invalid'],
@@ -114,31 +106,29 @@ async function inspect(argv: string[]): Promise<void> {
 }
 
 async function convert(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(() =>
-    parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        'skip-invalid': { type: 'boolean', default: false },
-        split: { type: 'string', default: 'train' },
-        'rows-per-file': { type: 'string' },
-        'row-group-size': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }),
-  );
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      'skip-invalid': { type: 'boolean', default: false },
+      split: { type: 'string', default: 'train' },
+      'rows-per-file': { type: 'string' },
+      'row-group-size': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help) {
     process.stdout.write(HELP);
     return;
   }
-  if (positionals.length !== 2) throw new CliError(`convert takes IN and OUT (got ${positionals.length} arguments)\n\n${HELP}`);
+  if (positionals.length !== 2) throw new UsageError(`convert takes IN and OUT (got ${positionals.length} arguments) (--help shows the usage)`);
   const [input, output] = positionals as [string, string];
   const rowGroupSize = positiveInt(values['row-group-size'], '--row-group-size', 100);
   const rowsPerFile = positiveInt(values['rows-per-file'], '--rows-per-file', 1000);
   const split = values.split;
-  if (!/^[A-Za-z0-9_.-]+$/.test(split)) throw new CliError(`--split must be a plain name (got "${split}")`);
+  if (!/^[A-Za-z0-9_.-]+$/.test(split)) throw new UsageError(`--split must be a plain name (got "${split}")`);
   const stream: RowStream = readRows(input, { skipInvalid: values['skip-invalid'] });
-  const progress = new Progress('converted', 'rows');
+  const progress = new Progress('converted', 'rows', await countRows(input));
   let n = 0;
   async function* rows(): AsyncGenerator<StvqaRow> {
     for await (const { row } of stream) {

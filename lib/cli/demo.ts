@@ -1,9 +1,9 @@
 /** `spatialthinker demo`: the whole SpatialThinker method on a CPU in minutes, nothing downloaded. */
-import { parseArgs } from 'node:util';
+import { parseArgs } from './args.js';
 import { Demo, formatSummary } from '../demo/demo.js';
 import { DEMO_DEFAULTS, QUICK_DEMO, type DemoOptions } from '../demo/options.js';
 import { writeRunReport } from '../report/run-report.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import { attachConsole } from './train-console.js';
 
 const FLAGS: Record<Exclude<keyof DemoOptions, 'out' | 'seeds' | 'threads' | 'promptKey' | 'evalGreedy'>, string> = {
@@ -46,7 +46,8 @@ held-out split, and writes DIR/summary.json and DIR/report.html.
 
 options:
   --out DIR        run directory (default ${DEMO_DEFAULTS.out})
-  --quick          a 2-minute smoke run (small world, model and budget)
+  --quick          a smoke run of seconds (about 12 s on 2 CPU cores: small world,
+                   model and budget; it checks the pipeline, it learns nothing)
   --seeds LIST     GRPO seeds, comma-separated (default ${DEMO_DEFAULTS.seeds.join(',')})
   --threads N      engine threads (default: all cores)
   --prompt-key K   the row field the policy is prompted with: question_with_options
@@ -81,24 +82,24 @@ export async function demoCommand(argv: string[]): Promise<void> {
     const text = values[flag];
     if (typeof text !== 'string') continue;
     const n = Number(text);
-    if (!Number.isFinite(n) || n <= 0) throw new CliError(`--${flag} must be a positive number, got "${text}"`, 2);
+    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${flag} must be a positive number, got "${text}"`);
     const integer = !['sftLr', 'grpoLr', 'evalTemperature'].includes(key);
-    if (integer && !Number.isInteger(n)) throw new CliError(`--${flag} must be an integer, got "${text}"`, 2);
+    if (integer && !Number.isInteger(n)) throw new UsageError(`--${flag} must be an integer, got "${text}"`);
     (chosen as Record<string, number>)[key] = n;
   }
   if (typeof values['seeds'] === 'string') {
     const seeds = values['seeds'].split(',').map((s) => Number(s.trim()));
-    if (seeds.length === 0 || seeds.some((s) => !Number.isInteger(s))) throw new CliError(`--seeds must be comma-separated integers, got "${values['seeds']}"`, 2);
+    if (seeds.length === 0 || seeds.some((s) => !Number.isInteger(s))) throw new UsageError(`--seeds must be comma-separated integers, got "${values['seeds']}"`);
     chosen.seeds = seeds;
   }
   const promptKey = values['prompt-key'];
   if (typeof promptKey === 'string') {
-    if (promptKey !== 'problem' && promptKey !== 'question_with_options') throw new CliError(`--prompt-key must be problem or question_with_options, got "${promptKey}"`, 2);
+    if (promptKey !== 'problem' && promptKey !== 'question_with_options') throw new UsageError(`--prompt-key must be problem or question_with_options, got "${promptKey}"`);
     chosen.promptKey = promptKey;
   }
   if (typeof values['threads'] === 'string') {
     const n = Number(values['threads']);
-    if (!Number.isInteger(n) || n < 1) throw new CliError(`--threads must be a positive integer, got "${values['threads']}"`, 2);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--threads must be a positive integer, got "${values['threads']}"`);
     chosen.threads = n;
   }
 

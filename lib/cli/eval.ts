@@ -1,7 +1,7 @@
 /** `spatialthinker eval`: the paper's spatial benchmarks, from local files, with the engine or an API model. */
 import { stat } from 'node:fs/promises';
 import { basename, extname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './args.js';
 import { DataError } from '../data/schema.js';
 import { readModelConfig } from '../engine/config.js';
 import { BENCHMARKS, PAPER_BENCHMARKS, benchmarkByName, genericBenchmark } from '../eval/benchmarks/index.js';
@@ -14,7 +14,8 @@ import { percent } from '../eval/report.js';
 import { RunConfigError, type BenchmarkSource } from '../eval/runner.js';
 import { TEMPLATE_NAMES, type BenchmarkDefinition, type Generator, type TemplateName } from '../eval/types.js';
 import { LlmError, endpointFromEnv } from '../synth/llm.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
+import { modelDirectory } from './model-arg.js';
 import { Progress } from './progress.js';
 
 const HELP = `usage: spatialthinker eval (--model DIR | --api-model NAME) --data DIR --out DIR [options]
@@ -28,7 +29,8 @@ OUT/report.html (failures with their images). Running again with the same
 --out continues where the last run stopped.
 
 model (one of):
-  --model DIR             a Qwen2.5-VL model directory, run on the engine
+  --model DIR|ID          a Qwen2.5-VL model directory, or a Hub id (Org/Name) in
+                          the local Hugging Face cache, run on the engine
   --api-model NAME        a model behind an OpenAI-compatible endpoint
     --api-base URL        its base URL (default $SPATIALTHINKER_LLM_BASE_URL,
                           else https://api.openai.com/v1); key: $OPENAI_API_KEY
@@ -69,7 +71,7 @@ report:
 function integer(name: string, text: string | undefined, fallback: number, min: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < min) throw new CliError(`--${name} must be an integer >= ${min}, got "${text}"`);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${text}"`);
   return n;
 }
 
@@ -87,46 +89,41 @@ async function isFolder(path: string): Promise<boolean | undefined> {
 }
 
 export async function evalCommand(argv: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: 'string' },
-        'api-model': { type: 'string' },
-        'api-base': { type: 'string' },
-        concurrency: { type: 'string' },
-        cache: { type: 'string' },
-        data: { type: 'string' },
-        out: { type: 'string' },
-        benchmarks: { type: 'string' },
-        bench: { type: 'string', multiple: true },
-        'skip-missing': { type: 'boolean' },
-        limit: { type: 'string' },
-        generic: { type: 'string' },
-        'generic-name': { type: 'string' },
-        'question-field': { type: 'string' },
-        'answer-field': { type: 'string' },
-        'choices-field': { type: 'string' },
-        'image-field': { type: 'string', multiple: true },
-        'task-field': { type: 'string' },
-        'id-field': { type: 'string' },
-        template: { type: 'string' },
-        'max-new-tokens': { type: 'string' },
-        'batch-size': { type: 'string' },
-        threads: { type: 'string' },
-        device: { type: 'string' },
-        'reference-matching': { type: 'boolean' },
-        'paper-model': { type: 'string', multiple: true },
-        failures: { type: 'string' },
-        'report-only': { type: 'boolean' },
-        list: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw new CliError(`${(error as Error).message}\n\n${HELP}`);
-  }
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      'api-model': { type: 'string' },
+      'api-base': { type: 'string' },
+      concurrency: { type: 'string' },
+      cache: { type: 'string' },
+      data: { type: 'string' },
+      out: { type: 'string' },
+      benchmarks: { type: 'string' },
+      bench: { type: 'string', multiple: true },
+      'skip-missing': { type: 'boolean' },
+      limit: { type: 'string' },
+      generic: { type: 'string' },
+      'generic-name': { type: 'string' },
+      'question-field': { type: 'string' },
+      'answer-field': { type: 'string' },
+      'choices-field': { type: 'string' },
+      'image-field': { type: 'string', multiple: true },
+      'task-field': { type: 'string' },
+      'id-field': { type: 'string' },
+      template: { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      'batch-size': { type: 'string' },
+      threads: { type: 'string' },
+      device: { type: 'string' },
+      'reference-matching': { type: 'boolean' },
+      'paper-model': { type: 'string', multiple: true },
+      failures: { type: 'string' },
+      'report-only': { type: 'boolean' },
+      list: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help) {
     process.stdout.write(HELP);
     return;
@@ -135,14 +132,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
     process.stdout.write(listing());
     return;
   }
-  if (!values.out) throw new CliError(`--out is required\n\n${HELP}`);
+  if (!values.out) throw new UsageError(`--out is required (--help shows the usage)`);
   const outDir = resolve(values.out);
   const template = (values.template ?? 'spatial_thinker') as TemplateName;
-  if (!TEMPLATE_NAMES.includes(template)) throw new CliError(`--template must be one of ${TEMPLATE_NAMES.join(', ')}, got "${values.template}"`);
+  if (!TEMPLATE_NAMES.includes(template)) throw new UsageError(`--template must be one of ${TEMPLATE_NAMES.join(', ')}, got "${values.template}"`);
   const limit = values.limit === undefined ? undefined : integer('limit', values.limit, 0, 1);
   const failuresPerBenchmark = integer('failures', values.failures, 50, 0);
   for (const model of values['paper-model'] ?? [])
-    if (!PAPER_RESULTS.has(model)) throw new CliError(`--paper-model: the paper has no row "${model}"; rows: ${[...PAPER_RESULTS.keys()].join(', ')}`);
+    if (!PAPER_RESULTS.has(model)) throw new UsageError(`--paper-model: the paper has no row "${model}"; rows: ${[...PAPER_RESULTS.keys()].join(', ')}`);
 
   const sources = await benchmarkSources(values);
   if (sources.length === 0) throw new CliError('no benchmark to evaluate');
@@ -152,14 +149,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
     return;
   }
 
-  if ((values.model === undefined) === (values['api-model'] === undefined)) throw new CliError(`give one of --model DIR or --api-model NAME\n\n${HELP}`);
+  if ((values.model === undefined) === (values['api-model'] === undefined)) throw new UsageError(`give one of --model DIR or --api-model NAME (--help shows the usage)`);
   let generator: Generator;
   let paperModels: readonly string[] | undefined = values['paper-model'];
   if (values.model !== undefined) {
-    const dir = resolve(values.model);
+    const dir = resolve(modelDirectory(values.model, '--model'));
     const threads = values.threads === undefined ? undefined : integer('threads', values.threads, 1, 1);
     const device = values.device ?? 'cpu';
-    if (device !== 'cpu' && device !== 'cuda') throw new CliError(`--device must be cpu or cuda, got "${device}"`);
+    if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got "${device}"`);
     generator = await guard(() =>
       EngineGenerator.load(dir, {
         maxNewTokens: integer('max-new-tokens', values['max-new-tokens'], 2048, 1),
@@ -238,7 +235,7 @@ async function benchmarkSources(values: Values): Promise<BenchmarkSource[]> {
   const overrides = new Map<string, string>();
   for (const spec of (values['bench'] as string[] | undefined) ?? []) {
     const at = spec.indexOf('=');
-    if (at <= 0) throw new CliError(`--bench takes NAME=PATH, got "${spec}"`);
+    if (at <= 0) throw new UsageError(`--bench takes NAME=PATH, got "${spec}"`);
     overrides.set(spec.slice(0, at), resolve(spec.slice(at + 1)));
   }
   const list = (values['benchmarks'] as string | undefined) ?? (values['generic'] ? '' : 'paper');
@@ -250,11 +247,11 @@ async function benchmarkSources(values: Values): Promise<BenchmarkSource[]> {
   const definitions: BenchmarkDefinition[] = [];
   for (const name of new Set(names)) {
     const definition = benchmarkByName(name);
-    if (!definition) throw new CliError(`unknown benchmark "${name}"; run with --list to see them`);
+    if (!definition) throw new UsageError(`unknown benchmark "${name}"; run with --list to see them`);
     definitions.push(definition);
   }
   for (const name of overrides.keys())
-    if (!definitions.some((d) => d.name === name)) throw new CliError(`--bench ${name}=...: "${name}" is not among the benchmarks evaluated`);
+    if (!definitions.some((d) => d.name === name)) throw new UsageError(`--bench ${name}=...: "${name}" is not among the benchmarks evaluated`);
   const generic = values['generic'] as string | undefined;
   if (generic !== undefined) {
     const path = resolve(generic);
@@ -263,19 +260,19 @@ async function benchmarkSources(values: Values): Promise<BenchmarkSource[]> {
     const question = values['question-field'] as string | undefined;
     const answer = values['answer-field'] as string | undefined;
     const images = (values['image-field'] as string[] | undefined) ?? [];
-    if (!question || !answer || images.length === 0) throw new CliError('--generic needs --question-field, --answer-field and at least one --image-field');
+    if (!question || !answer || images.length === 0) throw new UsageError('--generic needs --question-field, --answer-field and at least one --image-field');
     const choices = values['choices-field'] as string | undefined;
     const task = values['task-field'] as string | undefined;
     const id = values['id-field'] as string | undefined;
     const name = (values['generic-name'] as string | undefined) ?? basename(path, extname(path));
-    if (benchmarkByName(name)) throw new CliError(`--generic-name "${name}" is a built-in benchmark's name; choose another`);
+    if (benchmarkByName(name)) throw new UsageError(`--generic-name "${name}" is a built-in benchmark's name; choose another`);
     definitions.push(
       genericBenchmark({ name, path, isFolder: folder, question, answer, images, ...(choices ? { choices } : {}), ...(task ? { task } : {}), ...(id ? { id } : {}) }),
     );
   }
   const needsData = definitions.some((d) => d.repo !== undefined && !overrides.has(d.name));
   const data = values['data'] as string | undefined;
-  if (needsData && !data) throw new CliError(`--data DIR is required (the folder with one sub-folder per benchmark)\n\n${HELP}`);
+  if (needsData && !data) throw new UsageError(`--data DIR is required (the folder with one sub-folder per benchmark) (--help shows the usage)`);
   const dataDir = resolve(data ?? '.');
   const sources: BenchmarkSource[] = [];
   for (const definition of definitions) {

@@ -7,10 +7,10 @@
  */
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Model } from '../engine/model.js';
 import { writeModelDirectory } from '../train/checkpoint.js';
-import { CliError } from './errors.js';
+import { parseArgs } from './args.js';
+import { CliError, UsageError } from './errors.js';
 
 const help = `usage: spatialthinker export SRC OUT [--dtype bf16|fp32] [--max-shard-size N] [--force]
 
@@ -35,9 +35,9 @@ export function parseShardSize(text: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = match?.[2]?.toUpperCase() ?? '';
   const factor = unit === '' ? 1 : UNITS[unit];
-  if (!match || factor === undefined) throw new CliError(`--max-shard-size: "${text}" is not a size (use bytes, or e.g. 5GB, 500MB, 2GiB)`, 2);
+  if (!match || factor === undefined) throw new UsageError(`--max-shard-size: "${text}" is not a size (use bytes, or e.g. 5GB, 500MB, 2GiB)`);
   const bytes = Math.floor(Number(match[1]) * factor);
-  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new CliError(`--max-shard-size: "${text}" must be at least 1 byte`, 2);
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new UsageError(`--max-shard-size: "${text}" must be at least 1 byte`);
   return bytes;
 }
 
@@ -59,25 +59,19 @@ async function sourceDtype(src: string): Promise<'bf16' | 'fp32'> {
 }
 
 export async function exportCommand(argv: string[]): Promise<void> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-    });
-  } catch (error) {
-    throw new CliError(`${(error as Error).message}\n\n${help}`, 2);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
     process.stdout.write(help);
     return;
   }
-  if (positionals.length !== 2) throw new CliError(`expected SRC and OUT, got ${positionals.length} arguments\n\n${help}`, 2);
+  if (positionals.length !== 2) throw new UsageError(`expected SRC and OUT, got ${positionals.length} arguments (--help shows the usage)`);
   const src = resolve(positionals[0] as string);
   const out = resolve(positionals[1] as string);
-  if (values.dtype !== undefined && values.dtype !== 'bf16' && values.dtype !== 'fp32') throw new CliError(`--dtype must be bf16 or fp32, got "${values.dtype}"`, 2);
+  if (values.dtype !== undefined && values.dtype !== 'bf16' && values.dtype !== 'fp32') throw new UsageError(`--dtype must be bf16 or fp32, got "${values.dtype}"`);
   const maxShardBytes = parseShardSize(values['max-shard-size'] ?? '5GB');
 
   const srcKind = await kindOf(src);

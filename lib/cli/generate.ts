@@ -1,8 +1,9 @@
 /** `spatialthinker generate`: one image and a question through a model directory. */
-import { parseArgs } from 'node:util';
+import { parseArgs } from './args.js';
 import { VisionLanguageModel } from '../engine/pipeline.js';
 import { drawBoxes, sceneBoxes } from '../report/boxes.js';
-import { CliError } from './errors.js';
+import { UsageError } from './errors.js';
+import { modelDirectory } from './model-arg.js';
 
 const HELP = `usage: spatialthinker generate --model DIR --question TEXT [--image IMG ...] [options]
 
@@ -11,7 +12,8 @@ safetensors, tokenizer.json, tokenizer_config.json, preprocessor_config.json)
 for the images and question, streaming it as it is generated.
 
 options:
-  --model DIR            the model directory (required)
+  --model DIR|ID         the model directory, or a Hub id (Org/Name) in the local
+                         Hugging Face cache (required)
   --image IMG            an image (JPEG, PNG, WebP); repeat for several
   --question TEXT        the user's text (required)
   --max-new-tokens N     default 1024
@@ -26,38 +28,33 @@ options:
 `;
 
 export async function generateCommand(argv: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: 'string' },
-        image: { type: 'string', multiple: true },
-        question: { type: 'string' },
-        'max-new-tokens': { type: 'string', default: '1024' },
-        temperature: { type: 'string', default: '0' },
-        'top-p': { type: 'string', default: '1' },
-        'top-k': { type: 'string', default: '0' },
-        seed: { type: 'string', default: '0' },
-        samples: { type: 'string', default: '1' },
-        stop: { type: 'string', multiple: true },
-        boxes: { type: 'string' },
-        threads: { type: 'string' },
-        device: { type: 'string', default: 'cpu' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw new CliError(`${(error as Error).message}\n\n${HELP}`);
-  }
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      image: { type: 'string', multiple: true },
+      question: { type: 'string' },
+      'max-new-tokens': { type: 'string', default: '1024' },
+      temperature: { type: 'string', default: '0' },
+      'top-p': { type: 'string', default: '1' },
+      'top-k': { type: 'string', default: '0' },
+      seed: { type: 'string', default: '0' },
+      samples: { type: 'string', default: '1' },
+      stop: { type: 'string', multiple: true },
+      boxes: { type: 'string' },
+      threads: { type: 'string' },
+      device: { type: 'string', default: 'cpu' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help) {
     process.stdout.write(HELP);
     return;
   }
-  if (!values.model || values.question === undefined) throw new CliError(`--model and --question are required\n\n${HELP}`);
+  if (!values.model || values.question === undefined) throw new UsageError(`--model and --question are required (--help shows the usage)`);
   const number = (name: string, text: string, integer: boolean) => {
     const n = Number(text);
-    if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) throw new CliError(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}`);
+    if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) throw new UsageError(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}`);
     return n;
   };
   // The engine's thread pool reads this when it starts, on the first native call.
@@ -65,8 +62,8 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const temperature = number('temperature', values.temperature, false);
   const samples = Math.max(1, number('samples', values.samples, true));
   const device = values.device;
-  if (device !== 'cpu' && device !== 'cuda') throw new CliError(`--device must be cpu or cuda, not "${device}"`);
-  const vlm = await VisionLanguageModel.load(values.model, { device });
+  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, not "${device}"`);
+  const vlm = await VisionLanguageModel.load(modelDirectory(values.model, '--model'), { device });
   try {
     const request = { images: values.image ?? [], text: values.question };
     const streaming = samples === 1 && process.stdout.isTTY;
@@ -90,7 +87,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     if (values.boxes) {
       const prepared = await vlm.prepare(request);
       const image = prepared.images[0];
-      if (!image) throw new CliError('--boxes needs an --image to draw on');
+      if (!image) throw new UsageError('--boxes needs an --image to draw on');
       const boxes = sceneBoxes(last?.text ?? '');
       await drawBoxes(image, boxes, values.boxes);
       process.stderr.write(`drew ${boxes.length} predicted boxes on ${values.boxes}\n`);

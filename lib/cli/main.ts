@@ -11,7 +11,9 @@ import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { reportCommand } from './report.js';
 import { exportCommand } from './export.js';
-import { CliError } from './errors.js';
+import { CliError, USAGE_EXIT_CODE } from './errors.js';
+import { packageVersion } from './version.js';
+import { didYouMean } from '../util/suggest.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
   demo: { run: demoCommand, summary: 'the main job: shapes world, tiny model, SFT, then GRPO dense vs sparse, evaluated and reported (CPU, minutes)' },
@@ -30,19 +32,28 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(15)} ${c.summary}`);
-  return `usage: spatialthinker <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`spatialthinker <command> --help\` for a command's options.`;
+  return (
+    `usage: spatialthinker <command> [options]\n       spatialthinker --version\n\ncommands:\n${lines.join('\n')}\n\n` +
+    `Run \`spatialthinker <command> --help\` for a command's options. Exit codes: 0 done, 1 failed, ` +
+    `${USAGE_EXIT_CODE} usage error (unknown command, flag or configuration key, bad value), 130 interrupted.`
+  );
 }
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage() + '\n');
-    return name === undefined ? 1 : 0;
+    return name === undefined ? USAGE_EXIT_CODE : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(packageVersion() + '\n');
+    return 0;
   }
   const command = COMMANDS[name];
   if (!command) {
-    process.stderr.write(`spatialthinker: unknown command "${name}"\n\n${usage()}\n`);
-    return 1;
+    const what = name.startsWith('-') ? 'option' : 'command';
+    process.stderr.write(`spatialthinker: unknown ${what} "${name}"${didYouMean(name, [...Object.keys(COMMANDS), 'help', '--help', '--version', '-V'])} (spatialthinker --help lists the commands)\n`);
+    return USAGE_EXIT_CODE;
   }
   try {
     await command.run(rest);

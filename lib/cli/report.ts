@@ -3,10 +3,10 @@
  * run (or of a demo directory of runs): curves per metric and sampled
  * completions with predicted vs ground-truth boxes.
  */
-import { parseArgs } from 'node:util';
+import { parseArgs } from './args.js';
 import { ReportError } from '../report/run-data.js';
 import { writeRunReport } from '../report/run-report.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
 
 const HELP = `usage: spatialthinker report RUN_DIR [options]
@@ -31,32 +31,26 @@ here (file:line), not fatal; a missing image shows as a placeholder.
 function count(value: string | undefined, name: string, fallback: number, min: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (value.trim() === '' || !Number.isInteger(n) || n < min) throw new CliError(`${name} must be an integer >= ${min} (got "${value}")`);
+  if (value.trim() === '' || !Number.isInteger(n) || n < min) throw new UsageError(`${name} must be an integer >= ${min} (got "${value}")`);
   return n;
 }
 
 export async function reportCommand(argv: string[]): Promise<void> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        out: { type: 'string' },
-        'max-samples': { type: 'string' },
-        'sample-steps': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (error) {
-    throw new CliError(`${(error as Error).message}\n\n${HELP}`);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      out: { type: 'string' },
+      'max-samples': { type: 'string' },
+      'sample-steps': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help) {
     process.stdout.write(HELP);
     return;
   }
-  if (positionals.length !== 1) throw new CliError(`expected one RUN_DIR (got ${positionals.length})\n\n${HELP}`);
+  if (positionals.length !== 1) throw new UsageError(`expected one RUN_DIR (got ${positionals.length}) (--help shows the usage)`);
   const dir = positionals[0]!;
   const maxSamples = count(values['max-samples'], '--max-samples', 8, 0);
   const sampleSteps = count(values['sample-steps'], '--sample-steps', 3, 1);

@@ -7,11 +7,11 @@
 import { createReadStream, createWriteStream, renameSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './args.js';
 import { parseImageSize } from '../rewards/image-size.js';
 import { rewards } from '../rewards/registry.js';
 import type { BatchReward, ImageGeometry, RewardInput } from '../rewards/types.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
 
 const HELP = `usage: spatialthinker score --input IN.jsonl --output OUT.jsonl [options]
@@ -42,36 +42,31 @@ interface ScoreOptions {
 }
 
 export async function scoreCommand(argv: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        input: { type: 'string' },
-        output: { type: 'string' },
-        reward: { type: 'string', default: 'spatial' },
-        similarity: { type: 'string', default: 'wordnet' },
-        weights: { type: 'string' },
-        device: { type: 'string', default: 'cpu' },
-        'batch-size': { type: 'string', default: '4096' },
-        'skip-invalid': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw new CliError(`${(error as Error).message}\n\n${HELP}`);
-  }
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      input: { type: 'string' },
+      output: { type: 'string' },
+      reward: { type: 'string', default: 'spatial' },
+      similarity: { type: 'string', default: 'wordnet' },
+      weights: { type: 'string' },
+      device: { type: 'string', default: 'cpu' },
+      'batch-size': { type: 'string', default: '4096' },
+      'skip-invalid': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help) {
     process.stdout.write(HELP);
     return;
   }
-  if (!values.input || !values.output) throw new CliError(`--input and --output are required\n\n${HELP}`);
+  if (!values.input || !values.output) throw new UsageError(`--input and --output are required (--help shows the usage)`);
   const batchSize = Number(values['batch-size']);
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new CliError(`--batch-size must be a positive integer`);
-  if (values.device !== 'cpu' && values.device !== 'cuda') throw new CliError(`--device must be cpu or cuda`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError(`--batch-size must be a positive integer`);
+  if (values.device !== 'cpu' && values.device !== 'cuda') throw new UsageError(`--device must be cpu or cuda`);
   if (values.similarity !== 'wordnet' && values.similarity !== 'exact')
-    throw new CliError(`--similarity must be wordnet or exact`);
-  if (!rewards.has(values.reward)) throw new CliError(`unknown --reward "${values.reward}" (one of: ${rewards.names().join(', ')})`);
+    throw new UsageError(`--similarity must be wordnet or exact`);
+  if (!rewards.has(values.reward)) throw new UsageError(`unknown --reward "${values.reward}" (one of: ${rewards.names().join(', ')})`);
   const rewardOptions =
     values.reward === 'spatial'
       ? { similarity: values.similarity, device: values.device, weights: parseWeights(values.weights) }
@@ -87,9 +82,9 @@ export function parseWeights(text: string | undefined): Record<string, number> |
     const [name, value, extra] = part.split('=');
     const number = Number(value);
     if (!name || value === undefined || extra !== undefined || value.trim() === '' || !Number.isFinite(number))
-      throw new CliError(`--weights: "${part}" is not name=number`);
+      throw new UsageError(`--weights: "${part}" is not name=number`);
     if (!['format', 'count', 'accuracy', 'spatial'].includes(name))
-      throw new CliError(`--weights: unknown component "${name}" (format, count, accuracy, spatial)`);
+      throw new UsageError(`--weights: unknown component "${name}" (format, count, accuracy, spatial)`);
     weights[name] = number;
   }
   return weights;

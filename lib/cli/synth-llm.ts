@@ -12,7 +12,7 @@ import { validateMultipleChoice, type McRow } from '../synth/llm-validate.js';
 import { questionWithOptions } from '../synth/prompt.js';
 import { CATEGORIES, optionLetter, type Category } from '../synth/questions.js';
 import type { Candidate, SynthStats } from '../synth/synthesize.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
 
 export const LLM_HELP = `
@@ -80,10 +80,10 @@ export function llmSettings(flags: LlmFlags, outDir: string, env: NodeJS.Process
   const validate = flags['llm-validate'] === true;
   if (!generate && !validate) {
     const stray = Object.keys(LLM_OPTIONS).filter((k) => flags[k as keyof LlmFlags] !== undefined);
-    if (stray.length > 0) throw new CliError(`--${stray[0]} needs --llm-generate or --llm-validate`);
+    if (stray.length > 0) throw new UsageError(`--${stray[0]} needs --llm-generate or --llm-validate`);
     return undefined;
   }
-  if (flags['llm-generate-image'] && !generate) throw new CliError('--llm-generate-image needs --llm-generate');
+  if (flags['llm-generate-image'] && !generate) throw new UsageError('--llm-generate-image needs --llm-generate');
   const keyEnv = flags['llm-api-key-env'];
   let apiKey: string | undefined;
   if (keyEnv !== undefined) {
@@ -101,12 +101,12 @@ export function llmSettings(flags: LlmFlags, outDir: string, env: NodeJS.Process
   try {
     new URL(endpoint.baseURL);
   } catch {
-    throw new CliError(`--llm-base-url: not a URL: ${endpoint.baseURL}`);
+    throw new UsageError(`--llm-base-url: not a URL: ${endpoint.baseURL}`);
   }
   const concurrencyText = flags['llm-concurrency'];
   const concurrency = concurrencyText === undefined ? 4 : Number(concurrencyText);
   if (!Number.isSafeInteger(concurrency) || concurrency < 1)
-    throw new CliError(`--llm-concurrency must be an integer >= 1, got "${concurrencyText}"`);
+    throw new UsageError(`--llm-concurrency must be an integer >= 1, got "${concurrencyText}"`);
   return {
     generate,
     attachImage: flags['llm-generate-image'] === true,
@@ -178,7 +178,7 @@ export async function validateCandidates(
     question_with_options: questionWithOptions(c.question.question, c.question.options),
     answer_only: optionLetter(c.question),
   }));
-  const progress = new Progress('validated', 'questions');
+  const progress = new Progress('validated', 'questions', rows.length);
   const result = await validateMultipleChoice(rows, {
     endpoint: settings.validateEndpoint,
     concurrency: settings.concurrency,

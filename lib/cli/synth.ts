@@ -3,14 +3,14 @@ import { createWriteStream, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { once } from 'node:events';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './args.js';
 import { CATEGORIES } from '../synth/questions.js';
 import { JsonStreamError, readVisualGenome, type NormalisedGraph, type SceneGraph } from '../synth/scene-graph.js';
 import { candidateRow, synthesizeCandidateDataset, type Candidate, type SynthDataset, type SynthStats } from '../synth/synthesize.js';
 import { describeEndpoint } from '../synth/llm.js';
 import { synthesizeLlmCandidateDataset, type LlmGenerationStats } from '../synth/llm-generate.js';
 import { readVg150Jsonl, Vg150FileError } from '../synth/vg150.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
 import { formatLlmReport, LLM_HELP, LLM_OPTIONS, llmSettings, validateCandidates, withInterrupt, type ValidationOutcome } from './synth-llm.js';
 
@@ -48,7 +48,7 @@ ${LLM_HELP}`;
 function integer(name: string, text: string | undefined, fallback: number, min: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < min) throw new CliError(`--${name} must be an integer >= ${min}, got "${text}"`);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${text}"`);
   return n;
 }
 
@@ -77,42 +77,37 @@ async function writeJsonl(path: string, candidates: readonly Candidate[]): Promi
 }
 
 export async function synthCommand(argv: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        'vg-scene-graphs': { type: 'string' },
-        'vg-image-data': { type: 'string' },
-        images: { type: 'string' },
-        vg150: { type: 'string' },
-        out: { type: 'string' },
-        target: { type: 'string' },
-        seed: { type: 'string' },
-        'per-image': { type: 'string' },
-        oversample: { type: 'string' },
-        'max-images': { type: 'string' },
-        ...LLM_OPTIONS,
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    throw new CliError(`${(error as Error).message}\n\n${HELP}`);
-  }
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      'vg-scene-graphs': { type: 'string' },
+      'vg-image-data': { type: 'string' },
+      images: { type: 'string' },
+      vg150: { type: 'string' },
+      out: { type: 'string' },
+      target: { type: 'string' },
+      seed: { type: 'string' },
+      'per-image': { type: 'string' },
+      oversample: { type: 'string' },
+      'max-images': { type: 'string' },
+      ...LLM_OPTIONS,
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help) {
     process.stdout.write(HELP);
     return;
   }
-  if (!values.out) throw new CliError(`--out is required\n\n${HELP}`);
+  if (!values.out) throw new UsageError(`--out is required (--help shows the usage)`);
   const vg = values['vg-scene-graphs'] !== undefined || values['vg-image-data'] !== undefined;
   if (vg === (values.vg150 !== undefined))
-    throw new CliError(`give either --vg-scene-graphs with --vg-image-data, or --vg150\n\n${HELP}`);
+    throw new UsageError(`give either --vg-scene-graphs with --vg-image-data, or --vg150 (--help shows the usage)`);
   const target = integer('target', values.target, 10_000, 1);
   const seed = integer('seed', values.seed, 0, 0);
   const perImage = integer('per-image', values['per-image'], 4, 1);
   const maxImages = values['max-images'] === undefined ? undefined : integer('max-images', values['max-images'], 0, 1);
   const oversample = values.oversample === undefined ? 2 : Number(values.oversample);
-  if (!Number.isFinite(oversample) || oversample < 1) throw new CliError(`--oversample must be a number >= 1, got "${values.oversample}"`);
+  if (!Number.isFinite(oversample) || oversample < 1) throw new UsageError(`--oversample must be a number >= 1, got "${values.oversample}"`);
 
   const outDir = resolve(values.out);
   const llm = llmSettings(values, outDir);
@@ -130,8 +125,8 @@ export async function synthCommand(argv: string[]): Promise<void> {
   if (vg) {
     const sceneGraphs = values['vg-scene-graphs'];
     const imageData = values['vg-image-data'];
-    if (!sceneGraphs || !imageData) throw new CliError('--vg-scene-graphs and --vg-image-data go together');
-    if (imagesDir === undefined) throw new CliError('--images DIR is required with --vg-scene-graphs');
+    if (!sceneGraphs || !imageData) throw new UsageError('--vg-scene-graphs and --vg-image-data go together');
+    if (imagesDir === undefined) throw new UsageError('--images DIR is required with --vg-scene-graphs');
     requireFile('vg-scene-graphs', sceneGraphs);
     requireFile('vg-image-data', imageData);
     graphs = readVisualGenome(sceneGraphs, imageData, { onMissingImage: () => skipped('no-image-data') });

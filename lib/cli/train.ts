@@ -1,17 +1,18 @@
 /** `spatialthinker train` (GRPO) and `spatialthinker sft`: the trainers from a YAML configuration and dotted overrides. */
-import { parseArgs } from 'node:util';
+import { parseArgs } from './args.js';
 import { ConfigError, loadConfig, PRESETS, type TrainConfig } from '../rl/config.js';
 import { GrpoTrainer } from '../rl/grpo-trainer.js';
 import { SftTrainer } from '../rl/sft-trainer.js';
-import { CliError } from './errors.js';
-import { attachConsole } from './train-console.js';
+import { CliError, UsageError } from './errors.js';
+import { attachConsole, SFT_LOG_EVERY } from './train-console.js';
+import { modelDirectory } from './model-arg.js';
 
 const help = (command: 'train' | 'sft') => `usage: spatialthinker ${command} [--config FILE.yaml] [--preset NAME] [section.key=value ...]
 
 ${command === 'train' ? 'Trains a policy with GRPO (dense spatial reward by default)' : 'Fine-tunes a policy on target completions (gold reasoning traces by default)'}.
 The configuration has EasyR1's sections (data, algorithm, worker.actor,
 worker.rollout, worker.reward, trainer); dotted overrides come last, e.g.
-  spatialthinker ${command} --config run.yaml trainer.max_steps=75 worker.rollout.n=8
+  spatialthinker ${command} --config run.yaml ${command === 'train' ? 'trainer.max_steps=75 worker.rollout.n=8' : 'trainer.max_steps=300 worker.actor.optim.lr=1e-5'}
 The effective configuration is written to the run directory
 (trainer.save_checkpoint_path, default runs/<experiment_name>), with
 metrics.jsonl, samples.jsonl, tensorboard/ and checkpoints/ (each step folder
@@ -26,18 +27,22 @@ options:
   --preset NAME   start from a preset: ${Object.entries(PRESETS).map(([k, p]) => `${k} (${p.summary})`).join('; ')}
   --resume-from DIR  resume from this checkpoint (trainer.load_checkpoint_path)
   --print-config  print the effective configuration and exit
+  --log-every N   a summary line every N steps (default ${command === 'sft' ? `${SFT_LOG_EVERY}, its loss the mean over them` : '1'});
+                  metrics.jsonl and TensorBoard get every step
 `;
 
 export async function runTrainer(command: 'train' | 'sft', argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string' }, preset: { type: 'string' }, 'resume-from': { type: 'string' }, 'print-config': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { config: { type: 'string' }, preset: { type: 'string' }, 'resume-from': { type: 'string' }, 'print-config': { type: 'boolean' }, 'log-every': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help) {
     process.stdout.write(help(command));
     return;
   }
+  const logEvery = values['log-every'] === undefined ? undefined : Number(values['log-every']);
+  if (logEvery !== undefined && !(Number.isInteger(logEvery) && logEvery >= 1)) throw new UsageError(`--log-every must be an integer >= 1, got "${values['log-every']}"`);
   let config: TrainConfig;
   try {
     config = await loadConfig({
@@ -46,7 +51,7 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
       overrides: values['resume-from'] !== undefined ? [...positionals, `trainer.load_checkpoint_path=${values['resume-from']}`] : positionals,
     });
   } catch (error) {
-    if (error instanceof ConfigError) throw new CliError(error.message, 2);
+    if (error instanceof ConfigError) throw new UsageError(error.message);
     throw error;
   }
   if (values['print-config']) {
@@ -54,6 +59,8 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
     process.stdout.write(configToYaml(config));
     return;
   }
+  // A Hub id runs from its snapshot in the local cache; config.yaml records which.
+  config.worker.actor.model.model_path = modelDirectory(config.worker.actor.model.model_path, 'worker.actor.model.model_path');
   const controller = new AbortController();
   const onSignal = () => {
     process.stderr.write('\nstopping after saving a checkpoint (Ctrl-C again to quit at once)\n');
@@ -62,7 +69,7 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
   };
   process.on('SIGINT', onSignal);
   const trainer = command === 'train' ? new GrpoTrainer(config, { signal: controller.signal }) : new SftTrainer(config, { signal: controller.signal });
-  const detach = attachConsole(trainer, () => trainer.plannedSteps);
+  const detach = attachConsole(trainer, () => trainer.plannedSteps, logEvery !== undefined ? { logEvery } : {});
   try {
     const result = await trainer.train();
     process.stderr.write(`run directory: ${result.dir}\n${result.lastCheckpoint ? `last checkpoint: ${result.lastCheckpoint}\n` : ''}`);

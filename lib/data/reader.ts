@@ -28,6 +28,7 @@ import { createInterface } from 'node:readline';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parquetMetadataAsync, parquetReadObjects, type FileMetaData } from 'hyparquet';
 import sharp from 'sharp';
+import { HubCacheError, hubDatasetFiles, parseHubDatasetSpec } from '../io/hub-cache.js';
 import { COMPRESSORS, openParquetFile } from './parquet.js';
 import { DataError, STRING_FIELDS, STVQA_FIELDS, validateRow, type StvqaImage, type StvqaRow } from './schema.js';
 
@@ -106,13 +107,21 @@ function kindOf(path: string): Kind | undefined {
   return undefined;
 }
 
-/** The data files `path` stands for: itself, or the parquet/JSONL files of a directory in name order. */
+/**
+ * The data files `path` stands for: itself, the parquet/JSONL files of a
+ * directory in name order, or for `Org/Name@split` (no such local path) the
+ * split's parquet files in the local Hugging Face cache.
+ */
 export async function dataFiles(path: string): Promise<string[]> {
   let info;
   try {
     info = await stat(path);
   } catch (error) {
-    throw new DataError(`${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (error as Error).message}`, path);
+    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    // EasyR1's `Org/Name@split`: a data set in the local Hugging Face cache.
+    const hub = missing ? parseHubDatasetSpec(path) : undefined;
+    if (hub) return hubSplitFiles(hub.id, hub.split, path);
+    throw new DataError(`${path}: ${missing ? 'no such file or directory' : (error as Error).message}`, path);
   }
   if (info.isDirectory()) {
     const names = (await readdir(path, { withFileTypes: true }))
@@ -124,6 +133,15 @@ export async function dataFiles(path: string): Promise<string[]> {
   }
   if (!kindOf(path)) throw new DataError(`${path}: not a .parquet or .jsonl file`, path);
   return [path];
+}
+
+function hubSplitFiles(id: string, split: string, spec: string): string[] {
+  try {
+    return hubDatasetFiles(id, split);
+  } catch (error) {
+    if (error instanceof HubCacheError) throw new DataError(`${spec}: ${error.message}`, spec);
+    throw error;
+  }
 }
 
 /** Number of rows (valid or not): from the parquet footers, or non-blank JSONL lines. */

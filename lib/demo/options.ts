@@ -81,7 +81,7 @@ export const DEMO_DEFAULTS: Readonly<DemoOptions> = Object.freeze({
   threads: undefined,
 });
 
-/** `--quick`: the 2-minute smoke run of the tests. */
+/** `--quick`: the smoke run of the tests (seconds: it checks the pipeline, it learns nothing). */
 export const QUICK_DEMO: Partial<DemoOptions> = Object.freeze({
   trainRows: 48,
   valRows: 12,

@@ -39,6 +39,8 @@ export interface CudaDeviceInfo {
 export interface RuntimeInfo {
   /** Worker threads of the engine's CPU pool (SPATIALTHINKER_THREADS overrides). */
   threads: number;
+  /** The widest CPU kernels the matrix products use on this machine, chosen at run time (SPATIALTHINKER_CPU_ISA caps it). */
+  cpuIsa: 'avx512' | 'avx2' | 'portable';
   cuda: {
     /** Whether this build contains the CUDA backend. */
     compiled: boolean;

@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
+import { didYouMean } from '../util/suggest.js';
 
 const int = () => z.number().int();
 const positiveInt = () => z.number().int().positive();
@@ -291,11 +292,32 @@ export function validateConfig(tree: unknown, source = 'configuration'): TrainCo
   if (result.success) return checkConsistency(result.data, source);
   const lines = result.error.issues.map((issue) => {
     const key = issue.path.join('.') || '(root)';
-    if (issue.code === 'unrecognized_keys') return `  ${[key === '(root)' ? '' : key + '.'].join('')}${issue.keys.join(', ')}: unknown key${issue.keys.length > 1 ? 's' : ''}`;
+    if (issue.code === 'unrecognized_keys') return unknownKeyLines(issue.path, issue.keys).join('\n');
     if (issue.code === 'invalid_type' && issue.message.includes('received undefined')) return `  ${key}: required`;
     return `  ${key}: ${issue.message}`;
   });
   throw new ConfigError(`${source} is invalid:\n${lines.join('\n')}`);
+}
+
+/** One line per unknown key, with the closest keys its section does have. */
+function unknownKeyLines(path: readonly PropertyKey[], keys: readonly string[]): string[] {
+  const known = sectionKeys(path);
+  const prefix = path.length === 0 ? '' : path.join('.') + '.';
+  return keys.map((key) => `  ${prefix}${key}: unknown key${didYouMean(key, known, (k) => prefix + k)}`);
+}
+
+/** The keys the schema knows in the section at `path`. */
+function sectionKeys(path: readonly PropertyKey[]): string[] {
+  let node: z.ZodType | undefined = trainConfigSchema;
+  for (const key of path) node = objectShape(node)?.[String(key)];
+  return Object.keys(objectShape(node) ?? {});
+}
+
+function objectShape(schema: z.ZodType | undefined): Record<string, z.ZodType> | undefined {
+  let node = schema;
+  // .default(), .prefault(), .optional() and .nullable() wrap the object they apply to.
+  while (node && !(node instanceof z.ZodObject)) node = (node.def as { innerType?: z.ZodType }).innerType;
+  return node instanceof z.ZodObject ? (node.shape as Record<string, z.ZodType>) : undefined;
 }
 
 function checkConsistency(config: TrainConfig, source: string): TrainConfig {

@@ -43,6 +43,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   cuda.Set("cublas", cublas);
   Napi::Object result = Napi::Object::New(env);
   result.Set("threads", default_thread_pool().size());
+  result.Set("cpuIsa", cpu::instruction_set());
   result.Set("cuda", cuda);
   return result;
 }

@@ -24,7 +24,13 @@ namespace {
 constexpr int kLanes = 16;
 constexpr int64_t kQueriesPerItem = 32;
 
+// x86-64: one clone per instruction set, picked at load time from the CPU.
+// Elsewhere (arm64) the compiler's baseline vectorisation (NEON) serves.
+#if defined(__x86_64__) || defined(_M_X64)
 #define ST_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ST_VECTOR_CLONES
+#endif
 
 // exp(x) for x <= 0: 2^n * p(r), r = x - n ln 2 in [-ln2/2, ln2/2], p of degree 6.
 inline float exp_nonpositive(float x) {

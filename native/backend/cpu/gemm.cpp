@@ -507,4 +507,12 @@ void linear_dw(const float* dy, const float* x, float* dw, int64_t m, int64_t n,
   });
 }
 
+const char* instruction_set() {
+#ifdef ST_X86
+  if (has_avx512()) return "avx512";
+  if (has_avx2()) return "avx2";
+#endif
+  return "portable";
+}
+
 }  // namespace st::cpu

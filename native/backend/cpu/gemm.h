@@ -12,6 +12,11 @@ void linear(const float* x, const float* w, const float* bias, float* y, int64_t
 void linear_dx(const float* dy, const float* w, float* dx, int64_t m, int64_t n, int64_t k);
 void linear_dw(const float* dy, const float* x, float* dw, int64_t m, int64_t n, int64_t k);
 
+// The widest kernels the products use here: "avx512", "avx2" or "portable",
+// chosen at run time from the CPU (capped by SPATIALTHINKER_CPU_ISA), never
+// fixed by the compiler flags, so one binary serves every x86-64.
+const char* instruction_set();
+
 // Wall time spent in the products since the last reset (for benchmarks).
 int64_t matmul_nanoseconds();
 void reset_matmul_nanoseconds();
