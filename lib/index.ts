@@ -27,9 +27,9 @@ export { writeRandomCheckpoint, randomCheckpointTokens, QWEN_TOKEN_IDS, TINY, ty
 export { writeTinyModelDirectory, type TinyModelOptions, type TinyModelDirectory } from './engine/tiny-model.js';
 export { VisionLanguageModel, type VisionRequest, type TextCompletion, type TextGenerateOptions, type PreparedPrompt } from './engine/pipeline.js';
 export { checkFixtures, type CaseResult, type QuantityResult } from './fixtures/check.js';
-export { saveCheckpoint, restoreCheckpoint, listCheckpoints, latestCheckpoint, type SaveOptions } from './train/checkpoint.js';
-export { learningRate, type ScheduleOptions, type ScheduleName } from './train/schedule.js';
-export { StepGuard, NonFiniteStepError, type SkippedStep } from './train/step-guard.js';
+export { saveCheckpoint, restoreCheckpoint, listCheckpoints, latestCheckpoint, type SaveOptions } from './rl/checkpoint.js';
+export { learningRate, type ScheduleOptions, type ScheduleName } from './rl/schedule.js';
+export { StepGuard, NonFiniteStepError, type SkippedStep } from './rl/step-guard.js';
 export type { KlEstimator, LossAggregation } from './native/binding.js';
 export * from './data/index.js';
 export * from './synth/index.js';

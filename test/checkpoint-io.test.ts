@@ -21,7 +21,7 @@ import {
   restoreCheckpoint,
   saveCheckpoint,
   verifyCheckpoint,
-} from '../lib/train/checkpoint.js';
+} from '../lib/rl/checkpoint.js';
 import { readRunState } from '../lib/rl/run.js';
 
 const root = mkdtempSync(join(tmpdir(), 'st-ckpt-io-'));

@@ -194,3 +194,17 @@ t.test('SFT on gold traces lowers the loss and validates through the same path',
   t.ok(result.validation && typeof result.validation['val/format_rate'] === 'number');
   t.ok(parseGroundTruth(train[0]!.answer_option_text).objects.length === 2);
 });
+
+t.test('a run whose optimiser steps keep being skipped (non-finite loss) stops with NonFiniteStepError', async (t) => {
+  const runDir = join(root, 'run-nonfinite');
+  // lr 1e30 sends the weights to ~1e30 after the first step: every later loss is non-finite and its step skipped.
+  const trainer = new SftTrainer(config(runDir, { data: { max_response_length: 200 }, worker: { actor: { global_batch_size: 4, optim: { lr: 1e30 } } }, trainer: { max_steps: 20, val_freq: 0, save_freq: 0, val_before_train: false } }));
+  const logs: string[] = [];
+  trainer.on('log', (m) => logs.push(m));
+  await t.rejects(trainer.train(), { name: 'NonFiniteStepError', message: /5 optimiser steps in a row had a non-finite loss or gradient norm/ });
+  await trainer.dispose();
+  const skips = logs.filter((m) => /optimiser step skipped/.test(m));
+  t.equal(skips.length, 5, `one line per skipped step:\n${skips.join('\n')}`);
+  const steps = readJsonl(join(runDir, 'metrics.jsonl')).filter((m) => m['split'] === 'train').length;
+  t.ok(steps <= 6, `the run stopped at once (${steps} steps logged), not after max_steps`);
+});

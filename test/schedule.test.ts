@@ -1,5 +1,5 @@
 import t from 'tap';
-import { learningRate } from '../lib/train/schedule.js';
+import { learningRate } from '../lib/rl/schedule.js';
 
 t.test('learning-rate schedules', async (t) => {
   t.equal(learningRate({ name: 'constant', lr: 1e-6 }, 1), 1e-6);

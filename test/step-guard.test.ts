@@ -1,5 +1,5 @@
 import t from 'tap';
-import { NonFiniteStepError, StepGuard, type SkippedStep } from '../lib/train/step-guard.js';
+import { NonFiniteStepError, StepGuard, type SkippedStep } from '../lib/rl/step-guard.js';
 
 t.test('skipped steps are reported and too many in a row stop the run', async (t) => {
   const seen: SkippedStep[] = [];

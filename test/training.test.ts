@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Model, type ImageInput, type TrainSequence } from '../lib/engine/model.js';
 import { randomCheckpointTokens, writeRandomCheckpoint } from '../lib/engine/random-checkpoint.js';
-import { latestCheckpoint, listCheckpoints, restoreCheckpoint, saveCheckpoint } from '../lib/train/checkpoint.js';
+import { latestCheckpoint, listCheckpoints, restoreCheckpoint, saveCheckpoint } from '../lib/rl/checkpoint.js';
 
 const root = mkdtempSync(join(tmpdir(), 'st-training-'));
 t.teardown(() => rmSync(root, { recursive: true, force: true }));

@@ -8,7 +8,7 @@
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Model } from '../engine/model.js';
-import { writeModelDirectory } from '../train/checkpoint.js';
+import { writeModelDirectory } from '../rl/checkpoint.js';
 import { parseArgs } from './args.js';
 import { CliError, UsageError } from './errors.js';
 

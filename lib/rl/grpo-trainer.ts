@@ -251,7 +251,7 @@ export class GrpoTrainer extends TrainingRun {
           tokensSeen += tokens;
           this.emit('progress', { step, phase: 'update', done: ++microDone, total: totalMicro });
         }
-        const r = await this.optimizerStep();
+        const r = await this.optimizerStep(loss);
         lr = r.lr;
         add('actor/grad_norm', r.gradNorm);
         add('actor/loss', loss);

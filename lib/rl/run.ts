@@ -20,8 +20,9 @@ import {
   restoreCheckpoint,
   saveCheckpoint,
   verifyCheckpoint,
-} from '../train/checkpoint.js';
-import { learningRate } from '../train/schedule.js';
+} from './checkpoint.js';
+import { learningRate } from './schedule.js';
+import { StepGuard } from './step-guard.js';
 import { configToYaml, runDirectory, type TrainConfig } from './config.js';
 import { evaluatePolicy } from './evaluate.js';
 import { DataLoader, loadRows, type LoaderState, type TrainingRow } from './loader.js';
@@ -77,6 +78,9 @@ export interface RunOptions {
   rewards?: { create(name: string, options?: Record<string, unknown>): BatchReward; has(name: string): boolean };
 }
 
+/** Skipped optimiser steps in a row (non-finite loss or gradient norm) after which a run stops. */
+const MAX_SKIPPED_IN_A_ROW = 5;
+
 export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   readonly dir: string;
   protected vlm!: VisionLanguageModel;
@@ -93,6 +97,10 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   /** Sequences decoded at once (the GRPO trainer lowers it to what its KV cache fits). */
   protected decodeBatch: number;
   private lastValidation: Metrics | undefined;
+  /** Stops the run after MAX_SKIPPED_IN_A_ROW optimiser steps in a row are skipped for a non-finite loss or norm. */
+  private readonly guard = new StepGuard(MAX_SKIPPED_IN_A_ROW, (s) =>
+    this.say(`step ${s.step}: non-finite loss (${s.loss}) or gradient norm (${s.gradNorm}); optimiser step skipped (${s.consecutive} in a row)`),
+  );
 
   constructor(
     readonly config: TrainConfig,
@@ -235,8 +243,12 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     };
   }
 
-  /** Clips the accumulated gradients and takes one AdamW step at the schedule's learning rate. */
-  protected async optimizerStep(): Promise<{ lr: number; gradNorm: number; skipped: boolean }> {
+  /**
+   * Clips the accumulated gradients and takes one AdamW step at the schedule's
+   * learning rate; `loss` is the mini-batch's, for the non-finite step guard
+   * (which throws NonFiniteStepError after too many skipped steps in a row).
+   */
+  protected async optimizerStep(loss: number): Promise<{ lr: number; gradNorm: number; skipped: boolean }> {
     const { actor } = this.config.worker;
     const o = actor.optim;
     const total = this.totalSteps * this.optimizerStepsPerStep();
@@ -253,7 +265,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
       maxGradNorm: actor.max_grad_norm,
       freezeVision: actor.model.freeze_vision_tower,
     });
-    if (r.skipped) this.say(`step ${this.step + 1}: non-finite gradient norm; optimiser step skipped`);
+    this.guard.record(this.step + 1, loss, r.gradNorm, r.skipped);
     return { lr, gradNorm: r.gradNorm, skipped: r.skipped };
   }
 

@@ -72,7 +72,7 @@ export class SftTrainer extends TrainingRun {
       loss += result.loss;
       this.emit('progress', { step, phase: 'update', done: Math.min(i + micro, sequences.length), total: sequences.length });
     }
-    const r = await this.optimizerStep();
+    const r = await this.optimizerStep(loss);
     this.step = step;
     const seconds = (performance.now() - t0) / 1000;
     await this.logMetrics('train', {
