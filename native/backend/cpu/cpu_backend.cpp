@@ -22,6 +22,7 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
 
   float* alloc(int64_t count) override { return new float[size_t(count)]; }
+  bool memory_is_host() const override { return true; }
   void free(float* ptr) override { delete[] ptr; }
   void upload(float* dst, const float* host, int64_t count) override { copy(dst, host, count); }
   void download(float* host, const float* src, int64_t count) override { copy(host, src, count); }
