@@ -355,7 +355,22 @@ void to_f32(const TensorInfo& tensor, const std::string& path, float* out, int64
 #endif
       return;
     case DType::BF16:
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
       for (int64_t i = 0; i < count; ++i) out[i] = f32_from_bits(uint32_t(load_u16(p + 2 * i)) << 16);
+#else
+      // In blocks through aligned locals, so the widening vectorises whatever
+      // the alignment of the source (safetensors data need not be aligned).
+      for (int64_t i = 0; i < count;) {
+        constexpr int64_t kBlock = 256;
+        const int64_t m = std::min<int64_t>(kBlock, count - i);
+        uint16_t halves[kBlock];
+        uint32_t words[kBlock];
+        std::memcpy(halves, p + 2 * i, size_t(m) * 2);
+        for (int64_t j = 0; j < m; ++j) words[j] = uint32_t(halves[j]) << 16;
+        std::memcpy(out + i, words, size_t(m) * 4);
+        i += m;
+      }
+#endif
       return;
     case DType::F16:
       for (int64_t i = 0; i < count; ++i) out[i] = f16_to_f32(load_u16(p + 2 * i));
