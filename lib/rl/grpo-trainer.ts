@@ -56,7 +56,7 @@ export class GrpoTrainer extends TrainingRun {
   async train(): Promise<TrainResult> {
     const { config } = this;
     await this.setUp();
-    const plan = this.checkMemory(this.klActive);
+    const plan = await this.checkMemory(this.klActive);
     this.decodeBatch = Math.max(1, Math.min(plan.rolloutSequences, config.worker.rollout.max_num_seqs));
     if (this.klActive) {
       this.say(`loading the reference model from ${this.sourceDir}`);

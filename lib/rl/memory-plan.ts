@@ -1,23 +1,84 @@
 /**
- * The memory a run needs, item by item, printed before step 1 so a run that
- * cannot fit is refused at once instead of failing hours in. Sizes are upper
- * bounds from the configuration (longest prompt and response), except the KV
- * cache, which is sized to what is left: the rollout then decodes fewer
- * sequences at once rather than failing.
+ * The memory a run needs on the device it runs on, item by item and phase by
+ * phase, printed before step 1 so a run that cannot fit is refused at once
+ * instead of failing hours in.
+ *
+ * Items are sized in the dtypes the backend stores (both backends keep fp32
+ * weights, gradients and moments today; see backendPrecision), at the longest
+ * prompt the data holds (when the caller measured it) and the configured
+ * response length. Two phases peak differently:
+ *  - rollout: everything resident + the KV cache of the sequences decoded at
+ *    once + the prefill/decode workspace. The KV cache is sized to what is
+ *    left: the rollout then decodes fewer sequences at once rather than fail;
+ *  - update: everything resident + the activations one micro-batch keeps for
+ *    its backward (all layers, or one layer's inputs each with gradient
+ *    checkpointing) + the backward's workspace.
+ * "Resident" is the weights, their fp32 master copy when the weights are
+ * bf16, gradients, AdamW moments, the reference model, the dataset and the
+ * runtime (on the CPU the process's own memory beyond these; on CUDA the
+ * context and libraries, measured from the device's free memory).
  */
-import { totalmem } from 'node:os';
+import { freemem, totalmem } from 'node:os';
 import type { ModelConfig } from '../engine/config.js';
+import { native } from '../native/binding.js';
 import type { TrainConfig } from './config.js';
+
+export type Precision = 'fp32' | 'bf16';
+
+/** What the backend keeps each kind of array in. */
+export interface BackendPrecision {
+  weights: Precision;
+  /** Activations, KV cache and workspace. */
+  activations: Precision;
+}
+
+/**
+ * The precision a backend stores in. Both compute in fp32 for now (bf16
+ * checkpoints are converted on load, Model.load refuses dtype 'bf16'); this
+ * is the one place that changes when the CUDA backend stores bf16.
+ */
+export function backendPrecision(backend: 'cpu' | 'cuda'): BackendPrecision {
+  switch (backend) {
+    case 'cpu':
+    case 'cuda':
+      return { weights: 'fp32', activations: 'fp32' };
+  }
+}
+
+export interface DeviceMemory {
+  device: 'cpu' | 'cuda';
+  name: string;
+  totalBytes: number;
+  /** Free now (on CUDA after the policy weights were loaded, when planned at the start of a run). */
+  freeBytes: number;
+}
+
+/** The memory of the device a run uses: host RAM, or the first CUDA device as the runtime reports it. */
+export function deviceMemory(device: 'cpu' | 'cuda'): DeviceMemory {
+  if (device === 'cpu') return { device, name: 'host memory', totalBytes: totalmem(), freeBytes: freemem() };
+  const cuda = native().runtimeInfo().cuda;
+  const first = cuda.devices[0];
+  if (!cuda.available || !first) throw new Error(`trainer.device is cuda but no CUDA device is usable: ${cuda.reason ?? 'none found'}`);
+  return { device, name: `GPU ${first.index} (${first.name})`, totalBytes: first.totalMemory, freeBytes: first.freeMemory };
+}
 
 export interface MemoryItem {
   name: string;
   bytes: number;
   note: string;
+  /** 'resident' for the whole run, or the phase that holds it. */
+  phase: 'resident' | 'rollout' | 'update';
 }
 
 export interface MemoryPlan {
+  device: DeviceMemory;
+  precision: BackendPrecision;
   items: MemoryItem[];
-  /** Everything but the KV cache. */
+  /** Peak of each phase: resident items + that phase's own. */
+  rolloutPeakBytes: number;
+  updatePeakBytes: number;
+  peakBytes: number;
+  /** The rollout phase without its KV cache (the KV cache takes what is left). */
   fixedBytes: number;
   availableBytes: number;
   /** KV cache bytes per token of one sequence. */
@@ -25,7 +86,7 @@ export interface MemoryPlan {
   /** Sequences the rollout may decode at once within the memory left (capped by max_num_seqs). */
   rolloutSequences: number;
   fits: boolean;
-  /** Why it does not fit, or what was reduced. */
+  /** Why it does not fit and what would fix it, or what was reduced. */
   messages: string[];
 }
 
@@ -47,86 +108,191 @@ export function parameterCount(config: ModelConfig): number {
 export interface PlanInput {
   config: TrainConfig;
   model: ModelConfig;
-  /** Image tokens (merged) per prompt at most; from max_pixels when not given. */
+  /** The device's memory; read from the runtime (CUDA) or the OS when absent. */
+  device?: DeviceMemory;
+  /** What the backend stores in; backendPrecision(trainer.device) when absent. */
+  precision?: BackendPrecision;
+  /** Tokens of the longest prompt the data holds (text and image tokens); data.max_prompt_length when absent. */
+  promptTokens?: number;
+  /** Image tokens (merged) per prompt at most; from data.max_pixels when not given. */
   imageTokens?: number;
   /** Encoded dataset bytes held in memory. */
   datasetBytes?: number;
+  /**
+   * CPU: the process's resident set now, with the policy weights and the
+   * dataset loaded: what it holds beyond them (the JavaScript heap, the
+   * addon, tokenizer, buffers) is counted as the runtime item.
+   */
+  processRssBytes?: number;
+  /** Overrides the memory the plan may use (tests); else trainer.memory_limit_gb, else the device's. */
   availableBytes?: number;
 }
 
 const GiB = 1024 ** 3;
+const bytesOf = (p: Precision) => (p === 'bf16' ? 2 : 4);
+/** Keys per KV cache block and the pool's growth (native/model/kv_cache.cpp). */
+const KV_BLOCK = 16;
+const KV_MIN_GROWTH_BLOCKS = 64;
+/** Vocabulary columns of one logits tile (token_logprobs computes the [rows x vocab] logits a tile at a time). */
+const VOCAB_TILE = 4096;
+/** The part of the memory a plan may fill: the rest is the allocator's slack and fragmentation. */
+const USABLE = 0.9;
 
 export function planMemory(input: PlanInput): MemoryPlan {
   const { config, model } = input;
-  const cuda = config.trainer.device === 'cuda';
+  const deviceKind = config.trainer.device;
+  const device = input.device ?? deviceMemory(deviceKind);
+  const precision = input.precision ?? backendPrecision(deviceKind);
   const P = parameterCount(model);
   const t = model.text;
   const v = model.vision;
-  const computeBytes = cuda ? 2 : 4; // bf16 on the GPU, fp32 on the CPU
+  const wBytes = bytesOf(precision.weights);
+  const aBytes = bytesOf(precision.activations);
   const klActive = !config.algorithm.disable_kl && config.algorithm.use_kl_loss && config.algorithm.kl_coef > 0;
-  const promptTokens = config.data.max_prompt_length;
+  const n = config.worker.rollout.n;
+  const imageTokens = input.imageTokens ?? Math.ceil(config.data.max_pixels / (v.patch * v.merge) ** 2);
+  const promptTokens = Math.min(config.data.max_prompt_length, input.promptTokens ?? config.data.max_prompt_length);
   const responseTokens = config.data.max_response_length;
   const sequenceTokens = promptTokens + responseTokens;
-  const patchesPerMerged = v.merge * v.merge;
-  const imageTokens = input.imageTokens ?? Math.ceil(config.data.max_pixels / (v.patch * v.merge) ** 2);
   const micro = config.worker.actor.micro_batch_size_per_device_for_update;
   const checkpointing = config.worker.actor.model.enable_gradient_checkpointing;
-
-  const items: MemoryItem[] = [];
-  items.push({ name: 'weights', bytes: P * computeBytes + (cuda ? P * 4 : 0), note: `${fmtCount(P)} parameters${cuda ? ' in bf16 + fp32 master copy' : ' in fp32'}` });
-  items.push({ name: 'gradients', bytes: P * 4, note: 'fp32' });
-  items.push({ name: 'optimizer state', bytes: 2 * P * 4, note: 'AdamW m and v, fp32' });
-  items.push({ name: 'reference model', bytes: klActive ? P * computeBytes : 0, note: klActive ? `frozen copy for the KL term (kl_coef ${config.algorithm.kl_coef})` : 'not loaded: no KL term' });
-
-  // Activations kept for the backward pass of one micro-batch: per token and layer
-  // the block input, the normed inputs, q/k/v, attention output, the MLP's gate/up/product.
   const headDim = t.hidden / t.heads;
-  const perLayerToken = 6 * t.hidden + 2 * t.kvHeads * headDim + 3 * t.intermediate;
-  const tokens = micro * sequenceTokens;
-  const layersKept = checkpointing ? 1 : t.layers;
-  const textActivations = tokens * (layersKept * perLayerToken + (checkpointing ? t.layers * t.hidden : 0)) * 4;
-  const attentionScores = micro * t.heads * sequenceTokens * 4 * 2 * 64; // one query tile of scores per head, fwd and bwd
-  const visionPatches = micro * imageTokens * patchesPerMerged;
-  const visionActivations = visionPatches * v.depth * (8 * v.hidden + 3 * v.intermediate) * 4;
-  const logitTiles = tokens * Math.min(t.vocab, 4096) * 4 * 2;
-  items.push({
-    name: 'activations',
-    bytes: textActivations + attentionScores + visionActivations + logitTiles,
-    note: `micro-batch of ${micro} x ${sequenceTokens} tokens${checkpointing ? ', layers recomputed in backward' : ''}`,
-  });
-  if (input.datasetBytes !== undefined) items.push({ name: 'dataset', bytes: input.datasetBytes, note: 'rows with encoded images' });
+  const kvWidth = t.kvHeads * headDim;
+  const items: MemoryItem[] = [];
+  const add = (phase: MemoryItem['phase'], name: string, bytes: number, note: string) => items.push({ name, bytes: Math.max(0, Math.round(bytes)), note, phase });
 
-  const fixedBytes = items.reduce((a, b) => a + b.bytes, 0);
-  const availableBytes = input.availableBytes ?? (config.trainer.memory_limit_gb !== null ? config.trainer.memory_limit_gb * GiB : totalmem());
-  const kvBytesPerToken = t.layers * 2 * t.kvHeads * headDim * computeBytes;
-  const wanted = Math.min(config.worker.rollout.max_num_seqs, config.data.rollout_batch_size * config.worker.rollout.n);
-  const messages: string[] = [];
+  // ---- resident for the whole run
+  const weightsBytes = P * wBytes;
+  add('resident', 'weights', weightsBytes, `${fmtCount(P)} parameters in ${precision.weights}`);
+  add('resident', 'master weights', precision.weights === 'fp32' ? 0 : P * 4, precision.weights === 'fp32' ? 'none: the fp32 weights are the master copy' : 'fp32 copy the optimizer updates');
+  add('resident', 'gradients', P * 4, 'fp32, kept between steps');
+  add('resident', 'AdamW moments', 2 * P * 4, 'm and v, fp32');
+  add('resident', 'reference model', klActive ? weightsBytes : 0, klActive ? `frozen copy for the KL term (kl_coef ${config.algorithm.kl_coef})` : 'not loaded: no KL term');
+  if (input.datasetBytes !== undefined) add('resident', 'dataset', input.datasetBytes, 'rows with encoded images');
+  let runtimeBytes = 0;
+  let runtimeNote = 'not measured';
+  if (device.device === 'cuda') {
+    // Planned once the policy is on the device: what else is used there is the
+    // CUDA context, cuBLAS and whatever other processes hold.
+    runtimeBytes = device.totalBytes - device.freeBytes - weightsBytes;
+    runtimeNote = 'CUDA context, libraries and other processes (used on the device beside the weights)';
+  } else if (input.processRssBytes !== undefined) {
+    runtimeBytes = input.processRssBytes - weightsBytes - (input.datasetBytes ?? 0);
+    runtimeNote = 'this process beside the weights and data: JavaScript heap, addon, tokenizer (measured)';
+  }
+  add('resident', 'runtime', runtimeBytes, runtimeNote);
+
+  // ---- update: activations one micro-batch keeps for its backward
+  // (training.cpp's block forward keeps, per token: block input, both normed
+  // inputs, the attention output and the mid-block residual (4 x D), q and
+  // the attention result (2 x heads*hd), k and v, and the MLP's gate, up and
+  // product (3 x F); with checkpointing only the block input, and one block's
+  // set while it is recomputed).
+  const tokens = micro * sequenceTokens;
+  const textPerLayer = 4 * t.hidden + 2 * t.heads * headDim + 2 * kvWidth + 3 * t.intermediate;
+  const textKept = tokens * (checkpointing ? t.layers * t.hidden + textPerLayer : t.layers * textPerLayer);
+  const patches = micro * imageTokens * v.merge * v.merge;
+  const visionPerBlock = 8 * v.hidden + 3 * v.intermediate;
+  const visionKept = patches * (checkpointing ? v.depth * v.hidden + visionPerBlock : v.depth * visionPerBlock);
+  // Embeddings, patch rows, merger, final norm and the loss's hidden states.
+  const around = tokens * 4 * t.hidden + patches * (v.inChannels * v.temporalPatch * v.patch * v.patch + 6 * v.hidden);
+  const activations = (textKept + visionKept + around) * aBytes;
+  const activationsOther = (() => {
+    const kept = checkpointing ? tokens * t.layers * textPerLayer + patches * v.depth * visionPerBlock : tokens * (t.layers * t.hidden + textPerLayer) + patches * (v.depth * v.hidden + visionPerBlock);
+    return (kept + around) * aBytes;
+  })();
+  add('update', 'activations', activations, `micro-batch of ${micro} x ${sequenceTokens} tokens${patches > 0 ? ` and ${patches} patches` : ''}, ${checkpointing ? 'layers recomputed in the backward' : 'every layer kept'}`);
+  // One block's gradient temporaries at a time, and the logits tiles of the loss.
+  const backward = (Math.max(tokens * (3 * t.intermediate + 3 * t.hidden + 2 * t.heads * headDim + 2 * kvWidth), patches * (3 * v.intermediate + 6 * v.hidden)) + 2 * tokens * Math.min(t.vocab, VOCAB_TILE)) * aBytes;
+  add('update', 'backward workspace', backward, 'one block\'s gradients in flight, logits tiles');
+
+  // ---- rollout: prefill/decode workspace and the KV cache
+  const wanted = Math.min(config.worker.rollout.max_num_seqs, config.data.rollout_batch_size * n);
+  const prompts = Math.max(1, Math.ceil(wanted / n));
+  const prefillTokens = prompts * promptTokens;
+  const prefillPatches = prompts * imageTokens * v.merge * v.merge;
+  const decodeWorkspace =
+    (Math.max(prefillTokens * (5 * t.hidden + 2 * kvWidth + 3 * t.intermediate), prefillPatches * (8 * v.hidden + 3 * v.intermediate)) + wanted * t.vocab) * aBytes;
+  add('rollout', 'decode workspace', decodeWorkspace, `prefill of ${prompts} prompts (one layer at a time), logits of ${wanted} sequences`);
+
+  const kvBytesPerToken = t.layers * 2 * kvWidth * aBytes;
+  const resident = items.filter((i) => i.phase === 'resident').reduce((a, b) => a + b.bytes, 0);
+  const fixedBytes = resident + decodeWorkspace;
+  const availableBytes = input.availableBytes ?? (config.trainer.memory_limit_gb !== null ? config.trainer.memory_limit_gb * GiB : device.totalBytes);
+  const usable = availableBytes * USABLE;
   // Samples of a prompt share its prefill, so a sequence costs its response plus its share of the prompt.
-  const perSequence = kvBytesPerToken * (responseTokens + promptTokens / config.worker.rollout.n);
-  // Leave 10% for the allocator, the runtime and the JavaScript heap.
-  const left = availableBytes * 0.9 - fixedBytes;
-  let rolloutSequences = Math.min(wanted, Math.floor(left / perSequence));
+  const blocksPerSequence = Math.ceil(responseTokens / KV_BLOCK) + Math.ceil(promptTokens / KV_BLOCK) / n;
+  // The pool grows by doubling (at least 64 blocks), the old pool alive while it is copied.
+  const kvPoolBytes = (sequences: number) => {
+    const needed = Math.ceil(sequences * blocksPerSequence);
+    let capacity = 0;
+    let transient = 0;
+    while (capacity < needed) {
+      const grown = capacity + Math.max(KV_MIN_GROWTH_BLOCKS, capacity);
+      transient = capacity + grown;
+      capacity = grown;
+    }
+    return Math.max(capacity, transient) * KV_BLOCK * kvBytesPerToken;
+  };
+  let rolloutSequences = wanted;
+  while (rolloutSequences > 0 && fixedBytes + kvPoolBytes(rolloutSequences) > usable) rolloutSequences = Math.floor(rolloutSequences * 0.9);
+  const kvBytes = kvPoolBytes(Math.max(rolloutSequences, 0));
+  add('rollout', 'KV cache', rolloutSequences > 0 ? kvBytes : 0, `${rolloutSequences} sequences x ${sequenceTokens} tokens at most, prefill shared by the ${n} samples of a prompt`);
+
+  const phaseSum = (phase: 'rollout' | 'update') => resident + items.filter((i) => i.phase === phase).reduce((a, b) => a + b.bytes, 0);
+  const rolloutPeakBytes = phaseSum('rollout');
+  const updatePeakBytes = phaseSum('update');
+  const peakBytes = Math.max(rolloutPeakBytes, updatePeakBytes);
+
+  const messages: string[] = [];
   let fits = true;
-  if (left <= 0 || rolloutSequences < 1) {
+  const largest = (phase: 'rollout' | 'update') =>
+    items
+      .filter((i) => i.bytes > 0 && (i.phase === 'resident' || i.phase === phase))
+      .sort((a, b) => b.bytes - a.bytes)
+      .slice(0, 3)
+      .map((i) => `${i.name} ${fmtBytes(i.bytes)}`)
+      .join(', ');
+  const where = `${device.name}: ${fmtBytes(availableBytes)}, ${Math.round(USABLE * 100)}% usable`;
+  if (updatePeakBytes > usable) {
+    fits = false;
+    const fixes: string[] = [];
+    if (!checkpointing) fixes.push(`set worker.actor.model.enable_gradient_checkpointing=true (activations ${fmtBytes(activations)} -> ${fmtBytes(activationsOther)})`);
+    if (micro > 1) fixes.push(`lower worker.actor.micro_batch_size_per_device_for_update (${micro}; 1 keeps ${fmtBytes(activations / micro)} of activations)`);
+    if (klActive) fixes.push(`set algorithm.kl_coef=0 or algorithm.disable_kl=true (no reference model: -${fmtBytes(weightsBytes)})`);
+    fixes.push('lower data.max_prompt_length / data.max_response_length');
+    if (resident > usable) fixes.push(`use a device with more memory: the resident state alone (weights, gradients, moments) is ${fmtBytes(resident)} and optimizer offload is not available`);
+    messages.push(`the update needs ${fmtBytes(updatePeakBytes)} but ${where}; largest: ${largest('update')}. To fit: ${fixes.join('; or ')}`);
+  }
+  if (rolloutSequences < 1) {
     fits = false;
     rolloutSequences = 0;
     messages.push(
-      `the run needs ${fmtBytes(fixedBytes)} before any KV cache but ${fmtBytes(availableBytes)} is available (90% usable): ` +
-        `lower worker.actor.micro_batch_size_per_device_for_update, data.max_prompt_length/max_response_length, ` +
-        `set algorithm.kl_coef=0 (no reference model), or enable worker.actor.model.enable_gradient_checkpointing`,
+      `the rollout needs ${fmtBytes(fixedBytes + kvPoolBytes(1))} for a single sequence but ${where}; largest: ${largest('rollout')}. ` +
+        `To fit: lower worker.rollout.max_num_seqs or data.rollout_batch_size (fewer prompts prefilled at once), data.max_prompt_length / data.max_response_length${klActive ? ', set algorithm.kl_coef=0 (no reference model)' : ''}, or use a device with more memory`,
     );
   } else if (rolloutSequences < wanted) {
-    messages.push(`the KV cache fits ${rolloutSequences} sequences at once at the longest lengths (asked: ${wanted}); the rollout decodes ${rolloutSequences} at a time`);
+    messages.push(`the KV cache fits ${rolloutSequences} sequences at once at the longest lengths (asked: ${wanted}); the rollout decodes ${rolloutSequences} at a time (worker.rollout.max_num_seqs)`);
   }
-  items.push({ name: 'KV cache', bytes: Math.max(0, rolloutSequences) * perSequence, note: `${rolloutSequences} sequences x ${sequenceTokens} tokens at most, shared prefill` });
-  return { items, fixedBytes, availableBytes, kvBytesPerToken, rolloutSequences, fits, messages };
+  return { device, precision, items, rolloutPeakBytes, updatePeakBytes, peakBytes, fixedBytes, availableBytes, kvBytesPerToken, rolloutSequences, fits, messages };
 }
 
 export function formatMemoryPlan(plan: MemoryPlan): string {
-  const total = plan.items.reduce((a, b) => a + b.bytes, 0);
-  const lines = plan.items.map((i) => `  ${i.name.padEnd(16)} ${fmtBytes(i.bytes).padStart(10)}  ${i.note}`);
-  lines.push(`  ${'total'.padEnd(16)} ${fmtBytes(total).padStart(10)}  of ${fmtBytes(plan.availableBytes)} available`);
-  return ['memory plan:', ...lines, ...plan.messages.map((m) => `  ${plan.fits ? 'note' : 'error'}: ${m}`)].join('\n');
+  const line = (name: string, bytes: number, note: string) => `  ${name.padEnd(20)} ${fmtBytes(bytes).padStart(10)}  ${note}`;
+  const section = (phase: MemoryItem['phase']) => plan.items.filter((i) => i.phase === phase).map((i) => line(i.name, i.bytes, i.note));
+  const p = plan.precision;
+  return [
+    `memory plan (${plan.device.name}, weights ${p.weights}, activations ${p.activations}):`,
+    ...section('resident'),
+    ' rollout:',
+    ...section('rollout'),
+    line('rollout peak', plan.rolloutPeakBytes, ''),
+    ' update:',
+    ...section('update'),
+    line('update peak', plan.updatePeakBytes, ''),
+    line('peak', plan.peakBytes, `of ${fmtBytes(plan.availableBytes)} available`),
+    ...plan.messages.map((m) => `  ${plan.fits ? 'note' : 'error'}: ${m}`),
+  ].join('\n');
 }
 
 export function fmtBytes(bytes: number): string {

@@ -392,15 +392,44 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     return loaded.rows;
   }
 
-  /** Prints the memory plan; refuses a run that cannot fit unless told to ignore it. */
-  protected checkMemory(referenceModel: boolean): MemoryPlan {
+  /** Prints the memory plan for the run's device; refuses a run that cannot fit unless told to ignore it. */
+  protected async checkMemory(referenceModel: boolean): Promise<MemoryPlan> {
     const datasetBytes = this.loader.rows.reduce((a, r) => a + imageBytes(r), 0) + this.valRows.reduce((a, r) => a + imageBytes(r), 0);
     const config = referenceModel ? this.config : { ...this.config, algorithm: { ...this.config.algorithm, kl_coef: 0 } };
-    const plan = planMemory({ config, model: this.vlm.model.config, datasetBytes });
+    const plan = planMemory({
+      config,
+      model: this.vlm.model.config,
+      datasetBytes,
+      promptTokens: await this.longestPromptTokens(),
+      processRssBytes: process.memoryUsage().rss,
+    });
     this.say(formatMemoryPlan(plan));
     if (!plan.fits && !this.config.trainer.ignore_memory_plan)
       throw new Error(`the run does not fit in memory (set trainer.ignore_memory_plan=true to start anyway):\n${plan.messages.join('\n')}`);
     return plan;
+  }
+
+  /**
+   * The longest prompt of the data in tokens, for the memory plan: the
+   * longest prompt text (of the first 4096 rows) plus what the first row's
+   * chat template and image add beyond its text, with its image tokens
+   * replaced by the most data.max_pixels allows.
+   */
+  private async longestPromptTokens(): Promise<number | undefined> {
+    const rows = [...this.loader.rows, ...this.valRows].slice(0, 4096);
+    const key = this.config.data.prompt_key;
+    const textTokens = (row: TrainingRow) => {
+      const text = (row as unknown as Record<string, unknown>)[key] ?? (row.row as unknown as Record<string, unknown>)[key];
+      return typeof text === 'string' ? this.vlm.tokenizer.encode(text).length : 0;
+    };
+    const first = rows[0];
+    if (!first) return undefined;
+    const prepared = await this.prompts.prepare(first);
+    const v = this.vlm.model.config.vision;
+    const firstImage = (prepared.input.images?.gridThw ?? []).reduce((a, [t, h, w]) => a + (t * h * w) / (v.merge * v.merge), 0);
+    const mostImage = Math.ceil(this.config.data.max_pixels / (v.patch * v.merge) ** 2) * Math.max(1, prepared.input.images?.gridThw.length ?? 0);
+    const overhead = prepared.tokens - textTokens(first) - firstImage + (firstImage > 0 ? mostImage : 0);
+    return Math.max(...rows.map(textTokens)) + Math.max(0, overhead);
   }
 
   protected async saveCheckpoint(extra: Record<string, unknown> = {}, loader: LoaderState = this.loader.state()): Promise<string> {

@@ -27,7 +27,7 @@ export class SftTrainer extends TrainingRun {
 
   async train(): Promise<TrainResult> {
     await this.setUp();
-    this.checkMemory(false);
+    await this.checkMemory(false);
     return this.runSteps();
   }
 

@@ -44,6 +44,10 @@ class Backend {
 
   // Memory. Arrays are owned by the caller through DeviceArray.
   virtual float* alloc(int64_t count) = 0;
+  // True when alloc() hands out ordinary host memory that the host may write
+  // directly (the CPU backend): a loader then converts into it in place
+  // instead of staging each tensor and uploading a copy.
+  virtual bool memory_is_host() const = 0;
   virtual void free(float* ptr) = 0;
   virtual void upload(float* dst, const float* host, int64_t count) = 0;
   virtual void download(float* host, const float* src, int64_t count) = 0;

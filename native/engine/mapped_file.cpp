@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -63,6 +64,38 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     size_ = std::exchange(other.size_, 0);
   }
   return *this;
+}
+
+namespace {
+
+size_t page_size() {
+  static const size_t size = size_t(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+}  // namespace
+
+void MappedFile::advise_sequential() const {
+  if (data_ != nullptr) ::madvise(const_cast<uint8_t*>(data_), size_, MADV_SEQUENTIAL);
+}
+
+void MappedFile::prefetch(size_t offset, size_t length) const {
+  if (data_ == nullptr || offset >= size_) return;
+  length = std::min(length, size_ - offset);
+  // madvise wants a page-aligned start; widen down to the page.
+  const size_t begin = offset - offset % page_size();
+  if (length > 0) ::madvise(const_cast<uint8_t*>(data_) + begin, offset + length - begin, MADV_WILLNEED);
+}
+
+void MappedFile::release_pages(size_t offset, size_t length) const {
+  if (data_ == nullptr || offset >= size_) return;
+  const size_t end = std::min(size_, offset + std::min(length, size_ - offset));
+  // Only pages wholly inside the span: a page shared with a neighbour may
+  // still be wanted. The file's last partial page counts as whole.
+  const size_t page = page_size();
+  const size_t begin = (offset + page - 1) / page * page;
+  const size_t stop = end == size_ ? end : end / page * page;
+  if (stop > begin) ::madvise(const_cast<uint8_t*>(data_) + begin, stop - begin, MADV_DONTNEED);
 }
 
 void MappedFile::release() noexcept {

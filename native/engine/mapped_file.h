@@ -30,6 +30,17 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
 
+  // Paging hints for a reader that streams through the file once, so a large
+  // file is read ahead of use and its pages do not stay in the process's
+  // resident set after use. Hints only: failures are ignored, and the bytes
+  // stay readable (a released page is read again from the file if touched).
+  void advise_sequential() const;
+  // Starts reading [offset, offset + length) into the page cache.
+  void prefetch(size_t offset, size_t length) const;
+  // Drops the whole pages inside [offset, offset + length) from this
+  // mapping's resident set; they stay in the page cache.
+  void release_pages(size_t offset, size_t length) const;
+
  private:
   void release() noexcept;
   std::string path_;

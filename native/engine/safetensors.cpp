@@ -269,6 +269,12 @@ std::vector<std::string> SafetensorsFile::names() const {
   return out;
 }
 
+const MappedFile& SafetensorsFile::mapping() const { return *mapping_; }
+
+size_t SafetensorsFile::offset_of(const TensorInfo& tensor) const {
+  return size_t(tensor.data - mapping_->data());
+}
+
 const TensorInfo& SafetensorsFile::tensor(const std::string& name) const {
   const auto it = tensors_.find(name);
   if (it == tensors_.end()) throw FormatError(path_ + ": no tensor named " + quoted(name));
@@ -319,26 +325,58 @@ float f64_to_f32(double d) {
 
 }  // namespace
 
+void check_converts_to_f32(const TensorInfo& tensor, const std::string& path) {
+  switch (tensor.dtype) {
+    case DType::F32: case DType::BF16: case DType::F16: case DType::F64: return;
+    default:
+      throw FormatError(path + ": tensor " + quoted(tensor.name) + " has dtype " + dtype_name(tensor.dtype) +
+                        ", which does not convert to F32 (expected F32, BF16, F16 or F64)");
+  }
+}
+
 void to_f32(const TensorInfo& tensor, const std::string& path, float* out) {
+  to_f32(tensor, path, out, 0, tensor.numel());
+}
+
+void to_f32(const TensorInfo& tensor, const std::string& path, float* out, int64_t begin, int64_t count) {
+  check_converts_to_f32(tensor, path);
   const int64_t n = tensor.numel();
-  const uint8_t* p = tensor.data;
+  if (begin < 0 || count < 0 || begin > n || count > n - begin)
+    throw FormatError(path + ": tensor " + quoted(tensor.name) + ": elements [" + std::to_string(begin) + ", " +
+                      std::to_string(begin + count) + ") lie outside its " + std::to_string(n));
+  const uint8_t* p = tensor.data + size_t(begin) * dtype_size(tensor.dtype);
   switch (tensor.dtype) {
     case DType::F32:
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-      for (int64_t i = 0; i < n; ++i, p += 4)
+      for (int64_t i = 0; i < count; ++i, p += 4)
         out[i] = f32_from_bits(uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24);
 #else
-      if (n > 0) std::memcpy(out, p, size_t(n) * 4);  // the data may be unaligned
+      if (count > 0) std::memcpy(out, p, size_t(count) * 4);  // the data may be unaligned
 #endif
       return;
     case DType::BF16:
-      for (int64_t i = 0; i < n; ++i) out[i] = f32_from_bits(uint32_t(load_u16(p + 2 * i)) << 16);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+      for (int64_t i = 0; i < count; ++i) out[i] = f32_from_bits(uint32_t(load_u16(p + 2 * i)) << 16);
+#else
+      // In blocks through aligned locals, so the widening vectorises whatever
+      // the alignment of the source (safetensors data need not be aligned).
+      for (int64_t i = 0; i < count;) {
+        constexpr int64_t kBlock = 256;
+        const int64_t m = std::min<int64_t>(kBlock, count - i);
+        uint16_t halves[kBlock];
+        uint32_t words[kBlock];
+        std::memcpy(halves, p + 2 * i, size_t(m) * 2);
+        for (int64_t j = 0; j < m; ++j) words[j] = uint32_t(halves[j]) << 16;
+        std::memcpy(out + i, words, size_t(m) * 4);
+        i += m;
+      }
+#endif
       return;
     case DType::F16:
-      for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(load_u16(p + 2 * i));
+      for (int64_t i = 0; i < count; ++i) out[i] = f16_to_f32(load_u16(p + 2 * i));
       return;
     case DType::F64:
-      for (int64_t i = 0; i < n; ++i, p += 8) {
+      for (int64_t i = 0; i < count; ++i, p += 8) {
         uint64_t bits = 0;
         for (int b = 7; b >= 0; --b) bits = (bits << 8) | p[b];
         double d;
@@ -347,8 +385,7 @@ void to_f32(const TensorInfo& tensor, const std::string& path, float* out) {
       }
       return;
     default:
-      throw FormatError(path + ": tensor " + quoted(tensor.name) + " has dtype " + dtype_name(tensor.dtype) +
-                        ", which does not convert to F32 (expected F32, BF16, F16 or F64)");
+      return;  // check_converts_to_f32 threw
   }
 }
 
@@ -434,6 +471,16 @@ const std::string& TensorStore::file_of(const std::string& name) const {
   const auto it = file_index_.find(name);
   if (it == file_index_.end()) throw FormatError(dir_ + ": no tensor named " + quoted(name) + " in the model's weights");
   return files_[it->second]->path();
+}
+
+const SafetensorsFile& TensorStore::shard_of(const std::string& name) const {
+  return *files_[shard_index_of(name)];
+}
+
+size_t TensorStore::shard_index_of(const std::string& name) const {
+  const auto it = file_index_.find(name);
+  if (it == file_index_.end()) throw FormatError(dir_ + ": no tensor named " + quoted(name) + " in the model's weights");
+  return it->second;
 }
 
 std::vector<std::string> TensorStore::names() const {

@@ -48,6 +48,10 @@ class SafetensorsFile {
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   // Throws FormatError "<path>: no tensor named <name>" when absent.
   const TensorInfo& tensor(const std::string& name) const;
+  // The mapping the tensors point into, for paging hints while streaming.
+  const MappedFile& mapping() const;
+  // Where a tensor of this file starts, counted from the file's first byte.
+  size_t offset_of(const TensorInfo& tensor) const;
 
  private:
   SafetensorsFile() = default;
@@ -60,6 +64,12 @@ class SafetensorsFile {
 // Converts F32, BF16, F16 or F64 data to fp32 (out has numel entries); throws
 // FormatError naming the tensor for other dtypes.
 void to_f32(const TensorInfo& tensor, const std::string& path, float* out);
+// The same for elements [begin, begin + count) only, into out[0 .. count),
+// so a large tensor converts in slices (in parallel, or through a bounded
+// staging buffer).
+void to_f32(const TensorInfo& tensor, const std::string& path, float* out, int64_t begin, int64_t count);
+// Throws the error to_f32 would throw for this tensor's dtype, if any.
+void check_converts_to_f32(const TensorInfo& tensor, const std::string& path);
 
 // The weights of a model directory: model.safetensors, or the shards named by
 // model.safetensors.index.json ("weight_map": tensor name -> file name).
@@ -73,6 +83,10 @@ class TensorStore {
   const TensorInfo& tensor(const std::string& name) const;
   // The file a tensor lives in, for error messages.
   const std::string& file_of(const std::string& name) const;
+  // The shard holding a tensor, and its position among the shards (to read
+  // shard by shard, in file order).
+  const SafetensorsFile& shard_of(const std::string& name) const;
+  size_t shard_index_of(const std::string& name) const;
   std::vector<std::string> names() const;
 
  private:

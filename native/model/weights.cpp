@@ -1,8 +1,11 @@
 #include "model/weights.h"
 
+#include <algorithm>
 #include <sstream>
 
+#include "engine/mapped_file.h"
 #include "engine/safetensors.h"
+#include "engine/thread_pool.h"
 
 namespace st::model {
 namespace {
@@ -15,6 +18,13 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return out.str();
 }
 
+// Checks and allocates every tensor first (load() in the config's order, so
+// the first problem reported is the same whatever the file layout), then
+// converts them all in file order (finish()): shards are read front to back
+// with the next window prefetched, each tensor's pages are dropped from the
+// resident set once converted, and conversion is spread over the thread pool.
+// Peak resident memory is then the fp32 weights plus a window of the file,
+// not the weights plus the whole mapped checkpoint.
 class Loader {
  public:
   Loader(Backend& backend, const std::string& dir)
@@ -32,28 +42,95 @@ class Loader {
 
   bool has(const std::string& name) const { return !resolve(name).empty(); }
 
+  // An array for the tensor, filled by finish().
   DeviceArray load(const std::string& name, const std::vector<int64_t>& shape) {
     const std::string stored = resolve(name);
     if (stored.empty())
       throw FormatError(dir_ + ": missing tensor '" + name + "' (expected shape " + shape_string(shape) + ")");
     const TensorInfo& info = store_.tensor(stored);
+    const std::string& path = store_.file_of(stored);
     if (info.shape != shape)
-      throw FormatError(store_.file_of(stored) + ": tensor '" + stored + "' has shape " + shape_string(info.shape) +
+      throw FormatError(path + ": tensor '" + stored + "' has shape " + shape_string(info.shape) +
                         " but the config implies " + shape_string(shape));
-    std::vector<float> host(size_t(info.numel()));
-    to_f32(info, store_.file_of(stored), host.data());
+    check_converts_to_f32(info, path);
     DeviceArray array(backend_, info.numel());
-    backend_.upload(array.get(), host.data(), info.numel());
+    pending_.push_back({&store_.shard_of(stored), store_.shard_index_of(stored), &info, &path, array.get()});
     parameters_ += info.numel();
     return array;
+  }
+
+  void finish() {
+    std::sort(pending_.begin(), pending_.end(), [](const Pending& a, const Pending& b) {
+      return a.shard != b.shard ? a.shard < b.shard : a.info->data < b.info->data;
+    });
+    const SafetensorsFile* file = nullptr;
+    size_t prefetched_until = 0;  // in `file`
+    for (const Pending& p : pending_) {
+      const MappedFile& mapping = p.file->mapping();
+      if (p.file != file) {
+        file = p.file;
+        mapping.advise_sequential();
+        prefetched_until = 0;
+      }
+      const size_t offset = p.file->offset_of(*p.info);
+      const size_t bytes = size_t(p.info->numel()) * dtype_size(p.info->dtype);
+      // Keep a window ahead of the converter in flight so reading a cold file
+      // overlaps converting the tensor before.
+      const size_t want = offset + bytes + kPrefetchBytes;
+      if (want > prefetched_until) {
+        const size_t from = std::max(prefetched_until, offset);
+        mapping.prefetch(from, want - from);
+        prefetched_until = want;
+      }
+      if (backend_.memory_is_host())
+        convert_in_place(p);
+      else
+        convert_and_upload(p);
+      mapping.release_pages(offset, bytes);
+    }
+    pending_.clear();
   }
 
   int64_t parameters() const { return parameters_; }
 
  private:
+  struct Pending {
+    const SafetensorsFile* file;
+    size_t shard;
+    const TensorInfo* info;
+    const std::string* path;
+    float* target;  // the DeviceArray's memory (stable when the array moves)
+  };
+
+  static constexpr size_t kPrefetchBytes = size_t(256) << 20;
+  // Elements per task: large enough that a task outlasts its scheduling.
+  static constexpr int64_t kConvertGrain = int64_t(1) << 18;
+  // Staging for backends whose memory the host cannot write (64 MiB of fp32).
+  static constexpr int64_t kStagingElements = int64_t(16) << 20;
+
+  static void convert(const Pending& p, float* out, int64_t begin, int64_t count) {
+    default_thread_pool().parallel_for(count, kConvertGrain, [&](int64_t from, int64_t to) {
+      to_f32(*p.info, *p.path, out + from, begin + from, to - from);
+    });
+  }
+
+  void convert_in_place(const Pending& p) { convert(p, p.target, 0, p.info->numel()); }
+
+  void convert_and_upload(const Pending& p) {
+    const int64_t n = p.info->numel();
+    if (staging_.empty() && n > 0) staging_.resize(size_t(kStagingElements));
+    for (int64_t begin = 0; begin < n; begin += kStagingElements) {
+      const int64_t count = std::min(kStagingElements, n - begin);
+      convert(p, staging_.data(), begin, count);
+      backend_.upload(p.target + begin, staging_.data(), count);
+    }
+  }
+
   Backend& backend_;
   std::string dir_;
   TensorStore store_;
+  std::vector<Pending> pending_;
+  std::vector<float> staging_;
   int64_t parameters_ = 0;
 };
 
@@ -115,6 +192,7 @@ Weights load_weights(Backend& backend, const ModelConfig& config, const std::str
       throw FormatError(dir + ": missing tensor 'lm_head.weight' (config.json says tie_word_embeddings is false)");
     w.lm_head = loader.load("lm_head.weight", {t.vocab, t.hidden});
   }
+  loader.finish();
   w.parameter_count = loader.parameters();
   return w;
 }

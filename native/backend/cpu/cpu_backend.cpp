@@ -1,5 +1,9 @@
 // The CPU backend: fp32, spread over the engine's thread pool.
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -17,12 +21,32 @@ namespace {
 // Elementwise loops below this size stay on the calling thread.
 constexpr int64_t kElementGrain = 1 << 14;
 
+// Arrays this large (weights, gradients, moments of real models) go on
+// transparent huge pages where the kernel offers them (THP "madvise" mode):
+// first touch then faults 2 MiB at a time instead of 4 KiB, which is most of
+// the system time of loading a 3B checkpoint, and fewer TLB misses later.
+// Smaller ones would waste up to a huge page each in rounding.
+constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kHugePageThreshold = size_t(16) << 20;
+
+float* allocate_floats(int64_t count) {
+  const size_t bytes = std::max<size_t>(size_t(count), 1) * sizeof(float);
+  const bool huge = bytes >= kHugePageThreshold;
+  const size_t alignment = huge ? kHugePage : 64;
+  const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
+  void* ptr = nullptr;
+  if (::posix_memalign(&ptr, alignment, rounded) != 0) throw std::bad_alloc();
+  if (huge) ::madvise(ptr, rounded, MADV_HUGEPAGE);  // a hint: ignored where THP is off
+  return static_cast<float*>(ptr);
+}
+
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
 
-  float* alloc(int64_t count) override { return new float[size_t(count)]; }
-  void free(float* ptr) override { delete[] ptr; }
+  float* alloc(int64_t count) override { return allocate_floats(count); }
+  bool memory_is_host() const override { return true; }
+  void free(float* ptr) override { std::free(ptr); }
   void upload(float* dst, const float* host, int64_t count) override { copy(dst, host, count); }
   void download(float* host, const float* src, int64_t count) override { copy(host, src, count); }
   void copy(float* dst, const float* src, int64_t count) override {

@@ -71,6 +71,8 @@ class CudaBackend final : public Backend {
     return ptr;
   }
 
+  bool memory_is_host() const override { return false; }
+
   void free(float* ptr) override {
     if (ptr == nullptr) return;
     cudaSetDevice(device_);  // no throw: DeviceArray frees in destructors
