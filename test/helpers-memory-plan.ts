@@ -15,7 +15,7 @@ import { deepMerge, validateConfig } from '../lib/rl/config.js';
 import { GrpoTrainer } from '../lib/rl/grpo-trainer.js';
 import { RewardRegistry } from '../lib/rewards/registry.js';
 import { goldTrace } from '../lib/rl/gold-trace.js';
-import { writeTinyModelDirectory } from '../lib/tokenizer/tiny.js';
+import { writeTinyModelDirectory } from '../lib/engine/tiny-model.js';
 import { writeToyDataset, writeToyModel } from './helpers-rl.js';
 
 const UNITS: Record<string, number> = { KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 };
