@@ -162,7 +162,7 @@ function armSeries(arm: Arm, name: string): ChartSeries | undefined {
     const m = mean(values);
     return se === undefined ? [] : [[step, m - se, m + se] as [number, number, number]];
   });
-  return { label: `${arm.name} (mean ± s.e. of ${curves.length} seeds)`, color: arm.color, points, band };
+  return { label: `${arm.name} (${curves.length} seeds)`, color: arm.color, points, band };
 }
 
 const flat = (values: readonly number[]) => {
@@ -173,7 +173,7 @@ const flat = (values: readonly number[]) => {
 };
 
 /** The one line that replaces a chart whose every line is flat (and whose seeds agree), else undefined. */
-function constantLine(title: string, name: string, series: readonly ChartSeries[]): string | undefined {
+function constantLine(title: string, name: string, series: readonly ChartSeries[], arms: readonly string[]): string | undefined {
   if (series.length === 0) return undefined;
   if (!series.every((s) => flat(s.points.map((p) => p[1])) && (s.band ?? []).every(([, lo, hi]) => hi - lo <= 1e-12 * Math.max(1, Math.abs(hi))))) return undefined;
   const unit = name.startsWith('val/') ? 'validation' : 'step';
@@ -181,8 +181,8 @@ function constantLine(title: string, name: string, series: readonly ChartSeries[
   const values = series.map((s) => s.points[0]![1]);
   const what =
     flat(values) && new Set(series.map((s) => s.points.length)).size === 1
-      ? `constant ${formatValue(values[0]!)} over ${count(series[0]!.points.length)}${series.length > 1 ? ` (${series.map((s) => escapeHtml(s.label)).join(', ')})` : ''}`
-      : `constant: ${series.map((s) => `${escapeHtml(s.label)} ${formatValue(s.points[0]![1])} over ${count(s.points.length)}`).join('; ')}`;
+      ? `constant ${formatValue(values[0]!)} over ${count(series[0]!.points.length)}${series.length > 1 ? ` (${arms.map(escapeHtml).join(', ')})` : ''}`
+      : `constant: ${series.map((s, i) => `${escapeHtml(arms[i]!)} ${formatValue(s.points[0]![1])} over ${count(s.points.length)}`).join('; ')}`;
   return `<li class="constant" data-metric="${escapeHtml(name)}"><b>${escapeHtml(title)}</b>: ${what}</li>`;
 }
 
@@ -243,13 +243,17 @@ function chartsHtml(runs: readonly RunData[], arms: readonly Arm[]): { html: str
     const kinds = new Map<RunKind, RunData[]>();
     for (const name of names)
       for (const kind of kindsOnPage) {
-        const series = arms.filter((a) => a.kind === kind).flatMap((arm) => armSeries(arm, name) ?? []);
+        const drawn = arms.filter((a) => a.kind === kind).flatMap((arm) => {
+          const line = armSeries(arm, name);
+          return line ? [{ arm: arm.name, line }] : [];
+        });
+        const series = drawn.map((d) => d.line);
         if (series.length === 0) continue;
         const kindRuns = runs.filter((r) => runKind(r) === kind);
         kinds.set(kind, kindRuns);
         // Runs of different kinds keep their own step axes: GRPO's 20 steps are not drawn against SFT's 900.
         const title = kindsOnPage.size > 1 ? `${name} (${kind})` : name;
-        const line = constantLine(title, name, series);
+        const line = constantLine(title, name, series, drawn.map((d) => d.arm));
         if (line) {
           flatLines.push(line);
           constants++;
@@ -317,7 +321,7 @@ function runsTableHtml(runs: readonly RunData[], arms: readonly Arm[]): string {
       `<code>val/</code> ones over the in-training validation's completions (± their binomial standard error, where the metric is a rate).</p>`
     : '';
   return (
-    `<table class="data runs"><tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>${rows.join('')}</table>\n${caption}\n` +
+    `<div class="wide"><table class="data runs"><tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>${rows.join('')}</table></div>\n${caption}\n` +
     configs.join('\n')
   );
 }
@@ -400,9 +404,9 @@ function summaryHtml(summary: unknown): string {
       const columns = [...new Set(rows.flatMap((row) => Object.keys(row)))];
       if (heldOut) parts.push('<h3>Held-out evaluation, each run</h3>');
       parts.push(
-        `<table class="data summary"><tr>${columns.map((c) => `<th>${escapeHtml(c)}</th>`).join('')}</tr>` +
+        `<div class="wide"><table class="data summary"><tr>${columns.map((c) => `<th>${escapeHtml(c)}</th>`).join('')}</tr>` +
           rows.map((row) => `<tr>${columns.map((c) => `<td>${cellHtml(row[c])}</td>`).join('')}</tr>`).join('') +
-          `</table>`,
+          `</table></div>`,
       );
       rest = others;
     }
@@ -440,6 +444,8 @@ table.data{border-collapse:collapse;font-size:.85em;background:#fff}
 table.data th,table.data td{border:1px solid #ddd;padding:.25em .6em;text-align:left}
 .run-swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.4em;vertical-align:middle}
 .legend-runs span{margin-right:1.2em}
+div.wide{overflow-x:auto;max-width:100%}
+table.data td:first-child{white-space:nowrap}
 .caption{color:#555;font-size:.85em;margin:.3em 0 .6em;max-width:70em}
 ul.constants{font-size:.85em;color:#444;margin:.5em 0;padding-left:1.2em}
 ul.constants li{margin:.15em 0}
