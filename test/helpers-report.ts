@@ -34,6 +34,8 @@ export interface GrpoRunOptions {
   badMetricLines?: string[];
   /** Leave the last metrics line without its newline and cut short. */
   truncatedLast?: boolean;
+  /** Added to every train metric but the learning rate (a second seed of an arm). */
+  offset?: number;
 }
 
 export const GRPO_TRAIN_METRICS = [
@@ -76,7 +78,7 @@ export async function writeGrpoRun(dir: string, options: GrpoRunOptions): Promis
   validate(0);
   for (let step = 1; step <= options.steps; step++) {
     const m: Record<string, number | string> = { step, split: 'train', time: time(step), note: 'not a metric' } as never;
-    GRPO_TRAIN_METRICS.forEach((name, i) => (m[name] = Math.sin(step / 3 + i) + i));
+    GRPO_TRAIN_METRICS.forEach((name, i) => (m[name] = Math.sin(step / 3 + i) + i + (options.offset ?? 0)));
     m['actor/lr'] = 1e-6;
     lines.push(JSON.stringify(m));
     for (let index = 0; index < 2; index++)
@@ -103,19 +105,38 @@ export async function writeGrpoRun(dir: string, options: GrpoRunOptions): Promis
 
 export const SFT_METRICS = ['sft/loss', 'actor/grad_norm', 'actor/lr'];
 
-export function writeSftRun(dir: string, steps: number): void {
+/** An SFT run of `steps` steps; with `valEvery`, validation lines (val/accuracy, val/samples) every that many steps. */
+export function writeSftRun(dir: string, steps: number, valEvery?: number): void {
   mkdirSync(dir, { recursive: true });
   const lines = [];
-  for (let step = 1; step <= steps; step++) lines.push(JSON.stringify({ step, split: 'train', 'sft/loss': 3 / step, 'actor/grad_norm': 1 + 1 / step, 'actor/lr': 1e-5 }));
+  for (let step = 1; step <= steps; step++) {
+    lines.push(JSON.stringify({ step, split: 'train', 'sft/loss': 3 / step, 'actor/grad_norm': 1 + 1 / step, 'actor/lr': 1e-5 }));
+    if (valEvery && step % valEvery === 0) lines.push(JSON.stringify({ step, split: 'val', 'val/accuracy': step / 100, 'val/samples': 16 }));
+  }
   writeFileSync(join(dir, 'metrics.jsonl'), lines.join('\n') + '\n');
 }
 
-/** A demo directory: sft/ and grpo-dense/ runs plus summary.json with a table. */
+/**
+ * A demo directory as `spatialthinker demo --seeds 1,2` lays it out, smaller:
+ * an SFT run of 12 steps validating every 4, two seeds of grpo-dense and one
+ * of grpo-sparse (10 steps each), and summary.json with its table and the
+ * held-out results per policy and seed.
+ */
 export async function writeDemo(dir: string): Promise<void> {
-  writeSftRun(join(dir, 'sft'), 12);
-  await writeGrpoRun(join(dir, 'grpo-dense'), { steps: 10 });
+  writeSftRun(join(dir, 'sft'), 12, 4);
+  await writeGrpoRun(join(dir, 'grpo-dense-seed1'), { steps: 10 });
+  await writeGrpoRun(join(dir, 'grpo-dense-seed2'), { steps: 10, offset: 0.5 });
+  await writeGrpoRun(join(dir, 'grpo-sparse-seed1'), { steps: 10, offset: -0.25 });
+  const result = (policy: string, seed: number | null, accuracy: number, ciou: number) => ({
+    policy, seed, checkpoint: `${dir}/x`, metrics: { 'val/accuracy': accuracy, 'val/format_rate': 1, 'val/ciou': ciou, 'val/samples': 200 },
+  });
   writeFileSync(
     join(dir, 'summary.json'),
-    JSON.stringify({ table: [{ run: 'sft', accuracy: 0.31 }, { run: 'grpo-dense', accuracy: 0.4567891, note: 'dense <reward>' }], seed: 7 }),
+    JSON.stringify({
+      table: [{ run: 'sft', accuracy: 0.31 }, { run: 'grpo-dense', accuracy: 0.4567891, note: 'dense <reward>' }],
+      results: [result('sft', null, 0.31, 0.2), result('grpo-dense', 1, 0.4, 0.3), result('grpo-dense', 2, 0.5, 0.4), result('grpo-sparse', 1, 0.3, 0.25)],
+      options: { valRows: 50, evalSamples: 4, evalTemperature: 0.5, seeds: [1, 2] },
+      seed: 7,
+    }),
   );
 }

@@ -49,9 +49,17 @@ t.test('predicted scene boxes are drawn on the image', async (t) => {
   const boxes = sceneBoxes(completion);
   t.same(boxes.map((b) => b.label), ['cube.1'], 'only well-formed boxes');
   const out = join(root, 'boxes.png');
-  await drawBoxes(await loadImage(imagePath), boxes, out);
+  const source = await loadImage(imagePath);
+  await drawBoxes(source, boxes, out);
   const drawn = await loadImage(out);
-  const at = (x: number, y: number) => Array.from(drawn.data.subarray((y * drawn.width + x) * 3, (y * drawn.width + x) * 3 + 3));
+  const scale = drawn.width / source.width;
+  t.ok(Math.max(drawn.width, drawn.height) >= 512, `a small image is enlarged so its labels can be read (${drawn.width}x${drawn.height})`);
+  t.equal(drawn.height, Math.round(source.height * scale), 'keeping its aspect ratio');
+  // (x, y) in the source image's pixels.
+  const at = (x: number, y: number) => {
+    const i = (Math.round(y * scale) * drawn.width + Math.round(x * scale)) * 3;
+    return Array.from(drawn.data.subarray(i, i + 3));
+  };
   t.not(JSON.stringify(at(10, 30)), JSON.stringify([40, 120, 200]), 'the box edge is drawn');
   t.same(at(100, 80), [40, 120, 200], 'pixels away from boxes are untouched');
   t.same(sceneBoxes('no scene here'), []);
@@ -64,6 +72,10 @@ t.test('spatialthinker generate end to end', async (t) => {
   t.match(r.stderr, /8 tokens, finished by length/);
   t.match(r.stderr, /drew \d+ predicted boxes/);
   t.ok(existsSync(out), 'the boxes image is written');
+  const several = spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli/main.ts', 'generate', '--model', modelDir, '--image', imagePath, '--question', 'Where?', '--max-new-tokens', '4', '--samples', '2', '--temperature', '1', '--boxes', join(root, 'each.png')], { encoding: 'utf8' });
+  t.equal(several.status, 0, several.stderr);
+  t.ok(existsSync(join(root, 'each-0.png')) && existsSync(join(root, 'each-1.png')), 'with --samples 2, one boxes image per sample');
+  t.notOk(existsSync(join(root, 'each.png')));
   const bad = spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli/main.ts', 'generate', '--model', join(root, 'missing'), '--question', 'x'], { encoding: 'utf8' });
   t.equal(bad.status, 1);
   t.match(bad.stderr, /^spatialthinker generate: cannot read tokenizer .*missing\/tokenizer\.json/);

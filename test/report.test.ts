@@ -28,10 +28,17 @@ t.test('a GRPO run: a chart per metric, samples over their images, problems name
   const report = await buildRunReport(dir);
   const { html } = report;
 
-  t.same(chartTitles(html).sort(), [...GRPO_TRAIN_METRICS, ...GRPO_VAL_METRICS].sort(), 'one chart per numeric metric; "note" and "time" are not metrics');
-  t.equal(report.charts, GRPO_TRAIN_METRICS.length + GRPO_VAL_METRICS.length);
+  const varying = [...GRPO_TRAIN_METRICS, ...GRPO_VAL_METRICS].filter((m) => m !== 'actor/lr');
+  t.same(chartTitles(html).sort(), varying.sort(), 'one chart per numeric metric that changes; "note" and "time" are not metrics');
+  t.equal(report.charts, varying.length);
+  t.equal(report.constants, 1);
+  t.match(html, /<li class="constant" data-metric="actor\/lr"><b>actor\/lr<\/b>: constant 1e-6 over 10 steps<\/li>/, 'the constant learning rate is one line');
+  t.match(html, /<b>In-training validation \(GRPO\)<\/b>: every \? steps/, 'validation is labelled in-training (this config.yaml does not say how often)');
+  t.match(html, /<b>In-training \(GRPO\)<\/b>: each point is the mean over one step's rollouts on training rows: \? prompts × 8 samples/, 'train curves say what they average over');
+  t.match(html, /svg class="chart"[^>]*aria-label="val\/accuracy" data-x-min="0" data-x-max="10"/, 'validation (steps 0, 5, 10) on the run\'s own steps');
   t.ok(html.indexOf('>Reward</h3>') < html.indexOf('>Validation</h3>') && html.indexOf('>Validation</h3>') < html.indexOf('>Timing (seconds)</h3>'), 'grouped, in order');
   t.notMatch(html, /<g class="legend">/, 'one run: no per-chart legend');
+  t.notMatch(html, /\((GRPO|SFT)\)"/, 'one kind of run: titles need no kind');
 
   // Samples: 8 train (steps 10, 6, 1, latest first) + 3 val (steps 10, 5, 0).
   t.equal(report.samples, 11);
@@ -74,22 +81,49 @@ t.test('a GRPO run: a chart per metric, samples over their images, problems name
 t.test('a demo directory: curves of the runs overlaid with a legend, summary table at the top', async (t) => {
   const dir = join(root, 'demo');
   await writeDemo(dir);
-  const html = await renderRunReport(dir);
-  const expected = new Set([...GRPO_TRAIN_METRICS, ...GRPO_VAL_METRICS, ...SFT_METRICS]);
-  t.same(chartTitles(html).sort(), [...expected].sort(), 'one chart per metric across the runs');
-  const lrChart = html.match(/<svg class="chart"[^>]*aria-label="actor\/lr"[\s\S]*?<\/svg>/)![0];
-  t.equal(count(lrChart, /<polyline/), 2, 'a metric both runs log has a line per run');
-  t.match(lrChart, /<g class="legend">[^]*>grpo-dense<\/text>[^]*>sft<\/text>/, 'with a legend naming both');
-  const colors = [...lrChart.matchAll(/<polyline[^>]*stroke="([^"]+)"/g)].map((m) => m[1]);
-  t.not(colors[0], colors[1], 'one colour per run');
-  const lossChart = html.match(/aria-label="sft\/loss"[\s\S]*?<\/svg>/)![0];
-  t.equal(count(lossChart, /<polyline/), 1);
+  const report = await buildRunReport(dir);
+  const { html } = report;
+  const chart = (title: string) => html.match(new RegExp(`<svg class="chart"[^>]*aria-label="${title.replace(/[/()]/g, '\\$&')}"[\\s\\S]*?</svg>`))?.[0] ?? '';
+  // SFT and GRPO never share a chart: each metric gets a chart per kind of run that logs it, on that kind's own steps.
+  const expected = [
+    ...[...GRPO_TRAIN_METRICS, ...GRPO_VAL_METRICS].filter((m) => m !== 'actor/lr').map((m) => `${m} (GRPO)`),
+    ...['sft/loss', 'actor/grad_norm', 'val/accuracy'].map((m) => `${m} (SFT)`),
+  ];
+  t.same(chartTitles(html).sort(), expected.sort(), 'a chart per metric and kind of run');
+  t.match(chart('val/accuracy (SFT)'), /data-x-min="1" data-x-max="12"/, "SFT's validation on SFT's steps 1-12");
+  t.match(chart('val/accuracy (GRPO)'), /data-x-min="0" data-x-max="10"/, "GRPO's validation on GRPO's steps 0-10, not SFT's");
+  t.match(chart('val/accuracy (SFT)'), /SFT runs, steps 1–12/);
+  t.match(html, /<li class="constant" data-metric="actor\/lr"><b>actor\/lr \(SFT\)<\/b>: constant 1e-5 over 12 steps<\/li>/);
+  t.match(html, /<li class="constant" data-metric="actor\/lr"><b>actor\/lr \(GRPO\)<\/b>: constant 1e-6 over 10 steps \(grpo-dense, grpo-sparse\)<\/li>/);
+  t.match(html, /<li class="constant" data-metric="val\/samples"><b>val\/samples \(SFT\)<\/b>: constant 16 over 3 validations<\/li>/);
+  t.equal(report.constants, 3);
+
+  // Two seeds of grpo-dense: their mean with a ± s.e. band; grpo-sparse's one seed: its line, no band.
+  const reward = chart('reward/overall (GRPO)');
+  t.equal(count(reward, /<polyline/), 2, 'a line per arm, not per seed');
+  t.equal(count(reward, /<polygon class="band"/), 1, 'a band for the arm with two seeds');
+  t.match(reward, /<g class="legend">[^]*>grpo-dense \(2 seeds\)<\/text>[^]*>grpo-sparse<\/text>/, 'a legend naming both arms');
+  const colors = [...reward.matchAll(/<polyline[^>]*stroke="([^"]+)"/g)].map((m) => m[1]);
+  t.not(colors[0], colors[1], 'one colour per arm');
+  // Step 1's two seeds: sin(1/3) and sin(1/3) + 0.5: mean sin(1/3) + 0.25, s.e. 0.25.
+  const band = /<polygon class="band" points="([^"]+)"/.exec(reward)![1]!.split(' ').map((p) => p.split(',').map(Number));
+  t.equal(band.length, 20, 'the band spans the 10 steps, above and below');
+  const ys = chart('reward/overall (GRPO)').match(/<circle cx="[\d.]+" cy="([\d.]+)"/g)!;
+  t.ok(ys.length >= 20, 'points of both arms are marked');
+  t.match(html, /grpo-dense \(2 seeds: mean, band ± s\.e\.\)/, 'the page legend says what the band is');
+
+  // Held-out: one row per policy, mean ± s.e. across seeds, or the binomial s.e. with one seed.
+  t.match(html, /<b>Held-out<\/b>: the final evaluation of each policy's last checkpoint on all 50 held-out rows \(the data's val split\), 4 completion\(s\) per row at temperature 0.5: 200 completions per policy and seed/);
+  t.match(html, /<tr><td>grpo-dense<\/td><td>2 \(1, 2\)<\/td><td>0.45 ± 0.05<\/td><td>1 ± 0<\/td><td>0.35 ± 0.05<\/td><td><\/td><\/tr>/);
+  t.match(html, new RegExp(`<tr><td>grpo-sparse</td><td>1 \\(1\\)</td><td>0.3 ± ${Number(Math.sqrt((0.3 * 0.7) / 200).toPrecision(4))}</td><td>1 ± 0</td><td>0.25</td><td></td></tr>`), 'one seed: a rate gets its binomial s.e., CIoU none');
+  t.match(html, /<tr><td>sft<\/td><td>n\/a<\/td>/);
+  t.match(html, /<b>In-training validation \(SFT\)<\/b>[^<]*\(16 completions per point\)/, 'in-training validation says how many completions each point averages');
   t.match(html, /class="legend-runs"/);
   // summary.json: the table, before the runs; other keys as JSON.
-  t.match(html, /<table class="data summary"><tr><th>run<\/th><th>accuracy<\/th><th>note<\/th><\/tr><tr><td>sft<\/td><td>0.31<\/td><td><\/td><\/tr><tr><td>grpo-dense<\/td><td>0.4568<\/td><td>dense &lt;reward&gt;<\/td><\/tr><\/table>/);
-  t.ok(html.indexOf('class="data summary"') < html.indexOf('<h2>Runs</h2>'));
+  t.match(html, /<div class="wide"><table class="data summary"><tr><th>run<\/th><th>accuracy<\/th><th>note<\/th><\/tr><tr><td>sft<\/td><td>0.31<\/td><td><\/td><\/tr><tr><td>grpo-dense<\/td><td>0.4568<\/td><td>dense &lt;reward&gt;<\/td><\/tr><\/table>/);
+  t.ok(html.indexOf('class="data held-out"') < html.indexOf('class="data summary"') && html.indexOf('class="data summary"') < html.indexOf('<h2>Runs</h2>'));
   t.match(html, /&quot;seed&quot;: 7/);
-  t.match(html, /<h3><span class="run-swatch"[^>]*><\/span>grpo-dense<\/h3>/, "each run's samples under its name");
+  t.match(html, /<h3><span class="run-swatch"[^>]*><\/span>grpo-dense-seed1<\/h3>/, "each run's samples under its name");
 });
 
 t.test('metrics: resumed steps keep the later value, bare validation names get the split prefix', async (t) => {
@@ -171,7 +205,7 @@ t.test('samples with bad lines, undecodable images and unreadable ground truth s
   t.match(report.html, /no image recorded for this sample/);
   t.match(report.html, /ground truth unreadable: ground truth has no &lt;scene&gt;/);
   t.equal(count(report.html, /<img src="data:image\/(png|jpeg)/), 1, 'a transparent PNG embeds (flattened onto white)');
-  t.match(report.html, /<img src="data:image\/png;base64,[^"]+" width="256" height="192"/, 'a tiny image is kept lossless and shown enlarged');
+  t.match(report.html, /<img src="data:image\/png;base64,[^"]+" width="400" height="300"/, 'a tiny image is kept lossless and shown enlarged');
   t.same(report.problems, [
     `${join(dir, 'samples.jsonl')}:2: "completion" is missing or not a string`,
     `${join(dir, 'samples.jsonl')}:5: "image_size" is not [W, H] with positive numbers`,
@@ -191,7 +225,7 @@ t.test('the CLI writes the page, prints its path, and warns about bad lines', as
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout, `${out}\n`);
   t.match(r.stderr, /warning: .*metrics\.jsonl:\d+: not valid JSON/);
-  t.match(r.stderr, /1 run \(cli-run\), 25 charts, 3 samples/, '2 train samples and the one validation sample (step 0)');
+  t.match(r.stderr, /1 run \(cli-run\), 18 charts, 7 constant metrics, 3 samples/, "2 train samples and the one validation sample (step 0); the learning rate and the one validation's metrics are single lines");
   t.ok(existsSync(out));
   const html = readFileSync(out, 'utf8');
   t.match(html, /train: 2 samples/);
@@ -216,5 +250,6 @@ t.test('writeRunReport reports an unwritable output as a ReportError', async (t)
   await t.rejects(writeRunReport(dir, out), { name: 'ReportError', message: new RegExp(`^cannot write ${out}`) });
   const written = await writeRunReport(dir);
   t.equal(written.path, join(dir, 'report.html'));
-  t.equal(written.charts, 3);
+  t.equal(written.charts, 2);
+  t.equal(written.constants, 1, 'actor/lr');
 });

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c, maskedCrc32c } from '../lib/report/crc32c.js';
 import { TensorBoardWriter } from '../lib/report/tensorboard.js';
+import { readMetrics, Problems } from '../lib/report/run-data.js';
+import { RunLog } from '../lib/rl/run-log.js';
 
 /** Bit-at-a-time CRC-32C: slow and obviously the definition. */
 function crc32cBitwise(data: Uint8Array): number {
@@ -174,6 +176,21 @@ t.test('scalars round-trip through the event file', async (t) => {
       { step: 2 ** 40, values: [{ tag: 'big/step', value: 42 }] },
     ],
   );
+});
+
+t.test('a run log names each metric the same in metrics.jsonl, TensorBoard and the report', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'st-tb-runlog-'));
+  const log = await RunLog.open(dir);
+  await log.metrics(1, 'train', { 'reward/overall': 0.5, 'actor/pg_loss': -0.25, 'sft/loss': 2 });
+  await log.metrics(2, 'val', { 'val/accuracy': 0.75, ciou: 0.5 });
+  await log.close();
+  const [eventFile] = readdirSync(join(dir, 'tensorboard'));
+  const tags = readRecords(readFileSync(join(dir, 'tensorboard', eventFile!))).map(decodeEvent).flatMap((e) => e.values.map((v) => `${e.step} ${v.tag}`));
+  const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.same(Object.keys(lines[0]!).filter((k) => !['step', 'split', 'time'].includes(k)), ['reward/overall', 'actor/pg_loss', 'sft/loss']);
+  t.same(tags, ['1 reward/overall', '1 actor/pg_loss', '1 sft/loss', '2 val/accuracy', '2 val/ciou'], 'train names unprefixed; a bare validation name gains val/');
+  const curves = (await readMetrics(join(dir, 'metrics.jsonl'), new Problems())).curves;
+  t.same([...curves.keys()], ['reward/overall', 'actor/pg_loss', 'sft/loss', 'val/accuracy', 'val/ciou'], 'the report plots them under the same names');
 });
 
 t.test('a corrupted byte is caught by the reader', async (t) => {

@@ -22,10 +22,18 @@ options:
   --seed N               sampling seed (default 0)
   --samples N            completions to draw (default 1)
   --stop TEXT            stop before this string (repeatable)
-  --boxes OUT.png        draw the predicted <scene> boxes on the first image
+  --boxes OUT.png        draw each completion's predicted <scene> boxes on the
+                         first image (as the model saw it, enlarged to 512 px):
+                         OUT.png, or OUT-0.png, OUT-1.png, ... with --samples N
   --threads N            engine threads (default: all cores)
   --device NAME          the engine backend: cpu (default) or cuda
 `;
+
+/** OUT.png for sample i: OUT-i.png (the index before the extension, or appended when there is none). */
+function samplePath(path: string, index: number): string {
+  const dot = path.lastIndexOf('.');
+  return dot > path.lastIndexOf('/') + 1 ? `${path.slice(0, dot)}-${index}${path.slice(dot)}` : `${path}-${index}`;
+}
 
 export async function generateCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -88,9 +96,12 @@ export async function generateCommand(argv: string[]): Promise<void> {
       const prepared = await vlm.prepare(request);
       const image = prepared.images[0];
       if (!image) throw new UsageError('--boxes needs an --image to draw on');
-      const boxes = sceneBoxes(last?.text ?? '');
-      await drawBoxes(image, boxes, values.boxes);
-      process.stderr.write(`drew ${boxes.length} predicted boxes on ${values.boxes}\n`);
+      for (const [i, completion] of completions.entries()) {
+        const out = completions.length === 1 ? values.boxes : samplePath(values.boxes, i);
+        const boxes = sceneBoxes(completion.text);
+        await drawBoxes(image, boxes, out);
+        process.stderr.write(`drew ${boxes.length} predicted boxes on ${out}\n`);
+      }
     }
   } finally {
     await vlm.dispose();

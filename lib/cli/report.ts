@@ -66,7 +66,7 @@ export async function reportCommand(argv: string[]): Promise<void> {
   for (const problem of report.problems.slice(0, 10)) process.stderr.write(`warning: ${problem}\n`);
   if (report.problemCount > 10) process.stderr.write(`warning: ... and ${report.problemCount - 10} more problems (listed on the page)\n`);
   process.stderr.write(
-    `${report.runs.length} run${report.runs.length === 1 ? '' : 's'} (${report.runs.join(', ')}), ${report.charts} charts, ${report.samples} samples\n`,
+    `${report.runs.length} run${report.runs.length === 1 ? '' : 's'} (${report.runs.join(', ')}), ${report.charts} charts, ${report.constants} constant metric${report.constants === 1 ? '' : 's'}, ${report.samples} samples\n`,
   );
   process.stdout.write(`${report.path}\n`);
 }

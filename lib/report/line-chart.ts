@@ -9,6 +9,8 @@ export interface ChartSeries {
   color: string;
   /** (x, y) points sorted by x. */
   points: readonly (readonly [number, number])[];
+  /** A shaded band around the line: (x, low, high) sorted by x (mean ± standard error over seeds). */
+  band?: readonly (readonly [number, number, number])[];
 }
 
 export interface ChartOptions {
@@ -17,6 +19,10 @@ export interface ChartOptions {
   /** Draw a legend under the plot (default: when there is more than one series). */
   legend?: boolean;
   xLabel?: string;
+  /** The x range shown (default: the points'): a run's own steps, so a curve logged every few steps is not squeezed against another run's. */
+  xDomain?: readonly [number, number];
+  /** A second, smaller line under the title. */
+  subtitle?: string;
 }
 
 /** Up to ~`count` round tick values (1, 2 or 5 times a power of ten) covering [min, max]. */
@@ -79,7 +85,7 @@ export function lineChart(title: string, series: readonly ChartSeries[], options
   const plotHeight = options.height ?? 210;
   const drawn = series.filter((s) => s.points.length > 0);
   const showLegend = options.legend ?? drawn.length > 1;
-  const margin = { left: 58, right: 12, top: 26, bottom: 34 };
+  const margin = { left: 58, right: 12, top: options.subtitle ? 38 : 26, bottom: 34 };
 
   // Legend entries flow left to right and wrap.
   const legendItems: { x: number; row: number; s: ChartSeries }[] = [];
@@ -103,12 +109,16 @@ export function lineChart(title: string, series: readonly ChartSeries[], options
   const parts: string[] = [
     `<text class="title" x="${margin.left}" y="16">${escapeHtml(title)}</text>`,
   ];
+  if (options.subtitle) parts.push(`<text class="subtitle" x="${margin.left}" y="29">${escapeHtml(options.subtitle)}</text>`);
+  let domain = '';
   if (drawn.length === 0) {
     parts.push(`<text class="empty" x="${(plot.x0 + plot.x1) / 2}" y="${(plot.y0 + plot.y1) / 2}" text-anchor="middle">no data</text>`);
   } else {
     const xs = drawn.flatMap((s) => s.points.map((p) => p[0]));
-    const ys = drawn.flatMap((s) => s.points.map((p) => p[1]));
+    const ys = drawn.flatMap((s) => [...s.points.map((p) => p[1]), ...(s.band ?? []).flatMap((b) => [b[1], b[2]])]);
     let [xMin, xMax] = extent(xs);
+    if (options.xDomain) [xMin, xMax] = [Math.min(xMin, options.xDomain[0]), Math.max(xMax, options.xDomain[1])];
+    domain = ` data-x-min="${xMin}" data-x-max="${xMax}"`;
     if (xMax === xMin) {
       xMin -= 1;
       xMax += 1;
@@ -134,6 +144,13 @@ export function lineChart(title: string, series: readonly ChartSeries[], options
     parts.push(`<text class="axis" x="${(plot.x0 + plot.x1) / 2}" y="${plot.y1 + 29}" text-anchor="middle">${escapeHtml(options.xLabel ?? 'step')}</text>`);
 
     for (const s of drawn) {
+      if (s.band && s.band.length > 1) {
+        const upper = s.band.map(([x, , hi]) => `${sx(x)},${sy(hi)}`);
+        const lower = [...s.band].reverse().map(([x, lo]) => `${sx(x)},${sy(lo)}`);
+        parts.push(`<polygon class="band" points="${[...upper, ...lower].join(' ')}" fill="${s.color}"/>`);
+      }
+    }
+    for (const s of drawn) {
       const last = s.points[s.points.length - 1]!;
       const summary = `${s.label}: ${formatValue(last[1])} at step ${last[0]}`;
       if (s.points.length > 1) {
@@ -156,7 +173,7 @@ export function lineChart(title: string, series: readonly ChartSeries[], options
     );
   }
   return (
-    `<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeHtml(title)}">` +
+    `<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeHtml(title)}"${domain}>` +
     `<title>${escapeHtml(title)}</title>${parts.join('')}</svg>`
   );
 }
@@ -165,6 +182,8 @@ export function lineChart(title: string, series: readonly ChartSeries[], options
 export const CHART_CSS = `
 svg.chart{background:#fff;border:1px solid #e3e3e3;border-radius:4px}
 svg.chart .title{font:600 13px sans-serif;fill:#222}
+svg.chart .subtitle{font:11px sans-serif;fill:#777}
+svg.chart .band{fill-opacity:.18;stroke:none}
 svg.chart .tick,svg.chart .axis,svg.chart .legend text{font:11px sans-serif;fill:#555}
 svg.chart .empty{font:12px sans-serif;fill:#999}
 svg.chart .grid{stroke:#eee}

@@ -27,8 +27,8 @@ export interface EmbeddedImage {
 /** Images up to this many pixels are embedded as PNG. */
 const SMALL_IMAGE_PIXELS = 256 * 256;
 
-/** Images are shown at least this large on their longer side (tiny training images are enlarged, boxes with them). */
-const MIN_DISPLAY_SIDE = 256;
+/** Images are shown at least this large on their longer side (tiny training images are enlarged, boxes with them), so objects and labels can be read. */
+const MIN_DISPLAY_SIDE = 400;
 
 /**
  * Images as data URIs, at most `maxSide` pixels on a side, each file encoded
@@ -106,8 +106,8 @@ async function pictureHtml(sample: Sample, predicted: LabelledBox[], truth: Labe
   const sy = h / frameHeight;
   return (
     `<div class="pic" style="width:${w}px;height:${h}px"><img src="${image.src}" width="${w}" height="${h}" alt="${escapeHtml(sample.imageId ?? sample.image ?? '')}">` +
-    `<div class="overlay gt">${boxesSvg(w, h, scaled(truth, sx, sy, GROUND_TRUTH_BOX_COLOR))}</div>` +
-    `<div class="overlay pred">${boxesSvg(w, h, scaled(predicted, sx, sy, PREDICTED_BOX_COLOR))}</div></div>` +
+    `<div class="overlay gt">${boxesSvg(w, h, scaled(truth, sx, sy, GROUND_TRUTH_BOX_COLOR), { labels: 'above' })}</div>` +
+    `<div class="overlay pred">${boxesSvg(w, h, scaled(predicted, sx, sy, PREDICTED_BOX_COLOR), { labels: 'inside' })}</div></div>` +
     `<div class="meta">${image.naturalWidth}x${image.naturalHeight}` +
     (sample.imageSize && (sample.imageSize[0] !== image.naturalWidth || sample.imageSize[1] !== image.naturalHeight)
       ? `, boxes in ${sample.imageSize[0]}x${sample.imageSize[1]}`
@@ -149,8 +149,8 @@ ${truthProblem ? `<p class="bad">${escapeHtml(truthProblem)}</p>` : ''}
 /** The key to the two box colours. */
 export function boxLegendHtml(): string {
   return (
-    `<div class="box-legend"><span class="swatch" style="border-color:${PREDICTED_BOX_COLOR}"></span> predicted (from the completion's &lt;scene&gt;, dashed)` +
-    ` <span class="swatch" style="border-color:${GROUND_TRUTH_BOX_COLOR}"></span> ground truth</div>`
+    `<div class="box-legend"><span class="swatch" style="border-color:${PREDICTED_BOX_COLOR}"></span> predicted (from the completion's &lt;scene&gt;; dashed, label inside the box)` +
+    ` <span class="swatch" style="border-color:${GROUND_TRUTH_BOX_COLOR}"></span> ground truth (label above the box)</div>`
   );
 }
 
@@ -158,10 +158,7 @@ export const SAMPLE_CSS = `
 article.sample{display:flex;gap:1.2em;align-items:flex-start;border-top:1px solid #ddd;padding:.8em 0}
 .pic{position:relative}
 .pic img,.pic .overlay{position:absolute;left:0;top:0}
-.pic svg text{paint-order:stroke;stroke-width:3px;stroke-linejoin:round;font-weight:bold}
-.overlay.pred rect{stroke-dasharray:7 4}
-/* Predicted labels sit just inside their box's top edge, ground-truth labels just above theirs, so matching ids do not overprint. */
-.overlay.pred text{transform:translateY(1.2em)}
+.overlay.pred rect.box{stroke-dasharray:7 4}
 .placeholder{width:320px;height:120px;display:flex;align-items:center;justify-content:center;text-align:center;background:#f3f3f3;border:1px dashed #aaa;color:#a00;font-size:.85em;padding:.5em;box-sizing:border-box;word-break:break-all}
 .sample .text{max-width:62em;min-width:20em}
 .facts,.meta,.source{color:#666;font-size:.85em;margin:.2em 0}

@@ -55,7 +55,8 @@ export class RunLog {
     for (const [k, v] of Object.entries(metrics)) if (Number.isFinite(v)) finite[k] = v;
     if (this.file) await appendFile(join(this.dir, 'metrics.jsonl'), JSON.stringify({ step, split, time: new Date().toISOString(), ...finite }) + '\n');
     if (this.board) {
-      this.board.scalars(split === 'val' ? finite : prefixed(finite, 'train/'), step);
+      // The same names as metrics.jsonl (and as `spatialthinker report` plots them), so a curve is found under one name everywhere.
+      this.board.scalars(tensorBoardTags(split, finite), step);
       await this.board.flush();
     }
   }
@@ -105,8 +106,15 @@ export class RunLog {
   }
 }
 
-function prefixed(metrics: Metrics, prefix: string): Metrics {
+/**
+ * TensorBoard tags of one metrics line: a train metric keeps its metrics.jsonl
+ * name (EasyR1's names: reward/overall, actor/pg_loss, ...); a validation
+ * metric is logged with its `val/` prefix, which a bare name gains, as the
+ * report does, so train and validation values never share a tag.
+ */
+export function tensorBoardTags(split: Split, metrics: Metrics): Metrics {
+  if (split === 'train') return metrics;
   const out: Metrics = {};
-  for (const [k, v] of Object.entries(metrics)) out[k.startsWith('val/') ? k : prefix + k] = v;
+  for (const [k, v] of Object.entries(metrics)) out[k.startsWith(`${split}/`) ? k : `${split}/${k}`] = v;
   return out;
 }
