@@ -213,7 +213,10 @@ WrittenSet write_safetensors_set(const std::string& dir, const std::string& base
   }
   if (!current.empty() || shards.empty()) shards.push_back(std::move(current));
 
-  const int64_t buffer_floats = std::max<int64_t>(1, options.buffer_bytes / int64_t(sizeof(float)));
+  // No larger than the largest tensor: a small model's save adds kilobytes, not the whole budget.
+  int64_t largest = 1;
+  for (const TensorToWrite& t : tensors) largest = std::max(largest, t.numel());
+  const int64_t buffer_floats = std::max<int64_t>(1, std::min(largest, options.buffer_bytes / int64_t(sizeof(float))));
   std::vector<char> buffer(size_t(buffer_floats) * sizeof(float));
   const std::string prefix = dir.empty() || dir.back() == '/' ? dir : dir + "/";
   if (shards.size() == 1) {
