@@ -18,6 +18,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { unsafeTokenizerPatterns } from './pattern-safety.js';
 
 /** The parts of tokenizer_config.json this module reads (the rest is passed through). */
 export interface TokenizerConfigJson {
@@ -204,6 +205,8 @@ export class Tokenizer {
       // The library iterates `added_tokens` unconditionally.
       tokenizerJson = { ...tokenizerJson, added_tokens: [] };
     }
+    const [unsafe] = unsafeTokenizerPatterns(tokenizerJson);
+    if (unsafe) throw new Error(`${unsafe.path} ${JSON.stringify(unsafe.pattern)}: ${unsafe.reason}; refusing it`);
     const hf = new HfTokenizer(tokenizerJson as object, tokenizerConfig);
     return new Tokenizer(hf, tokenizerConfig, generationConfig);
   }
