@@ -263,7 +263,7 @@ async function* readJsonl(file: string, options: ReadOptions, stats: ReadStats):
         item = await finishRow(parsed, 'jsonl', base, where, options);
       } catch (error) {
         if (!(error instanceof SyntaxError)) throw error;
-        item = { row: undefined, problems: [`${where}: not valid JSON (${error.message})`] };
+        item = { row: undefined, problems: [`${where}: not valid JSON (${oneLine(error.message)})`] };
       }
       if (accept(item, file, index, options, stats)) yield { row: item.row as unknown as StvqaRow, index, file };
       index++;
@@ -345,8 +345,14 @@ export async function imageProblem(bytes: Uint8Array, decode = false): Promise<s
     if (decode) await sharp(bytes, { failOn: 'error' }).raw().toBuffer();
     return undefined;
   } catch (error) {
-    return (error as Error).message;
+    return oneLine((error as Error).message);
   }
+}
+
+/** libvips and JSON.parse report over several lines (libvips often repeating one); a problem is one line. */
+export function oneLine(message: string): string {
+  const lines = [...new Set(message.split(/\s*[\r\n]+\s*/).filter(Boolean))];
+  return lines.join('; ');
 }
 
 async function loadImages(value: unknown, kind: Kind, base: string, where: string, problems: string[], options: ReadOptions): Promise<unknown> {

@@ -186,7 +186,12 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new ModelConfigError(`${file}: not valid JSON (${(error as Error).message})`);
+    throw new ModelConfigError(`${file}: not valid JSON (${oneLine((error as Error).message)})`);
   }
   return parseModelConfig(raw, file);
+}
+
+// JSON.parse quotes the text around the error, newlines included.
+function oneLine(message: string): string {
+  return message.replace(/\s*[\r\n]+\s*/g, ' ');
 }

@@ -55,8 +55,9 @@ export interface RenderOptions {
 
 const ROLES: ReadonlySet<string> = new Set(['system', 'user', 'assistant']);
 
+// One line: JSON.parse and the template parser quote text around an error, newlines included.
 function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return (err instanceof Error ? err.message : String(err)).replace(/\s*[\r\n]+\s*/g, ' ');
 }
 
 function tokenString(value: unknown): string | undefined {

@@ -73,8 +73,9 @@ function tokenContent(value: unknown): string | undefined {
   return undefined;
 }
 
+// One line: JSON.parse quotes the text around an error, newlines included.
 function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return (err instanceof Error ? err.message : String(err)).replace(/\s*[\r\n]+\s*/g, ' ');
 }
 
 async function readJsonFile(path: string, what: string): Promise<unknown> {
