@@ -75,3 +75,44 @@ t.test('data convert decodes every image before writing it (defect 4)', async (t
     t.notOk(existsSync(output), `${name}: nothing written`);
   }
 });
+
+t.test('a damaged parquet page header is an error naming the file and row group, not a hung or dead process (defect 5)', async (t) => {
+  const { writeParquet } = await import('../lib/data/writer.js');
+  const { readParquetMetadata } = await import('../lib/data/parquet.js');
+  const { readRows } = await import('../lib/data/reader.js');
+  const image = new Uint8Array(await png());
+  const rows = Array.from({ length: 30 }, (_, i) => ({
+    images: { bytes: image, path: null },
+    problem: `Q${i} ${'where is the chair relative to the table? '.repeat(5)} Image size: (64 x 48)`,
+    answer_option_text: `<scene>${scene}</scene>\n<answer>(A) yes</answer>`,
+    category: 'relation',
+  }));
+  const good = join(dir, 'good.parquet');
+  await writeParquet(good, (async function* () { yield* rows as never[]; })(), { rowGroupSize: 10 });
+  // The all-null "answer" column of row group 0: a flipped num_values in its
+  // page header made hyparquet decode 2^31 definition levels.
+  const metadata = await readParquetMetadata(good);
+  const chunk = metadata.row_groups[0]!.columns.find((c) => c.meta_data?.path_in_schema.join('.') === 'answer')!;
+  const start = Number(chunk.meta_data!.data_page_offset);
+  const length = Number(chunk.meta_data!.total_compressed_size);
+  const bytes = readFileSync(good);
+  let clear = 0;
+  let loaded = 0;
+  for (let at = start; at < start + length; at++) {
+    const damaged = Buffer.from(bytes);
+    damaged[at] = (damaged[at] as number) ^ (1 + ((at * 2654435761) >>> 0) % 255);
+    const file = join(dir, `damaged-${at}.parquet`);
+    writeFileSync(file, damaged);
+    try {
+      for await (const _ of readRows(file, { decodeLimits: { timeoutMs: 3000 } })) void _;
+      loaded++;
+    } catch (error) {
+      const message = (error as Error).message;
+      t.match(message, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: .*row group 0`), `byte ${at}: ${message}`);
+      t.notMatch(message, /\n/);
+      clear++;
+    }
+  }
+  t.comment(`${length} damaged page-header bytes: ${clear} clear errors, ${loaded} loaded`);
+  t.ok(clear > 0);
+});

@@ -235,7 +235,7 @@ t.test('corruption corpora: each gives a one-line error naming the file, never a
   const goodParquet = join(root, 'good.parquet');
   await writeParquet(goodParquet, (async function* () { yield* rows; })(), { rowGroupSize: 10 });
   const parquet = new Uint8Array(readFileSync(goodParquet));
-  report(t, 'parquet', runCorpus('parquet', caseFiles('parquet', 'parquet', corruptions(parquet, 6, 120)), (file) => [basename(file)]));
+  report(t, 'parquet', runCorpus('parquet', caseFiles('parquet', 'parquet', corruptions(parquet, 6, 60)), (file) => [basename(file)]));
 });
 
 // ---------------------------------------------------------------------------

@@ -26,7 +26,8 @@ const LOADERS: Record<string, Loader> = {
   tokenizer: (dir) => Tokenizer.fromDirectory(dir),
   image: (file) => loadImage(file),
   parquet: async (file) => {
-    for await (const _ of readRows(file)) void _;
+    // A damaged page header can make decoding spin: the worker's time limit ends it.
+    for await (const _ of readRows(file, { decodeLimits: { timeoutMs: 5000 } })) void _;
   },
 };
 

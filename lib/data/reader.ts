@@ -26,9 +26,10 @@ import { createReadStream } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { parquetMetadataAsync, parquetReadObjects, type FileMetaData } from 'hyparquet';
+import { parquetMetadataAsync, type FileMetaData } from 'hyparquet';
 import sharp from 'sharp';
 import { COMPRESSORS, openParquetFile } from './parquet.js';
+import { IsolatedParquetDecoder, type IsolationLimits } from './parquet-isolated.js';
 import { DataError, STRING_FIELDS, STVQA_FIELDS, validateRow, type StvqaImage, type StvqaRow } from './schema.js';
 
 export interface ReadStats {
@@ -74,6 +75,8 @@ export interface ReadOptions {
   sliceRows?: number;
   /** How many problem messages `stats.problems` keeps (default 100). */
   maxProblems?: number;
+  /** Limits of the worker that decodes parquet (damaged files cannot hang or kill the reader). */
+  decodeLimits?: IsolationLimits;
 }
 
 export interface RowItem {
@@ -172,6 +175,7 @@ async function* readParquet(file: string, options: ReadOptions, stats: ReadStats
     throw new DataError(`${file}: ${(error as Error).message}`, file);
   }
   const { buffer, handle } = opened;
+  const decoder = new IsolatedParquetDecoder(file, options.decodeLimits);
   try {
     let metadata: FileMetaData;
     try {
@@ -198,15 +202,7 @@ async function* readParquet(file: string, options: ReadOptions, stats: ReadStats
         options.onBatch?.({ file, rowGroup: g, rowStart, rowEnd });
         let records: Record<string, unknown>[];
         try {
-          records = await parquetReadObjects({
-            file: buffer,
-            metadata,
-            rowStart,
-            rowEnd,
-            utf8: false,
-            compressors: COMPRESSORS,
-            useOffsetIndex: step < groupRows,
-          });
+          records = await decoder.decode({ rowStart, rowEnd, useOffsetIndex: step < groupRows });
         } catch (error) {
           const message = (error as Error).message;
           const hint = /compression codec/.test(message)
@@ -229,6 +225,7 @@ async function* readParquet(file: string, options: ReadOptions, stats: ReadStats
       groupStart = groupEnd;
     }
   } finally {
+    await decoder.close();
     await handle.close();
   }
 }
