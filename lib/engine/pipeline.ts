@@ -3,6 +3,7 @@
  * template and image processor. This is what `spatialthinker generate`, the
  * trainer's rollouts and evaluation call.
  */
+import { generateOptionsProblem } from './generate-options.js';
 import { loadChatTemplate, type ChatMessage, type ChatTemplate } from '../tokenizer/chat-template.js';
 import { buildPrompt } from '../tokenizer/prompt.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -71,6 +72,8 @@ export class VisionLanguageModel {
   }
 
   async generate(requests: readonly VisionRequest[], options: TextGenerateOptions = {}): Promise<TextCompletion[]> {
+    const invalid = generateOptionsProblem(options);
+    if (invalid) throw new RangeError(`generate: ${invalid}`);
     const prompts = await Promise.all(requests.map((r) => this.prepare(r)));
     const stops = options.stop ?? [];
     const stopTokenIds = options.stopTokenIds ?? [...new Set([...this.model.config.eosTokenIds, ...this.tokenizer.eosTokenIds])];

@@ -1,0 +1,54 @@
+// Issue 19 defect 12 (the parts in lib/engine and the generate CLI): bad
+// generation options and a FIFO in the model directory are clear errors.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Model } from '../lib/engine/model.js';
+import { writeRandomCheckpoint } from '../lib/engine/random-checkpoint.js';
+import { generateOptionsProblem } from '../lib/engine/generate-options.js';
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli/main.ts', ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stderr: r.stderr };
+}
+
+t.test('generate refuses out-of-range options before loading anything', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--threads', '100000'], /--threads must be an integer in \[1, 1024\], got 100000/],
+    [['--samples', '1e12'], /--samples must be an integer in \[1, 4096\], got 1000000000000/],
+    [['--samples', '0'], /--samples must be an integer in \[1, 4096\], got 0/],
+    [['--max-new-tokens', '0'], /--max-new-tokens must be an integer in \[1, 1048576\], got 0/],
+    [['--top-p', '2'], /--top-p must be in \(0, 1\], got 2/],
+    [['--top-p', '0'], /--top-p must be in \(0, 1\], got 0/],
+    [['--top-p', ''], /--top-p must be a non-negative number/],
+  ];
+  for (const [args, message] of cases) {
+    const r = cli('generate', '--model', '/nonexistent-model', '--question', 'q', ...args);
+    t.equal(r.code, 1, args.join(' '));
+    t.match(r.stderr, message, args.join(' '));
+    t.notMatch(r.stderr, /bad_alloc|\n\s+at /, 'no bare C++ error, no stack');
+  }
+});
+
+t.test('the library checks the same options', async (t) => {
+  t.equal(generateOptionsProblem({ samples: 1, maxNewTokens: 16, topP: 1, topK: 0, temperature: 0.7 }), undefined);
+  t.match(generateOptionsProblem({ samples: 1e12 }), /samples must be an integer/);
+  t.match(generateOptionsProblem({ maxNewTokens: 0 }), /maxNewTokens/);
+  t.match(generateOptionsProblem({ topP: Number.NaN }), /topP/);
+  t.match(generateOptionsProblem({ temperature: -1 }), /temperature/);
+});
+
+t.test('a FIFO named model.safetensors is refused instead of blocking forever', { timeout: 60_000 }, async (t) => {
+  const source = mkdtempSync(join(tmpdir(), 'st-fifo-src-'));
+  await writeRandomCheckpoint(source, { seed: 4 });
+  const dir = mkdtempSync(join(tmpdir(), 'st-fifo-'));
+  for (const name of readdirSync(source)) if (name !== 'model.safetensors') copyFileSync(join(source, name), join(dir, name));
+  const made = spawnSync('mkfifo', [join(dir, 'model.safetensors')]);
+  if (made.status !== 0) {
+    t.fail(`mkfifo is not available: ${made.stderr}`);
+    return;
+  }
+  await t.rejects(Model.load(dir), new RegExp(`${join(dir, 'model.safetensors').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: not a regular file \\(a FIFO\\)`));
+});
