@@ -14,7 +14,7 @@ import type { BatchReward, RewardFunction, RewardScores } from '../rewards/types
 import { hash32 } from '../synth/random.js';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
 import { learningRate } from '../train/schedule.js';
-import { configToYaml, runDirectory, type TrainConfig } from './config.js';
+import { configToYaml, imageSizeNote, runDirectory, type TrainConfig } from './config.js';
 import { evaluatePolicy } from './evaluate.js';
 import { DataLoader, loadRows, type LoaderState, type TrainingRow } from './loader.js';
 import { formatMemoryPlan, planMemory, type MemoryPlan } from './memory-plan.js';
@@ -122,6 +122,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
       device: config.trainer.device,
       ...(config.trainer.threads !== null ? { threads: config.trainer.threads } : {}),
     });
+    this.say(imageSizeNote(config));
     this.prompts = new PromptBuilder(this.vlm, {
       promptKey: config.data.prompt_key,
       answerKey: config.data.answer_key,
