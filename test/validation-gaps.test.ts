@@ -52,3 +52,33 @@ t.test('a FIFO named model.safetensors is refused instead of blocking forever', 
   }
   await t.rejects(Model.load(dir), new RegExp(`${join(dir, 'model.safetensors').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: not a regular file \\(a FIFO\\)`));
 });
+
+t.test('a full disk (ENOSPC) names the file being written', async (t) => {
+  const { existsSync, symlinkSync, mkdirSync } = await import('node:fs');
+  if (!existsSync('/dev/full')) {
+    t.fail('/dev/full is needed to simulate a full disk');
+    return;
+  }
+  const { RunLog } = await import('../lib/rl/run-log.js');
+  const { writeJsonl } = await import('../lib/data/writer.js');
+  const dir = mkdtempSync(join(tmpdir(), 'st-enospc-'));
+  symlinkSync('/dev/full', join(dir, 'metrics.jsonl'));
+  symlinkSync('/dev/full', join(dir, 'samples.jsonl'));
+  const log = await RunLog.open(dir, { tensorboard: false });
+  await t.rejects(log.metrics(1, 'train', { loss: 1 }), new RegExp(`cannot write ${join(dir, 'metrics.jsonl')}: ENOSPC`));
+  await t.rejects(log.samples([{ step: 1 } as never]), new RegExp(`cannot write ${join(dir, 'samples.jsonl')}: ENOSPC`));
+  const images = join(dir, 'out_images');
+  mkdirSync(images);
+  symlinkSync('/dev/full', join(images, '000000.png'));
+  const sharp = (await import('sharp')).default;
+  const png = new Uint8Array(await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 1, g: 2, b: 3 } } }).png().toBuffer());
+  const row = {
+    images: { bytes: png, path: null },
+    problem: 'Q\nImage size: (8 x 8)',
+    answer_option_text: '<scene>{"objects": [], "relationships": []}</scene>\n<answer>(A) yes</answer>',
+  };
+  await t.rejects(
+    writeJsonl(join(dir, 'out.jsonl'), (async function* () { yield row as never; })()),
+    new RegExp(`cannot write ${join(images, '000000.png')}: ENOSPC`),
+  );
+});
