@@ -82,3 +82,32 @@ t.test('a full disk (ENOSPC) names the file being written', async (t) => {
     new RegExp(`cannot write ${join(images, '000000.png')}: ENOSPC`),
   );
 });
+
+t.test('NaN weights: generation warns, naming the tensor, instead of silently sampling token 0', { timeout: 120_000 }, async (t) => {
+  const { writeTinyModelDirectory } = await import('../lib/tokenizer/tiny.js');
+  const { readSafetensors, encodeSafetensors } = await import('../lib/io/safetensors.js');
+  const { VisionLanguageModel } = await import('../lib/engine/pipeline.js');
+  const { writeFileSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'st-nan-'));
+  await writeTinyModelDirectory(dir, { corpus: ['Where is the chair? It is left of the table.'], vocabSize: 300, seed: 6 });
+  const file = join(dir, 'model.safetensors');
+  const { tensors } = await readSafetensors(file);
+  const name = Object.keys(tensors).find((n) => n.includes('layers.0.mlp.down_proj.weight')) as string;
+  (tensors[name]!.data as Float32Array).fill(Number.NaN);
+  writeFileSync(file, encodeSafetensors(tensors as never, { format: 'pt' }));
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on('warning', onWarning);
+  const vlm = await VisionLanguageModel.load(dir);
+  try {
+    await vlm.generate([{ text: 'Where is the chair?' }], { maxNewTokens: 2, greedy: true });
+    await vlm.generate([{ text: 'Where is the chair?' }], { maxNewTokens: 2, greedy: true });
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.off('warning', onWarning);
+    await vlm.dispose();
+  }
+  const ours = warnings.filter((w) => (w as NodeJS.ErrnoException).code === 'SPATIALTHINKER_NONFINITE_LOGITS');
+  t.equal(ours.length, 1, 'warned once');
+  t.match(ours[0]?.message, `weight tensor "${name}" holds NaN or Inf`);
+});
