@@ -13,8 +13,8 @@ export async function assertRegularModelFiles(dir: string): Promise<void> {
   let names: string[];
   try {
     names = await readdir(dir);
-  } catch (error) {
-    throw new Error(`cannot read model directory ${dir}: ${(error as Error).message}`);
+  } catch {
+    return; // reading config.json then says what is wrong with the directory
   }
   for (const name of names) {
     if (!OPENED.test(name)) continue;
