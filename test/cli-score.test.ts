@@ -87,3 +87,15 @@ t.test('usage errors', async (t) => {
   t.match(cli('score', '--help').stdout, /--skip-invalid/);
   t.match(cli('doctor').stdout, /CPU backend: +\d+ threads/);
 });
+
+t.test('--output into a missing folder is one clear line, not an unhandled error event (issue 19 defect 9)', async (t) => {
+  const input = join(dir, 'one.jsonl');
+  writeFileSync(input, JSON.stringify(row) + '\n');
+  const output = join(dir, 'no-such-folder', 'out.jsonl');
+  const r = cli('score', '--input', input, '--output', output, '--similarity', 'exact');
+  t.equal(r.code, 1, r.stderr);
+  t.match(r.stderr, /cannot write --output .*no-such-folder.*does not exist/);
+  t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  t.notOk(existsSync(output));
+});

@@ -164,7 +164,7 @@ t.test('spatial: labels choose the pairs, boxes are normalised by the image size
   // CIoU is not invariant to anisotropic scaling: the same pixels in another frame score differently.
   const off = completion(sceneJson([{ id: 'chair.1', bbox: [120, 100, 320, 380] }, GOOD_OBJECTS[1]]), '(B) left of');
   const a = await score(off, GT, { width: 1000, height: 1000 });
-  const b = await score(off, GT, { width: 1000, height: 100 });
+  const b = await score(off, GT, { width: 1000, height: 400 });
   t.not(a.spatial, b.spatial, 'image size enters through normalisation');
 });
 

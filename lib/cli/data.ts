@@ -30,12 +30,19 @@ inspect options:
   --html OUT.html    write a self-contained HTML page of the first rows
   --skip-invalid     skip invalid rows (and count them) instead of stopping
   --no-image-check   do not decode image headers
+  --allow-outside-images
+                     read image paths outside the data file's folder
 
 convert options:
   --skip-invalid     skip invalid rows (and count them) instead of stopping
   --split NAME       shard name prefix when OUT is a directory (default train)
   --rows-per-file N  rows per shard when OUT is a directory (default 1000)
   --row-group-size N rows per parquet row group (default 100)
+  --allow-outside-images
+                     read image paths that lead outside the input's folder
+                     (../x.jpg, absolute paths elsewhere, symlinks out);
+                     without it such a row is invalid. Every image is
+                     decoded in full before it is written either way.
 
   -h, --help         show this help
 
@@ -77,6 +84,7 @@ async function inspect(argv: string[]): Promise<void> {
       rows: { type: 'string' },
       html: { type: 'string' },
       'skip-invalid': { type: 'boolean', default: false },
+      'allow-outside-images': { type: 'boolean', default: false },
       'no-image-check': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
@@ -94,6 +102,7 @@ async function inspect(argv: string[]): Promise<void> {
     rows,
     skipInvalid: values['skip-invalid'],
     validateImages: !values['no-image-check'],
+    allowOutsideImages: values['allow-outside-images'],
     onProgress: (n) => progress.update(n),
   });
   progress.done(report.validRows);
@@ -111,6 +120,7 @@ async function convert(argv: string[]): Promise<void> {
     allowPositionals: true,
     options: {
       'skip-invalid': { type: 'boolean', default: false },
+      'allow-outside-images': { type: 'boolean', default: false },
       split: { type: 'string', default: 'train' },
       'rows-per-file': { type: 'string' },
       'row-group-size': { type: 'string' },
@@ -127,7 +137,11 @@ async function convert(argv: string[]): Promise<void> {
   const rowsPerFile = positiveInt(values['rows-per-file'], '--rows-per-file', 1000);
   const split = values.split;
   if (!/^[A-Za-z0-9_.-]+$/.test(split)) throw new UsageError(`--split must be a plain name (got "${split}")`);
-  const stream: RowStream = readRows(input, { skipInvalid: values['skip-invalid'] });
+  const stream: RowStream = readRows(input, {
+    skipInvalid: values['skip-invalid'],
+    decodeImages: true,
+    allowOutsideImages: values['allow-outside-images'],
+  });
   const progress = new Progress('converted', 'rows', await countRows(input));
   let n = 0;
   async function* rows(): AsyncGenerator<StvqaRow> {

@@ -1,8 +1,9 @@
 /** `spatialthinker generate`: one image and a question through a model directory. */
 import { parseArgs } from './args.js';
 import { VisionLanguageModel } from '../engine/pipeline.js';
+import { generateOptionsProblem, threadsProblem } from '../engine/generate-options.js';
 import { drawBoxes, sceneBoxes } from '../report/boxes.js';
-import { UsageError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import { modelDirectory } from './model-arg.js';
 
 const HELP = `usage: spatialthinker generate --model DIR --question TEXT [--image IMG ...] [options]
@@ -62,13 +63,31 @@ export async function generateCommand(argv: string[]): Promise<void> {
   if (!values.model || values.question === undefined) throw new UsageError(`--model and --question are required (--help shows the usage)`);
   const number = (name: string, text: string, integer: boolean) => {
     const n = Number(text);
-    if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) throw new UsageError(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}`);
+    if (text.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0)
+      throw new UsageError(`--${name} must be a non-negative ${integer ? 'integer' : 'number'} (got "${text}")`);
     return n;
   };
   // The engine's thread pool reads this when it starts, on the first native call.
-  if (values.threads !== undefined) process.env['SPATIALTHINKER_THREADS'] = String(number('threads', values.threads, true));
+  if (values.threads !== undefined) {
+    const threads = number('threads', values.threads, true);
+    const problem = threadsProblem(threads);
+    if (problem) throw new CliError(`--${problem}`);
+    process.env['SPATIALTHINKER_THREADS'] = String(threads);
+  }
   const temperature = number('temperature', values.temperature, false);
-  const samples = Math.max(1, number('samples', values.samples, true));
+  const samples = number('samples', values.samples, true);
+  const sampling = {
+    topP: number('top-p', values['top-p'], false),
+    topK: number('top-k', values['top-k'], true),
+    seed: number('seed', values.seed, true),
+    samples,
+    maxNewTokens: number('max-new-tokens', values['max-new-tokens'], true),
+  };
+  const invalid = generateOptionsProblem(sampling);
+  if (invalid) {
+    const flag = { samples: '--samples', maxNewTokens: '--max-new-tokens', topK: '--top-k', topP: '--top-p', temperature: '--temperature' };
+    throw new CliError(invalid.replace(/^\w+/, (name) => flag[name as keyof typeof flag] ?? name));
+  }
   const device = values.device;
   if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, not "${device}"`);
   const vlm = await VisionLanguageModel.load(modelDirectory(values.model, '--model'), { device });
@@ -78,11 +97,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     const [first, ...rest] = await vlm.generate([request], {
       greedy: temperature === 0,
       temperature: temperature === 0 ? 1 : temperature,
-      topP: number('top-p', values['top-p'], false),
-      topK: number('top-k', values['top-k'], true),
-      seed: number('seed', values.seed, true),
-      samples,
-      maxNewTokens: Math.max(1, number('max-new-tokens', values['max-new-tokens'], true)),
+      ...sampling,
       ...(values.stop ? { stop: values.stop } : {}),
       ...(streaming ? { onText: (_p: number, _s: number, text: string) => process.stdout.write(text) } : {}),
     });

@@ -4,8 +4,8 @@
  * Rows are scored in batches (one native matching call per batch) while the
  * input streams, so memory stays flat on large files.
  */
-import { createReadStream, createWriteStream, renameSync, rmSync } from 'node:fs';
-import { once } from 'node:events';
+import { createReadStream, createWriteStream, openSync, renameSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from './args.js';
 import { parseImageSize } from '../rewards/image-size.js';
@@ -100,7 +100,14 @@ async function scoreFile(options: ScoreOptions): Promise<void> {
   const { input, output, reward, batchSize, skipInvalid } = options;
   const lines = createInterface({ input: createReadStream(input), crlfDelay: Infinity });
   const partial = `${output}.partial`;
-  const out = createWriteStream(partial);
+  const out = createWriteStream(partial, { fd: openOutput(partial, output) });
+  // A write can fail later (ENOSPC, EIO): keep the error for the next await
+  // instead of letting an 'error' event without a listener kill the process.
+  let writeError: Error | undefined;
+  out.on('error', (error) => (writeError ??= error));
+  const checkWrite = () => {
+    if (writeError) throw new CliError(`cannot write ${output}: ${writeError.message}`);
+  };
   const progress = new Progress('scored', 'rows');
   let lineNumber = 0;
   let scored = 0;
@@ -118,7 +125,9 @@ async function scoreFile(options: ScoreOptions): Promise<void> {
     batch.forEach((p, i) => {
       text += JSON.stringify({ ...p.row, reward: scores[i] }) + '\n';
     });
-    if (!out.write(text)) await once(out, 'drain');
+    checkWrite();
+    if (!out.write(text)) await settled(out, 'drain');
+    checkWrite();
     scored += batch.length;
     progress.update(scored);
     batch = [];
@@ -143,7 +152,8 @@ async function scoreFile(options: ScoreOptions): Promise<void> {
     }
     await flush();
     out.end();
-    await once(out, 'finish');
+    await settled(out, 'finish');
+    checkWrite();
     renameSync(partial, output);
   } catch (error) {
     out.destroy();
@@ -154,6 +164,28 @@ async function scoreFile(options: ScoreOptions): Promise<void> {
   process.stderr.write(
     `scored ${scored} rows from ${input} into ${output}` + (skipped > 0 ? `; skipped ${skipped} invalid lines` : '') + '\n',
   );
+}
+
+/** Resolves on `event`, or when the stream fails or closes instead (its error is kept by the caller). */
+function settled(stream: NodeJS.EventEmitter, event: string): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      for (const name of [event, 'error', 'close']) stream.off(name, done);
+      resolve();
+    };
+    for (const name of [event, 'error', 'close']) stream.on(name, done);
+  });
+}
+
+/** The partial output file, opened now so that a bad --output is one clear line. */
+function openOutput(partial: string, output: string): number {
+  try {
+    return openSync(partial, 'w');
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? `its folder ${dirname(partial)} does not exist` : e.message;
+    throw new CliError(`cannot write --output ${output}: ${why}`);
+  }
 }
 
 function parseRow(text: string, line: number, reward: BatchReward): PendingRow | string {

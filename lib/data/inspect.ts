@@ -22,6 +22,8 @@ export interface InspectOptions {
   skipInvalid?: boolean;
   /** Decode image headers while reading (default true). */
   validateImages?: boolean;
+  /** Read image paths outside the data file's folder (default false). */
+  allowOutsideImages?: boolean;
   /** Called as rows are read. */
   onProgress?: (rowsRead: number) => void;
 }
@@ -68,7 +70,11 @@ export async function inspectDataset(path: string, options: InspectOptions = {})
   const letters = new Map<string, number>();
   const levels = new Map<string, number>();
   const sample: RowItem[] = [];
-  const stream = readRows(path, { skipInvalid: options.skipInvalid ?? false, validateImages: options.validateImages ?? true });
+  const stream = readRows(path, {
+    skipInvalid: options.skipInvalid ?? false,
+    validateImages: options.validateImages ?? true,
+    allowOutsideImages: options.allowOutsideImages ?? false,
+  });
   let read = 0;
   for await (const item of stream) {
     const { row } = item;

@@ -23,13 +23,14 @@
  * them); JSONL rows also give their 1-based line.
  */
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { parquetMetadataAsync, parquetReadObjects, type FileMetaData } from 'hyparquet';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { parquetMetadataAsync, type FileMetaData } from 'hyparquet';
 import sharp from 'sharp';
 import { HubCacheError, hubDatasetFiles, parseHubDatasetSpec } from '../io/hub-cache.js';
 import { COMPRESSORS, openParquetFile } from './parquet.js';
+import { IsolatedParquetDecoder, type IsolationLimits } from './parquet-isolated.js';
 import { DataError, STRING_FIELDS, STVQA_FIELDS, validateRow, type StvqaImage, type StvqaRow } from './schema.js';
 
 export interface ReadStats {
@@ -57,6 +58,14 @@ export interface ReadOptions {
   skipInvalid?: boolean;
   /** Decode each image's header with sharp and report unreadable images. */
   validateImages?: boolean;
+  /** Decode every image in full (not just its header) and report the ones that fail; implies validateImages. */
+  decodeImages?: boolean;
+  /**
+   * Read image paths that lead outside the data file's folder (`../x.jpg`,
+   * an absolute path elsewhere, a symlink out). Off by default: a dataset
+   * from elsewhere must not make `data convert` copy /etc/passwd.
+   */
+  allowOutsideImages?: boolean;
   /** Stats object to fill in as rows are read (also available as `.stats` on the returned iterator). */
   stats?: ReadStats;
   /** Called for each skipped row. */
@@ -67,6 +76,8 @@ export interface ReadOptions {
   sliceRows?: number;
   /** How many problem messages `stats.problems` keeps (default 100). */
   maxProblems?: number;
+  /** Limits of the worker that decodes parquet (damaged files cannot hang or kill the reader). */
+  decodeLimits?: IsolationLimits;
 }
 
 export interface RowItem {
@@ -182,6 +193,7 @@ async function* readParquet(file: string, options: ReadOptions, stats: ReadStats
     throw new DataError(`${file}: ${(error as Error).message}`, file);
   }
   const { buffer, handle } = opened;
+  const decoder = new IsolatedParquetDecoder(file, options.decodeLimits);
   try {
     let metadata: FileMetaData;
     try {
@@ -208,15 +220,7 @@ async function* readParquet(file: string, options: ReadOptions, stats: ReadStats
         options.onBatch?.({ file, rowGroup: g, rowStart, rowEnd });
         let records: Record<string, unknown>[];
         try {
-          records = await parquetReadObjects({
-            file: buffer,
-            metadata,
-            rowStart,
-            rowEnd,
-            utf8: false,
-            compressors: COMPRESSORS,
-            useOffsetIndex: step < groupRows,
-          });
+          records = await decoder.decode({ rowStart, rowEnd, useOffsetIndex: step < groupRows });
         } catch (error) {
           const message = (error as Error).message;
           const hint = /compression codec/.test(message)
@@ -239,6 +243,7 @@ async function* readParquet(file: string, options: ReadOptions, stats: ReadStats
       groupStart = groupEnd;
     }
   } finally {
+    await decoder.close();
     await handle.close();
   }
 }
@@ -273,7 +278,7 @@ async function* readJsonl(file: string, options: ReadOptions, stats: ReadStats):
         item = await finishRow(parsed, 'jsonl', base, where, options);
       } catch (error) {
         if (!(error instanceof SyntaxError)) throw error;
-        item = { row: undefined, problems: [`${where}: not valid JSON (${error.message})`] };
+        item = { row: undefined, problems: [`${where}: not valid JSON (${oneLine(error.message)})`] };
       }
       if (accept(item, file, index, options, stats)) yield { row: item.row as unknown as StvqaRow, index, file };
       index++;
@@ -331,44 +336,64 @@ async function finishRow(raw: unknown, kind: Kind, base: string, where: string, 
     if ((STRING_FIELDS as readonly string[]).includes(field)) value = text(value);
     else if (field === 'options' && Array.isArray(value)) value = value.map(text);
     else if (field === 'rating' && typeof value === 'bigint') value = Number(value);
-    else if (field === 'images') value = await loadImages(value, kind, base, where, problems);
+    else if (field === 'images') value = await loadImages(value, kind, base, where, problems, options);
     row[field] = value;
   }
   if (problems.length === 0) problems.push(...validateRow(row, where));
-  if (problems.length === 0 && options.validateImages) {
+  if (problems.length === 0 && (options.validateImages || options.decodeImages)) {
     const images = Array.isArray(row['images']) ? (row['images'] as StvqaImage[]) : [row['images'] as StvqaImage];
     for (let i = 0; i < images.length; i++) {
       const name = images.length > 1 || Array.isArray(row['images']) ? `"images"[${i}]` : '"images"';
-      const reason = await imageProblem(images[i]!.bytes);
+      const reason = await imageProblem(images[i]!.bytes, options.decodeImages ?? false);
       if (reason) problems.push(`${where}: ${name} is not a readable image (${reason})`);
     }
   }
   return { row, problems };
 }
 
-/** Why sharp cannot read the image's header, or undefined if it can. */
-export async function imageProblem(bytes: Uint8Array): Promise<string | undefined> {
+/** Why sharp cannot read the image's header (or, with `decode`, its pixels), or undefined if it can. */
+export async function imageProblem(bytes: Uint8Array, decode = false): Promise<string | undefined> {
   try {
     const meta = await sharp(bytes).metadata();
     if (!meta.width || !meta.height) return 'no width/height';
+    // A header can be intact over truncated or corrupt pixel data.
+    if (decode) await sharp(bytes, { failOn: 'error' }).raw().toBuffer();
     return undefined;
   } catch (error) {
-    return (error as Error).message;
+    return oneLine((error as Error).message);
   }
 }
 
-async function loadImages(value: unknown, kind: Kind, base: string, where: string, problems: string[]): Promise<unknown> {
+/** libvips and JSON.parse report over several lines (libvips often repeating one); a problem is one line. */
+export function oneLine(message: string): string {
+  const lines = [...new Set(message.split(/\s*[\r\n]+\s*/).filter(Boolean))];
+  return lines.join('; ');
+}
+
+async function loadImages(value: unknown, kind: Kind, base: string, where: string, problems: string[], options: ReadOptions): Promise<unknown> {
   if (Array.isArray(value)) {
     const out: unknown[] = [];
-    for (let i = 0; i < value.length; i++) out.push(await loadImage(value[i], kind, base, `${where}: "images"[${i}]`, problems));
+    for (let i = 0; i < value.length; i++) out.push(await loadImage(value[i], kind, base, `${where}: "images"[${i}]`, problems, options));
     return out;
   }
   if (value === null) return null;
-  return loadImage(value, kind, base, `${where}: "images"`, problems);
+  return loadImage(value, kind, base, `${where}: "images"`, problems, options);
+}
+
+/** Whether `file`, symlinks resolved, lies inside `folder`. */
+async function isInside(file: string, folder: string): Promise<boolean> {
+  let real: string;
+  try {
+    real = await realpath(file);
+  } catch {
+    real = resolve(file); // a missing file is reported by the read that follows
+  }
+  const within = relative(await realpath(folder).catch(() => resolve(folder)), real);
+  return within !== '' && !within.startsWith('..') && !isAbsolute(within);
 }
 
 /** One image as {bytes, path}: bytes copied out of the page buffer, or read from `path` / `bytes_base64`. */
-async function loadImage(value: unknown, kind: Kind, base: string, what: string, problems: string[]): Promise<unknown> {
+async function loadImage(value: unknown, kind: Kind, base: string, what: string, problems: string[], options: ReadOptions): Promise<unknown> {
   if (typeof value === 'string' && kind === 'jsonl') value = { path: value };
   if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) return value;
   const v = value as Record<string, unknown>;
@@ -386,6 +411,12 @@ async function loadImage(value: unknown, kind: Kind, base: string, what: string,
   if (pathOrNull) {
     // JSONL images by path; parquet rows whose Image was stored by path only (bytes null), as `datasets` allows.
     const file = isAbsolute(pathOrNull) ? pathOrNull : resolve(base, pathOrNull);
+    if (!options.allowOutsideImages && !(await isInside(file, base))) {
+      problems.push(
+        `${what}: path "${pathOrNull}" leads outside the dataset's folder ${base} (allow it with --allow-outside-images, or allowOutsideImages in code)`,
+      );
+      return { bytes: null, path: pathOrNull };
+    }
     try {
       return { bytes: new Uint8Array(await readFile(file)), path: pathOrNull };
     } catch (error) {

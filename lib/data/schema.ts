@@ -6,7 +6,7 @@
  * Only `problem`, `images` and `answer_option_text` are needed for training;
  * every other field may be absent (undefined) or null.
  */
-import { GroundTruthError, parseGroundTruth } from '../rewards/ground-truth.js';
+import { GroundTruthError, groundTruthOutsideImage, parseGroundTruth } from '../rewards/ground-truth.js';
 import { firstBlock } from '../rewards/text.js';
 import { parseImageSize } from '../rewards/image-size.js';
 
@@ -175,7 +175,10 @@ export function validateRow(row: unknown, where: string): string[] {
   else if (firstBlock(gt, 'answer') === undefined) say('"answer_option_text" has no <answer>...</answer>');
   else {
     try {
-      parseGroundTruth(gt);
+      const parsed = parseGroundTruth(gt);
+      const size = typeof problem === 'string' ? parseImageSize(problem) : undefined;
+      const outside = size && groundTruthOutsideImage(parsed, size.width, size.height);
+      if (outside) say(`"answer_option_text": ${outside}`);
     } catch (error) {
       if (!(error instanceof GroundTruthError)) throw error;
       say(`"answer_option_text": ${error.message}`);

@@ -21,6 +21,7 @@
  * Row groups hold 100 rows by default, as `datasets` uses for image data;
  * pages are snappy-compressed, pyarrow's default.
  */
+import { writingTo } from '../io/write-errors.js';
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { open, mkdir, writeFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
@@ -397,7 +398,8 @@ export async function writeJsonl(
           }
           const id = typeof row.image_id === 'string' && row.image_id ? `-${safeName(row.image_id)}` : '';
           const name = `${String(count).padStart(6, '0')}${id}${list.length > 1 ? `-${k}` : ''}.${imageExtension(image.bytes, image.path)}`;
-          await writeFile(join(imageDir, name), image.bytes);
+          const imageFile = join(imageDir, name);
+          await writingTo(imageFile, () => writeFile(imageFile, image.bytes));
           imageCount++;
           const rel = relative(base, join(imageDir, name));
           refs.push({ path: isAbsolute(rel) || rel.startsWith('..') ? join(imageDir, name) : rel.split(sep).join('/') });
@@ -407,12 +409,12 @@ export async function writeJsonl(
       chunk += JSON.stringify(out) + '\n';
       count++;
       if (chunk.length > 1 << 20) {
-        await handle.write(chunk);
+        await writingTo(path, () => handle.write(chunk));
         chunk = '';
       }
     }
-    if (chunk) await handle.write(chunk);
-    await handle.close();
+    if (chunk) await writingTo(path, () => handle.write(chunk));
+    await writingTo(path, () => handle.close());
     await rename(tmp, path);
   } catch (error) {
     await handle.close().catch(() => {});

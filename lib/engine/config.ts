@@ -116,12 +116,28 @@ export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfi
     throw new ModelConfigError(`${file}: rope_scaling.mrope_section must add up to head_dim / 2 = ${headDim / 2}`);
   if (text.num_attention_heads % text.num_key_value_heads !== 0)
     throw new ModelConfigError(`${file}: num_attention_heads must be a multiple of num_key_value_heads`);
+  if (vision.hidden_size % vision.num_heads !== 0)
+    throw new ModelConfigError(
+      `${file}: vision_config.num_heads (${vision.num_heads}) does not divide vision_config.hidden_size (${vision.hidden_size})`,
+    );
+  // The vision tower's 2-D rotary embedding splits each head into quarters.
+  if ((vision.hidden_size / vision.num_heads) % 4 !== 0)
+    throw new ModelConfigError(
+      `${file}: vision head size ${vision.hidden_size / vision.num_heads} (vision_config.hidden_size / num_heads) must be a multiple of 4`,
+    );
+  const mergedPatch = vision.spatial_merge_size * vision.patch_size;
+  if (vision.window_size < mergedPatch)
+    throw new ModelConfigError(
+      `${file}: vision_config.window_size (${vision.window_size}) is smaller than one merged patch (spatial_merge_size x patch_size = ${mergedPatch})`,
+    );
   if (vision.out_hidden_size !== text.hidden_size)
     throw new ModelConfigError(`${file}: vision_config.out_hidden_size must equal hidden_size (${text.hidden_size})`);
   const ropeTheta = typeof rope?.['rope_theta'] === 'number' ? (rope['rope_theta'] as number) : text.rope_theta;
   const tokenId = (name: string): number => {
     const value = json[name] ?? textSource[name];
     if (typeof value !== 'number' || !Number.isInteger(value)) throw new ModelConfigError(`${file}: ${name} is missing`);
+    if (value < 0 || value >= text.vocab_size)
+      throw new ModelConfigError(`${file}: ${name} (${value}) is outside the vocabulary (vocab_size ${text.vocab_size})`);
     return value;
   };
   const eos = json['eos_token_id'] ?? textSource['eos_token_id'];
@@ -174,7 +190,12 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new ModelConfigError(`${file}: not valid JSON (${(error as Error).message})`);
+    throw new ModelConfigError(`${file}: not valid JSON (${oneLine((error as Error).message)})`);
   }
   return parseModelConfig(raw, file);
+}
+
+// JSON.parse quotes the text around the error, newlines included.
+function oneLine(message: string): string {
+  return message.replace(/\s*[\r\n]+\s*/g, ' ');
 }

@@ -4,6 +4,8 @@
  * native. Token-level API: ids in, ids and log-probs out (the Tokenizer and
  * ImageProcessor build the inputs).
  */
+import { threadsProblem } from './generate-options.js';
+import { assertRegularModelFiles } from './weight-files.js';
 import {
   DEFAULT_ADAMW_SETTINGS,
   DEFAULT_LOSS_SETTINGS,
@@ -209,7 +211,8 @@ const DEFAULT_IMAGE_CACHE_BYTES = 2 ** 30;
 /** Applies LoadOptions.threads before the engine starts its pool, or checks it afterwards. */
 function applyThreads(threads: number | undefined): void {
   if (threads === undefined) return;
-  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
+  const problem = threadsProblem(threads);
+  if (problem) throw new RangeError(problem);
   const current = process.env['SPATIALTHINKER_THREADS'];
   if (current === undefined || Number(current) === threads) {
     process.env['SPATIALTHINKER_THREADS'] = String(threads);
@@ -249,6 +252,7 @@ export class Model {
     if (options.dtype === 'bf16')
       throw new Error('dtype "bf16" is not implemented yet: the CUDA backend computes in fp32 (bf16 checkpoints are converted on load)');
     applyThreads(options.threads);
+    await assertRegularModelFiles(dir);
     const config = await readModelConfig(dir);
     const handle = await native().loadModel({
       dir,

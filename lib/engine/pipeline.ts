@@ -3,6 +3,7 @@
  * template and image processor. This is what `spatialthinker generate`, the
  * trainer's rollouts and evaluation call.
  */
+import { generateOptionsProblem } from './generate-options.js';
 import { loadChatTemplate, type ChatMessage, type ChatTemplate } from '../tokenizer/chat-template.js';
 import { buildPrompt } from '../tokenizer/prompt.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -71,6 +72,8 @@ export class VisionLanguageModel {
   }
 
   async generate(requests: readonly VisionRequest[], options: TextGenerateOptions = {}): Promise<TextCompletion[]> {
+    const invalid = generateOptionsProblem(options);
+    if (invalid) throw new RangeError(`generate: ${invalid}`);
     const prompts = await Promise.all(requests.map((r) => this.prepare(r)));
     const stops = options.stop ?? [];
     const stopTokenIds = options.stopTokenIds ?? [...new Set([...this.model.config.eosTokenIds, ...this.tokenizer.eosTokenIds])];
@@ -96,7 +99,31 @@ export class VisionLanguageModel {
       prompts.map((p) => p.input),
       { ...options, stopTokenIds, ...(onToken ? { onToken } : {}) },
     );
+    if (!this.warnedNonFinite && completions.some((c) => c.logprobs.some((v) => Number.isNaN(v) || v === Infinity))) await this.warnNonFinite();
     return completions.map((c) => this.finish(c, stops));
+  }
+
+  private warnedNonFinite = false;
+
+  /**
+   * Non-finite log-probs mean the logits were NaN: the sampled tokens are
+   * meaningless (NaN weights sampled token 0 without a word). Warns once per
+   * model, naming the first parameter holding NaN or Inf when there is one.
+   */
+  private async warnNonFinite(): Promise<void> {
+    this.warnedNonFinite = true;
+    let culprit: string | undefined;
+    for (const [name, data] of Object.entries(await this.model.parameters())) {
+      if (data.some((v) => !Number.isFinite(v))) {
+        culprit = name;
+        break;
+      }
+    }
+    process.emitWarning(
+      `generation from ${this.model.dir} produced non-finite logits, so its tokens are meaningless: ` +
+        (culprit ? `weight tensor "${culprit}" holds NaN or Inf` : 'the weights are finite, so an input or activation overflowed'),
+      { code: 'SPATIALTHINKER_NONFINITE_LOGITS' },
+    );
   }
 
   /** Decodes a completion, cutting it before the first stop string. */

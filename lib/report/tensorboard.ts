@@ -15,6 +15,7 @@
  * it once per training step so a killed process loses at most the step in
  * progress (complete records already handed to the OS survive the process).
  */
+import { writingTo } from '../io/write-errors.js';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -176,6 +177,6 @@ export class TensorBoardWriter {
       await mkdir(this.dir, { recursive: true });
       this.handle = await open(this.path, 'a');
     }
-    await this.handle.appendFile(chunk);
+    await writingTo(this.path, () => (this.handle as NonNullable<typeof this.handle>).appendFile(chunk));
   }
 }

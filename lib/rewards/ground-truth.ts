@@ -43,7 +43,35 @@ export function parseGroundTruth(text: string): GroundTruth {
     if (typeof id !== 'string') throw new GroundTruthError(`ground truth object ${i} has no string "id"`);
     if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every((v) => typeof v === 'number' || typeof v === 'boolean'))
       throw new GroundTruthError(`ground truth object ${i} ("${id}") has no "bbox" of 4 numbers`);
-    return { id, label: labelOf(id), box: boxOf(bbox) };
+    const box = boxOf(bbox);
+    const problem = boxProblem(box);
+    if (problem) throw new GroundTruthError(`ground truth object ${i} ("${id}") has bbox ${JSON.stringify(bbox)}: ${problem}`);
+    return { id, label: labelOf(id), box };
   });
   return { answer: pyStrip(answerBlock), scene, objects, relationshipCount: rawRelationships.length };
+}
+
+// A ground-truth box is data, not model output: one the CIoU cannot score
+// sensibly is reported instead of silently skewing every reward of its row.
+function boxProblem(box: readonly number[]): string | undefined {
+  const [x1, y1, x2, y2] = box as [number, number, number, number];
+  if (!box.every(Number.isFinite)) return 'a coordinate is not finite';
+  if (box.some((v) => v < 0)) return 'a coordinate is negative';
+  if (x1 > x2) return 'x1 > x2';
+  if (y1 > y2) return 'y1 > y2';
+  return undefined;
+}
+
+/**
+ * Why a ground truth's boxes cannot belong to an image of this size, or
+ * undefined. Boxes may overshoot the image a little (rounding, padding); one
+ * beyond twice its size is in another coordinate system (or 1e300).
+ */
+export function groundTruthOutsideImage(groundTruth: GroundTruth, width: number, height: number): string | undefined {
+  for (const [i, o] of groundTruth.objects.entries()) {
+    const [, , x2, y2] = o.box;
+    if (x2 > 2 * width || y2 > 2 * height)
+      return `ground truth object ${i} ("${o.id}") has bbox ${JSON.stringify(o.box)} outside the image (${width} x ${height})`;
+  }
+  return undefined;
 }

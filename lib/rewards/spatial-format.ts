@@ -27,9 +27,27 @@ export interface WellFormedCompletion {
   objects: readonly { id: string; bbox: unknown[] }[];
 }
 
-/** The labels and boxes of a well-formed completion's objects. */
+/**
+ * The labels and boxes of a well-formed completion's objects that the spatial
+ * component matches. A box with x1 > x2 or y1 > y2, or a non-finite
+ * coordinate, is left out, so it counts as no prediction at all: the
+ * reference scores such a box with a negative area, which has no lower bound
+ * (one inverted box scored spatial -260 in issue 19) and would blow up the
+ * advantages of its whole group. Format and count still see every object.
+ */
 export function predictedObjects(completion: WellFormedCompletion): PredictedObject[] {
-  return completion.objects.map((o) => ({ label: labelOf(o.id), box: boxOf(o.bbox) }));
+  const out: PredictedObject[] = [];
+  for (const o of completion.objects) {
+    const box = boxOf(o.bbox);
+    if (isOrderedFiniteBox(box)) out.push({ label: labelOf(o.id), box });
+  }
+  return out;
+}
+
+/** Finite coordinates with x1 <= x2 and y1 <= y2: a box whose CIoU is bounded. */
+export function isOrderedFiniteBox(box: readonly number[]): boolean {
+  const [x1, y1, x2, y2] = box as [number, number, number, number];
+  return Number.isFinite(x1) && Number.isFinite(y1) && Number.isFinite(x2) && Number.isFinite(y2) && x1 <= x2 && y1 <= y2;
 }
 
 /** The format check; the parsed completion when it passes, else undefined. */

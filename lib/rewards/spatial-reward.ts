@@ -5,7 +5,7 @@
  * A batch is scored with one native call for all of its box matching.
  */
 import { native, type Device } from '../native/binding.js';
-import { parseGroundTruth, type GroundTruth, GroundTruthError } from './ground-truth.js';
+import { groundTruthOutsideImage, parseGroundTruth, type GroundTruth, GroundTruthError } from './ground-truth.js';
 import { labelSimilarity, type LabelSimilarity, type SimilarityName } from './similarity/index.js';
 import { answersMatch, checkFormat, countScore, extractAnswer, predictedObjects, type PredictedObject } from './spatial-format.js';
 import { RewardInputError, type BatchReward, type ImageGeometry, type RewardInput, type RewardScores } from './types.js';
@@ -72,12 +72,11 @@ export class SpatialReward implements BatchReward {
     if (!(width > 0 && height > 0 && Number.isFinite(width) && Number.isFinite(height)))
       return `image size ${width} x ${height} is not positive and finite`;
     try {
-      this.groundTruth(input.groundTruth);
+      return groundTruthOutsideImage(this.groundTruth(input.groundTruth), width, height);
     } catch (error) {
       if (error instanceof GroundTruthError) return error.message;
       throw error;
     }
-    return undefined;
   }
 
   async scoreBatch(inputs: readonly RewardInput[]): Promise<SpatialScores[]> {

@@ -4,6 +4,8 @@
  * overridden by dotted `key=value` arguments, validated by zod with messages
  * that name the key. Defaults are the SpatialThinker recipe (method.md §3.1).
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
@@ -11,6 +13,8 @@ import { didYouMean } from '../util/suggest.js';
 
 const int = () => z.number().int();
 const positiveInt = () => z.number().int().positive();
+/** 16384 x 16384: beyond this an image size is a typo (min_pixels 1e12), not a setting. */
+const MAX_IMAGE_PIXELS = 2 ** 28;
 const probability = () => z.number().min(0).max(1);
 
 const dataSchema = z
@@ -31,9 +35,13 @@ const dataSchema = z
     val_max_samples: int().min(-1).default(-1),
     shuffle: z.boolean().default(true),
     seed: int().default(1),
-    /** Images are scaled into [min_pixels, max_pixels] before the processor (method.md §3.7). */
-    min_pixels: positiveInt().default(262144),
-    max_pixels: positiveInt().default(4194304),
+    /**
+     * Images are scaled into [min_pixels, max_pixels] before the processor
+     * (method.md §3.7). Unset, they come from the model's
+     * preprocessor_config.json, else these defaults.
+     */
+    min_pixels: positiveInt().max(MAX_IMAGE_PIXELS).default(262144),
+    max_pixels: positiveInt().max(MAX_IMAGE_PIXELS).default(4194304),
     filter_overlong_prompts: z.boolean().default(true),
     /** Skip malformed rows (counted and reported) instead of stopping. */
     skip_invalid: z.boolean().default(false),
@@ -165,6 +173,12 @@ const trainerSchema = z
     seed: int().default(1),
     /** With algorithm.online_filtering: rollout rounds per step at most before training on what was kept. */
     max_try_make_batch: positiveInt().default(20),
+    /**
+     * Stop after this many consecutive steps in which nothing can be learned:
+     * every group's rewards are equal (zero advantages) or every response hit
+     * max_response_length. Each such step warns; 0 only warns.
+     */
+    stall_steps: int().min(0).default(5),
     /** Memory the run may use in GiB; default: the machine's physical memory. */
     memory_limit_gb: z.number().positive().nullable().default(null),
     /** Start even when the memory plan says the run does not fit. */
@@ -288,8 +302,13 @@ function isTree(value: unknown): value is Tree {
 
 /** Validates a configuration tree; the error lists every problem with its dotted key. */
 export function validateConfig(tree: unknown, source = 'configuration'): TrainConfig {
-  const result = trainConfigSchema.safeParse(tree);
-  if (result.success) return checkConsistency(result.data, source);
+  const { tree: resolved, note } = withModelImageSizes(tree);
+  const result = trainConfigSchema.safeParse(resolved);
+  if (result.success) {
+    const config = checkConsistency(result.data, source);
+    IMAGE_SIZE_NOTES.set(config, note);
+    return config;
+  }
   const lines = result.error.issues.map((issue) => {
     const key = issue.path.join('.') || '(root)';
     if (issue.code === 'unrecognized_keys') return unknownKeyLines(issue.path, issue.keys).join('\n');
@@ -328,6 +347,15 @@ function checkConsistency(config: TrainConfig, source: string): TrainConfig {
       `worker.actor.global_batch_size (${actor.global_batch_size}) must divide data.rollout_batch_size (${config.data.rollout_batch_size}): each step makes rollout_batch_size / global_batch_size optimiser steps`,
     );
   if (rollout.n < 2) problems.push(`worker.rollout.n must be at least 2 for group-normalised advantages, got ${rollout.n}`);
+  const { algorithm } = config;
+  // In EasyR1, use_kl_loss: false with KL enabled means a KL penalty folded
+  // into the rewards (kl_penalty, kl_coef, kl_type fixed/adaptive). That is not
+  // implemented here; silently training without KL would be worse than refusing.
+  if (!algorithm.use_kl_loss && !algorithm.disable_kl && algorithm.kl_coef > 0)
+    problems.push(
+      `algorithm.use_kl_loss: false asks for EasyR1's KL penalty in the reward, which spatialthinker does not implement; ` +
+        `set algorithm.use_kl_loss: true (KL term in the loss, kl_coef ${algorithm.kl_coef}) or algorithm.disable_kl: true (no KL)`,
+    );
   if (config.data.min_pixels > config.data.max_pixels) problems.push(`data.min_pixels (${config.data.min_pixels}) exceeds data.max_pixels (${config.data.max_pixels})`);
   if (problems.length > 0) throw new ConfigError(`${source} is invalid:\n${problems.map((p) => '  ' + p).join('\n')}`);
   return config;
@@ -384,4 +412,44 @@ export function configToYaml(config: TrainConfig): string {
 /** The run directory a configuration writes to. */
 export function runDirectory(config: TrainConfig): string {
   return config.trainer.save_checkpoint_path ?? `runs/${config.trainer.experiment_name}`;
+}
+
+const IMAGE_SIZE_NOTES = new WeakMap<TrainConfig, string>();
+
+/** Where data.min_pixels / max_pixels came from, for the run's log. */
+export function imageSizeNote(config: TrainConfig): string {
+  const { min_pixels, max_pixels } = config.data;
+  return `image sizes: min_pixels ${min_pixels}, max_pixels ${max_pixels} (${IMAGE_SIZE_NOTES.get(config) ?? 'from the configuration'})`;
+}
+
+/**
+ * The tree with data.min_pixels / max_pixels taken from the model's
+ * preprocessor_config.json where the configuration leaves them unset: a
+ * checkpoint's own processor settings (3,136 for the tiny demo models) beat
+ * a default meant for 3B training (which blew 112 px images up to 512 x 512).
+ */
+function withModelImageSizes(tree: unknown): { tree: unknown; note: string } {
+  const record = (v: unknown) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const root = record(tree);
+  const data = record(root?.['data']) ?? {};
+  const unset = (['min_pixels', 'max_pixels'] as const).filter((k) => data[k] === undefined);
+  if (unset.length === 0) return { tree, note: 'from the configuration' };
+  const modelPath = record(record(record(record(root?.['worker'])?.['actor'])?.['model']))?.['model_path'];
+  if (typeof modelPath !== 'string') return { tree, note: 'defaults' };
+  const file = join(modelPath, 'preprocessor_config.json');
+  let processor: Record<string, unknown> | undefined;
+  try {
+    processor = record(JSON.parse(readFileSync(file, 'utf8')));
+  } catch {
+    return { tree, note: `defaults: no readable ${file}` };
+  }
+  const size = record(processor?.['size']);
+  const fromModel = { min_pixels: processor?.['min_pixels'] ?? size?.['shortest_edge'], max_pixels: processor?.['max_pixels'] ?? size?.['longest_edge'] };
+  const taken = unset.filter((k) => typeof fromModel[k] === 'number');
+  if (taken.length === 0) return { tree, note: `defaults: ${file} sets neither` };
+  const patched = { ...data };
+  for (const k of taken) patched[k] = fromModel[k];
+  const set = ['min_pixels', 'max_pixels'].filter((k) => !unset.includes(k as 'min_pixels'));
+  const parts = [`${taken.join(' and ')} from ${file}`, ...(set.length ? [`${set.join(', ')} from the configuration`] : [])];
+  return { tree: { ...root, data: patched }, note: parts.join('; ') };
 }

@@ -161,6 +161,32 @@ export class GrpoTrainer extends TrainingRun {
     };
     await this.logMetrics('train', metrics);
     await this.logSamples(experiences, 'train', config.trainer.train_generations_to_log);
+    this.checkStall(step, metrics);
+  }
+
+  private stalledSteps = 0;
+
+  /** Warns when a step could teach nothing, and stops after trainer.stall_steps such steps in a row. */
+  private checkStall(step: number, metrics: Metrics): void {
+    const groups = metrics['batch/groups'] as number;
+    const why =
+      groups > 0 && metrics['batch/zero_variance_groups'] === groups
+        ? `every group's ${this.config.worker.rollout.n} rewards were equal (mean reward ${(metrics['reward/overall'] ?? 0).toFixed(3)}), so every advantage was 0`
+        : metrics['response_length/clip_ratio'] === 1
+          ? `every response hit data.max_response_length (${this.config.data.max_response_length} tokens)`
+          : undefined;
+    if (!why) {
+      this.stalledSteps = 0;
+      return;
+    }
+    this.stalledSteps++;
+    const limit = this.config.trainer.stall_steps;
+    this.say(`warning: step ${step} learned nothing: ${why} (${this.stalledSteps} such step${this.stalledSteps > 1 ? 's' : ''} in a row${limit > 0 ? `; stopping at ${limit}` : ''})`);
+    if (limit > 0 && this.stalledSteps >= limit)
+      throw new StalledRunError(
+        `stopped after ${this.stalledSteps} steps in a row that learned nothing (${why}); check the reward against the data and the prompt format, ` +
+          `or set trainer.stall_steps=0 to keep going`,
+      );
   }
 
   private rolloutMetrics(scores: readonly RewardScores[], rollouts: readonly { row: PreparedRow; rollout: Rollout }[]): Metrics {
@@ -292,4 +318,9 @@ function countZeroVariance(rewards: readonly number[], n: number): number {
     if (group.every((r) => r === group[0])) count++;
   }
   return count;
+}
+
+/** A run stopped because its last trainer.stall_steps steps could not change the policy. */
+export class StalledRunError extends Error {
+  override name = 'StalledRunError';
 }

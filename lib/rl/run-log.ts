@@ -5,6 +5,7 @@
  * files under RUN_DIR/tensorboard. Every line is flushed when written, so a
  * killed run keeps everything up to its last step.
  */
+import { writingTo } from '../io/write-errors.js';
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TensorBoardWriter } from '../report/tensorboard.js';
@@ -53,7 +54,8 @@ export class RunLog {
   async metrics(step: number, split: Split, metrics: Metrics): Promise<void> {
     const finite: Metrics = {};
     for (const [k, v] of Object.entries(metrics)) if (Number.isFinite(v)) finite[k] = v;
-    if (this.file) await appendFile(join(this.dir, 'metrics.jsonl'), JSON.stringify({ step, split, time: new Date().toISOString(), ...finite }) + '\n');
+    const metricsFile = join(this.dir, 'metrics.jsonl');
+    if (this.file) await writingTo(metricsFile, () => appendFile(metricsFile, JSON.stringify({ step, split, time: new Date().toISOString(), ...finite }) + '\n'));
     if (this.board) {
       // The same names as metrics.jsonl (and as `spatialthinker report` plots them), so a curve is found under one name everywhere.
       this.board.scalars(tensorBoardTags(split, finite), step);
@@ -63,7 +65,8 @@ export class RunLog {
 
   async samples(records: readonly SampleRecord[]): Promise<void> {
     if (!this.file || records.length === 0) return;
-    await appendFile(join(this.dir, 'samples.jsonl'), records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const file = join(this.dir, 'samples.jsonl');
+    await writingTo(file, () => appendFile(file, records.map((r) => JSON.stringify(r)).join('\n') + '\n'));
   }
 
   /**
@@ -98,7 +101,8 @@ export class RunLog {
   }
 
   async writeText(name: string, text: string): Promise<void> {
-    await writeFile(join(this.dir, name), text);
+    const file = join(this.dir, name);
+    await writingTo(file, () => writeFile(file, text));
   }
 
   async close(): Promise<void> {

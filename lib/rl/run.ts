@@ -23,7 +23,7 @@ import {
 } from './checkpoint.js';
 import { learningRate } from './schedule.js';
 import { StepGuard } from './step-guard.js';
-import { configToYaml, runDirectory, type TrainConfig } from './config.js';
+import { configToYaml, imageSizeNote, runDirectory, type TrainConfig } from './config.js';
 import { evaluatePolicy } from './evaluate.js';
 import { DataLoader, loadRows, type LoaderState, type TrainingRow } from './loader.js';
 import { formatMemoryPlan, planMemory, type MemoryPlan } from './memory-plan.js';
@@ -146,6 +146,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
       device: config.trainer.device,
       ...(config.trainer.threads !== null ? { threads: config.trainer.threads } : {}),
     });
+    this.say(imageSizeNote(config));
     this.prompts = new PromptBuilder(this.vlm, {
       promptKey: config.data.prompt_key,
       answerKey: config.data.answer_key,

@@ -20,7 +20,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Template } from '@huggingface/jinja';
+import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { QWEN2_5_VL_CHAT_TEMPLATE } from './qwen2_5_vl_chat_template.js';
 import type { TokenizerConfigJson } from './tokenizer.js';
 
@@ -55,8 +55,9 @@ export interface RenderOptions {
 
 const ROLES: ReadonlySet<string> = new Set(['system', 'user', 'assistant']);
 
+// One line: JSON.parse and the template parser quote text around an error, newlines included.
 function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return (err instanceof Error ? err.message : String(err)).replace(/\s*[\r\n]+\s*/g, ' ');
 }
 
 function tokenString(value: unknown): string | undefined {
@@ -99,6 +100,119 @@ export function validateMessages(messages: readonly ChatMessage[]): ChatMessage[
   });
 }
 
+/**
+ * Bounds on one render. A template comes from the model directory, which may
+ * not be trusted: `range(100000000)` or a loop doubling a string would
+ * otherwise exhaust the heap and abort the process. Real chat templates take
+ * a few thousand steps and produce a few times their messages' text.
+ */
+export const TEMPLATE_LIMITS = Object.freeze({
+  /** Interpreter steps (expressions and statements evaluated). */
+  steps: 250_000,
+  /** Items one range() call may produce. */
+  rangeItems: 100_000,
+  /** Characters all evaluated strings may add up to, beyond 16 x the messages' own text. */
+  characters: 64 << 20,
+});
+
+export class ChatTemplateLimitError extends Error {
+  override name = 'ChatTemplateLimitError';
+}
+
+type RuntimeValue = ReturnType<Interpreter['evaluate']>;
+
+/**
+ * An interpreter that counts its steps (every expression, statement and block,
+ * so a loop with an empty body counts too) and the characters of the strings
+ * it makes. The counted methods are wrapped on the instance: evaluateBlock is
+ * private in the library's typings.
+ */
+function boundedInterpreter(env: Environment, characterBudget: number): Interpreter {
+  const interpreter = new Interpreter(env);
+  const hooks = interpreter as unknown as Record<'evaluate' | 'evaluateBlock', (...args: unknown[]) => RuntimeValue>;
+  let steps = 0;
+  let characters = 0;
+  const step = () => {
+    if (++steps > TEMPLATE_LIMITS.steps) throw new ChatTemplateLimitError(`rendering took more than ${TEMPLATE_LIMITS.steps} steps`);
+  };
+  const counted = (value: RuntimeValue): RuntimeValue => {
+    if (typeof value.value === 'string') {
+      characters += value.value.length;
+      if (characters > characterBudget)
+        throw new ChatTemplateLimitError(`rendering produced more than ${characterBudget} characters`);
+    }
+    return value;
+  };
+  for (const name of ['evaluate', 'evaluateBlock'] as const) {
+    const original = hooks[name].bind(interpreter);
+    hooks[name] = (...args: unknown[]) => {
+      step();
+      return counted(original(...args));
+    };
+  }
+  return interpreter;
+}
+
+function boundedRange(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) [start, stop] = [0, start];
+  if (![start, stop, step].every(Number.isFinite)) throw new Error('range() arguments must be finite numbers');
+  if (step === 0) throw new Error('range() step must not be zero');
+  const items = Math.max(0, Math.ceil((stop - start) / step));
+  if (items > TEMPLATE_LIMITS.rangeItems)
+    throw new ChatTemplateLimitError(`range() of ${items} items (at most ${TEMPLATE_LIMITS.rangeItems})`);
+  return Array.from({ length: items }, (_, i) => start + i * step);
+}
+
+// The directives @huggingface/jinja's own strftime_now supports.
+function strftimeNow(format: string): string {
+  const date = new Date();
+  const pad2 = (n: number) => String(n).padStart(2, '0');
+  return String(format).replace(/%[YmdbBHM%]/g, (token) => {
+    switch (token) {
+      case '%Y': return String(date.getFullYear());
+      case '%m': return pad2(date.getMonth() + 1);
+      case '%d': return pad2(date.getDate());
+      case '%b': return new Intl.DateTimeFormat(undefined, { month: 'short' }).format(date);
+      case '%B': return new Intl.DateTimeFormat(undefined, { month: 'long' }).format(date);
+      case '%H': return pad2(date.getHours());
+      case '%M': return pad2(date.getMinutes());
+      default: return '%';
+    }
+  });
+}
+
+/** Template.render with the library's globals, but a bounded range() and interpreter. */
+function renderBounded(template: Template, context: Record<string, unknown>, characterBudget: number): string {
+  const globals = new Environment();
+  const builtins: Record<string, unknown> = {
+    false: false,
+    true: true,
+    none: null,
+    False: false,
+    True: true,
+    None: null,
+    raise_exception: (message: unknown) => {
+      throw new Error(String(message));
+    },
+    range: boundedRange,
+    strftime_now: strftimeNow,
+  };
+  for (const [key, value] of Object.entries(builtins)) globals.set(key, value);
+  // The render's variables live in a child scope, so they may shadow a builtin.
+  const env = new Environment(globals);
+  for (const [key, value] of Object.entries(context)) env.set(key, value);
+  return String(boundedInterpreter(env, characterBudget).run(template.parsed).value);
+}
+
+function textLength(messages: readonly ChatMessage[]): number {
+  let n = 0;
+  for (const m of messages) {
+    if (typeof m.content === 'string') n += m.content.length;
+    else for (const part of m.content) if (part.type === 'text') n += part.text.length;
+  }
+  return n;
+}
+
 export class ChatTemplate {
   readonly source: string;
   readonly origin: ChatTemplateOrigin;
@@ -132,14 +246,15 @@ export class ChatTemplate {
   }
 
   render(messages: readonly ChatMessage[], { addGenerationPrompt = false, variables = {} }: RenderOptions = {}): string {
+    const checked = validateMessages(messages);
     const context: Record<string, unknown> = {
       ...this.defaults,
       ...variables,
-      messages: validateMessages(messages),
+      messages: checked,
       add_generation_prompt: addGenerationPrompt,
     };
     try {
-      return this.#compiled.render(context);
+      return renderBounded(this.#compiled, context, TEMPLATE_LIMITS.characters + 16 * textLength(checked));
     } catch (err) {
       throw new Error(`cannot render chat template ${this.path ?? this.origin}: ${errorMessage(err)}`, { cause: err });
     }

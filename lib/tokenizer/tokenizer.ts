@@ -18,6 +18,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { unsafeTokenizerPatterns } from './pattern-safety.js';
 
 /** The parts of tokenizer_config.json this module reads (the rest is passed through). */
 export interface TokenizerConfigJson {
@@ -72,8 +73,9 @@ function tokenContent(value: unknown): string | undefined {
   return undefined;
 }
 
+// One line: JSON.parse quotes the text around an error, newlines included.
 function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return (err instanceof Error ? err.message : String(err)).replace(/\s*[\r\n]+\s*/g, ' ');
 }
 
 async function readJsonFile(path: string, what: string): Promise<unknown> {
@@ -204,6 +206,8 @@ export class Tokenizer {
       // The library iterates `added_tokens` unconditionally.
       tokenizerJson = { ...tokenizerJson, added_tokens: [] };
     }
+    const [unsafe] = unsafeTokenizerPatterns(tokenizerJson);
+    if (unsafe) throw new Error(`${unsafe.path} ${JSON.stringify(unsafe.pattern)}: ${unsafe.reason}; refusing it`);
     const hf = new HfTokenizer(tokenizerJson as object, tokenizerConfig);
     return new Tokenizer(hf, tokenizerConfig, generationConfig);
   }

@@ -61,7 +61,9 @@ export async function loadImage(source: string | Uint8Array): Promise<RgbImage> 
     const pixels = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     return { data: pixels, width: info.width, height: info.height };
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    // libvips reports over several lines, often repeating one: keep it to one line.
+    const lines = (error instanceof Error ? error.message : String(error)).split(/\s*[\r\n]+\s*/).filter(Boolean);
+    const reason = [...new Set(lines)].join('; ');
     throw new Error(`cannot decode image ${name}: ${reason}`, { cause: error });
   }
 }

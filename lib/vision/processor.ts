@@ -193,7 +193,7 @@ export class ImageProcessor {
     try {
       parsed = JSON.parse(text);
     } catch (error) {
-      throw new Error(`${file}: not valid JSON: ${error instanceof Error ? error.message : String(error)}`, {
+      throw new Error(`${file}: not valid JSON: ${(error instanceof Error ? error.message : String(error)).replace(/\s*[\r\n]+\s*/g, ' ')}`, {
         cause: error,
       });
     }

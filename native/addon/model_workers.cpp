@@ -683,6 +683,8 @@ model::ModelConfig config_of(const Napi::Object& c, const char* fn) {
   for (int32_t b : copy_typed_array<int32_t>(v, "fullAttentionBlocks", fn)) config.vision.fullatt_blocks.push_back(b);
   config.image_token_id = int32_t(integer(c, "imageTokenId", fn));
   config.vision_start_token_id = int32_t(integer(c, "visionStartTokenId", fn));
+  const std::string problem = model::validate(config);
+  if (!problem.empty()) throw Napi::RangeError::New(c.Env(), std::string(fn) + ": config.json: " + problem);
   return config;
 }
 

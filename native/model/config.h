@@ -3,6 +3,7 @@
 // the library (lib/engine/config.ts) and handed over through the addon.
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace st::model {
@@ -33,5 +34,9 @@ struct ModelConfig {
   VisionConfig vision;
   int32_t image_token_id = 0, vision_start_token_id = 0;
 };
+
+// "" when the model code can run with `config`, else a message naming the
+// config.json field (without the file, which the caller knows).
+std::string validate(const ModelConfig& config);
 
 }  // namespace st::model
