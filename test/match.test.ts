@@ -1,5 +1,6 @@
 import t from 'tap';
-import { ciouMatrices, linearSumAssignment, native } from '../lib/index.js';
+import { ciouMatrices, linearSumAssignment } from '../lib/match/index.js';
+import { native } from '../lib/index.js';
 import { rng } from './helpers.js';
 
 // Mapped CIoU written out step by step from shared/spec/rewards.md §4, for

@@ -45,7 +45,7 @@ t.test('validation errors name every bad key', async (t) => {
   const bad = {
     data: { train_files: 'x', rollout_batch_size: -3, surprise: 1 },
     worker: { actor: { model: {}, clip_ratio_low: 2 }, rollout: { temperature: 'hot' } },
-    trainer: { logger: ['console', 'wandb'] },
+    trainer: { logger: ['console', 'tensorbord'] },
   };
   const error = t.throws(() => validateConfig(bad, 'run.yaml')) as Error;
   t.type(error, ConfigError);

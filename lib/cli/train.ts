@@ -55,8 +55,10 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
     throw error;
   }
   if (values['print-config']) {
-    const { configToYaml } = await import('../rl/config.js');
-    process.stdout.write(configToYaml(config));
+    const { configToYaml, configurationNotes } = await import('../rl/config.js');
+    const notes = configurationNotes(config);
+    // Comments, so the output stays a configuration file the trainer reads back.
+    process.stdout.write(configToYaml(config) + (notes.length > 0 ? `# notes (the run logs these once):\n${notes.map((n) => `#   ${n}\n`).join('')}` : ''));
     return;
   }
   // A Hub id runs from its snapshot in the local cache; config.yaml records which.

@@ -66,6 +66,12 @@ export interface ReadOptions {
    * from elsewhere must not make `data convert` copy /etc/passwd.
    */
   allowOutsideImages?: boolean;
+  /**
+   * The column read as the row's `images` (EasyR1's `data.image_key`; default
+   * `images`). `images` and `image` each stand in for the other when a file
+   * lacks the one named.
+   */
+  imageKey?: string;
   /** Stats object to fill in as rows are read (also available as `.stats` on the returned iterator). */
   stats?: ReadStats;
   /** Called for each skipped row. */
@@ -321,6 +327,14 @@ function text(value: unknown): unknown {
   return value instanceof Uint8Array ? decoder.decode(value) : value;
 }
 
+/** The column of `record` that holds its images: `imageKey`, or for `images`/`image` the other one when the file has only that. */
+function imageColumn(record: Record<string, unknown>, imageKey: string): string {
+  if (imageKey in record) return imageKey;
+  // `image` (singular, as in VG150-style datasets) and `images` stand in for each other.
+  const other = imageKey === 'images' ? 'image' : imageKey === 'image' ? 'images' : undefined;
+  return other !== undefined && other in record ? other : imageKey;
+}
+
 /** Normalises a raw record (parquet object or parsed JSON) into a candidate row and validates it. */
 async function finishRow(raw: unknown, kind: Kind, base: string, where: string, options: ReadOptions): Promise<Checked> {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { row: undefined, problems: validateRow(raw, where) };
@@ -328,8 +342,7 @@ async function finishRow(raw: unknown, kind: Kind, base: string, where: string, 
   const row: Record<string, unknown> = {};
   const problems: string[] = [];
   for (const field of STVQA_FIELDS) {
-    // `image` (singular, as in VG150-style datasets) stands in for a missing `images`.
-    const key = field === 'images' && !('images' in record) && 'image' in record ? 'image' : field;
+    const key = field === 'images' ? imageColumn(record, options.imageKey ?? 'images') : field;
     if (!(key in record)) continue;
     let value = record[key];
     if (value === undefined) value = null; // parquet nulls of nested columns

@@ -24,6 +24,9 @@ import {
   type NativeVisionResult,
 } from '../native/binding.js';
 import { readModelConfig, type ModelConfig } from './config.js';
+import { inspectModelWeights, type SafetensorsDType } from '../io/safetensors.js';
+
+const DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 /** Pixel patches of a prompt's images, as the image processor makes them. */
 export interface ImageInput {
@@ -203,10 +206,34 @@ export interface LoadOptions {
    * same weights encode each image once (1 GiB by default; 0 turns it off).
    */
   imageCacheBytes?: number;
+  /**
+   * Told as loading goes: reading config.json, the tokenizer (VisionLanguageModel
+   * only), then the weights. The engine reads every weight file natively in one
+   * call, so weights report their start (done 0, total = the tensors' bytes from
+   * the safetensors headers) and their end, not per tensor.
+   */
+  onProgress?: (progress: LoadProgress) => void;
+}
+
+export type LoadPhase = 'config' | 'tokenizer' | 'weights';
+
+export interface LoadProgress {
+  phase: LoadPhase;
+  /** Steps of this phase done: 0 when it starts, `total` when it ends. */
+  done: number;
+  total: number;
+  /** Weights: the bytes read when done (the tensors' data bytes of every weight file). */
+  bytes?: number;
 }
 
 /** The image-feature cache's default budget: a GRPO step's images at 7B scale (about 20 MB per 1024 x 1024 image). */
 const DEFAULT_IMAGE_CACHE_BYTES = 2 ** 30;
+
+/** The data bytes of a model directory's weights, from the safetensors headers (no tensor data is read). */
+async function weightBytes(dir: string): Promise<number> {
+  const weights = await inspectModelWeights(dir);
+  return Object.values(weights).reduce((sum, w) => sum + DTYPE_BYTES[w.dtype] * w.shape.reduce((a, d) => a * d, 1), 0);
+}
 
 /** Applies LoadOptions.threads before the engine starts its pool, or checks it afterwards. */
 function applyThreads(threads: number | undefined): void {
@@ -253,13 +280,19 @@ export class Model {
       throw new Error('dtype "bf16" is not implemented yet: the CUDA backend computes in fp32 (bf16 checkpoints are converted on load)');
     applyThreads(options.threads);
     await assertRegularModelFiles(dir);
+    const report = options.onProgress ?? (() => {});
+    report({ phase: 'config', done: 0, total: 1 });
     const config = await readModelConfig(dir);
+    report({ phase: 'config', done: 1, total: 1 });
+    const bytes = options.onProgress ? await weightBytes(dir) : 0;
+    report({ phase: 'weights', done: 0, total: 1, bytes: 0 });
     const handle = await native().loadModel({
       dir,
       config,
       device: options.device ?? 'cpu',
       imageCacheBytes: options.imageCacheBytes ?? DEFAULT_IMAGE_CACHE_BYTES,
     });
+    report({ phase: 'weights', done: 1, total: 1, bytes });
     return new Model(dir, config, handle);
   }
 

@@ -11,6 +11,19 @@ import { loadImage, type RgbImage } from '../vision/image.js';
 import { ImageProcessor } from '../vision/processor.js';
 import { Model, type Completion, type GenerateOptions, type LoadOptions, type PromptInput } from './model.js';
 
+export interface CompletionLogprobs {
+  /** The completion's token ids (text is encoded without special tokens). */
+  tokens: Int32Array;
+  /** log p(token_j | request, tokens_<j), one per token. */
+  logprobs: Float32Array;
+}
+
+export interface TextLogprobsOptions {
+  /** Logits are divided by this before the softmax (default 1, the model's own distribution). */
+  temperature?: number;
+  signal?: AbortSignal;
+}
+
 export interface VisionRequest {
   /** Images in prompt order: decoded images, or paths / bytes to decode. */
   images?: readonly (RgbImage | string | Uint8Array)[];
@@ -46,8 +59,10 @@ export class VisionLanguageModel {
   ) {}
 
   static async load(dir: string, options: LoadOptions = {}): Promise<VisionLanguageModel> {
+    options.onProgress?.({ phase: 'tokenizer', done: 0, total: 1 });
     const tokenizer = await Tokenizer.fromDirectory(dir);
     const [template, processor] = await Promise.all([loadChatTemplate(dir, tokenizer.config), ImageProcessor.fromDirectory(dir)]);
+    options.onProgress?.({ phase: 'tokenizer', done: 1, total: 1 });
     const model = await Model.load(dir, options);
     return new VisionLanguageModel(model, tokenizer, template, processor);
   }
@@ -124,6 +139,21 @@ export class VisionLanguageModel {
         (culprit ? `weight tensor "${culprit}" holds NaN or Inf` : 'the weights are finite, so an input or activation overflowed'),
       { code: 'SPATIALTHINKER_NONFINITE_LOGITS' },
     );
+  }
+
+  /**
+   * The log-probs of a completion given a request (the same request generate
+   * takes): text is encoded without special tokens; token ids are scored as
+   * they are. An aborted call resolves with empty arrays.
+   */
+  async logprobs(request: VisionRequest, completion: string | Int32Array | readonly number[], options: TextLogprobsOptions = {}): Promise<CompletionLogprobs> {
+    const prompt = await this.prepare(request);
+    const tokens = typeof completion === 'string' ? Int32Array.from(this.tokenizer.encode(completion)) : Int32Array.from(completion);
+    const [logprobs] = await this.model.logprobs([prompt.input], [tokens], {
+      ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    return logprobs ? { tokens, logprobs } : { tokens: new Int32Array(0), logprobs: new Float32Array(0) };
   }
 
   /** Decodes a completion, cutting it before the first stop string. */

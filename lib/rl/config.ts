@@ -10,12 +10,30 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
 import { didYouMean } from '../util/suggest.js';
+import { configNotes, normaliseLayer, normaliseMerged, REMOTE_LOGGERS } from './config-compat.js';
 
 const int = () => z.number().int();
 const positiveInt = () => z.number().int().positive();
 /** 16384 x 16384: beyond this an image size is a typo (min_pixels 1e12), not a setting. */
 const MAX_IMAGE_PIXELS = 2 ** 28;
 const probability = () => z.number().min(0).max(1);
+/** Keys of EasyR1 accepted without effect here (config-compat.ts NOT_APPLICABLE says why); absent unless given. */
+const accepted = <T extends z.ZodType>(schema: T) => schema.optional();
+const fsdpSchema = z
+  .object({
+    enable_full_shard: z.boolean(),
+    enable_cpu_offload: z.boolean(),
+    enable_rank0_init: z.boolean(),
+    use_orig_params: z.boolean(),
+    torch_dtype: z.string().nullable(),
+    fsdp_size: int(),
+    mp_param_dtype: z.string(),
+    mp_reduce_dtype: z.string(),
+    mp_buffer_dtype: z.string(),
+  })
+  .partial()
+  .strict();
+const offloadSchema = z.object({ offload_params: z.boolean(), offload_optimizer: z.boolean() }).partial().strict();
 
 const dataSchema = z
   .object({
@@ -47,6 +65,18 @@ const dataSchema = z
     skip_invalid: z.boolean().default(false),
     /** SFT target: 'gold_trace' (observe / scene / think / answer written from the ground truth) or a column name. */
     sft_target: z.string().default('gold_trace'),
+    /** EasyR1: a base directory for relative image paths (JSONL paths here resolve against the JSONL file). */
+    image_dir: z.string().nullable().optional(),
+    /** EasyR1: a prompt template (file or text) around prompt_key's text. */
+    format_prompt: z.string().nullable().optional(),
+    override_chat_template: z.string().nullable().optional(),
+    val_batch_size: accepted(int()),
+    video_key: accepted(z.string()),
+    video_fps: accepted(z.number()),
+    mini_rollout_batch_size: accepted(positiveInt().nullable()),
+    filter_overlong_prompts_workers: accepted(positiveInt()),
+    mixed_data: accepted(z.boolean()),
+    text_only: accepted(z.boolean()),
   })
   .strict();
 
@@ -65,6 +95,8 @@ const algorithmSchema = z
     /** A group is kept when its mean `filter_key` lies strictly inside (filter_low, filter_high). */
     filter_low: z.number().default(0.01),
     filter_high: z.number().default(0.99),
+    gamma: accepted(z.number()),
+    lam: accepted(z.number()),
   })
   .strict();
 
@@ -74,11 +106,17 @@ const optimSchema = z
     betas: z.tuple([probability(), probability()]).default([0.9, 0.999]),
     eps: z.number().positive().default(1e-8),
     weight_decay: z.number().min(0).default(0.01),
-    strategy: z.enum(['adamw']).default('adamw'),
+    /** adamw_bf16 is accepted; its bf16 moments are a CUDA-only saving not yet built (see the run's notes). */
+    strategy: z.enum(['adamw', 'adamw_bf16']).default('adamw'),
     lr_scheduler: z.enum(['constant', 'cosine', 'linear-warmup']).default('constant'),
     lr_warmup_ratio: probability().default(0),
     /** Cosine decays to this fraction of lr. */
     min_lr_ratio: probability().default(0),
+    /** Warm-up steps; when set it takes the place of lr_warmup_ratio (EasyR1). */
+    lr_warmup_steps: int().min(0).nullable().optional(),
+    /** EasyR1's names for lr_scheduler (older and newer). */
+    warmup_style: z.string().optional(),
+    lr_scheduler_type: z.string().optional(),
   })
   .strict();
 
@@ -95,16 +133,37 @@ const actorSchema = z
     clip_ratio_high: z.number().min(0).default(0.3),
     /** <= 1 disables the dual clip. */
     clip_ratio_dual: z.number().default(3),
-    loss_avg_mode: z.enum(['token', 'seq-mean-token-mean', 'seq-mean-token-sum']).default('token'),
+    /** EasyR1's 'seq' is 'seq-mean-token-mean'. */
+    loss_avg_mode: z.enum(['token', 'seq', 'seq-mean-token-mean', 'seq-mean-token-sum']).default('token'),
     ppo_epochs: positiveInt().default(1),
     model: z
       .object({
         model_path: z.string().min(1),
         enable_gradient_checkpointing: z.boolean().default(true),
         freeze_vision_tower: z.boolean().default(false),
+        tokenizer_path: accepted(z.string().nullable()),
+        override_config: accepted(z.record(z.string(), z.unknown())),
+        trust_remote_code: accepted(z.boolean()),
+        lora: accepted(
+          z
+            .object({ rank: int().min(0), alpha: z.number(), target_modules: z.string(), exclude_modules: z.string().nullable() })
+            .partial()
+            .strict(),
+        ),
       })
       .strict(),
     optim: optimSchema.prefault({}),
+    strategy: accepted(z.string()),
+    padding_free: accepted(z.boolean()),
+    dynamic_batching: accepted(z.boolean()),
+    ulysses_sequence_parallel_size: accepted(positiveInt()),
+    ulysses_size: accepted(positiveInt()),
+    use_torch_compile: accepted(z.boolean()),
+    loss_type: accepted(z.string()),
+    tau_positive: accepted(z.number()),
+    tau_negative: accepted(z.number()),
+    fsdp: accepted(fsdpSchema),
+    offload: accepted(offloadSchema),
   })
   .strict();
 
@@ -127,6 +186,19 @@ const rolloutSchema = z
     /** Sequences decoded together (continuous batching). */
     max_num_seqs: positiveInt().default(256),
     val_override_config: samplingOverrideSchema.prefault({ n: 1, temperature: 0.5 }),
+    name: accepted(z.string()),
+    seed: accepted(int()),
+    limit_images: accepted(int().min(0)),
+    dtype: accepted(z.string()),
+    gpu_memory_utilization: accepted(probability()),
+    ignore_eos: accepted(z.boolean()),
+    enforce_eager: accepted(z.boolean()),
+    enable_chunked_prefill: accepted(z.boolean()),
+    tensor_parallel_size: accepted(positiveInt()),
+    max_model_len: accepted(positiveInt().nullable()),
+    max_num_batched_tokens: accepted(positiveInt()),
+    disable_log_stats: accepted(z.boolean()),
+    disable_tqdm: accepted(z.boolean()),
   })
   .strict();
 
@@ -141,6 +213,13 @@ const rewardSchema = z
       .partial()
       .strict()
       .optional(),
+    /** Keyword arguments of the reward (EasyR1): the spatial reward's options, e.g. { similarity: exact }. */
+    reward_function_kwargs: z.record(z.string(), z.unknown()).optional(),
+    /** The SpatialThinker fork's name for reward_function: r1v = sparse, r1v_scene = sparse_scene, spatial_sgg = spatial. */
+    score_function: z.string().optional(),
+    reward_type: accepted(z.string()),
+    skip_special_tokens: accepted(z.boolean()),
+    num_cpus: accepted(positiveInt()),
   })
   .strict();
 
@@ -151,7 +230,7 @@ const trainerSchema = z
     max_steps: positiveInt().nullable().default(null),
     project_name: z.string().default('spatialthinker'),
     experiment_name: z.string().default('grpo'),
-    logger: z.array(z.enum(['console', 'file', 'tensorboard'])).default(['console', 'file', 'tensorboard']),
+    logger: z.array(z.enum(['console', 'file', 'tensorboard', ...REMOTE_LOGGERS])).default(['console', 'file', 'tensorboard']),
     val_freq: int().min(-1).default(5),
     val_before_train: z.boolean().default(true),
     val_only: z.boolean().default(false),
@@ -159,7 +238,8 @@ const trainerSchema = z
     val_generations_to_log: int().min(0).default(3),
     train_generations_to_log: int().min(0).default(4),
     save_freq: int().min(-1).default(5),
-    save_limit: int().min(0).default(3),
+    /** Checkpoints kept (the newest); -1 or 0 keeps all. */
+    save_limit: int().min(-1).default(3),
     /** Weights dtype of saved checkpoints (master weights are kept in fp32 beside bf16 ones). */
     save_dtype: z.enum(['bf16', 'fp32']).default('bf16'),
     /** The run directory; default runs/<experiment_name>. */
@@ -183,6 +263,13 @@ const trainerSchema = z
     memory_limit_gb: z.number().positive().nullable().default(null),
     /** Start even when the memory plan says the run does not fit. */
     ignore_memory_plan: z.boolean().default(false),
+    /** The SpatialThinker fork's name for total_epochs. */
+    total_episodes: positiveInt().optional(),
+    nnodes: accepted(positiveInt()),
+    n_gpus_per_node: accepted(positiveInt()),
+    critic_warmup: accepted(int().min(0)),
+    save_model_only: accepted(z.boolean()),
+    ray_timeline: accepted(z.string().nullable()),
   })
   .strict();
 
@@ -195,6 +282,9 @@ export const trainConfigSchema = z
         actor: actorSchema,
         rollout: rolloutSchema.prefault({}),
         reward: rewardSchema.prefault({}),
+        hybrid_engine: accepted(z.boolean()),
+        critic: accepted(z.record(z.string(), z.unknown())),
+        ref: accepted(z.object({ strategy: z.string(), fsdp: fsdpSchema, offload: offloadSchema }).partial().strict()),
       })
       .strict(),
     trainer: trainerSchema.prefault({}),
@@ -302,7 +392,13 @@ function isTree(value: unknown): value is Tree {
 
 /** Validates a configuration tree; the error lists every problem with its dotted key. */
 export function validateConfig(tree: unknown, source = 'configuration'): TrainConfig {
-  const { tree: resolved, note } = withModelImageSizes(tree);
+  let normalised = tree;
+  try {
+    if (isTree(tree)) normalised = normaliseMerged(tree);
+  } catch (error) {
+    throw new ConfigError(`${source} is invalid:\n  ${(error as Error).message}`);
+  }
+  const { tree: resolved, note } = withModelImageSizes(normalised);
   const result = trainConfigSchema.safeParse(resolved);
   if (result.success) {
     const config = checkConsistency(result.data, source);
@@ -357,8 +453,33 @@ function checkConsistency(config: TrainConfig, source: string): TrainConfig {
         `set algorithm.use_kl_loss: true (KL term in the loss, kl_coef ${algorithm.kl_coef}) or algorithm.disable_kl: true (no KL)`,
     );
   if (config.data.min_pixels > config.data.max_pixels) problems.push(`data.min_pixels (${config.data.min_pixels}) exceeds data.max_pixels (${config.data.max_pixels})`);
+  problems.push(...unbuiltValues(config));
   if (problems.length > 0) throw new ConfigError(`${source} is invalid:\n${problems.map((p) => '  ' + p).join('\n')}`);
   return config;
+}
+
+/** EasyR1 values that ask for what this engine does not build: refused, since ignoring them would train something else. */
+function unbuiltValues(config: TrainConfig): string[] {
+  const { data, worker } = config;
+  const { actor } = worker;
+  const problems: string[] = [];
+  const notBuilt = (key: string, value: unknown, what: string) => problems.push(`${key}=${JSON.stringify(value)}: ${what} is not built`);
+  if (data.text_only === true) notBuilt('data.text_only', true, 'training without the rows\' images');
+  if (data.mixed_data === true) notBuilt('data.mixed_data', true, 'the fork\'s mixed text-only/image sampling');
+  if (data.image_dir != null) notBuilt('data.image_dir', data.image_dir, 'a base directory for image paths (JSONL image paths resolve against the JSONL file)');
+  if (data.override_chat_template != null) notBuilt('data.override_chat_template', '…', 'replacing the model\'s chat template');
+  if (data.format_prompt != null && /\.jinja$/i.test(data.format_prompt.trim())) notBuilt('data.format_prompt', data.format_prompt, 'a Jinja prompt template file (text given here is put before each prompt, as the SpatialThinker fork does)');
+  if ((actor.model.lora?.rank ?? 0) > 0) notBuilt('worker.actor.model.lora.rank', actor.model.lora?.rank, 'LoRA');
+  if (actor.model.tokenizer_path != null && actor.model.tokenizer_path !== actor.model.model_path) notBuilt('worker.actor.model.tokenizer_path', actor.model.tokenizer_path, 'a tokenizer from another directory than the model\'s');
+  if (actor.model.override_config && Object.keys(actor.model.override_config).length > 0) notBuilt('worker.actor.model.override_config', actor.model.override_config, 'overriding the model\'s config.json');
+  if (actor.loss_type !== undefined && actor.loss_type !== 'default') notBuilt('worker.actor.loss_type', actor.loss_type, 'a policy loss other than the PPO clipped one');
+  if (worker.rollout.ignore_eos === true) notBuilt('worker.rollout.ignore_eos', true, 'decoding past the end-of-sequence token');
+  return problems;
+}
+
+/** The notes a run prints once: EasyR1 keys accepted without effect here, other names read as ours. */
+export function configurationNotes(config: TrainConfig): string[] {
+  return configNotes(config);
 }
 
 export interface LoadConfigOptions {
@@ -377,9 +498,9 @@ export async function loadConfig(options: LoadConfigOptions): Promise<TrainConfi
   if (options.preset !== undefined) {
     const preset = PRESETS[options.preset];
     if (!preset) throw new ConfigError(`unknown preset "${options.preset}" (known: ${Object.keys(PRESETS).join(', ')})`);
-    tree = deepMerge(tree, preset.config);
+    tree = deepMerge(tree, normalise(preset.config, `preset ${options.preset}`));
   }
-  if (options.base) tree = deepMerge(tree, options.base);
+  if (options.base) tree = deepMerge(tree, normalise(options.base, 'the base configuration'));
   let source = 'the configuration';
   if (options.file !== undefined) {
     let text: string;
@@ -395,14 +516,23 @@ export async function loadConfig(options: LoadConfigOptions): Promise<TrainConfi
       throw new ConfigError(`${options.file} is not valid YAML: ${(error as Error).message}`);
     }
     if (parsed !== null && parsed !== undefined && !isTree(parsed)) throw new ConfigError(`${options.file} must hold a mapping of sections (data, algorithm, worker, trainer)`);
-    tree = deepMerge(tree, (parsed as Tree | null) ?? {});
+    tree = deepMerge(tree, normalise((parsed as Tree | null) ?? {}, options.file));
     source = options.file;
   }
   if (options.overrides && options.overrides.length > 0) {
-    tree = deepMerge(tree, parseOverrides(options.overrides));
+    tree = deepMerge(tree, normalise(parseOverrides(options.overrides), 'the overrides'));
     source += options.file === undefined ? ' (with overrides)' : ' with its overrides';
   }
   return validateConfig(tree, source);
+}
+
+/** One layer with its EasyR1 aliases read (config-compat.ts), so later layers win whichever name they use. */
+function normalise(layer: Tree, source: string): Tree {
+  try {
+    return normaliseLayer(layer);
+  } catch (error) {
+    throw new ConfigError(`${source} is invalid:\n  ${(error as Error).message}`);
+  }
 }
 
 export function configToYaml(config: TrainConfig): string {

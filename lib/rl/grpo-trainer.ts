@@ -19,7 +19,8 @@ import type { Metrics } from './run-log.js';
 export type { TrainResult } from './run.js';
 
 const KL_ESTIMATORS = { low_var_kl: 'low_var_kl', k3: 'k3', kl: 'k1', k1: 'k1', abs: 'abs', mse: 'mse', k2: 'k2' } as const;
-const AGGREGATIONS = { token: 'token-mean', 'seq-mean-token-mean': 'seq-mean-token-mean', 'seq-mean-token-sum': 'seq-mean-token-sum' } as const;
+/** worker.actor.loss_avg_mode as the engine's loss aggregation (EasyR1's 'seq' averages each sequence's tokens, then the sequences). */
+export const AGGREGATIONS = { token: 'token-mean', seq: 'seq-mean-token-mean', 'seq-mean-token-mean': 'seq-mean-token-mean', 'seq-mean-token-sum': 'seq-mean-token-sum' } as const;
 
 interface Experience {
   row: PreparedRow;

@@ -16,6 +16,8 @@ export interface TrainingRow {
 
 export interface LoadRowsOptions {
   skipInvalid?: boolean;
+  /** The column holding the row's image(s) (`data.image_key`; default `images`). */
+  imageKey?: string;
   /** Keep at most this many rows (in file order). */
   limit?: number;
   /** Rows failing this are dropped and counted (e.g. over-long prompts). */
@@ -35,7 +37,7 @@ export interface LoadedRows {
  * decoded per batch, so STVQA-7K holds about its file size.
  */
 export async function loadRows(path: string, options: LoadRowsOptions = {}): Promise<LoadedRows> {
-  const stream = readRows(path, { skipInvalid: options.skipInvalid ?? false });
+  const stream = readRows(path, { skipInvalid: options.skipInvalid ?? false, ...(options.imageKey !== undefined ? { imageKey: options.imageKey } : {}) });
   const rows: TrainingRow[] = [];
   const dropped: Record<string, number> = {};
   for await (const item of stream) {

@@ -23,6 +23,8 @@ export interface PromptFields {
   answerKey: string;
   minPixels: number;
   maxPixels: number;
+  /** Text put before each prompt, a space between (the SpatialThinker fork's `data.format_prompt`). */
+  formatPrompt?: string;
 }
 
 export interface PreparedRow {
@@ -75,7 +77,8 @@ export class PromptBuilder {
   async prepare(row: TrainingRow): Promise<PreparedRow> {
     const hit = this.cache.get(row.row);
     if (hit) return hit;
-    const prompt = rowText(row, this.fields.promptKey);
+    const text = rowText(row, this.fields.promptKey);
+    const prompt = this.fields.formatPrompt ? `${this.fields.formatPrompt.trim()} ${text}` : text;
     const groundTruth = rowText(row, this.fields.answerKey);
     let images: RgbImage[];
     try {

@@ -23,7 +23,7 @@ import {
 } from './checkpoint.js';
 import { learningRate } from './schedule.js';
 import { StepGuard } from './step-guard.js';
-import { configToYaml, imageSizeNote, runDirectory, type TrainConfig } from './config.js';
+import { configToYaml, configurationNotes, imageSizeNote, runDirectory, type TrainConfig } from './config.js';
 import { evaluatePolicy } from './evaluate.js';
 import { DataLoader, loadRows, type LoaderState, type TrainingRow } from './loader.js';
 import { formatMemoryPlan, planMemory, type MemoryPlan } from './memory-plan.js';
@@ -139,6 +139,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     const resumeDir = await this.findResumePoint();
     if (resumeDir === undefined) await this.refuseOccupiedDirectory();
     await writeFile(join(this.dir, 'config.yaml'), configToYaml(config));
+    for (const note of configurationNotes(config)) this.say(note);
     this.log = await RunLog.open(this.dir, { tensorboard: config.trainer.logger.includes('tensorboard'), file: config.trainer.logger.includes('file') });
     const modelDir = resumeDir ?? this.sourceDir;
     this.say(`loading ${modelDir}`);
@@ -152,6 +153,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
       answerKey: config.data.answer_key,
       minPixels: config.data.min_pixels,
       maxPixels: config.data.max_pixels,
+      ...(config.data.format_prompt != null ? { formatPrompt: config.data.format_prompt } : {}),
     });
 
     const train = await this.readSplit(config.data.train_files, 'train', -1);
@@ -254,7 +256,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     const o = actor.optim;
     const total = this.totalSteps * this.optimizerStepsPerStep();
     const lr = learningRate(
-      { name: o.lr_scheduler, lr: o.lr, warmupSteps: Math.round(o.lr_warmup_ratio * total), totalSteps: total, minLrRatio: o.min_lr_ratio },
+      { name: o.lr_scheduler, lr: o.lr, warmupSteps: o.lr_warmup_steps ?? Math.round(o.lr_warmup_ratio * total), totalSteps: total, minLrRatio: o.min_lr_ratio },
       this.vlm.model.optimizerSteps + 1,
     );
     const r = await this.vlm.model.optimizerStep({
@@ -379,6 +381,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     const filter = this.config.data.filter_overlong_prompts;
     const loaded = await loadRows(path, {
       skipInvalid: this.config.data.skip_invalid,
+      imageKey: this.config.data.image_key,
       ...(limit >= 0 ? { limit } : {}),
       // Exact token counts need the image; text tokens are a lower bound that catches the grossly long.
       keep: (row) => {
@@ -475,7 +478,8 @@ function imageBytes(row: TrainingRow): number {
 export async function createReward(config: TrainConfig['worker']['reward'], registry: RunOptions['rewards'] = builtinRewards): Promise<BatchReward> {
   const spec = config.reward_function;
   const options = { similarity: config.similarity, ...(config.weights ? { weights: config.weights } : {}) };
-  if (registry.has(spec)) return registry.create(spec, spec === 'spatial' ? options : {});
+  const kwargs = config.reward_function_kwargs ?? {};
+  if (registry.has(spec)) return registry.create(spec, spec === 'spatial' ? { ...options, ...kwargs } : kwargs);
   const colon = spec.lastIndexOf(':');
   if (colon <= 0) throw new Error(`worker.reward.reward_function "${spec}" is neither a registered reward nor path/to/module.js:exportName`);
   const path = spec.slice(0, colon);
