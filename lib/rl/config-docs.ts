@@ -76,6 +76,7 @@ export const KEY_DOCS: Readonly<Record<string, string>> = {
   'trainer.val_generations_to_log': 'Validation completions (with reward breakdown) written per validation.',
   'trainer.train_generations_to_log': 'Training completions (with reward breakdown) written per step.',
   'trainer.save_freq': 'Checkpoint every this many steps (and at the end); -1: only at the end.',
+  'trainer.stall_steps': 'GRPO steps in a row that can teach nothing (every group has zero reward variance, or every response hits max_response_length) before the run stops; each one is warned about; 0: warn only.',
   'trainer.save_limit': 'Checkpoints kept, the newest; -1 or 0: all.',
   'trainer.save_dtype': 'Weights dtype of saved checkpoints (fp32 master weights are kept in the trainer state).',
   'trainer.save_checkpoint_path': 'The run directory; null: runs/<experiment_name>.',
