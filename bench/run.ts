@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference,training,synth,tokenizer,gpu]`: speed figures, side by
+ * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference,training,synth,tokenizer,gpu,scale]`: speed figures, side by
  * side with the Python stack on the same inputs in the same run. Targets are
  * checked here, never in tests.
  */
@@ -16,6 +16,7 @@ import { benchTraining } from './train.js';
 import { benchSynthesis } from './synth.js';
 import { benchTokenizer } from './tokenizer.js';
 import { benchGpu } from './gpu.js';
+import { benchScale } from './scale.js';
 import { mulberry32 } from '../lib/random.js';
 
 const { values } = parseArgs({
@@ -30,9 +31,11 @@ const { values } = parseArgs({
     'gpu-max-batch': { type: 'string' },
     'gpu-train-sequences': { type: 'string' },
     'gpu-train-length': { type: 'string' },
+    // The scale section's 3B checkpoint folder (written once, then reused).
+    'scale-dir': { type: 'string' },
   },
 });
-const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference,training,synth,tokenizer,gpu').split(','));
+const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference,training,synth,tokenizer,gpu,scale').split(','));
 const positive = (name: string, v: string | undefined) => {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -170,3 +173,4 @@ if (sections.has('gpu'))
         .filter(([, v]) => v !== undefined),
     ),
   });
+if (sections.has('scale')) await benchScale(values['scale-dir'] ? { dir: values['scale-dir'] } : {});
