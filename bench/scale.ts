@@ -52,6 +52,7 @@ async function exportChild(src: string, out: string): Promise<void> {
   const started = performance.now();
   const model = await Model.load(src);
   const loaded = performance.now();
+  await mkdir(out, { recursive: true });
   const files = await writeModelDirectory(model, src, out, { dtype: 'bf16' });
   const saved = performance.now();
   await model.dispose();
