@@ -1,5 +1,7 @@
 #include "engine/safetensors_writer.h"
 
+#include "engine/json.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -56,28 +58,6 @@ class OutputFile {
   int fd_ = -1;
 };
 
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (const unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += char(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 // The header as the reference writer lays it out: "__metadata__" first, then
 // each tensor with its data offsets, padded with spaces to a multiple of 8
 // bytes so the data section starts aligned.
@@ -89,7 +69,7 @@ std::string header_json(const std::vector<const TensorToWrite*>& tensors,
     out += "\"__metadata__\":{";
     bool first_field = true;
     for (const auto& [key, value] : metadata) {
-      out += (first_field ? "" : ",") + json_string(key) + ":" + json_string(value);
+      out += (first_field ? "" : ",") + json::quote(key) + ":" + json::quote(value);
       first_field = false;
     }
     out += "}";
@@ -97,7 +77,7 @@ std::string header_json(const std::vector<const TensorToWrite*>& tensors,
   }
   int64_t offset = 0;
   for (const TensorToWrite* t : tensors) {
-    out += (first ? "" : ",") + json_string(t->name) + ":{\"dtype\":\"" + dtype_name(t->dtype) + "\",\"shape\":[";
+    out += (first ? "" : ",") + json::quote(t->name) + ":{\"dtype\":\"" + dtype_name(t->dtype) + "\",\"shape\":[";
     for (size_t i = 0; i < t->shape.size(); ++i) out += (i ? "," : "") + std::to_string(t->shape[i]);
     out += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t->bytes()) + "]}";
     offset += t->bytes();
@@ -149,7 +129,7 @@ std::string index_json(int64_t total_size, std::map<std::string, std::string> we
   out += "  \"weight_map\": {";
   bool first = true;
   for (const auto& [name, file] : weight_map) {
-    out += std::string(first ? "\n" : ",\n") + "    " + json_string(name) + ": " + json_string(file);
+    out += std::string(first ? "\n" : ",\n") + "    " + json::quote(name) + ": " + json::quote(file);
     first = false;
   }
   out += first ? "}\n}\n" : "\n  }\n}\n";
