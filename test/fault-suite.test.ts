@@ -16,7 +16,7 @@ import { writeParquet } from '../lib/data/writer.js';
 import type { StvqaRow } from '../lib/data/schema.js';
 import { writeTinyModelDirectory } from '../lib/engine/tiny-model.js';
 import { Model } from '../lib/engine/model.js';
-import { latestCheckpoint } from '../lib/rl/checkpoint.js';
+import { latestCheckpoint, readTrainerState } from '../lib/rl/checkpoint.js';
 import { rng } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'st-fault-'));
@@ -265,7 +265,8 @@ t.test('kill -9 during checkpoint saves never loses the latest complete checkpoi
     const latest = await latestCheckpoint(runDir);
     t.ok(latest, `iteration ${i}: a complete checkpoint exists`);
     if (!latest) continue;
-    JSON.parse(readFileSync(join(latest, 'trainer_state.json'), 'utf8'));
+    const state = await readTrainerState(latest); // validated: a torn trainer_state.json would throw naming the file
+    t.ok(Number.isInteger(state.step), `iteration ${i}: trainer state of step ${state.step} reads`);
     const model = await Model.load(latest);
     await model.dispose();
     verified++;

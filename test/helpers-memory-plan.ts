@@ -9,6 +9,7 @@
  *  demo:    `spatialthinker demo --quick` (SFT, then GRPO, then evaluation);
  *  half-b:  a 0.5B-class model (Qwen2.5-0.5B's text size, a small vision tower), 1 GRPO step.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Demo } from '../lib/demo/demo.js';
 import { deepMerge, validateConfig } from '../lib/rl/config.js';
@@ -44,7 +45,9 @@ async function main(): Promise<void> {
     const val = await writeToyDataset(data, 'val', 3, 2);
     const modelDir = join(work, 'model');
     if (mode === 'fixture') await writeToyModel(modelDir, [...train, ...val]);
-    else if (mode === 'half-b')
+    else if (mode === 'half-b' && !existsSync(join(modelDir, 'config.json'))) {
+      // Writing 0.5B random weights leaves gigabytes of freed JavaScript heap in this
+      // process's RSS, which a real run never has: write them in a process of their own.
       await writeTinyModelDirectory(modelDir, {
         corpus: [...train, ...val].flatMap((r) => [r.problem, goldTrace(r.answer_option_text)]),
         vocabSize: 700,
@@ -52,7 +55,9 @@ async function main(): Promise<void> {
         vision: { depth: 2, hidden: 128, heads: 2, intermediate: 256, windowSize: 112, fullAttentionBlocks: [1] },
         tieEmbeddings: true,
       });
-    else throw new Error(`unknown mode ${mode}`);
+      console.log(JSON.stringify({ wrote: modelDir, next: 'run the same command again to measure' }));
+      return;
+    } else if (mode !== 'half-b') throw new Error(`unknown mode ${mode}`);
     const registry = new RewardRegistry().register('by-length', (input) => ({ overall: (input.completion.length % 5) / 4 }));
     const config = validateConfig(
       deepMerge(

@@ -26,7 +26,7 @@ t.test('generate refuses out-of-range options before loading anything', async (t
   ];
   for (const [args, message] of cases) {
     const r = cli('generate', '--model', '/nonexistent-model', '--question', 'q', ...args);
-    t.equal(r.code, 1, args.join(' '));
+    t.equal(r.code, 2, `${args.join(' ')}: a usage error`);
     t.match(r.stderr, message, args.join(' '));
     t.notMatch(r.stderr, /bad_alloc|\n\s+at /, 'no bare C++ error, no stack');
   }

@@ -3,7 +3,7 @@ import { parseArgs } from './args.js';
 import { VisionLanguageModel } from '../engine/pipeline.js';
 import { generateOptionsProblem, threadsProblem } from '../engine/generate-options.js';
 import { drawBoxes, sceneBoxes } from '../report/boxes.js';
-import { CliError, UsageError } from './errors.js';
+import { UsageError } from './errors.js';
 import { modelDirectory } from './model-arg.js';
 
 const HELP = `usage: spatialthinker generate --model DIR --question TEXT [--image IMG ...] [options]
@@ -71,7 +71,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   if (values.threads !== undefined) {
     const threads = number('threads', values.threads, true);
     const problem = threadsProblem(threads);
-    if (problem) throw new CliError(`--${problem}`);
+    if (problem) throw new UsageError(`--${problem}`);
     process.env['SPATIALTHINKER_THREADS'] = String(threads);
   }
   const temperature = number('temperature', values.temperature, false);
@@ -86,7 +86,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const invalid = generateOptionsProblem(sampling);
   if (invalid) {
     const flag = { samples: '--samples', maxNewTokens: '--max-new-tokens', topK: '--top-k', topP: '--top-p', temperature: '--temperature' };
-    throw new CliError(invalid.replace(/^\w+/, (name) => flag[name as keyof typeof flag] ?? name));
+    throw new UsageError(invalid.replace(/^\w+/, (name) => flag[name as keyof typeof flag] ?? name));
   }
   const device = values.device;
   if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, not "${device}"`);

@@ -400,12 +400,14 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   protected async checkMemory(referenceModel: boolean): Promise<MemoryPlan> {
     const datasetBytes = this.loader.rows.reduce((a, r) => a + imageBytes(r), 0) + this.valRows.reduce((a, r) => a + imageBytes(r), 0);
     const config = referenceModel ? this.config : { ...this.config, algorithm: { ...this.config.algorithm, kl_coef: 0 } };
+    // A resumed run already holds its AdamW moments (fp32 m and v), which the plan counts as an item of their own.
+    const restoredMoments = this.vlm.model.optimizerSteps > 0 ? 2 * 4 * this.vlm.model.parameterCount : 0;
     const plan = planMemory({
       config,
       model: this.vlm.model.config,
       datasetBytes,
       promptTokens: await this.longestPromptTokens(),
-      processRssBytes: process.memoryUsage().rss,
+      processRssBytes: process.memoryUsage().rss - restoredMoments,
     });
     this.say(formatMemoryPlan(plan));
     if (!plan.fits && !this.config.trainer.ignore_memory_plan)
