@@ -4,7 +4,6 @@
  * 1e12` would end in a bare std::bad_alloc, and 0 or out-of-range values
  * would silently generate nothing or sample from nothing.
  */
-import type { GenerateOptions } from './model.js';
 
 /** More completions per prompt than this is a mistake, not a workload. */
 export const MAX_SAMPLES = 4096;
@@ -12,8 +11,17 @@ export const MAX_NEW_TOKENS = 1 << 20;
 /** Engine threads: more than this only adds contention (and 100000 hung the pool). */
 export const MAX_THREADS = 1024;
 
+/** The generation options these bounds cover (a subset of Model's GenerateOptions). */
+export interface BoundedGenerateOptions {
+  samples?: number;
+  maxNewTokens?: number;
+  topK?: number;
+  topP?: number;
+  temperature?: number;
+}
+
 /** What is wrong with `options`, naming the option, or undefined. */
-export function generateOptionsProblem(options: GenerateOptions): string | undefined {
+export function generateOptionsProblem(options: BoundedGenerateOptions): string | undefined {
   const integerIn = (name: string, value: number | undefined, lo: number, hi: number) =>
     value === undefined || (Number.isInteger(value) && value >= lo && value <= hi) ? undefined : `${name} must be an integer in [${lo}, ${hi}], got ${value}`;
   return (
