@@ -9,6 +9,7 @@ import { assertRegularModelFiles } from './weight-files.js';
 import {
   DEFAULT_ADAMW_SETTINGS,
   DEFAULT_LOSS_SETTINGS,
+  withDefaults,
   native,
   type FinishReason,
   type KlEstimator,
@@ -400,7 +401,6 @@ export class Model {
    * model's gradient buffers and returns the loss, log-probs and metrics.
    */
   trainGradients(sequences: readonly TrainSequence[], options: TrainLossOptions = {}): Promise<TrainGradientsResult> {
-    const d = DEFAULT_LOSS_SETTINGS;
     return this.live().trainGradients({
       sequences: sequences.map((s) => ({
         ids: Int32Array.from(s.ids),
@@ -415,15 +415,8 @@ export class Model {
       checkpointLayers: options.checkpointLayers ?? false,
       freezeVision: options.freezeVision ?? false,
       freezeMerger: options.freezeMerger ?? false,
-      clipLow: options.clipLow ?? d.clipLow,
-      clipHigh: options.clipHigh ?? d.clipHigh,
-      dualClip: options.dualClip ?? d.dualClip,
-      klCoef: options.klCoef ?? d.klCoef,
-      klEstimator: options.klEstimator ?? d.klEstimator,
-      aggregation: options.aggregation ?? d.aggregation,
+      ...withDefaults(options, DEFAULT_LOSS_SETTINGS),
       temperature: options.temperature ?? 1,
-      batchTokens: options.batchTokens ?? d.batchTokens,
-      batchSequences: options.batchSequences ?? d.batchSequences,
     });
   }
 
@@ -436,14 +429,9 @@ export class Model {
    * step (fp32 master weights and moments); returns metrics only.
    */
   async optimizerStep(options: OptimizerOptions): Promise<OptimizerStepResult> {
-    const d = DEFAULT_ADAMW_SETTINGS;
     const result = await this.live().optimizerStep({
       lr: options.lr,
-      beta1: options.beta1 ?? d.beta1,
-      beta2: options.beta2 ?? d.beta2,
-      eps: options.eps ?? d.eps,
-      weightDecay: options.weightDecay ?? d.weightDecay,
-      maxGradNorm: options.maxGradNorm ?? d.maxGradNorm,
+      ...withDefaults(options, DEFAULT_ADAMW_SETTINGS),
       freezeVision: options.freezeVision ?? false,
       freezeMerger: options.freezeMerger ?? false,
       freezeLanguage: options.freezeLanguage ?? false,

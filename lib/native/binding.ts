@@ -210,6 +210,16 @@ export const DEFAULT_LOSS_SETTINGS: Readonly<NativeLossSettings> = {
   batchSequences: 0,
 };
 
+/** `defaults` with each field `options` gives (not undefined) in its place: how a library call fills in the settings it leaves out. */
+export function withDefaults<T extends object>(options: { readonly [K in keyof T]?: T[K] | undefined }, defaults: Readonly<T>): T {
+  const out = { ...defaults } as T;
+  for (const key of Object.keys(defaults) as (keyof T)[]) {
+    const value = options[key];
+    if (value !== undefined) out[key] = value as T[keyof T];
+  }
+  return out;
+}
+
 export interface NativeTrainSequence {
   ids: Int32Array;
   promptLen: number;

@@ -8,6 +8,7 @@
 import {
   DEFAULT_ADAMW_SETTINGS,
   DEFAULT_LOSS_SETTINGS,
+  withDefaults,
   testingEntryPoints,
   type Device,
   type KlEstimator,
@@ -102,7 +103,6 @@ export function freshAdamWState(params: readonly Float32Array[]): AdamWState {
 
 /** Clips the gradients jointly by their global norm, then takes one AdamW step. */
 export async function adamwStep(state: AdamWState, grads: readonly Float32Array[], options: AdamWOptions): Promise<AdamWResult> {
-  const d = DEFAULT_ADAMW_SETTINGS;
   const r = await testingEntryPoints().adamwStep({
     params: state.params,
     grads: [...grads],
@@ -110,11 +110,7 @@ export async function adamwStep(state: AdamWState, grads: readonly Float32Array[
     v: state.v,
     step: state.step + 1,
     lr: options.lr,
-    beta1: options.beta1 ?? d.beta1,
-    beta2: options.beta2 ?? d.beta2,
-    eps: options.eps ?? d.eps,
-    weightDecay: options.weightDecay ?? d.weightDecay,
-    maxGradNorm: options.maxGradNorm ?? d.maxGradNorm,
+    ...withDefaults(options, DEFAULT_ADAMW_SETTINGS),
     device: options.device ?? 'cpu',
   });
   return { ...r, step: r.skipped ? state.step : state.step + 1 };
@@ -122,16 +118,8 @@ export async function adamwStep(state: AdamWState, grads: readonly Float32Array[
 
 /** The GRPO policy loss of per-token log-probs, with its gradient d loss / d logp. */
 export function policyLoss(input: PolicyLossInput, options: PolicyLossOptions = {}): Promise<PolicyLossResult> {
-  const d = DEFAULT_LOSS_SETTINGS;
   return testingEntryPoints().policyLoss({
     ...input,
-    clipLow: options.clipLow ?? d.clipLow,
-    clipHigh: options.clipHigh ?? d.clipHigh,
-    dualClip: options.dualClip ?? d.dualClip,
-    klCoef: options.klCoef ?? d.klCoef,
-    klEstimator: options.klEstimator ?? d.klEstimator,
-    aggregation: options.aggregation ?? d.aggregation,
-    batchTokens: options.batchTokens ?? d.batchTokens,
-    batchSequences: options.batchSequences ?? d.batchSequences,
+    ...withDefaults(options, DEFAULT_LOSS_SETTINGS),
   });
 }
