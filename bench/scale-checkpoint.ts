@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Model } from '../lib/engine/model.js';
 import { VisionLanguageModel } from '../lib/engine/pipeline.js';
+import { writePreprocessorConfig } from '../lib/engine/random-checkpoint.js';
 import { buildTokenizer, writeTokenizerFiles } from '../lib/tokenizer/tiny.js';
 import type { RgbImage } from '../lib/vision/image.js';
 
@@ -75,19 +76,7 @@ export async function writeScaleCheckpoint(dir: string, size: '3b' | 'tiny' = '3
   const out = await runJson(python(), [join(here, 'reference/random_checkpoint.py'), dir, '--token-ids', idsFile, '--size', size]);
   await rm(idsFile);
   // transformers writes no preprocessor config for a bare model.
-  await writeFile(
-    join(dir, 'preprocessor_config.json'),
-    JSON.stringify({
-      min_pixels: 3136,
-      max_pixels: 12845056,
-      patch_size: 14,
-      temporal_patch_size: 2,
-      merge_size: 2,
-      image_mean: [0.48145466, 0.4578275, 0.40821073],
-      image_std: [0.26862954, 0.26130258, 0.27577711],
-      image_processor_type: 'Qwen2VLImageProcessor',
-    }),
-  );
+  await writePreprocessorConfig(dir);
   return { dir, parameters: out['parameters'] as number, bytes: out['bytes'] as number, files: out['files'] as string[], seconds: out['seconds'] as number };
 }
 

@@ -10,6 +10,7 @@ import {
   DEFAULT_ADAMW_SETTINGS,
   DEFAULT_LOSS_SETTINGS,
   withDefaults,
+  type AdamWSettings,
   native,
   type FinishReason,
   type KlEstimator,
@@ -149,19 +150,7 @@ export interface TrainGradientsResult extends NativeTrainGradientsResult {
   entropy: number;
 }
 
-export interface OptimizerOptions extends FreezeOptions {
-  lr: number;
-  /** Default 0.9. */
-  beta1?: number;
-  /** Default 0.999. */
-  beta2?: number;
-  /** Default 1e-8. */
-  eps?: number;
-  /** Default 0.01. */
-  weightDecay?: number;
-  /** Global gradient-norm clip; 0 disables it. Default 1. */
-  maxGradNorm?: number;
-}
+export interface OptimizerOptions extends FreezeOptions, AdamWSettings {}
 
 /** AdamW moments by parameter name and the number of steps taken (a full host copy: tests and tools only). */
 export type OptimizerState = NativeOptimizerState;

@@ -201,6 +201,26 @@ export async function writeRandomCheckpoint(dir: string, options: RandomCheckpoi
     },
   };
   await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  await writePreprocessorConfig(dir);
+}
+
+/** Special token ids of a random checkpoint with this vocabulary size: its top 8 ids. */
+export function randomCheckpointTokens(vocab: number): SpecialTokenIds {
+  const s = vocab - 8;
+  return {
+    endoftext: s,
+    imStart: s + 1,
+    imEnd: s + 2,
+    visionStart: s + 3,
+    visionEnd: s + 4,
+    visionPad: s + 5,
+    imagePad: s + 6,
+    videoPad: s + 7,
+  };
+}
+
+/** Qwen2.5-VL's preprocessor_config.json (the hub checkpoints' image processor settings). */
+export async function writePreprocessorConfig(dir: string): Promise<void> {
   await writeFile(
     join(dir, 'preprocessor_config.json'),
     JSON.stringify(
@@ -218,19 +238,4 @@ export async function writeRandomCheckpoint(dir: string, options: RandomCheckpoi
       2,
     ),
   );
-}
-
-/** Special token ids of a random checkpoint with this vocabulary size: its top 8 ids. */
-export function randomCheckpointTokens(vocab: number): SpecialTokenIds {
-  const s = vocab - 8;
-  return {
-    endoftext: s,
-    imStart: s + 1,
-    imEnd: s + 2,
-    visionStart: s + 3,
-    visionEnd: s + 4,
-    visionPad: s + 5,
-    imagePad: s + 6,
-    videoPad: s + 7,
-  };
 }

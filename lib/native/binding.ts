@@ -210,6 +210,21 @@ export const DEFAULT_LOSS_SETTINGS: Readonly<NativeLossSettings> = {
   batchSequences: 0,
 };
 
+/** One AdamW step's settings as the library takes them; what is left out comes from DEFAULT_ADAMW_SETTINGS. */
+export interface AdamWSettings {
+  lr: number;
+  /** Default 0.9. */
+  beta1?: number;
+  /** Default 0.999. */
+  beta2?: number;
+  /** Default 1e-8. */
+  eps?: number;
+  /** Default 0.01. */
+  weightDecay?: number;
+  /** Global gradient-norm clip; 0 disables it. Default 1. */
+  maxGradNorm?: number;
+}
+
 /** `defaults` with each field `options` gives (not undefined) in its place: how a library call fills in the settings it leaves out. */
 export function withDefaults<T extends object>(options: { readonly [K in keyof T]?: T[K] | undefined }, defaults: Readonly<T>): T {
   const out = { ...defaults } as T;

@@ -15,6 +15,7 @@ import {
   type LossAggregation,
   type PolicyLossMetrics,
   type RunOpArgs,
+  type AdamWSettings,
 } from './binding.js';
 
 export type { KlEstimator, LossAggregation } from './binding.js';
@@ -33,18 +34,8 @@ export function linear(args: { x: Float32Array; w: Float32Array; bias?: Float32A
   return testingEntryPoints().linear({ ...args, repeat: args.repeat ?? 1 });
 }
 
-export interface AdamWOptions {
-  lr: number;
-  /** Default 0.9. */
-  beta1?: number;
-  /** Default 0.999. */
-  beta2?: number;
-  /** Default 1e-8. */
-  eps?: number;
-  /** Default 0.01. */
-  weightDecay?: number;
-  /** Global gradient-norm clip; 0 disables it. Default 1. */
-  maxGradNorm?: number;
+/** The AdamW settings, and where the host-array step runs. */
+export interface AdamWOptions extends AdamWSettings {
   /** Where the step runs: 'cpu' (default) or 'cuda' (the CUDA backend, copying the arrays in and out). */
   device?: Device;
 }
