@@ -13,7 +13,7 @@
  * hidden 64, 2 layers, vocabulary 1024, |logits| <= ~14):
  *   - logits and log-probs: max |difference| <= BF16_LOGIT (0.1) against the
  *     fp32 reference. Every stored activation is rounded to 8 significant
- *     bits (at most 2^-9 of itself); a logit of 10 moves by up to 0.02 from
+ *     bits (at most 2^-8 of itself); a logit of 10 moves by up to 0.04 from
  *     its own rounding alone, and the roundings along the residual stream,
  *     norms and projections of the 2 layers (and the vision tower for image
  *     prompts) add up to a few of those. A log-prob is a logit minus the
@@ -57,6 +57,9 @@ const noGpu = !info.cuda.available
     : false;
 const skipCuda = noFixtures || noGpu;
 if (skipCuda) t.comment(`CUDA model tests skipped: ${skipCuda}`);
+// Under the CPU emulation the model runs its kernels thread by thread on the
+// host: fp32 and bf16 passes take longer than the default per-file limit.
+if (info.cuda.devices.some((d) => /emulation/i.test(d.name))) t.setTimeout(60 * 60 * 1000);
 
 const GENERATION_VS_TRAINING = 1e-3; // mean |difference| per token
 const CPU_VS_CUDA = 1e-3; // max |difference| per token, fp32 storage
