@@ -24,6 +24,9 @@
  *     larger than per term: 2^-5 = 8u. Every assertion prints the error it
  *     measured.
  * Outputs no sequence covers stay NaN on both sides (checked to agree).
+ * The last test runs the Backend's own attention ops with bf16 storage
+ * (runOp dtype "bf16"), which reach the same kernels; there dq and the pools
+ * are bf16 arrays, rounded once more (u, inside the backward's 8u).
  *
  * Without a usable CUDA device the tests skip, saying why. `npm run
  * test:cuda-emulated -- test/cuda-attention.test.ts` runs them against the
@@ -246,4 +249,27 @@ t.test('paged decode with the keys split across blocks matches the CPU backend',
   }
   const tooMany = forwardArgs(problem(16, 2, 128, [{ qLen: 3, kLen: 10, causal: true }]));
   await t.rejects(runOp({ op: 'decode_attention_bf16', ...tooMany, device: 'cuda' }), /more than 16 query rows per kv head/);
+});
+
+t.test('the CUDA backend in bf16 storage runs attention on these kernels and matches the CPU backend', { skip }, async (t) => {
+  const bf16Op = (args: Omit<RunOpArgs, 'device'>) => runOp({ ...args, device: 'cuda', dtype: 'bf16' } as Omit<RunOpArgs, 'device'> & { device: 'cuda' });
+  const cases = [
+    { name: 'prefill (flash forward): causal GQA 4 / 2, hd 128', p: problem(4, 2, 128, [{ qLen: 23, kLen: 23, causal: true }, { qLen: 40, kLen: 40, causal: true }]) },
+    { name: 'decode (split keys): GQA 8, hd 128', p: problem(16, 2, 128, [{ qLen: 1, kLen: 90, causal: true }, { qLen: 1, kLen: 3, causal: true }]) },
+    { name: 'vision windows: hd 80, non-causal', p: problem(2, 2, 80, [{ qLen: 30, kLen: 30, causal: false }, { qLen: 12, kLen: 12, causal: false }]) },
+  ];
+  for (const c of cases) {
+    const vScale = maxAbs(c.p.tensors?.['v_pool'] as Float32Array);
+    const cpu = await runOp({ op: 'attention', ...forwardArgs(c.p), device: 'cpu' });
+    const gpu = await bf16Op({ op: 'attention', ...forwardArgs(c.p) });
+    const e = error(gpu.outputs['out'], cpu.outputs['out'] as Float32Array, vScale);
+    t.ok(e <= FORWARD, `${c.name}: out error ${e.toExponential(2)} of max|v| (tolerance 2u)`);
+    const cpuB = await runOp({ op: 'attention_backward', ...c.p, device: 'cpu' });
+    const gpuB = await bf16Op({ op: 'attention_backward', ...c.p });
+    for (const name of ['dq', 'dk_pool', 'dv_pool']) {
+      const expected = cpuB.outputs[name] as Float32Array;
+      const eb = error(gpuB.outputs[name], expected, maxAbs(expected));
+      t.ok(eb <= BACKWARD, `${c.name}: ${name} (bf16, pools accumulated) error ${eb.toExponential(2)} of its max (tolerance 8u)`);
+    }
+  }
 });

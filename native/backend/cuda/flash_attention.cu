@@ -18,8 +18,11 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "backend/cuda/flash_attention.cuh"
+#include "backend/cuda/kernels.cuh"
 
 namespace st::cuda {
 namespace flash {
@@ -406,7 +409,82 @@ void run_forward(const Plan& plan, int64_t hd, __nv_bfloat16* out, float* lse, c
   });
 }
 
+// pool[i] += sum[i], rounded once into bf16.
+__global__ void accumulate_bf16_kernel(__nv_bfloat16* pool, const float* sum, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    pool[i] = __float2bfloat16(__bfloat162float(pool[i]) + sum[i]);
+}
+
+Bf16AttentionArgs bf16_args(const AttentionArgs& a, const char* op) {
+  Bf16AttentionArgs b;
+  b.q = typed<__nv_bfloat16>(a.q, op, "q");
+  b.k_pool = typed<__nv_bfloat16>(a.k_pool, op, "k_pool");
+  b.v_pool = typed<__nv_bfloat16>(a.v_pool, op, "v_pool");
+  b.heads = a.heads;
+  b.kv_heads = a.kv_heads;
+  b.head_dim = a.head_dim;
+  b.scale = a.scale;
+  b.sequences = &a.sequences;
+  return b;
+}
+
+// The query rows [first, end) the sequences cover, adjacent ranges merged.
+std::vector<std::pair<int64_t, int64_t>> covered_rows(const std::vector<AttentionSequence>& sequences) {
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  for (const AttentionSequence& s : sequences)
+    if (s.q_len > 0) ranges.emplace_back(s.q_offset, s.q_offset + s.q_len);
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<std::pair<int64_t, int64_t>> merged;
+  for (const auto& r : ranges) {
+    if (!merged.empty() && r.first <= merged.back().second) merged.back().second = std::max(merged.back().second, r.second);
+    else merged.push_back(r);
+  }
+  return merged;
+}
+
 }  // namespace
+
+void attention_forward_bf16(const AttentionArgs& a, cudaStream_t s) {
+  if (a.sequences.empty()) return;
+  const char* op = "attention";
+  const Bf16AttentionArgs b = bf16_args(a, op);
+  __nv_bfloat16* out = typed<__nv_bfloat16>(a.out, op, "out");
+  if (decode_attention_fits(b)) decode_attention(b, out, 0, s);
+  else flash_attention_forward(b, out, nullptr, s);
+}
+
+void attention_backward_bf16(const AttentionArgs& a, ConstDevicePtr dout_ptr, DevicePtr dq_ptr, DevicePtr dk_ptr,
+                             DevicePtr dv_ptr, cudaStream_t s) {
+  if (a.sequences.empty()) return;
+  const char* op = "attention_backward";
+  const Bf16AttentionArgs b = bf16_args(a, op);
+  const __nv_bfloat16* dout = typed<__nv_bfloat16>(dout_ptr, op, "dout");
+  __nv_bfloat16* dq = typed<__nv_bfloat16>(dq_ptr, op, "dq");
+  __nv_bfloat16* dk_pool = typed<__nv_bfloat16>(dk_ptr, op, "dk_pool");
+  __nv_bfloat16* dv_pool = typed<__nv_bfloat16>(dv_ptr, op, "dv_pool");
+  int64_t rows = 0, pool_slots = 0;
+  for (const AttentionSequence& seq : a.sequences) {
+    if (seq.q_len <= 0) continue;
+    rows = std::max(rows, seq.q_offset + seq.q_len);
+    for (int64_t j = 0; j < seq.k_len; ++j) pool_slots = std::max<int64_t>(pool_slots, int64_t(seq.key_slots[j]) + 1);
+  }
+  const int64_t width = a.heads * a.head_dim, pool_values = pool_slots * a.kv_heads * a.head_dim;
+  Temp<float> dq_sum(dq != nullptr ? rows * width : 0, s, op);
+  Temp<float> dk_sum(dk_pool != nullptr ? pool_values : 0, s, op), dv_sum(dv_pool != nullptr ? pool_values : 0, s, op);
+  for (float* sum : {dk_sum.get(), dv_sum.get()})
+    if (sum != nullptr) check(cudaMemsetAsync(sum, 0, size_t(pool_values) * sizeof(float), s), op);
+  flash_attention_backward(b, dout, dq_sum.get(), dk_sum.get(), dv_sum.get(), s);
+  if (dq != nullptr)
+    for (const auto& [first, end] : covered_rows(a.sequences))
+      convert(DevicePtr(dq + first * width, Storage::BF16), ConstDevicePtr(dq_sum.get() + first * width, Storage::F32),
+              (end - first) * width, s);
+  for (auto [pool, sum] : {std::pair{dk_pool, dk_sum.get()}, std::pair{dv_pool, dv_sum.get()}}) {
+    if (pool == nullptr || pool_values == 0) continue;
+    ST_LAUNCH(accumulate_bf16_kernel, grid_for(pool_values, 256), 256, 0, s)(pool, static_cast<const float*>(sum),
+                                                                            pool_values);
+    check_launch(op);
+  }
+}
 
 void flash_attention_forward(const Bf16AttentionArgs& a, __nv_bfloat16* out, float* lse, cudaStream_t s) {
   if (a.sequences == nullptr || a.sequences->empty()) return;

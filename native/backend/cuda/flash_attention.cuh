@@ -61,6 +61,15 @@ void decode_attention(const Bf16AttentionArgs& a, __nv_bfloat16* out, int splits
 // kv head fit one 16-row tile).
 bool decode_attention_fits(const Bf16AttentionArgs& a);
 
+// The Backend's attention and attention_backward for bf16 storage: q, the
+// pools, out, dout and dq bf16; decode_attention when every sequence's rows
+// fit its tile, else the flash forward. The backward sums dq, dk and dv in
+// fp32 and rounds each once into its bf16 array (dq overwritten on the rows
+// the sequences cover, the pools accumulated).
+void attention_forward_bf16(const AttentionArgs& a, cudaStream_t s);
+void attention_backward_bf16(const AttentionArgs& a, ConstDevicePtr dout, DevicePtr dq, DevicePtr dk_pool,
+                             DevicePtr dv_pool, cudaStream_t s);
+
 namespace flash {
 
 constexpr int kWarps = 4;
