@@ -91,7 +91,9 @@ DeviceArray decoder_forward(Backend& b, const ModelConfig& config, const Weights
 
 DeviceArray logits(Backend& backend, const ModelConfig& config, const Weights& weights, ConstDevicePtr hidden,
                    int64_t rows) {
-  DeviceArray out(backend, rows * config.text.vocab);
+  // fp32 whatever the storage type: log-probs and sampling read these, and a
+  // bf16 logit of 20 would be off by up to 0.04.
+  DeviceArray out(backend, rows * config.text.vocab, Storage::F32);
   backend.linear(hidden, weights.lm_head_weight(), nullptr, out.get(), rows, config.text.hidden, config.text.vocab);
   return out;
 }

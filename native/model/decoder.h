@@ -61,7 +61,7 @@ DeviceArray final_norm_rows(Backend& backend, const ModelConfig& config, const W
 DeviceArray decoder_forward(Backend& backend, const ModelConfig& config, const Weights& weights, KvCache& cache,
                             const DecoderBatch& batch);
 
-// hidden [rows, hidden] -> logits [rows, vocab] (backend memory)
+// hidden [rows, hidden] -> logits [rows, vocab] (backend memory, fp32 whatever the storage type)
 DeviceArray logits(Backend& backend, const ModelConfig& config, const Weights& weights, ConstDevicePtr hidden,
                    int64_t rows);
 
