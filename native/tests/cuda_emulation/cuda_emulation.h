@@ -19,6 +19,11 @@
 //     ST_CUDA_EMULATION_BLOCK_ORDER=forward), each block's threads as a team
 //     of real std::threads, so __syncthreads, __syncwarp and the warp
 //     shuffles are real barriers and exchanges among those threads;
+//   - bf16 values and conversions are <cuda_bf16.h>'s own host code (round
+//     to nearest even, as the hardware's cvt.rn); the tensor-core product
+//     (mma.sync m16n8k16 bf16 -> fp32, through common.cuh's wrapper) is a
+//     warp collective that gathers the 32 lanes' fragments at the PTX ISA's
+//     documented layout and multiplies in fp32;
 //   - __shared__ variables are statics in a section of their own and dynamic
 //     shared memory is a per-launch buffer, both filled with NaN bytes before
 //     every block; device memory is NaN bytes when allocated and guarded;
