@@ -15,6 +15,7 @@
 #include "addon/promise_worker.h"
 #include "addon/typed_arrays.h"
 #include "backend/backend.h"
+#include "backend/cuda/attention_bf16_check.h"
 #include "train/adamw.h"
 
 namespace st::addon {
@@ -205,6 +206,33 @@ struct OpCall {
     a.sequences = sequences;
     return a;
   }
+
+  void run_bf16_attention(const char* kernel) {
+    if (backend->name() != "cuda") fail("runs on the CUDA backend only (device \"cuda\")");
+    cuda::Bf16AttentionCheck check;
+    check.kernel = kernel;
+    check.rows = integer("rows");
+    check.slots = integer("slots");
+    check.heads = integer("heads");
+    check.kv_heads = integer("kvHeads");
+    check.head_dim = integer("headDim");
+    check.scale = float(num("scale", 1.0 / std::sqrt(double(std::max<int64_t>(check.head_dim, 1)))));
+    check.splits = int(num("splits", 0));
+    const int64_t width = check.rows * check.heads * check.head_dim, kv = check.slots * check.kv_heads * check.head_dim;
+    check.q = host("q", width);
+    check.k_pool = host("k_pool", kv);
+    check.v_pool = host("v_pool", kv);
+    check.sequences = sequences;
+    if (check.kernel == "backward") {
+      check.dout = host("dout", width);
+      if (given("dk_pool") || wanted.count("dk_pool")) check.dk_pool = given("dk_pool") ? host("dk_pool", kv) : std::vector<float>(size_t(kv), 0.0f);
+      if (given("dv_pool") || wanted.count("dv_pool")) check.dv_pool = given("dv_pool") ? host("dv_pool", kv) : std::vector<float>(size_t(kv), 0.0f);
+    }
+    cuda::Bf16AttentionResult r = cuda::run_bf16_attention_check(check);
+    for (auto [name, values] : {std::pair{"out", &r.out}, std::pair{"dq", &r.dq}, std::pair{"dk_pool", &r.dk_pool},
+                                std::pair{"dv_pool", &r.dv_pool}})
+      if (!values->empty()) results[name] = std::move(*values);
+  }
 };
 
 // Each op: read the call's inputs, run the op, mark the outputs.
@@ -356,6 +384,11 @@ const std::map<std::string, OpFn>& op_table() {
          c.backend->attention_backward(a, dout, c.out("dq", width), c.optional_out("dk_pool", kv),
                                        c.optional_out("dv_pool", kv));
        }},
+      // Test-only: the CUDA backend's bf16 tensor-core attention kernels
+      // (attention_bf16_check.h) on the same inputs as "attention"; device "cuda".
+      {"flash_attention_bf16", [](OpCall& c) { c.run_bf16_attention("forward"); }},
+      {"flash_attention_backward_bf16", [](OpCall& c) { c.run_bf16_attention("backward"); }},
+      {"decode_attention_bf16", [](OpCall& c) { c.run_bf16_attention("decode"); }},
       {"token_logprobs",
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), dim = c.integer("dim"), vocab = c.integer("vocab");

@@ -7,8 +7,9 @@
 // so no [queries x keys] matrix is ever stored. The query rows of a block are
 // (query, head) pairs of one kv head: the heads of a GQA group share every
 // key tile they load, and a decode step (one query per sequence) still fills
-// a block with its group's heads. fp32 on CUDA cores; tensor-core tiles are
-// the next step. Templates on the storage type T of q, the pools and the
+// a block with its group's heads. fp32 on CUDA cores: the fp32 storage path
+// (bf16 storage goes to the tensor-core kernels of flash_attention.cu and
+// decode_attention.cu). Templates on the storage type T of q, the pools and the
 // outputs: tiles are converted to fp32 as they are loaded into shared
 // memory, and outputs rounded once as they are stored. dk/dv of bf16 pools
 // are summed in fp32 buffers and added to the pools at the end.
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/flash_attention.cuh"
 #include "backend/cuda/kernels.cuh"
 
 namespace st::cuda {
@@ -524,6 +526,7 @@ void backward(const AttentionArgs& a, ConstDevicePtr dout_ptr, DevicePtr dq_ptr,
 
 void attention_forward(const AttentionArgs& a, cudaStream_t s) {
   if (a.sequences.empty()) return;
+  if (a.q.type() == Storage::BF16) return attention_forward_bf16(a, s);  // tensor cores (flash_attention.cu)
   with_storage(a.q.type(), [&](auto t) {
     using T = decltype(t);
     const Plan<T> plan(a, false, s, "attention");
@@ -534,6 +537,7 @@ void attention_forward(const AttentionArgs& a, cudaStream_t s) {
 void attention_backward(const AttentionArgs& a, ConstDevicePtr dout, DevicePtr dq, DevicePtr dk_pool, DevicePtr dv_pool,
                         cudaStream_t s) {
   if (a.sequences.empty()) return;
+  if (a.q.type() == Storage::BF16) return attention_backward_bf16(a, dout, dq, dk_pool, dv_pool, s);
   with_storage(a.q.type(), [&](auto t) { backward<decltype(t)>(a, dout, dq, dk_pool, dv_pool, s); });
 }
 

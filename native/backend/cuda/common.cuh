@@ -1,14 +1,15 @@
 #pragma once
 // What every CUDA backend source shares: errors as exceptions, stream-ordered
 // temporaries, host-to-device copies of the small host arrays some ops take,
-// grid sizing, block reductions, and the storage types (fp32, bf16) with
-// their loads and stores.
+// grid sizing, block reductions, the storage types (fp32, bf16) with their
+// loads and stores, and bf16 packing for the tensor-core product.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -199,6 +200,61 @@ template <class F>
 decltype(auto) with_storage(Storage s, F&& f) {
   if (s == Storage::BF16) return f(bf16());
   return f(float());
+}
+
+// ---- bf16 and the tensor cores
+//
+// bf16 conversions are <cuda_bf16.h>'s: under nvcc the hardware's cvt.rn
+// (round to nearest even; NaN becomes the canonical 0x7fff), in the
+// emulation build the header's host code, which rounds the same way (the
+// emulator's self-test checks both against a bit-level reference).
+
+// Two floats as one .b32 register of two bf16, `lo` in the low half: the
+// element of the lower row or column index of an mma fragment pair.
+__device__ inline uint32_t pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  uint32_t r;
+  memcpy(&r, &v, sizeof r);
+  return r;
+}
+
+// Two adjacent bf16 (4-byte aligned) as one register.
+__device__ inline uint32_t load_bf16x2(const __nv_bfloat16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// Two bf16 that are not adjacent in memory as one register (lo, hi).
+__device__ inline uint32_t pair_bf16(__nv_bfloat16 lo, __nv_bfloat16 hi) {
+  uint16_t l, h;
+  memcpy(&l, &lo, sizeof l);
+  memcpy(&h, &hi, sizeof h);
+  return uint32_t(l) | (uint32_t(h) << 16);
+}
+
+// D = A B + C on the tensor cores, one warp together (every lane must call
+// it, converged): mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, bf16
+// inputs, fp32 accumulation. The fragments (PTX ISA, "Matrix fragments for
+// mma.m16n8k16 with floating point type"), with g = lane >> 2 and t =
+// lane % 4, and the lower index of each pair in the low 16 bits:
+//   a[0] = A[g][2t, 2t+1]      a[1] = A[g+8][2t, 2t+1]
+//   a[2] = A[g][2t+8, 2t+9]    a[3] = A[g+8][2t+8, 2t+9]     (A is 16 x 16, row-major)
+//   b[0] = B[2t, 2t+1][g]      b[1] = B[2t+8, 2t+9][g]       (B is 16 x 8, k x n)
+//   c[0], c[1] = C[g][2t, 2t+1]    c[2], c[3] = C[g+8][2t, 2t+1]   (d likewise)
+// So an accumulator fragment of two neighbouring 16 x 8 tiles, rounded to
+// bf16 and paired, is exactly the A fragment of their 16 x 16 product: the
+// probabilities of a flash-attention step feed the next mma without leaving
+// registers. In the emulation build it is a warp collective of the emulator
+// (cuda_emulation.h says how its rounding differs from the hardware's).
+__device__ inline void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
+                                         const float (&c)[4]) {
+#ifdef ST_CUDA_EMULATION
+  ::st_emu::mma_m16n8k16_bf16(d, a, b, c);
+#elif defined(__CUDA_ARCH__)
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%10, %11, %12, %13};\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
+        "f"(c[3]));
+#endif
 }
 
 }  // namespace st::cuda

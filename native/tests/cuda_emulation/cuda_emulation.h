@@ -19,6 +19,11 @@
 //     ST_CUDA_EMULATION_BLOCK_ORDER=forward), each block's threads as a team
 //     of real std::threads, so __syncthreads, __syncwarp and the warp
 //     shuffles are real barriers and exchanges among those threads;
+//   - bf16 values and conversions are <cuda_bf16.h>'s own host code (round
+//     to nearest even, as the hardware's cvt.rn); the tensor-core product
+//     (mma.sync m16n8k16 bf16 -> fp32, through common.cuh's wrapper) is a
+//     warp collective that gathers the 32 lanes' fragments at the PTX ISA's
+//     documented layout and multiplies in fp32;
 //   - __shared__ variables are statics in a section of their own and dynamic
 //     shared memory is a per-launch buffer, both filled with NaN bytes before
 //     every block; device memory is NaN bytes when allocated and guarded;
@@ -31,7 +36,9 @@
 // What it cannot check: races between blocks of one launch and the memory
 // model, warp-synchronous code that relies on more than the ops emulated
 // here, the GPU's math library (expf, erff, ... are glibc's here), fused
-// multiply-adds, static shared memory sizes, registers and __launch_bounds__,
+// multiply-adds, the tensor cores' own rounding of an mma's sums (emulated
+// in fp32 in a fixed order, see mma_m16n8k16_bf16 below), static shared
+// memory sizes, registers and __launch_bounds__,
 // host code dereferencing device pointers (both are host memory here),
 // asynchrony (every operation completes before its call returns), real
 // cuBLAS, and performance.
@@ -105,6 +112,9 @@ void* dynamic_shared_memory();
 
 // The exchange behind the warp shuffles; `bytes` <= 8.
 void warp_exchange(const void* mine, void* theirs, size_t bytes, int source_lane, const char* op);
+// Every lane's `bytes` (<= 64) into all[32 * bytes], in lane order, for
+// every lane: one barrier of the warp (the emulated tensor-core op).
+void warp_gather(const void* mine, void* all, size_t bytes, const char* op);
 void sync_threads();
 void sync_warp(unsigned mask);
 
@@ -172,6 +182,89 @@ inline T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = warp
   st_emu::warp_exchange(&value, &out, sizeof(T), lane ^ (lane_mask & (warpSize - 1)), "__shfl_xor_sync");
   return out;
 }
+
+// The lane of the calling thread in its warp.
+inline int emulated_lane() {
+  return int(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % warpSize;
+}
+
+template <class T>
+inline T __shfl_sync(unsigned mask, T value, int source_lane, int width = warpSize) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "__shfl_sync of an unsupported type");
+  if (mask != 0xffffffffu || width != warpSize) st_emu::sync_warp(mask);  // reports the unsupported mask or width
+  T out;
+  st_emu::warp_exchange(&value, &out, sizeof(T), source_lane & (warpSize - 1), "__shfl_sync");
+  return out;
+}
+
+// A lane past the end of the warp reads its own value, as on a GPU.
+template <class T>
+inline T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = warpSize) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "__shfl_down_sync of an unsupported type");
+  if (mask != 0xffffffffu || width != warpSize) st_emu::sync_warp(mask);
+  const int lane = emulated_lane();
+  const int source = lane + int(delta) < warpSize ? lane + int(delta) : lane;
+  T out;
+  st_emu::warp_exchange(&value, &out, sizeof(T), source, "__shfl_down_sync");
+  return out;
+}
+
+namespace st_emu {
+
+// bf16 bits (the upper half of an fp32's) as the fp32 they are, exactly.
+inline float bf16_bits_to_float(uint16_t bits) {
+  const uint32_t u = uint32_t(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 d, a, b, c as a warp
+// collective: D[16 x 8] = A[16 x 16] B[16 x 8] + C, each lane holding the
+// fragments of the PTX ISA's figures for m16n8k16 (floating point types), with
+// g = lane >> 2 (groupID) and t = lane % 4 (threadID_in_group), each .b32
+// register two bf16 with the lower column or row index in its low 16 bits:
+//   a[0] = A[g][2t..2t+1]      a[1] = A[g+8][2t..2t+1]
+//   a[2] = A[g][2t+8..2t+9]    a[3] = A[g+8][2t+8..2t+9]
+//   b[0] = B[2t..2t+1][g]      b[1] = B[2t+8..2t+9][g]
+//   c[0..1] = C[g][2t..2t+1]   c[2..3] = C[g+8][2t..2t+1]  (d likewise)
+// The hardware's products of two bf16 are exact in fp32, and so are they
+// here; the PTX ISA does not specify the order or rounding of the sum of the
+// 16 products and c, and measurements of the tensor cores (Fasi, Higham,
+// Mikaitis and Pranesh, "Numerical behavior of NVIDIA tensor cores", 2021)
+// show a multi-operand addition that aligns significands to the largest and
+// truncates the bits shifted out, rounding the result toward zero. The
+// emulation instead adds c and the 16 products in k order in fp32 with
+// round-to-nearest: the two can differ by a few units in the last place of
+// the fp32 result (relative ~16 * 2^-23 of the largest term), far below
+// the bf16 rounding of the inputs that the tests' tolerances are built on.
+inline void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]) {
+  struct Fragments {
+    uint32_t a[4], b[2];
+  } mine{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}}, all[32];
+  warp_gather(&mine, all, sizeof mine, "mma.sync.m16n8k16");
+  // A[row][k] and B[k][col] from the lanes that hold them.
+  auto element = [](uint32_t reg, int high) { return bf16_bits_to_float(uint16_t(high ? reg >> 16 : reg & 0xffffu)); };
+  auto a_at = [&](int row, int k) {
+    const int lane = (row % 8) * 4 + (k % 8) / 2, reg = (row >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0);
+    return element(all[lane].a[reg], k % 2);
+  };
+  auto b_at = [&](int k, int col) {
+    const int lane = col * 4 + (k % 8) / 2, reg = k >= 8 ? 1 : 0;
+    return element(all[lane].b[reg], k % 2);
+  };
+  const int lane = emulated_lane(), g = lane >> 2, t = lane % 4;
+  float out[4];
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i % 2);
+    float sum = c[i];
+    for (int k = 0; k < 16; ++k) sum += a_at(row, k) * b_at(k, col);
+    out[i] = sum;
+  }
+  for (int i = 0; i < 4; ++i) d[i] = out[i];
+}
+
+}  // namespace st_emu
 
 template <class T>
 inline T atomicAdd(T* address, T value) {

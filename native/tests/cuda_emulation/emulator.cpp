@@ -93,6 +93,7 @@ namespace {
 
 constexpr int kWarp = 32;
 constexpr int kMaxThreads = 1024;
+constexpr size_t kWarpSlotBytes = 64;  // what one lane contributes to a shuffle or an emulated mma
 constexpr size_t kDefaultSharedLimit = 48 * 1024;
 constexpr size_t kOptinSharedLimit = 163 * 1024;  // sm_80 (A100), the lowest architecture the build targets
 constexpr size_t kAlignment = 256;
@@ -381,7 +382,7 @@ struct Warp {
   int exited = 0;
   const char* op = nullptr;
   std::atomic<uint32_t> generation{0};
-  alignas(8) unsigned char slots[2][kWarp][8];
+  alignas(16) unsigned char slots[2][kWarp][kWarpSlotBytes];
 };
 
 struct Launch {
@@ -733,6 +734,21 @@ void warp_exchange(const void* mine, void* theirs, size_t bytes, int source_lane
   std::memcpy(w.slots[parity][me.lane], mine, bytes);
   warp_arrive(op);
   std::memcpy(theirs, w.slots[parity][source_lane], bytes);
+}
+
+void warp_gather(const void* mine, void* all, size_t bytes, const char* op) {
+  require_kernel(op);
+  if (bytes > kWarpSlotBytes) {
+    log(std::string(op) + ": " + std::to_string(bytes) + " bytes per lane, past the emulator's " +
+        std::to_string(kWarpSlotBytes));
+    std::abort();
+  }
+  Warp& w = block().warps[me.warp];
+  const int parity = int(me.shuffles++ & 1u);  // the same alternation as warp_exchange: one barrier per op
+  std::memcpy(w.slots[parity][me.lane], mine, bytes);
+  warp_arrive(op);
+  for (int lane = 0; lane < kWarp; ++lane)
+    std::memcpy(static_cast<unsigned char*>(all) + size_t(lane) * bytes, w.slots[parity][lane], bytes);
 }
 
 void run_launch(const LaunchConfig& c, const LaunchArguments& arguments, void (*body)(const void*),

@@ -5,7 +5,7 @@
 # self-test, then the CPU/CUDA parity tests against that addon. Nothing here
 # runs on a GPU, and passing here does not replace a run on one.
 #
-#   npm run test:cuda-emulated                 # self-test, cuda-ops and cuda-model tests
+#   npm run test:cuda-emulated                 # self-test, cuda-ops, cuda-attention and cuda-model tests
 #   npm run test:cuda-emulated -- test/cuda-ops.test.ts   # self-test and the files named
 #   run-tests.sh --ci                          # what `npm test` runs: self-test and cuda-ops
 #                                              # (skips, saying why, without CUDA headers)
@@ -31,7 +31,7 @@ if [ "$ci" = 1 ]; then
   fi
   if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts; fi
 fi
-if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-model.test.ts; fi
+if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-model.test.ts; fi
 
 echo "CUDA emulation: building build-emu/ (the CUDA kernels run on the CPU, not a GPU)"
 build() {

@@ -8,6 +8,7 @@
 //   build-emu/emulation/st_cuda_emulation_selftest build-emu/emulation/libcublas_emulated.so
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -135,6 +136,44 @@ __global__ void underrun_kernel(float* x) {
 __global__ void read_kernel(const float* x, float* out) { out[threadIdx.x] = x[threadIdx.x]; }
 
 __global__ void empty_kernel() {}
+
+__global__ void shfl_kernel(int* out) {
+  const int lane = threadIdx.x % 32;
+  out[3 * threadIdx.x] = __shfl_sync(0xffffffffu, lane * 10, (lane * 7 + 3) % 32);
+  out[3 * threadIdx.x + 1] = __shfl_down_sync(0xffffffffu, lane * 10, 5);
+  out[3 * threadIdx.x + 2] = int(__shfl_sync(0xffffffffu, float(lane) + 0.5f, 31 - lane) * 2.0f);
+}
+
+__global__ void bf16_round_kernel(const float* x, int n, uint16_t* out) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const __nv_bfloat16 b = __float2bfloat16(x[i]);
+    memcpy(&out[i], &b, sizeof(uint16_t));
+  }
+}
+
+// One m16n8k16 product: A [16][16] and B [16][8] (k x n) row-major bf16 in
+// global memory, loaded into the fragments exactly as the layout in
+// common.cuh says; D written back from its fragment the same way.
+__global__ void mma_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, const float* c, float* d) {
+  const int lane = threadIdx.x, g = lane >> 2, t = lane % 4;
+  const uint32_t af[4] = {st::cuda::load_bf16x2(a + g * 16 + 2 * t), st::cuda::load_bf16x2(a + (g + 8) * 16 + 2 * t),
+                          st::cuda::load_bf16x2(a + g * 16 + 2 * t + 8),
+                          st::cuda::load_bf16x2(a + (g + 8) * 16 + 2 * t + 8)};
+  const uint32_t bf[2] = {st::cuda::pair_bf16(b[(2 * t) * 8 + g], b[(2 * t + 1) * 8 + g]),
+                          st::cuda::pair_bf16(b[(2 * t + 8) * 8 + g], b[(2 * t + 9) * 8 + g])};
+  const float cf[4] = {c[g * 8 + 2 * t], c[g * 8 + 2 * t + 1], c[(g + 8) * 8 + 2 * t], c[(g + 8) * 8 + 2 * t + 1]};
+  float df[4];
+  st::cuda::mma_bf16_m16n8k16(df, af, bf, cf);
+  d[g * 8 + 2 * t] = df[0];
+  d[g * 8 + 2 * t + 1] = df[1];
+  d[(g + 8) * 8 + 2 * t] = df[2];
+  d[(g + 8) * 8 + 2 * t + 1] = df[3];
+}
+
+// pack_bf16x2 puts its first value in the low half: the lower index.
+__global__ void pack_kernel(uint32_t* out) {
+  if (threadIdx.x == 0) out[0] = st::cuda::pack_bf16x2(1.0f, -2.0f);
+}
 
 // ---- fake cuBLAS
 
@@ -371,6 +410,131 @@ int main(int argc, char** argv) {
     expect(cudaFree(out + 1) == cudaErrorInvalidValue, "cudaFree of a pointer inside an allocation fails");
     cudaGetLastError();
     cudaFree(out);
+  }
+  {  // __shfl_sync (any source lane) and __shfl_down_sync (own value past the end)
+    int* out = device<int>(64 * 3);
+    ST_LAUNCH(shfl_kernel, 1, 64, 0, s)(out);
+    const std::vector<int> got = download(out, 64 * 3);
+    bool ok = cudaGetLastError() == cudaSuccess;
+    for (int th = 0; th < 64; ++th) {
+      const int lane = th % 32;
+      ok = ok && got[3 * th] == ((lane * 7 + 3) % 32) * 10;
+      ok = ok && got[3 * th + 1] == (lane + 5 < 32 ? lane + 5 : lane) * 10;
+      ok = ok && got[3 * th + 2] == 2 * (31 - lane) + 1;
+    }
+    expect(ok, "__shfl_sync reads any lane; __shfl_down_sync reads lane + delta, its own value past the warp");
+    cudaFree(out);
+  }
+  {  // bf16 rounding (cuda_bf16.h, host and emulated device) against a bit-level reference
+    auto reference = [](float x) -> uint16_t {
+      uint32_t u;
+      std::memcpy(&u, &x, 4);
+      if (std::isnan(x)) return 0x7fff;                           // the canonical NaN cvt.rn.bf16.f32 gives
+      const uint32_t lsb = (u >> 16) & 1u;                         // ties to even
+      return uint16_t((u + 0x7fffu + lsb) >> 16);                  // carries into the exponent: up to inf
+    };
+    std::vector<float> x = {1.0f, 1.00390625f /* 1 + 2^-8: a tie, to even (1) */, 1.01171875f /* tie, to 1.015625 */,
+                            1.005859375f, -1.00390625f, -3.3f, 0.0f, -0.0f, INFINITY, -INFINITY, NAN,
+                            3.3895314e38f /* max bf16 */, 3.39e38f, 3.4e38f /* past max + half an ulp: inf */,
+                            1e-40f /* subnormal, kept */, 1.1754942e-38f, 65504.0f, 1e30f};
+    uint32_t seed = 12345;
+    for (int i = 0; i < 2000; ++i) {  // random bit patterns, NaNs and infinities included
+      seed = seed * 1664525u + 1013904223u;
+      float f;
+      std::memcpy(&f, &seed, 4);
+      x.push_back(f);
+    }
+    bool host_ok = true;
+    for (float v : x) {
+      const __nv_bfloat16 b = __float2bfloat16(v);
+      uint16_t bits;
+      std::memcpy(&bits, &b, 2);
+      const uint16_t want = reference(v);
+      host_ok = host_ok && (std::isnan(v) ? (bits & 0x7fffu) > 0x7f80u : bits == want);
+      host_ok = host_ok && (std::isnan(v) || std::isnan(__bfloat162float(b)) ||
+                            __bfloat162float(b) == [&] { uint32_t u = uint32_t(want) << 16; float f; std::memcpy(&f, &u, 4); return f; }());
+    }
+    expect(host_ok, "__float2bfloat16 rounds to nearest even (ties, overflow to inf, subnormals, NaN stays NaN)");
+    float* dx = device<float>(x.size());
+    uint16_t* dout = device<uint16_t>(x.size());
+    cudaMemcpy(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice);
+    ST_LAUNCH(bf16_round_kernel, 1, 128, 0, s)(dx, int(x.size()), dout);
+    const std::vector<uint16_t> got = download(dout, x.size());
+    bool ok = cudaGetLastError() == cudaSuccess;
+    for (size_t i = 0; i < x.size(); ++i)
+      ok = ok && (std::isnan(x[i]) ? (got[i] & 0x7fffu) > 0x7f80u : got[i] == reference(x[i]));
+    expect(ok, "in a kernel too");
+    cudaFree(dx);
+    cudaFree(dout);
+    uint32_t* packed = device<uint32_t>(1);
+    ST_LAUNCH(pack_kernel, 1, 32, 0, s)(packed);
+    expect(download(packed, 1)[0] == 0xC0003F80u, "pack_bf16x2(lo, hi) puts lo in the low 16 bits");
+    cudaFree(packed);
+  }
+  {  // mma.sync m16n8k16 bf16: the documented fragment layout, against a plain product
+    std::vector<__nv_bfloat16> a(16 * 16), b(16 * 8);
+    std::vector<float> af(a.size()), bf(b.size()), c(16 * 8);
+    uint32_t seed = 777;
+    auto next = [&] {
+      seed = seed * 1664525u + 1013904223u;
+      return float(int(seed >> 8) % 2001 - 1000) / 997.0f;
+    };
+    for (size_t i = 0; i < a.size(); ++i) af[i] = __bfloat162float(a[i] = __float2bfloat16(next()));
+    for (size_t i = 0; i < b.size(); ++i) bf[i] = __bfloat162float(b[i] = __float2bfloat16(next()));
+    for (float& v : c) v = next();
+    __nv_bfloat16* da = device<__nv_bfloat16>(a.size());
+    __nv_bfloat16* db = device<__nv_bfloat16>(b.size());
+    float* dc = device<float>(c.size());
+    float* dd = device<float>(c.size());
+    cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(dc, c.data(), c.size() * 4, cudaMemcpyHostToDevice);
+    ST_LAUNCH(mma_kernel, 1, 32, 0, s)(da, db, dc, dd);
+    const std::vector<float> got = download(dd, c.size());
+    bool ok = cudaGetLastError() == cudaSuccess;
+    // The plain product, and what a transposed A or B would give instead:
+    // a layout error shows as a mismatch far beyond fp32 rounding.
+    double worst = 0.0, transposed_a = 0.0, transposed_b = 0.0;
+    for (int i = 0; i < 16; ++i)
+      for (int j = 0; j < 8; ++j) {
+        double want = c[size_t(i) * 8 + j], wrong_a = want, wrong_b = want;
+        for (int k = 0; k < 16; ++k) {
+          want += double(af[size_t(i) * 16 + k]) * bf[size_t(k) * 8 + j];
+          wrong_a += double(af[size_t(k) * 16 + i]) * bf[size_t(k) * 8 + j];
+          wrong_b += double(af[size_t(i) * 16 + k]) * bf[size_t(j) * 16 + k];  // B read as [n][k]
+        }
+        const double v = got[size_t(i) * 8 + j];
+        worst = std::max(worst, std::fabs(v - want) / (1.0 + std::fabs(want)));
+        transposed_a = std::max(transposed_a, std::fabs(wrong_a - want));
+        transposed_b = std::max(transposed_b, std::fabs(wrong_b - want));
+      }
+    ok = ok && worst <= 16 * std::ldexp(1.0, -23) && transposed_a > 0.1 && transposed_b > 0.1;
+    expect(ok, "mma m16n8k16 bf16 (documented fragments) matches A B + C within fp32 rounding (worst " +
+                   std::to_string(worst) + ")");
+    // Fragment positions one at a time: A = a single 1 at (r, k), B = k-th
+    // row numbered by column, C = 0: D must be exactly B's row k at row r.
+    bool placed = true;
+    for (int r = 0; r < 16 && placed; r += 5)
+      for (int k = 0; k < 16 && placed; k += 3) {
+        std::vector<__nv_bfloat16> one(16 * 16, __float2bfloat16(0.0f)), rows(16 * 8);
+        one[size_t(r) * 16 + k] = __float2bfloat16(1.0f);
+        for (int kk = 0; kk < 16; ++kk)
+          for (int j = 0; j < 8; ++j) rows[size_t(kk) * 8 + j] = __float2bfloat16(float(kk * 8 + j));
+        std::vector<float> zero(16 * 8, 0.0f);
+        cudaMemcpy(da, one.data(), one.size() * 2, cudaMemcpyHostToDevice);
+        cudaMemcpy(db, rows.data(), rows.size() * 2, cudaMemcpyHostToDevice);
+        cudaMemcpy(dc, zero.data(), zero.size() * 4, cudaMemcpyHostToDevice);
+        ST_LAUNCH(mma_kernel, 1, 32, 0, s)(da, db, dc, dd);
+        const std::vector<float> e = download(dd, 16 * 8);
+        for (int i = 0; i < 16; ++i)
+          for (int j = 0; j < 8; ++j) placed = placed && e[size_t(i) * 8 + j] == (i == r ? float(k * 8 + j) : 0.0f);
+      }
+    expect(placed && cudaGetLastError() == cudaSuccess,
+           "each A element reaches its row of D and picks its row of B (a swapped or transposed layout fails)");
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dc);
+    cudaFree(dd);
   }
   if (argc > 1) check_cublas(argv[1], s);
   else expect(false, "usage: st_cuda_emulation_selftest /path/to/libcublas_emulated.so");
