@@ -1,5 +1,6 @@
 // The CUDA backend: every Backend op on device memory, in fp32, on one stream
-// of its own. Kernels live in elementwise.cu, attention.cu and logprobs.cu;
+// of its own. Kernels live in elementwise.cu, attention.cu, logprobs.cu,
+// sampling.cu and loss.cu;
 // matrix products go through cuBLAS (cublas.cu).
 //
 // Ops that take host arrays (ids, rows, targets, key slots, dlogp) copy them
@@ -238,6 +239,20 @@ class CudaBackend final : public Backend {
     cuda::token_logprobs_backward(*gemm_, hidden, head, rows, dim, vocab, targets, temperature, dlogp, dhidden, dhead,
                                   stream_);
     done("token_logprobs_backward");
+  }
+
+  void sample_tokens(const float* logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
+                     const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs) override {
+    enter();
+    cuda::sample_tokens(logits, rows, vocab, options, seeds, counters, tokens, logprobs, stream_);
+  }
+
+  PolicyLossTotals policy_loss(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
+                               float temperature, const PolicyTokens& tokens, const train::PolicyTermOptions& options,
+                               float* dhidden, float* dhead, const PolicyTokenOutputs* outputs) override {
+    enter();
+    return cuda::policy_loss(*gemm_, hidden, head, rows, dim, vocab, temperature, tokens, options, dhidden, dhead,
+                             outputs, stream_);
   }
 
   void fill(float* x, float value, int64_t n) override {

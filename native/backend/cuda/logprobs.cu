@@ -107,6 +107,42 @@ void row_tile_statistics(Gemm& gemm, const float* hidden, const float* head, int
 
 }  // namespace
 
+void logprob_statistics(Gemm& gemm, const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
+                        const int32_t* targets, float inv_t, float* logp, float* entropy, double* lse, cudaStream_t s,
+                        const char* op) {
+  const int64_t row_tile = std::min(rows, kRowTile), vocab_tile = std::min(vocab, kVocabTile);
+  Temp<float> logits(row_tile * vocab_tile, s, op);
+  Temp<RowState> state(row_tile, s, op);
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+    const int64_t nr = std::min(kRowTile, rows - r0);
+    row_tile_statistics(gemm, hidden, head, r0, nr, dim, vocab, targets, inv_t, logits.get(), state.get(), s, op);
+    ST_LAUNCH(finish_kernel, grid_for(nr, kThreads), kThreads, 0, s)(
+        state.get(), nr, logp ? logp + r0 : nullptr, entropy ? entropy + r0 : nullptr, lse ? lse + r0 : nullptr);
+    check_launch(op);
+  }
+}
+
+void logprob_backward(Gemm& gemm, const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
+                      const int32_t* targets, float inv_t, const float* dlogp, const double* lse, float* dhidden,
+                      float* dhead, cudaStream_t s, const char* op) {
+  const int64_t row_tile = std::min(rows, kRowTile), vocab_tile = std::min(vocab, kVocabTile);
+  Temp<float> logits(row_tile * vocab_tile, s, op);
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+    const int64_t nr = std::min(kRowTile, rows - r0);
+    for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
+      const int64_t nv = std::min(kVocabTile, vocab - v0);
+      gemm.xwt(hidden + r0 * dim, head + v0 * dim, logits.get(), nr, dim, nv, 0.0f);
+      ST_LAUNCH(dlogit_kernel, grid_for(nr * nv, kThreads), kThreads, 0, s)(
+          logits.get(), nr, nv, v0, targets + r0, dlogp + r0, lse + r0, inv_t);
+      check_launch(op);
+      // The first vocabulary tile overwrites dhidden's rows, the rest add.
+      if (dhidden != nullptr)
+        gemm.dyw(logits.get(), head + v0 * dim, dhidden + r0 * dim, nr, nv, dim, v0 == 0 ? 0.0f : 1.0f);
+      if (dhead != nullptr) gemm.dytx(logits.get(), hidden + r0 * dim, dhead + v0 * dim, nr, nv, dim, 1.0f);
+    }
+  }
+}
+
 void token_logprobs(Gemm& gemm, const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
                     const int32_t* host_targets, float temperature, float* host_out, float* host_entropy,
                     cudaStream_t s) {
@@ -114,20 +150,11 @@ void token_logprobs(Gemm& gemm, const float* hidden, const float* head, int64_t 
   if (rows <= 0) return;
   check_shapes(dim, vocab, temperature, op);
   const float inv_t = float(1.0 / double(temperature));
-  const int64_t row_tile = std::min(rows, kRowTile), vocab_tile = std::min(vocab, kVocabTile);
   Temp<int32_t> targets(rows, s, op);
   Temp<float> results(2 * rows, s, op);  // log-probs, then entropies
-  Temp<float> logits(row_tile * vocab_tile, s, op);
-  Temp<RowState> state(row_tile, s, op);
   copy_to_device(targets.get(), host_targets, rows, s, op);
-  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
-    const int64_t nr = std::min(kRowTile, rows - r0);
-    row_tile_statistics(gemm, hidden, head, r0, nr, dim, vocab, targets.get(), inv_t, logits.get(), state.get(), s,
-                        op);
-    ST_LAUNCH(finish_kernel, grid_for(nr, kThreads), kThreads, 0, s)(state.get(), nr, results.get() + r0,
-                                                                     results.get() + rows + r0, nullptr);
-    check_launch(op);
-  }
+  logprob_statistics(gemm, hidden, head, rows, dim, vocab, targets.get(), inv_t, results.get(), results.get() + rows,
+                     nullptr, s, op);
   check(cudaMemcpyAsync(host_out, results.get(), size_t(rows) * sizeof(float), cudaMemcpyDeviceToHost, s), op);
   if (host_entropy != nullptr)
     check(cudaMemcpyAsync(host_entropy, results.get() + rows, size_t(rows) * sizeof(float), cudaMemcpyDeviceToHost,
@@ -143,32 +170,18 @@ void token_logprobs_backward(Gemm& gemm, const float* hidden, const float* head,
   if (rows <= 0) return;
   check_shapes(dim, vocab, temperature, op);
   const float inv_t = float(1.0 / double(temperature));
-  const int64_t row_tile = std::min(rows, kRowTile), vocab_tile = std::min(vocab, kVocabTile);
   Temp<int32_t> targets(rows, s, op);
   Temp<float> dlogp(rows, s, op);
-  Temp<float> logits(row_tile * vocab_tile, s, op);
-  Temp<RowState> state(row_tile, s, op);
-  Temp<double> lse(row_tile, s, op);
+  Temp<double> lse(rows, s, op);
   copy_to_device(targets.get(), host_targets, rows, s, op);
   copy_to_device(dlogp.get(), host_dlogp, rows, s, op);
-  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
-    const int64_t nr = std::min(kRowTile, rows - r0);
-    row_tile_statistics(gemm, hidden, head, r0, nr, dim, vocab, targets.get(), inv_t, logits.get(), state.get(), s,
-                        op);
-    ST_LAUNCH(finish_kernel, grid_for(nr, kThreads), kThreads, 0, s)(state.get(), nr, nullptr, nullptr, lse.get());
-    check_launch(op);
-    for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
-      const int64_t nv = std::min(kVocabTile, vocab - v0);
-      gemm.xwt(hidden + r0 * dim, head + v0 * dim, logits.get(), nr, dim, nv, 0.0f);
-      ST_LAUNCH(dlogit_kernel, grid_for(nr * nv, kThreads), kThreads, 0, s)(
-          logits.get(), nr, nv, v0, targets.get() + r0, dlogp.get() + r0, lse.get(), inv_t);
-      check_launch(op);
-      // The first vocabulary tile overwrites dhidden's rows, the rest add.
-      if (dhidden != nullptr)
-        gemm.dyw(logits.get(), head + v0 * dim, dhidden + r0 * dim, nr, nv, dim, v0 == 0 ? 0.0f : 1.0f);
-      if (dhead != nullptr) gemm.dytx(logits.get(), hidden + r0 * dim, dhead + v0 * dim, nr, nv, dim, 1.0f);
-    }
-  }
+  logprob_statistics(gemm, hidden, head, rows, dim, vocab, targets.get(), inv_t, nullptr, nullptr, lse.get(), s, op);
+  logprob_backward(gemm, hidden, head, rows, dim, vocab, targets.get(), inv_t, dlogp.get(), lse.get(), dhidden, dhead,
+                   s, op);
+}
+
+void check_logprob_shapes(int64_t dim, int64_t vocab, float temperature, const char* op) {
+  check_shapes(dim, vocab, temperature, op);
 }
 
 }  // namespace st::cuda
