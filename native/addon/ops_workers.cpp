@@ -16,6 +16,7 @@
 #include "addon/typed_arrays.h"
 #include "backend/backend.h"
 #include "train/adamw.h"
+#include "train/policy_loss.h"
 
 namespace st::addon {
 namespace {
@@ -371,6 +372,77 @@ const std::map<std::string, OpFn>& op_table() {
          c.backend->token_logprobs_backward(hidden, head, rows, dim, vocab, targets.data(),
                                             float(c.num("temperature", 1.0)), dlogp.data(),
                                             c.out("dhidden", rows * dim), c.optional_out("dhead", vocab * dim));
+       }},
+      {"sample_tokens",
+       // ints seedsLo, seedsHi (the 64-bit seed of each row, as two 32-bit
+       // halves), counters; scalars rows, vocab, temperature, topK, topP,
+       // greedy (0/1). Outputs tokens (as floats: ids below 2^24 are exact)
+       // and logprobs.
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), vocab = c.integer("vocab");
+         const auto& lo = c.int_array("seedsLo", rows);
+         const auto& hi = c.int_array("seedsHi", rows);
+         const auto& counters = c.int_array("counters", rows);
+         std::vector<uint64_t> seeds(static_cast<size_t>(rows)), steps(static_cast<size_t>(rows));
+         for (int64_t r = 0; r < rows; ++r) {
+           seeds[size_t(r)] = (uint64_t(uint32_t(hi[size_t(r)])) << 32) | uint64_t(uint32_t(lo[size_t(r)]));
+           steps[size_t(r)] = uint64_t(uint32_t(counters[size_t(r)]));
+         }
+         SamplingOptions o;
+         o.greedy = c.num("greedy", 0) != 0;
+         o.temperature = c.num("temperature", 1.0);
+         o.top_k = int64_t(c.num("topK", 0));
+         o.top_p = c.num("topP", 1.0);
+         const float* logits = c.in("logits", rows * vocab);
+         std::vector<int32_t> tokens(static_cast<size_t>(rows));
+         std::vector<float>& logprobs = c.host_out("logprobs", rows);
+         c.backend->sample_tokens(logits, rows, vocab, o, seeds.data(), steps.data(), tokens.data(), logprobs.data());
+         std::vector<float>& as_floats = c.host_out("tokens", rows);
+         for (int64_t r = 0; r < rows; ++r) as_floats[size_t(r)] = float(tokens[size_t(r)]);
+       }},
+      {"policy_loss",
+       // The fused log-prob + policy loss: tensors hidden, head, oldLogp,
+       // refLogp?, advantages, weights; ints targets; scalars rows, dim,
+       // vocab, temperature, clipLow, clipHigh, dualClip, klCoef,
+       // klEstimator (0 k1, 1 abs, 2 mse, 3 k3), sft (0/1). Outputs dhidden,
+       // dhead (accumulates), logp, ratio, kl and totals (PolicyLossTotals'
+       // ten fields in order); the scalar result is the loss.
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), dim = c.integer("dim"), vocab = c.integer("vocab");
+         const auto& targets = c.indices("targets", vocab, "a target is outside the vocabulary", rows);
+         const float* hidden = c.in("hidden", rows * dim);
+         const float* head = c.in("head", vocab * dim);
+         const std::vector<float>& weights = c.host("weights", rows);
+         const std::vector<double> weights64(weights.begin(), weights.end());
+         PolicyTokens tokens;
+         tokens.targets = targets.data();
+         tokens.old_logp = c.host("oldLogp", rows).data();
+         tokens.ref_logp = c.given("refLogp") ? c.host("refLogp", rows).data() : nullptr;
+         tokens.advantages = c.host("advantages", rows).data();
+         tokens.weights = weights64.data();
+         train::PolicyLossOptions loss;
+         loss.clip_low = c.num("clipLow", 0.2);
+         loss.clip_high = c.num("clipHigh", 0.3);
+         loss.dual_clip = c.num("dualClip", 3.0);
+         loss.kl_coef = c.num("klCoef", 0.0);
+         const int estimator = int(c.num("klEstimator", 3));
+         if (estimator < 0 || estimator > 3) c.fail("klEstimator must be 0 (k1), 1 (abs), 2 (mse) or 3 (k3)");
+         loss.kl = train::KlEstimator(estimator);
+         if (loss.kl_coef != 0.0 && tokens.ref_logp == nullptr) c.fail("a KL coefficient needs refLogp");
+         const train::PolicyTermOptions terms = train::policy_term_options(loss, c.num("sft", 0) != 0);
+         PolicyTokenOutputs outputs{c.host_out("logp", rows).data(), c.host_out("ratio", rows).data(),
+                                    c.host_out("kl", rows).data()};
+         float* dhidden = c.out("dhidden", rows * dim);
+         float* dhead = c.optional_out("dhead", vocab * dim);
+         const PolicyLossTotals t = c.backend->policy_loss(hidden, head, rows, dim, vocab,
+                                                           float(c.num("temperature", 1.0)), tokens, terms, dhidden,
+                                                           dhead, &outputs);
+         const double fields[] = {t.loss,    t.pg_loss, t.kl_loss, t.clip_high, t.clip_low,
+                                  t.clip_dual, t.ppo_kl, t.kl,      t.entropy,   t.nonfinite};
+         std::vector<float>& totals = c.host_out("totals", 10);
+         for (int i = 0; i < 10; ++i) totals[size_t(i)] = float(fields[i]);
+         c.scalar_result = t.loss;
+         c.has_scalar_result = true;
        }},
       {"adamw",
        [](OpCall& c) {
