@@ -562,8 +562,87 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
       });
 }
 
+// timeAttention({device, sequences, seqLen, heads, kvHeads, headDim, causal, repeat})
+//   -> Promise<{seconds, bestSeconds, backend}>: the backend's attention op
+// on `sequences` packed sequences of seqLen queries over their own seqLen
+// keys (prefill / training shape), timed over `repeat` calls after one
+// warm-up, each call waited for (a one-float download). Inputs are constant
+// (attention's cost does not depend on the values).
+Napi::Value TimeAttention(const Napi::CallbackInfo& info) {
+  const char* fn = "timeAttention";
+  Napi::Object o = options_object(info, fn);
+  struct Job {
+    std::string device, backend;
+    int64_t sequences, seq_len, heads, kv_heads, head_dim, repeat;
+    bool causal;
+    double seconds = 0, best = 0;
+  };
+  auto job = std::make_shared<Job>();
+  job->device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cuda";
+  job->sequences = integer_field(o, "sequences", fn);
+  job->seq_len = integer_field(o, "seqLen", fn);
+  job->heads = integer_field(o, "heads", fn);
+  job->kv_heads = integer_field(o, "kvHeads", fn);
+  job->head_dim = integer_field(o, "headDim", fn);
+  job->repeat = integer_field(o, "repeat", fn);
+  job->causal = boolean_field(o, "causal", fn);
+  if (job->device != "cpu" && job->device != "cuda")
+    throw Napi::TypeError::New(info.Env(), "timeAttention: `device` must be \"cpu\" or \"cuda\"");
+  if (job->sequences < 1 || job->seq_len < 1 || job->heads < 1 || job->kv_heads < 1 || job->head_dim < 1 ||
+      job->repeat < 1 || job->heads % job->kv_heads != 0)
+    throw Napi::RangeError::New(info.Env(), "timeAttention: sizes and repeat must be positive, heads a multiple of kvHeads");
+  return PromiseWorker::Start(
+      info.Env(),
+      [job]() -> std::string {
+        std::unique_ptr<Backend> backend = job->device == "cuda" ? make_cuda_backend() : make_cpu_backend();
+        job->backend = backend->name();
+        const int64_t rows = job->sequences * job->seq_len;
+        DeviceArray q(*backend, rows * job->heads * job->head_dim), k(*backend, rows * job->kv_heads * job->head_dim),
+            v(*backend, rows * job->kv_heads * job->head_dim), out(*backend, rows * job->heads * job->head_dim);
+        backend->fill(q.get(), 0.01f, q.size());
+        backend->fill(k.get(), 0.02f, k.size());
+        backend->fill(v.get(), 0.5f, v.size());
+        std::vector<int32_t> slots(static_cast<size_t>(rows));
+        for (int64_t i = 0; i < rows; ++i) slots[size_t(i)] = int32_t(i);
+        AttentionArgs a;
+        a.q = q.get();
+        a.k_pool = k.get();
+        a.v_pool = v.get();
+        a.out = out.get();
+        a.heads = job->heads;
+        a.kv_heads = job->kv_heads;
+        a.head_dim = job->head_dim;
+        a.scale = float(1.0 / std::sqrt(double(job->head_dim)));
+        for (int64_t s = 0; s < job->sequences; ++s)
+          a.sequences.push_back({s * job->seq_len, job->seq_len, slots.data() + s * job->seq_len, job->seq_len, job->causal});
+        float probe = 0;
+        backend->attention(a);  // warm-up
+        backend->download(&probe, out.get(), 1);
+        double total = 0, best = std::numeric_limits<double>::infinity();
+        for (int64_t r = 0; r < job->repeat; ++r) {
+          const auto start = std::chrono::steady_clock::now();
+          backend->attention(a);
+          backend->download(&probe, out.get(), 1);
+          const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          total += seconds;
+          best = std::min(best, seconds);
+        }
+        job->seconds = total / double(job->repeat);
+        job->best = best;
+        return "";
+      },
+      [job](Napi::Env env) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("seconds", job->seconds);
+        r.Set("bestSeconds", job->best);
+        r.Set("backend", job->backend);
+        return r;
+      });
+}
+
 void register_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("linear", Napi::Function::New(env, Linear, "linear"));
+  exports.Set("timeAttention", Napi::Function::New(env, TimeAttention, "timeAttention"));
   exports.Set("runOp", Napi::Function::New(env, RunOp, "runOp"));
 }
 
