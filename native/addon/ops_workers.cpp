@@ -444,6 +444,67 @@ const std::map<std::string, OpFn>& op_table() {
          c.scalar_result = t.loss;
          c.has_scalar_result = true;
        }},
+      {"graph_replay",
+       // A decoder MLP block and the LM head (rmsnorm, three products,
+       // SwiGLU, residual add, rmsnorm, logits) on device-resident arrays,
+       // run directly and captured once into an OpGraph, then replayed; the
+       // input is then replaced and both run again. Tensors x, x2 [rows, dim],
+       // norm [dim], gate and up [inter, dim], down [dim, inter], head
+       // [vocab, dim]; scalars rows, dim, inter, vocab. Outputs (logits):
+       // direct, afterCapture (what capture left: it must not run the ops),
+       // replayed, direct2, replayed2.
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), dim = c.integer("dim"), inter = c.integer("inter"),
+                       vocab = c.integer("vocab");
+         Backend& b = *c.backend;
+         float* x = c.in("x", rows * dim);
+         const std::vector<float>& x2 = c.host("x2", rows * dim);
+         const float* norm = c.in("norm", dim);
+         const float* gate = c.in("gate", inter * dim);
+         const float* up = c.in("up", inter * dim);
+         const float* down = c.in("down", dim * inter);
+         const float* head = c.in("head", vocab * dim);
+         DeviceArray h(b, rows * dim), g(b, rows * inter), u(b, rows * inter), s(b, rows * inter), y(b, rows * dim),
+             logits(b, rows * vocab);
+         auto step = [&] {
+           b.rmsnorm(x, norm, h.get(), rows, dim, 1e-6f);
+           b.linear(h.get(), gate, nullptr, g.get(), rows, dim, inter);
+           b.linear(h.get(), up, nullptr, u.get(), rows, dim, inter);
+           b.swiglu(g.get(), u.get(), s.get(), rows * inter);
+           b.linear(s.get(), down, nullptr, y.get(), rows, inter, dim);
+           b.add(y.get(), x, rows * dim);
+           b.rmsnorm(y.get(), norm, h.get(), rows, dim, 1e-6f);
+           b.linear(h.get(), head, nullptr, logits.get(), rows, dim, vocab);
+         };
+         auto take = [&](const char* name) {
+           b.download(c.host_out(name, rows * vocab).data(), logits.get(), rows * vocab);
+           b.fill(logits.get(), std::numeric_limits<float>::quiet_NaN(), rows * vocab);
+         };
+         step();
+         take("direct");
+         std::unique_ptr<OpGraph> graph = b.capture(step);
+         take("afterCapture");
+         graph->replay();
+         take("replayed");
+         b.upload(x, x2.data(), rows * dim);
+         step();
+         take("direct2");
+         graph->replay();
+         take("replayed2");
+       }},
+      {"graph_with_host_ids",
+       // Captures an embedding lookup, whose ids are host memory: the CUDA
+       // backend must refuse (a graph would replay the capture-time ids).
+       [](OpCall& c) {
+         const int64_t dim = c.integer("dim");
+         const int64_t vocab = c.size_of("table") / std::max<int64_t>(dim, 1);
+         const auto& ids = c.indices("ids", vocab, "an id is outside the table");
+         const float* table = c.in("table", vocab * dim);
+         float* out = c.out("out", int64_t(ids.size()) * dim);
+         std::unique_ptr<OpGraph> graph =
+             c.backend->capture([&] { c.backend->embedding(ids.data(), int64_t(ids.size()), table, out, dim); });
+         graph->replay();
+       }},
       {"adamw",
        [](OpCall& c) {
          const int64_t n = c.size_of("param");

@@ -4,6 +4,7 @@
 // only these, so it is written once. Shapes are row-major and contiguous;
 // pointers are the backend's own memory (host for CPU, device for CUDA).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,6 +74,14 @@ struct AttentionArgs {
   int64_t heads = 0, kv_heads = 0, head_dim = 0;
   float scale = 1.0f;
   std::vector<AttentionSequence> sequences;
+};
+
+// Ops recorded once and run again by replay() (a CUDA graph on the CUDA
+// backend: one launch for the whole sequence instead of one per kernel).
+class OpGraph {
+ public:
+  virtual ~OpGraph() = default;
+  virtual void replay() = 0;
 };
 
 class Backend {
@@ -164,6 +173,14 @@ class Backend {
   // logprobs are host memory.
   virtual void sample_tokens(const float* logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
                              const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs) = 0;
+
+  // Records the ops `enqueue` issues into a graph without running them (the
+  // CPU backend keeps `enqueue` itself and calls it on replay). Replays read
+  // and write the same arrays, with their contents at replay time. The ops
+  // must be device-resident: none may take or return host arrays or wait for
+  // the device (ids, rows, slots, targets, downloads); on the CUDA backend
+  // such an op makes capture() throw, naming what it did.
+  virtual std::unique_ptr<OpGraph> capture(const std::function<void()>& enqueue) = 0;
 
   // token_logprobs, the per-token policy loss terms of train/policy_terms.h
   // and token_logprobs_backward in one op: the log-probs, the loss and

@@ -247,6 +247,15 @@ class CpuBackend final : public Backend {
 
   void fill(float* x, float value, int64_t n) override { std::fill(x, x + n, value); }
 
+  std::unique_ptr<OpGraph> capture(const std::function<void()>& enqueue) override {
+    struct Recorded final : OpGraph {
+      explicit Recorded(std::function<void()> f) : ops(std::move(f)) {}
+      void replay() override { ops(); }
+      std::function<void()> ops;
+    };
+    return std::make_unique<Recorded>(enqueue);
+  }
+
   void sample_tokens(const float* logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
                      const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs) override {
     for (int64_t r = 0; r < rows; ++r) {

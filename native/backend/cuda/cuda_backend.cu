@@ -241,6 +241,35 @@ class CudaBackend final : public Backend {
     done("token_logprobs_backward");
   }
 
+  std::unique_ptr<OpGraph> capture(const std::function<void()>& enqueue) override {
+    enter();
+    cuda::check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "capture");
+    capturing_ = true;
+    cudaGraph_t graph = nullptr;
+    try {
+      enqueue();
+    } catch (...) {
+      capturing_ = false;
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      throw;
+    }
+    capturing_ = false;
+    const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+    if (ended != cudaSuccess) {
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      cuda::throw_cuda_error("capture (an op in it takes host arrays or waits for the device)", ended);
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    if (made != cudaSuccess) {
+      cudaGraphDestroy(graph);
+      cuda::throw_cuda_error("cudaGraphInstantiate", made);
+    }
+    return std::make_unique<Graph>(*this, graph, exec);
+  }
+
   void sample_tokens(const float* logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
                      const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs) override {
     enter();
@@ -274,11 +303,32 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  class Graph final : public OpGraph {
+   public:
+    Graph(CudaBackend& owner, cudaGraph_t graph, cudaGraphExec_t exec) : owner_(owner), graph_(graph), exec_(exec) {}
+    ~Graph() override {
+      cudaSetDevice(owner_.device_);
+      cudaStreamSynchronize(owner_.stream_);  // a replay may still be running
+      cudaGraphExecDestroy(exec_);
+      cudaGraphDestroy(graph_);
+    }
+    void replay() override {
+      owner_.enter();
+      cuda::check(cudaGraphLaunch(exec_, owner_.stream_), "graph replay");
+      owner_.done("graph replay");
+    }
+
+   private:
+    CudaBackend& owner_;
+    cudaGraph_t graph_;
+    cudaGraphExec_t exec_;
+  };
+
   // The current device is per host thread, and calls arrive on whichever
   // worker thread runs them.
   void enter() { cuda::check(cudaSetDevice(device_), "cudaSetDevice"); }
   void done(const char* op) {
-    if (sync_) cuda::check(cudaStreamSynchronize(stream_), op);
+    if (sync_ && !capturing_) cuda::check(cudaStreamSynchronize(stream_), op);
   }
 
   // Runs f with a device copy of n host row indices.
@@ -292,6 +342,7 @@ class CudaBackend final : public Backend {
 
   int device_;
   bool sync_;
+  bool capturing_ = false;  // no per-op waits while a graph is recorded
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::Gemm> gemm_;
 };

@@ -177,37 +177,50 @@ __attribute__((visibility("default"))) int cublasGemmEx(void* handle, int transa
     if (!check("C", c, extent(m, n, ldc))) return kExecutionFailed;
   }
 
-  const float* A = static_cast<const float*>(a);
-  const float* B = static_cast<const float*>(b);
-  float* C = static_cast<float*>(c);
-  const bool tf32 = compute_type == kCompute32FFastTF32;
-  // op(A) by rows and op(B) by columns, each contiguous over k.
-  std::vector<float> ar, bc;
-  if (uses_ab) {
-    ar.resize(size_t(m) * size_t(k));
-    bc.resize(size_t(n) * size_t(k));
-    for (int i = 0; i < m; ++i)
-      for (int l = 0; l < k; ++l) {
-        const float v = a_n ? A[size_t(i) + size_t(l) * size_t(lda)] : A[size_t(l) + size_t(i) * size_t(lda)];
-        ar[size_t(i) * size_t(k) + size_t(l)] = tf32 ? to_tf32(v) : v;
-      }
-    for (int j = 0; j < n; ++j)
-      for (int l = 0; l < k; ++l) {
-        const float v = b_n ? B[size_t(l) + size_t(j) * size_t(ldb)] : B[size_t(j) + size_t(l) * size_t(ldb)];
-        bc[size_t(j) * size_t(k) + size_t(l)] = tf32 ? to_tf32(v) : v;
-      }
-  }
-  for (int j = 0; j < n; ++j)
-    for (int i = 0; i < m; ++i) {
-      float sum = 0.0f;
-      if (uses_ab) {
-        const float* x = ar.data() + size_t(i) * size_t(k);
-        const float* y = bc.data() + size_t(j) * size_t(k);
-        for (int l = 0; l < k; ++l) sum += x[l] * y[l];
-      }
-      float& out = C[size_t(i) + size_t(j) * size_t(ldc)];
-      out = be == 0.0f ? al * sum : al * sum + be * out;
+  struct Product {
+    const float *A, *B;
+    float* C;
+    int m, n, k, lda, ldb, ldc;
+    bool a_n, b_n, tf32, uses_ab;
+    float al, be;
+  };
+  auto* product = new Product{static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(c), m, n, k,
+                              lda, ldb, ldc, a_n, b_n, compute_type == kCompute32FFastTF32, uses_ab, al, be};
+  auto run = [](void* p) {
+    const Product& q = *static_cast<const Product*>(p);
+    // op(A) by rows and op(B) by columns, each contiguous over k.
+    std::vector<float> ar, bc;
+    if (q.uses_ab) {
+      ar.resize(size_t(q.m) * size_t(q.k));
+      bc.resize(size_t(q.n) * size_t(q.k));
+      for (int i = 0; i < q.m; ++i)
+        for (int l = 0; l < q.k; ++l) {
+          const float v = q.a_n ? q.A[size_t(i) + size_t(l) * size_t(q.lda)] : q.A[size_t(l) + size_t(i) * size_t(q.lda)];
+          ar[size_t(i) * size_t(q.k) + size_t(l)] = q.tf32 ? to_tf32(v) : v;
+        }
+      for (int j = 0; j < q.n; ++j)
+        for (int l = 0; l < q.k; ++l) {
+          const float v = q.b_n ? q.B[size_t(l) + size_t(j) * size_t(q.ldb)] : q.B[size_t(j) + size_t(l) * size_t(q.ldb)];
+          bc[size_t(j) * size_t(q.k) + size_t(l)] = q.tf32 ? to_tf32(v) : v;
+        }
     }
+    for (int j = 0; j < q.n; ++j)
+      for (int i = 0; i < q.m; ++i) {
+        float sum = 0.0f;
+        if (q.uses_ab) {
+          const float* x = ar.data() + size_t(i) * size_t(q.k);
+          const float* y = bc.data() + size_t(j) * size_t(q.k);
+          for (int l = 0; l < q.k; ++l) sum += x[l] * y[l];
+        }
+        float& out = q.C[size_t(i) + size_t(j) * size_t(q.ldc)];
+        out = q.be == 0.0f ? q.al * sum : q.al * sum + q.be * out;
+      }
+  };
+  auto destroy = [](void* p) { delete static_cast<Product*>(p); };
+  // On a capturing stream the product is a step of the graph, run at replay.
+  if (services != nullptr && services->capture(h->stream, run, product, destroy)) return kSuccess;
+  run(product);
+  destroy(product);
   return kSuccess;
 }
 
