@@ -248,12 +248,14 @@ class CudaBackend final : public Backend {
     cudaGraph_t graph = nullptr;
     try {
       enqueue();
-    } catch (...) {
+    } catch (const std::exception& e) {
       capturing_ = false;
       cudaStreamEndCapture(stream_, &graph);
       if (graph != nullptr) cudaGraphDestroy(graph);
       cudaGetLastError();
-      throw;
+      throw std::runtime_error(std::string("CUDA backend: capture: an op could not be captured (ops that take or "
+                                           "return host arrays or wait for the device cannot be): ") +
+                               e.what());
     }
     capturing_ = false;
     const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);

@@ -19,7 +19,7 @@ namespace st::cuda {
 namespace {
 
 using u64 = unsigned long long;  // the type CUDA's 64-bit atomics and shuffles take
-constexpr int kThreads = 512;
+constexpr int kThreads = 256;
 constexpr int kDigitBits = 8, kBins = 1 << kDigitBits;
 
 struct SampleSettings {

@@ -172,6 +172,9 @@ const char* error_name(cudaError_t e) {
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
     default: return "cudaErrorUnknown";
   }
 }
@@ -192,6 +195,9 @@ const char* error_text(cudaError_t e) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
     default: return "unknown error";
   }
 }
@@ -432,8 +438,13 @@ bool refuse_in_capture(cudaStream_t s, const std::string& why) {
 }
 
 int capture_for_cublas(const void* stream, void (*run)(void*), void* context, void (*destroy)(void*)) {
+  const auto s = static_cast<cudaStream_t>(const_cast<void*>(stream));
+  std::lock_guard<std::mutex> lock(capture_mutex());
+  Capture* c = capture_of(s);
+  if (c == nullptr) return 0;  // not capturing: the caller runs and frees it
   auto owned = std::shared_ptr<void>(context, destroy);
-  return record_step(static_cast<cudaStream_t>(const_cast<void*>(stream)), [run, owned] { run(owned.get()); }) ? 1 : 0;
+  if (c->invalid.empty()) c->graph->steps.push_back([run, owned] { run(owned.get()); });
+  return 1;
 }
 
 // ------------------------------------------------------------------ copies
