@@ -21,7 +21,7 @@ std::vector<TensorToWrite> tensors_of(Backend& backend, const ModelConfig& confi
       throw std::logic_error("parameter '" + name + "' holds " + std::to_string(array->size()) +
                              " values but its hub shape " + std::to_string(t.numel()));
     t.dtype = dtype;
-    const float* source = array->get();
+    const ConstDevicePtr source = array->get();
     t.read = [&backend, source](int64_t first, int64_t count, float* host) {
       backend.download(host, source + first, count);
     };

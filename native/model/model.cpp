@@ -240,12 +240,12 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
     // The sampler reads one row per sequence: the prefill's samples share
     // their prompt's row, gathered here on the device.
     DeviceArray rows;
-    const float* source = logits_rows.get();
+    ConstDevicePtr source = logits_rows.get();
     bool identity = row_of.size() == size_t(logits_rows.size() / std::max<int64_t>(vocab, 1));
     for (size_t i = 0; identity && i < row_of.size(); ++i) identity = row_of[i] == i;
     if (!identity) {
       std::vector<int32_t> gather(row_of.begin(), row_of.end());
-      rows = DeviceArray(*backend_, int64_t(gather.size()) * vocab);
+      rows = DeviceArray(*backend_, int64_t(gather.size()) * vocab, logits_rows.type());
       backend_->gather_rows(logits_rows.get(), gather.data(), int64_t(gather.size()), rows.get(), vocab);
       source = rows.get();
     }
@@ -360,7 +360,7 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
 }
 
 TrainResult Qwen25VL::accumulate_gradients(const std::vector<TrainSequence>& batch, const TrainOptions& options) {
-  if (!grads_) grads_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+  if (!grads_) grads_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
   return train_forward_backward(*backend_, config_, weights_, *grads_, batch, options);
 }
 
@@ -388,8 +388,8 @@ double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_g
   const double norm = gradient_norm(freeze);
   if (!std::isfinite(norm)) return norm;
   if (!adam_m_) {
-    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
-    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
+    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
   }
   const float scale = float(max_grad_norm > 0 ? train::clip_coefficient(norm, max_grad_norm) : 1.0);
   ++optimizer_step_count_;
@@ -450,8 +450,8 @@ void Qwen25VL::optimizer_state(std::vector<std::pair<std::string, std::vector<fl
 void Qwen25VL::set_optimizer_state(const std::vector<std::pair<std::string, std::vector<float>>>& m,
                                    const std::vector<std::pair<std::string, std::vector<float>>>& v, int64_t step) {
   if (!adam_m_) {
-    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
-    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
+    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
   }
   upload_named(*adam_m_, m, "set_optimizer_state (m)");
   upload_named(*adam_v_, v, "set_optimizer_state (v)");
@@ -471,8 +471,8 @@ WrittenSet Qwen25VL::save_optimizer_state(const std::string& dir, bool with_mast
 void Qwen25VL::restore_optimizer_state(const std::string& dir, int64_t step) {
   if (step < 0) throw std::invalid_argument("restore_optimizer_state: negative step " + std::to_string(step));
   if (!adam_m_ && optimizer_files_hold_moments(dir)) {
-    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
-    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
+    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
   }
   weights_changed();  // the master copy, when saved, replaces the weights
   model::restore_optimizer_state(*backend_, weights_, adam_m_.get(), adam_v_.get(), dir);

@@ -158,7 +158,7 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   result.loss.ratio.resize(size_t(T));
   result.loss.kl.resize(size_t(T));
   const PolicyTokenOutputs per_token{result.logp.data(), result.loss.ratio.data(), result.loss.kl.data()};
-  float* dhead = grads.lm_head.get() ? grads.lm_head.get() : grads.embed_tokens.get();
+  DevicePtr dhead = grads.lm_head.get() ? grads.lm_head.get() : grads.embed_tokens.get();
   DeviceArray dhl(b, T * D), dxl(b, T * D), dx(b, M * D);
   const PolicyLossTotals totals =
       b.policy_loss(hl.get(), w.lm_head_weight(), T, D, t.vocab, options.temperature, tokens,

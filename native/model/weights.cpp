@@ -23,8 +23,10 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 // converts them all in file order (finish()): shards are read front to back
 // with the next window prefetched, each tensor's pages are dropped from the
 // resident set once converted, and conversion is spread over the thread pool.
-// Peak resident memory is then the fp32 weights plus a window of the file,
-// not the weights plus the whole mapped checkpoint.
+// Peak resident memory is then the weights plus a window of the file, not
+// the weights plus the whole mapped checkpoint. A bf16 tensor bound for bf16
+// backend memory (the CUDA backend's default) is copied from the mapping as
+// it is, never widened to fp32 on the way.
 class Loader {
  public:
   Loader(Backend& backend, const std::string& dir)
@@ -84,6 +86,8 @@ class Loader {
       }
       if (backend_.memory_is_host())
         convert_in_place(p);
+      else if (p.info->dtype == DType::BF16 && p.target.type() == Storage::BF16)
+        upload_as_stored(p);
       else
         convert_and_upload(p);
       mapping.release_pages(offset, bytes);
@@ -99,7 +103,7 @@ class Loader {
     size_t shard;
     const TensorInfo* info;
     const std::string* path;
-    float* target;  // the DeviceArray's memory (stable when the array moves)
+    DevicePtr target;  // the DeviceArray's memory (stable when the array moves)
   };
 
   static constexpr size_t kPrefetchBytes = size_t(256) << 20;
@@ -114,7 +118,15 @@ class Loader {
     });
   }
 
-  void convert_in_place(const Pending& p) { convert(p, p.target, 0, p.info->numel()); }
+  void convert_in_place(const Pending& p) { convert(p, p.target.f32("a host backend's array"), 0, p.info->numel()); }
+
+  // The file's bf16 bytes straight into bf16 backend memory, a staging
+  // buffer's worth at a time.
+  void upload_as_stored(const Pending& p) {
+    const int64_t n = p.info->numel(), chunk = kStagingElements * 2;
+    for (int64_t begin = 0; begin < n; begin += chunk)
+      backend_.upload_raw(p.target + begin, p.info->data + begin * 2, std::min(chunk, n - begin));
+  }
 
   void convert_and_upload(const Pending& p) {
     const int64_t n = p.info->numel();
@@ -233,7 +245,7 @@ std::vector<std::pair<std::string, DeviceArray*>> named_parameters(Weights& w) {
   return out;
 }
 
-Weights zeros_like(Backend& backend, Weights& weights) {
+Weights zeros_like(Backend& backend, Weights& weights, Storage type) {
   Weights zeros;
   zeros.vision_blocks.resize(weights.vision_blocks.size());
   zeros.layers.resize(weights.layers.size());
@@ -242,11 +254,11 @@ Weights zeros_like(Backend& backend, Weights& weights) {
   // lm_head comes last in `source` (when untied) and is absent from `target`
   // until allocated below; everything before it lines up.
   for (size_t i = 0; i < target.size(); ++i) {
-    *target[i].second = DeviceArray(backend, source[i].second->size());
+    *target[i].second = DeviceArray(backend, source[i].second->size(), type);
     backend.fill(target[i].second->get(), 0.0f, source[i].second->size());
   }
   if (weights.lm_head.get()) {
-    zeros.lm_head = DeviceArray(backend, weights.lm_head.size());
+    zeros.lm_head = DeviceArray(backend, weights.lm_head.size(), type);
     backend.fill(zeros.lm_head.get(), 0.0f, weights.lm_head.size());
   }
   zeros.parameter_count = weights.parameter_count;

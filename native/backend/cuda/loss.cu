@@ -52,9 +52,9 @@ __global__ void policy_terms_kernel(const float* logp, const float* entropy, con
 
 }  // namespace
 
-PolicyLossTotals policy_loss(Gemm& gemm, const float* hidden, const float* head, int64_t rows, int64_t dim,
+PolicyLossTotals policy_loss(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim,
                              int64_t vocab, float temperature, const PolicyTokens& tokens,
-                             const train::PolicyTermOptions& options, float* dhidden, float* dhead,
+                             const train::PolicyTermOptions& options, DevicePtr dhidden, DevicePtr dhead,
                              const PolicyTokenOutputs* outputs, cudaStream_t s) {
   const char* op = "policy_loss";
   PolicyLossTotals result;
@@ -88,11 +88,8 @@ PolicyLossTotals policy_loss(Gemm& gemm, const float* hidden, const float* head,
       logp, entropy, tokens.old_logp ? old_logp : nullptr, tokens.ref_logp ? ref_logp : nullptr,
       tokens.advantages ? advantages : nullptr, weights, rows, options, dlogp, ratio, kl, totals);
   check_launch(op);
-  if (dhidden != nullptr || dhead != nullptr) {
-    Temp<float> scratch(dhidden == nullptr ? rows * dim : 0, s, op);
-    logprob_backward(gemm, hidden, head, rows, dim, vocab, targets.get(), inv_t, dlogp, lse,
-                     dhidden != nullptr ? dhidden : scratch.get(), dhead, s, op);
-  }
+  if (dhidden != nullptr || dhead != nullptr)
+    logprob_backward(gemm, hidden, head, rows, dim, vocab, targets.get(), inv_t, dlogp, lse, dhidden, dhead, s, op);
   double host_totals[kTotals];
   check(cudaMemcpyAsync(host_totals, totals, sizeof(host_totals), cudaMemcpyDeviceToHost, s), op);
   if (outputs != nullptr) {

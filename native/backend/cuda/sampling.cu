@@ -190,7 +190,7 @@ __global__ void sample_kernel(const float* logits, int64_t rows, int64_t vocab, 
 
 }  // namespace
 
-void sample_tokens(const float* logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
+void sample_tokens(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
                    const uint64_t* host_seeds, const uint64_t* host_counters, int32_t* host_tokens,
                    float* host_logprobs, cudaStream_t s) {
   const char* op = "sample_tokens";
@@ -212,7 +212,7 @@ void sample_tokens(const float* logits, int64_t rows, int64_t vocab, const Sampl
   copy_to_device(seeds.get(), reinterpret_cast<const u64*>(host_seeds), rows, s, op);
   copy_to_device(seeds.get() + rows, reinterpret_cast<const u64*>(host_counters), rows, s, op);
   ST_LAUNCH(sample_kernel, unsigned(std::min<int64_t>(rows, 65535)), kThreads, 0, s)(
-      logits, rows, vocab, settings, seeds.get(), seeds.get() + rows, tokens.get(), logprobs.get());
+      logits.f32("sample_tokens: logits"), rows, vocab, settings, seeds.get(), seeds.get() + rows, tokens.get(), logprobs.get());
   check_launch(op);
   check(cudaMemcpyAsync(host_tokens, tokens.get(), size_t(rows) * sizeof(int32_t), cudaMemcpyDeviceToHost, s), op);
   check(cudaMemcpyAsync(host_logprobs, logprobs.get(), size_t(rows) * sizeof(float), cudaMemcpyDeviceToHost, s), op);
