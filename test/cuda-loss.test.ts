@@ -16,7 +16,9 @@
  * relative, the loss totals within 1e-5 relative (a sum of 1e-7-accurate
  * terms), clip counts exactly (no token sits within 1e-5 of a clip boundary
  * in these cases: the test checks that margin), and dhidden / dhead within
- * 1e-4 relative, as the matrix-product ops of cuda-ops.test.ts.
+ * 1e-4 relative, as the matrix-product ops of cuda-ops.test.ts. With bf16
+ * storage (the CUDA default) on bf16-exact inputs: log-probs and totals as in
+ * fp32, gradients within 1e-2 (the test below says why).
  */
 import t from 'tap';
 import { native } from '../lib/native/binding.js';
@@ -64,10 +66,11 @@ function inputs(c: LossCase) {
   return { hidden, head, targets, shift, advantages, refShift, sequence, weights };
 }
 
-async function fused(device: 'cpu' | 'cuda', c: LossCase, x: ReturnType<typeof inputs>, oldLogp: Float32Array, refLogp: Float32Array, dhead0: Float32Array) {
+async function fused(device: 'cpu' | 'cuda', c: LossCase, x: ReturnType<typeof inputs>, oldLogp: Float32Array, refLogp: Float32Array, dhead0: Float32Array, dtype?: 'fp32' | 'bf16') {
   const r = await runOp({
     op: 'policy_loss',
     device,
+    ...(dtype ? { dtype } : {}),
     tensors: {
       hidden: x.hidden,
       head: x.head,
@@ -114,8 +117,8 @@ function relError(a: Float32Array, b: Float32Array): number {
 const base = { clipLow: 0.2, clipHigh: 0.3, dualClip: 3, klCoef: 0.04, klEstimator: 'k3' as const };
 const cases: LossCase[] = [
   { name: 'GRPO, k3 KL, dual clip, T 1', rows: 37, dim: 24, vocab: 300, temperature: 1, options: base, withRef: true },
-  { name: 'GRPO, no KL, T 0.7, several row tiles', rows: 600, dim: 8, vocab: 97, temperature: 0.7, options: { ...base, klCoef: 0 }, withRef: false },
-  { name: 'GRPO, k1 KL, several vocabulary tiles', rows: 5, dim: 8, vocab: 17000, temperature: 1, options: { ...base, klEstimator: 'k1' }, withRef: true },
+  { name: 'GRPO, no KL, T 0.7, two row tiles', rows: 515, dim: 4, vocab: 24, temperature: 0.7, options: { ...base, klCoef: 0 }, withRef: false },
+  { name: 'GRPO, k1 KL, two vocabulary tiles', rows: 2, dim: 4, vocab: 16500, temperature: 1, options: { ...base, klEstimator: 'k1' }, withRef: true },
   { name: 'GRPO, abs KL, no dual clip', rows: 20, dim: 16, vocab: 64, temperature: 1.2, options: { ...base, klEstimator: 'abs', dualClip: 1 }, withRef: true },
   { name: 'SFT (token cross-entropy)', rows: 19, dim: 16, vocab: 80, temperature: 1, options: { ...base, klCoef: 0 }, sft: true, withRef: false },
 ];
@@ -187,7 +190,7 @@ t.test('CUDA: the fused loss matches the CPU backend', { skip: cudaSkip }, async
     });
     const dhead0 = uniform(c.vocab * c.dim);
     const cpu = await fused('cpu', c, x, oldLogp, ref.refLogp, dhead0);
-    const cuda = await fused('cuda', c, x, oldLogp, ref.refLogp, dhead0);
+    const cuda = await fused('cuda', c, x, oldLogp, ref.refLogp, dhead0, 'fp32');
     for (const name of ['logp', 'ratio', 'kl'])
       t.ok(relError(cuda[name] as Float32Array, cpu[name] as Float32Array) <= 1e-5, `${c.name}: ${name} (error ${relError(cuda[name] as Float32Array, cpu[name] as Float32Array).toExponential(2)})`);
     const ct = cuda['totals'] as Float32Array;
@@ -203,6 +206,52 @@ t.test('CUDA: the fused loss matches the CPU backend', { skip: cudaSkip }, async
   }
 });
 
+/** Rounds to the nearest bf16 (ties to even), as the CUDA backend stores it. */
+const bits = new Float32Array(1);
+const word = new Uint32Array(bits.buffer);
+function toBf16(v: Float32Array): Float32Array<ArrayBuffer> {
+  return Float32Array.from(v, (x) => {
+    bits[0] = x;
+    const u = word[0] as number;
+    word[0] = ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
+    return bits[0] as number;
+  });
+}
+
+// bf16 storage: hidden and head rounded to bf16 here first, so both backends
+// start from the same values. The logits are fp32 sums of exact bf16
+// products, so log-probs, ratios, KL and the totals keep the fp32
+// tolerances; dhidden is stored in bf16 (one rounding, 2^-9 relative) from a
+// bf16-rounded d loss / d logit tile, and dhead sums that rounded tile in
+// fp32: both within 1e-2 relative of the CPU's fp32 gradients.
+t.test('CUDA with bf16 storage: the fused loss matches the CPU backend on bf16 inputs', { skip: cudaSkip }, async (t) => {
+  for (const c of [cases[0], cases[3]] as LossCase[]) {
+    const x = inputs(c);
+    x.hidden = toBf16(x.hidden);
+    x.head = toBf16(x.head);
+    const ref = await references(c, x);
+    const bounds = [Math.log(1 - c.options.clipLow), Math.log(1 + c.options.clipHigh)];
+    const oldLogp = ref.oldLogp.map((o, i) => {
+      const d = (ref.logp[i] as number) - o;
+      return bounds.some((b) => Math.abs(d - b) < 1e-3) ? o + 3e-3 : o;
+    });
+    const dhead0 = uniform(c.vocab * c.dim);
+    const cpu = await fused('cpu', c, x, oldLogp, ref.refLogp, dhead0);
+    const cuda = await fused('cuda', c, x, oldLogp, ref.refLogp, dhead0, 'bf16');
+    for (const name of ['logp', 'ratio', 'kl']) {
+      const e = relError(cuda[name] as Float32Array, cpu[name] as Float32Array);
+      t.ok(e <= 1e-5, `${c.name}: ${name} (error ${e.toExponential(2)})`);
+    }
+    const ct = cuda['totals'] as Float32Array;
+    const pt = cpu['totals'] as Float32Array;
+    t.ok(Math.abs((ct[0] as number) - (pt[0] as number)) <= 1e-5 * Math.max(1, Math.abs(pt[0] as number)), `${c.name}: loss ${ct[0]} vs ${pt[0]}`);
+    for (const name of ['dhidden', 'dhead']) {
+      const e = relError(cuda[name] as Float32Array, cpu[name] as Float32Array);
+      t.ok(e <= 1e-2, `${c.name}: ${name} in bf16 storage (error ${e.toExponential(2)})`);
+    }
+  }
+});
+
 t.test('a non-finite loss poisons the gradient on both backends', async (t) => {
   const c: LossCase = { name: 'overflowing ratio', rows: 4, dim: 4, vocab: 16, temperature: 1, options: { ...base, klCoef: 0, dualClip: 1 }, withRef: false };
   const x = inputs(c);
@@ -210,7 +259,7 @@ t.test('a non-finite loss poisons the gradient on both backends', async (t) => {
   const ref = await references(c, x);
   const oldLogp = ref.logp.map((v, i) => (i === 2 ? v - 1000 : v)); // exp(1000) overflows
   for (const device of cudaSkip ? (['cpu'] as const) : (['cpu', 'cuda'] as const)) {
-    const got = await fused(device, c, x, oldLogp, ref.refLogp, new Float32Array(c.vocab * c.dim));
+    const got = await fused(device, c, x, oldLogp, ref.refLogp, new Float32Array(c.vocab * c.dim), device === 'cuda' ? 'fp32' : undefined);
     t.equal((got['totals'] as Float32Array)[9], 1, `${device}: one non-finite token counted`);
     t.ok((got['dhidden'] as Float32Array).some(Number.isNaN), `${device}: the gradient is NaN`);
   }
