@@ -11,18 +11,25 @@
  * check-fixtures runs the CUDA backend with fp32 storage, and the bf16
  * storage is held to tolerances of its own here (the fixture model is tiny:
  * hidden 64, 2 layers, vocabulary 1024, |logits| <= ~14):
- *   - logits and log-probs: max |difference| <= BF16_LOGIT (0.1) against the
- *     fp32 reference. Every stored activation is rounded to 8 significant
- *     bits (at most 2^-9 of itself); a logit of 10 moves by up to 0.02 from
- *     its own rounding alone, and the roundings along the residual stream,
- *     norms and projections of the 2 layers (and the vision tower for image
- *     prompts) add up to a few of those. A log-prob is a logit minus the
- *     log-sum-exp, both computed in fp32 from the same hidden state, so it
- *     moves by at most about twice the logit error.
+ *   - logits and log-probs: max |difference| <= BF16_LOGIT (0.3) against the
+ *     fp32 reference. Most of the difference is not arithmetic: the fp32
+ *     checkpoint's weights are rounded to bf16 on load (each moves by up to
+ *     2^-8 of itself, 8 significant bits), which is a slightly different
+ *     model; on top, every stored activation is rounded the same way along
+ *     the residual stream, norms and projections of the 2 layers (and the
+ *     vision tower for image prompts). Logits stay fp32 from the last
+ *     hidden state on. On forward_text_only (|logits| <= 9.2), against the
+ *     fixture's fp32 logits: transformers with the weights rounded to bf16
+ *     but fp32 compute differs by 0.116 (max abs), transformers in bf16 by
+ *     0.219, and this backend in bf16 (measured under the emulation) by
+ *     0.178; the fixtures' own bf16 case accepts a 20% relative L2
+ *     difference. A log-prob is a logit minus the log-sum-exp of the same
+ *     fp32 logits.
  *   - greedy tokens: equal to the reference wherever the reference's top-1
  *     logit leads the runner-up by more than 2 * BF16_LOGIT (then no error
  *     within tolerance can flip it). At a step where the margin is smaller
- *     (a near-tie: the fixture's generation has one of 0.065) a different
+ *     (a near-tie: the fixture's generation has margins of 0.68, 1.36, 0.15,
+ *     0.065, ..., so steps 0 and 1 are always compared) a different
  *     choice is allowed, and the rest of that row is not compared, since it
  *     continues from another token; the test prints where that happened.
  *   - generation vs the log-prob gather vs the training forward, all in
@@ -30,6 +37,8 @@
  *     the same bf16 operations on the same values and keep their logits and
  *     log-probs in fp32;
  *   - the same tokens' log-probs, bf16 CUDA vs fp32 CPU: BF16_LOGIT.
+ * (A tighter check of the arithmetic alone would run the CPU on the weights
+ * rounded to bf16; the per-op bounds of test/cuda-ops.test.ts are that check.)
  *
  * The generation/training agreement runs on the CPU backend too, so the
  * check itself is exercised everywhere; the CUDA cases skip, saying why,
@@ -57,10 +66,13 @@ const noGpu = !info.cuda.available
     : false;
 const skipCuda = noFixtures || noGpu;
 if (skipCuda) t.comment(`CUDA model tests skipped: ${skipCuda}`);
+// Under the CPU emulation the model runs its kernels thread by thread on the
+// host: fp32 and bf16 passes take longer than the default per-file limit.
+if (info.cuda.devices.some((d) => /emulation/i.test(d.name))) t.setTimeout(60 * 60 * 1000);
 
 const GENERATION_VS_TRAINING = 1e-3; // mean |difference| per token
 const CPU_VS_CUDA = 1e-3; // max |difference| per token, fp32 storage
-const BF16_LOGIT = 0.1; // max |difference| of a logit or log-prob with bf16 storage (see the header)
+const BF16_LOGIT = 0.3; // max |difference| of a logit or log-prob with bf16 storage (see the header)
 
 /** The image prompt of the fixtures' log-prob case. */
 async function imagePrompt(): Promise<{ ids: number[]; images: ImageInput }> {

@@ -22,8 +22,11 @@
  * default): every float input is first rounded to bf16 (to nearest even) in
  * JavaScript, and the CPU backend computes in fp32 on those same values, so
  * the difference is only what bf16 storage adds inside the op. bf16 keeps 8
- * significant bits, so one rounding to nearest moves a value by at most
- * 2^-9 of itself (BF16_STORE = 2^-9 ~ 1.95e-3, relative). Per output:
+ * significant bits (7 stored), so one rounding to nearest moves a value by
+ * at most half a unit in the last place: 2^-8 of itself just above a power
+ * of two, 2^-9 just below the next (the unit roundoff is 2^-8, not 2^-9).
+ * The error measure below is relative to the largest reference value, so
+ * one rounding of every output is at most BF16_STORE = 2^-8 ~ 3.9e-3. Per output:
  *   - fp32 outputs computed from the same bf16 values (parameter gradients
  *     dw, db, dtable; the log-probs and entropies; AdamW's m and v): the fp32
  *     tolerance above, since the products accumulate in fp32 like the CPU's;
@@ -39,7 +42,7 @@
  *   - token_logprobs_backward: the d loss / d logit tile is rounded to bf16
  *     to feed the products (cuBLAS takes one input type), each term of the
  *     vocabulary sum for dhidden and of the row sum for dhead carries a
- *     2^-9 rounding, so the error is at most 2^-9 times the sum of the
+ *     2^-8 rounding, so the error is at most 2^-8 times the sum of the
  *     terms' magnitudes. dlogit = dlogp (onehot - p) sums to zero over the
  *     vocabulary, so those sums cancel: on these inputs the sum of
  *     magnitudes is within 8x the largest output (dhidden then adds its own
@@ -65,6 +68,11 @@ const skip = !info.cuda.available
     ? `cuBLAS not found: ${info.cuda.cublas.error ?? 'unknown'}`
     : false;
 if (skip) t.comment(`CUDA op tests skipped: ${skip}`);
+// Under the CPU emulation every kernel thread is a host thread and the fake
+// cuBLAS loops naively: both storages' passes take longer than the default
+// per-file limit on a shared 2-core machine.
+const emulated = info.cuda.devices.some((d) => /emulation/i.test(d.name));
+if (emulated) t.setTimeout(45 * 60 * 1000);
 
 // fp32 products differ from the CPU's only in summation order; TF32 rounds
 // the inputs to 10-bit mantissas.
@@ -407,7 +415,7 @@ function withBf16Inputs(args: OpArgs): OpArgs {
   return { ...args, ...(tensors ? { tensors } : {}) };
 }
 
-const BF16_STORE = 2 ** -9;
+const BF16_STORE = 2 ** -8;
 const FP32_OUTPUTS = new Set(['dw', 'db', 'dtable', 'dhead', 'logp', 'entropy', 'm', 'v']);
 const COPIES = new Set(['embedding', 'gather_rows', 'scatter_rows', 'copy_columns', 'fill']);
 
@@ -436,6 +444,9 @@ t.test('every op on CUDA in bf16 matches the CPU backend on the same bf16 values
       const error = relError(gpu.outputs[name] as Float32Array, expected);
       t.ok(error <= tol, `${c.name} (bf16): ${name} error ${error.toExponential(2)} (tolerance ${tol.toExponential(2)})`);
     }
+    // Determinism: the bf16 kernels are the fp32 ones' templates (checked
+    // above); what bf16 adds with atomics is attention's fp32 dk/dv sums.
+    if (c.args.op !== 'attention_backward') continue;
     const again = await runOp({ ...args, device: 'cuda', dtype: 'bf16' });
     for (const [name, first] of Object.entries(gpu.outputs))
       t.ok(Buffer.from((again.outputs[name] as Float32Array).buffer).equals(Buffer.from(first.buffer)), `${c.name} (bf16): ${name} is the same bits on a second CUDA run`);
