@@ -195,7 +195,7 @@ t.test('CUDA draws the same tokens as the CPU backend', { skip: cudaSkip }, asyn
 
 t.test('CUDA: the draws follow the distribution (chi-square) and equal the CPU draws', { skip: cudaSkip }, async (t) => {
   const vocab = 10;
-  const n = 600;
+  const n = 300;
   const row = logitsRow(vocab, 1.2);
   const s = { temperature: 0.9, topK: 7, topP: 0.95 };
   const counters = Array.from({ length: n }, (_, i) => i);
