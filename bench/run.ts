@@ -31,6 +31,7 @@ const { values } = parseArgs({
     'gpu-max-batch': { type: 'string' },
     'gpu-train-sequences': { type: 'string' },
     'gpu-train-length': { type: 'string' },
+    'gpu-attention-repeat': { type: 'string' },
     // The scale section's 3B checkpoint folder (written once, then reused).
     'scale-dir': { type: 'string' },
   },
@@ -167,6 +168,7 @@ if (sections.has('gpu'))
           ['maxBatch', 'gpu-max-batch'],
           ['trainSequences', 'gpu-train-sequences'],
           ['trainLength', 'gpu-train-length'],
+          ['attentionRepeat', 'gpu-attention-repeat'],
         ] as const
       )
         .map(([key, flag]) => [key, positive(flag, values[flag])])

@@ -423,6 +423,17 @@ export interface NativePolicyLossArgs extends NativeLossSettings {
 
 /** Entry points for kernel tests, fixture checks and benchmarks: use them through lib/native/testing.ts. */
 export interface TestingEntryPoints {
+  /** The backend's attention op on packed sequences of seqLen queries over their own keys, timed over `repeat` waited calls. */
+  timeAttention(args: {
+    device: Device;
+    sequences: number;
+    seqLen: number;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    causal: boolean;
+    repeat: number;
+  }): Promise<{ seconds: number; bestSeconds: number; backend: string }>;
   /** y = x w^T + bias on the CPU backend, `repeat` times on the same operands: their mean and fastest time. */
   linear(args: { x: Float32Array; w: Float32Array; bias?: Float32Array; m: number; k: number; n: number; repeat: number }): Promise<{
     y: Float32Array;

@@ -36,6 +36,15 @@ export function linear(args: { x: Float32Array; w: Float32Array; bias?: Float32A
   return testingEntryPoints().linear({ ...args, repeat: args.repeat ?? 1 });
 }
 
+/** The backend attention op's time per call (benchmarks); see native/addon/ops_workers.cpp (timeAttention). */
+export function timeAttention(args: { device?: Device; sequences: number; seqLen: number; heads: number; kvHeads: number; headDim: number; causal: boolean; repeat?: number }): Promise<{
+  seconds: number;
+  bestSeconds: number;
+  backend: string;
+}> {
+  return testingEntryPoints().timeAttention({ ...args, device: args.device ?? 'cuda', repeat: args.repeat ?? 5 });
+}
+
 /** The AdamW settings, and where the host-array step runs. */
 export interface AdamWOptions extends AdamWSettings {
   /** Where the step runs: 'cpu' (default) or 'cuda' (the CUDA backend, copying the arrays in and out). */

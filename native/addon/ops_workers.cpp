@@ -17,6 +17,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/attention_bf16_check.h"
 #include "train/adamw.h"
+#include "train/policy_loss.h"
 
 namespace st::addon {
 namespace {
@@ -410,6 +411,138 @@ const std::map<std::string, OpFn>& op_table() {
                                             float(c.num("temperature", 1.0)), dlogp.data(),
                                             c.out("dhidden", rows * dim), c.optional_out("dhead", vocab * dim, true));
        }},
+      {"sample_tokens",
+       // ints seedsLo, seedsHi (the 64-bit seed of each row, as two 32-bit
+       // halves), counters; scalars rows, vocab, temperature, topK, topP,
+       // greedy (0/1). Outputs tokens (as floats: ids below 2^24 are exact)
+       // and logprobs.
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), vocab = c.integer("vocab");
+         const auto& lo = c.int_array("seedsLo", rows);
+         const auto& hi = c.int_array("seedsHi", rows);
+         const auto& counters = c.int_array("counters", rows);
+         std::vector<uint64_t> seeds(static_cast<size_t>(rows)), steps(static_cast<size_t>(rows));
+         for (int64_t r = 0; r < rows; ++r) {
+           seeds[size_t(r)] = (uint64_t(uint32_t(hi[size_t(r)])) << 32) | uint64_t(uint32_t(lo[size_t(r)]));
+           steps[size_t(r)] = uint64_t(uint32_t(counters[size_t(r)]));
+         }
+         SamplingOptions o;
+         o.greedy = c.num("greedy", 0) != 0;
+         o.temperature = c.num("temperature", 1.0);
+         o.top_k = int64_t(c.num("topK", 0));
+         o.top_p = c.num("topP", 1.0);
+         ConstDevicePtr logits = c.in("logits", rows * vocab, true);
+         std::vector<int32_t> tokens(static_cast<size_t>(rows));
+         std::vector<float>& logprobs = c.host_out("logprobs", rows);
+         c.backend->sample_tokens(logits, rows, vocab, o, seeds.data(), steps.data(), tokens.data(), logprobs.data());
+         std::vector<float>& as_floats = c.host_out("tokens", rows);
+         for (int64_t r = 0; r < rows; ++r) as_floats[size_t(r)] = float(tokens[size_t(r)]);
+       }},
+      {"policy_loss",
+       // The fused log-prob + policy loss: tensors hidden, head, oldLogp,
+       // refLogp?, advantages, weights; ints targets; scalars rows, dim,
+       // vocab, temperature, clipLow, clipHigh, dualClip, klCoef,
+       // klEstimator (0 k1, 1 abs, 2 mse, 3 k3), sft (0/1). Outputs dhidden,
+       // dhead (accumulates), logp, ratio, kl and totals (PolicyLossTotals'
+       // ten fields in order); the scalar result is the loss.
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), dim = c.integer("dim"), vocab = c.integer("vocab");
+         const auto& targets = c.indices("targets", vocab, "a target is outside the vocabulary", rows);
+         ConstDevicePtr hidden = c.in("hidden", rows * dim);
+         ConstDevicePtr head = c.in("head", vocab * dim);
+         const std::vector<float>& weights = c.host("weights", rows);
+         const std::vector<double> weights64(weights.begin(), weights.end());
+         PolicyTokens tokens;
+         tokens.targets = targets.data();
+         tokens.old_logp = c.host("oldLogp", rows).data();
+         tokens.ref_logp = c.given("refLogp") ? c.host("refLogp", rows).data() : nullptr;
+         tokens.advantages = c.host("advantages", rows).data();
+         tokens.weights = weights64.data();
+         train::PolicyLossOptions loss;
+         loss.clip_low = c.num("clipLow", 0.2);
+         loss.clip_high = c.num("clipHigh", 0.3);
+         loss.dual_clip = c.num("dualClip", 3.0);
+         loss.kl_coef = c.num("klCoef", 0.0);
+         const int estimator = int(c.num("klEstimator", 3));
+         if (estimator < 0 || estimator > 3) c.fail("klEstimator must be 0 (k1), 1 (abs), 2 (mse) or 3 (k3)");
+         loss.kl = train::KlEstimator(estimator);
+         if (loss.kl_coef != 0.0 && tokens.ref_logp == nullptr) c.fail("a KL coefficient needs refLogp");
+         const train::PolicyTermOptions terms = train::policy_term_options(loss, c.num("sft", 0) != 0);
+         PolicyTokenOutputs outputs{c.host_out("logp", rows).data(), c.host_out("ratio", rows).data(),
+                                    c.host_out("kl", rows).data()};
+         DevicePtr dhidden = c.out("dhidden", rows * dim);
+         DevicePtr dhead = c.optional_out("dhead", vocab * dim, true);
+         const PolicyLossTotals t = c.backend->policy_loss(hidden, head, rows, dim, vocab,
+                                                           float(c.num("temperature", 1.0)), tokens, terms, dhidden,
+                                                           dhead, &outputs);
+         const double fields[] = {t.loss,    t.pg_loss, t.kl_loss, t.clip_high, t.clip_low,
+                                  t.clip_dual, t.ppo_kl, t.kl,      t.entropy,   t.nonfinite};
+         std::vector<float>& totals = c.host_out("totals", 10);
+         for (int i = 0; i < 10; ++i) totals[size_t(i)] = float(fields[i]);
+         c.scalar_result = t.loss;
+         c.has_scalar_result = true;
+       }},
+      {"graph_replay",
+       // A decoder MLP block and the LM head (rmsnorm, three products,
+       // SwiGLU, residual add, rmsnorm, logits) on device-resident arrays,
+       // run directly and captured once into an OpGraph, then replayed; the
+       // input is then replaced and both run again. Tensors x, x2 [rows, dim],
+       // norm [dim], gate and up [inter, dim], down [dim, inter], head
+       // [vocab, dim]; scalars rows, dim, inter, vocab. Outputs (logits):
+       // direct, afterCapture (what capture left: it must not run the ops),
+       // replayed, direct2, replayed2.
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), dim = c.integer("dim"), inter = c.integer("inter"),
+                       vocab = c.integer("vocab");
+         Backend& b = *c.backend;
+         DevicePtr x = c.in("x", rows * dim);
+         const std::vector<float>& x2 = c.host("x2", rows * dim);
+         ConstDevicePtr norm = c.in("norm", dim);
+         ConstDevicePtr gate = c.in("gate", inter * dim);
+         ConstDevicePtr up = c.in("up", inter * dim);
+         ConstDevicePtr down = c.in("down", dim * inter);
+         ConstDevicePtr head = c.in("head", vocab * dim);
+         DeviceArray h(b, rows * dim), g(b, rows * inter), u(b, rows * inter), s(b, rows * inter), y(b, rows * dim),
+             logits(b, rows * vocab);
+         auto step = [&] {
+           b.rmsnorm(x, norm, h.get(), rows, dim, 1e-6f);
+           b.linear(h.get(), gate, nullptr, g.get(), rows, dim, inter);
+           b.linear(h.get(), up, nullptr, u.get(), rows, dim, inter);
+           b.swiglu(g.get(), u.get(), s.get(), rows * inter);
+           b.linear(s.get(), down, nullptr, y.get(), rows, inter, dim);
+           b.add(y.get(), x, rows * dim);
+           b.rmsnorm(y.get(), norm, h.get(), rows, dim, 1e-6f);
+           b.linear(h.get(), head, nullptr, logits.get(), rows, dim, vocab);
+         };
+         auto take = [&](const char* name) {
+           b.download(c.host_out(name, rows * vocab).data(), logits.get(), rows * vocab);
+           b.fill(logits.get(), std::numeric_limits<float>::quiet_NaN(), rows * vocab);
+         };
+         step();
+         take("direct");
+         std::unique_ptr<OpGraph> graph = b.capture(step);
+         take("afterCapture");
+         graph->replay();
+         take("replayed");
+         b.upload(x, x2.data(), rows * dim);
+         step();
+         take("direct2");
+         graph->replay();
+         take("replayed2");
+       }},
+      {"graph_with_host_ids",
+       // Captures an embedding lookup, whose ids are host memory: the CUDA
+       // backend must refuse (a graph would replay the capture-time ids).
+       [](OpCall& c) {
+         const int64_t dim = c.integer("dim");
+         const int64_t vocab = c.size_of("table") / std::max<int64_t>(dim, 1);
+         const auto& ids = c.indices("ids", vocab, "an id is outside the table");
+         ConstDevicePtr table = c.in("table", vocab * dim);
+         DevicePtr out = c.out("out", int64_t(ids.size()) * dim);
+         std::unique_ptr<OpGraph> graph =
+             c.backend->capture([&] { c.backend->embedding(ids.data(), int64_t(ids.size()), table, out, dim); });
+         graph->replay();
+       }},
       {"adamw",
        [](OpCall& c) {
          const int64_t n = c.size_of("param");
@@ -541,8 +674,87 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
       });
 }
 
+// timeAttention({device, sequences, seqLen, heads, kvHeads, headDim, causal, repeat})
+//   -> Promise<{seconds, bestSeconds, backend}>: the backend's attention op
+// on `sequences` packed sequences of seqLen queries over their own seqLen
+// keys (prefill / training shape), timed over `repeat` calls after one
+// warm-up, each call waited for (a one-float download). Inputs are constant
+// (attention's cost does not depend on the values).
+Napi::Value TimeAttention(const Napi::CallbackInfo& info) {
+  const char* fn = "timeAttention";
+  Napi::Object o = options_object(info, fn);
+  struct Job {
+    std::string device, backend;
+    int64_t sequences, seq_len, heads, kv_heads, head_dim, repeat;
+    bool causal;
+    double seconds = 0, best = 0;
+  };
+  auto job = std::make_shared<Job>();
+  job->device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cuda";
+  job->sequences = integer_field(o, "sequences", fn);
+  job->seq_len = integer_field(o, "seqLen", fn);
+  job->heads = integer_field(o, "heads", fn);
+  job->kv_heads = integer_field(o, "kvHeads", fn);
+  job->head_dim = integer_field(o, "headDim", fn);
+  job->repeat = integer_field(o, "repeat", fn);
+  job->causal = boolean_field(o, "causal", fn);
+  if (job->device != "cpu" && job->device != "cuda")
+    throw Napi::TypeError::New(info.Env(), "timeAttention: `device` must be \"cpu\" or \"cuda\"");
+  if (job->sequences < 1 || job->seq_len < 1 || job->heads < 1 || job->kv_heads < 1 || job->head_dim < 1 ||
+      job->repeat < 1 || job->heads % job->kv_heads != 0)
+    throw Napi::RangeError::New(info.Env(), "timeAttention: sizes and repeat must be positive, heads a multiple of kvHeads");
+  return PromiseWorker::Start(
+      info.Env(),
+      [job]() -> std::string {
+        std::unique_ptr<Backend> backend = job->device == "cuda" ? make_cuda_backend() : make_cpu_backend();
+        job->backend = backend->name();
+        const int64_t rows = job->sequences * job->seq_len;
+        DeviceArray q(*backend, rows * job->heads * job->head_dim), k(*backend, rows * job->kv_heads * job->head_dim),
+            v(*backend, rows * job->kv_heads * job->head_dim), out(*backend, rows * job->heads * job->head_dim);
+        backend->fill(q.get(), 0.01f, q.size());
+        backend->fill(k.get(), 0.02f, k.size());
+        backend->fill(v.get(), 0.5f, v.size());
+        std::vector<int32_t> slots(static_cast<size_t>(rows));
+        for (int64_t i = 0; i < rows; ++i) slots[size_t(i)] = int32_t(i);
+        AttentionArgs a;
+        a.q = q.get();
+        a.k_pool = k.get();
+        a.v_pool = v.get();
+        a.out = out.get();
+        a.heads = job->heads;
+        a.kv_heads = job->kv_heads;
+        a.head_dim = job->head_dim;
+        a.scale = float(1.0 / std::sqrt(double(job->head_dim)));
+        for (int64_t s = 0; s < job->sequences; ++s)
+          a.sequences.push_back({s * job->seq_len, job->seq_len, slots.data() + s * job->seq_len, job->seq_len, job->causal});
+        float probe = 0;
+        backend->attention(a);  // warm-up
+        backend->download(&probe, out.get(), 1);
+        double total = 0, best = std::numeric_limits<double>::infinity();
+        for (int64_t r = 0; r < job->repeat; ++r) {
+          const auto start = std::chrono::steady_clock::now();
+          backend->attention(a);
+          backend->download(&probe, out.get(), 1);
+          const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          total += seconds;
+          best = std::min(best, seconds);
+        }
+        job->seconds = total / double(job->repeat);
+        job->best = best;
+        return "";
+      },
+      [job](Napi::Env env) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("seconds", job->seconds);
+        r.Set("bestSeconds", job->best);
+        r.Set("backend", job->backend);
+        return r;
+      });
+}
+
 void register_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("linear", Napi::Function::New(env, Linear, "linear"));
+  exports.Set("timeAttention", Napi::Function::New(env, TimeAttention, "timeAttention"));
   exports.Set("runOp", Napi::Function::New(env, RunOp, "runOp"));
 }
 

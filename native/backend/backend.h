@@ -21,6 +21,7 @@
 // matrix products accumulate in fp32.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -80,7 +81,45 @@ using ConstDevicePtr = BasicDevicePtr<const void>;
 
 namespace train {
 struct AdamWOptions;
+struct PolicyTermOptions;
 }
+
+// How the next token is drawn from a row of logits (backend/sampling_rule.h
+// states the rule both backends implement): greedy, or temperature with
+// optional top-k and top-p.
+struct SamplingOptions {
+  bool greedy = false;
+  double temperature = 1.0;
+  int64_t top_k = 0;   // 0: no limit
+  double top_p = 1.0;  // 1: no limit
+};
+
+// Per-token inputs of the fused policy loss, host memory, [rows] each.
+// `weight` is each token's share in the aggregated loss (train::token_weights).
+struct PolicyTokens {
+  const int32_t* targets = nullptr;
+  const float* old_logp = nullptr;
+  const float* ref_logp = nullptr;  // may be null when the KL coefficient is 0
+  const float* advantages = nullptr;
+  const double* weights = nullptr;
+};
+
+// What the fused policy loss returns to the host: scalars (sums over the
+// call's tokens; the caller turns them into means). Per-token values come
+// back only where PolicyTokenOutputs asks for them.
+struct PolicyLossTotals {
+  double loss = 0, pg_loss = 0, kl_loss = 0;  // weighted, as the aggregated loss
+  double clip_high = 0, clip_low = 0, clip_dual = 0;  // token counts
+  double ppo_kl = 0, kl = 0, entropy = 0;     // unweighted sums over tokens
+  double nonfinite = 0;                       // tokens whose loss is not finite
+};
+
+// Optional host arrays [rows] the fused loss fills (diagnostics, fixtures).
+struct PolicyTokenOutputs {
+  float* logp = nullptr;
+  float* ratio = nullptr;
+  float* kl = nullptr;
+};
 
 // One sequence of a packed attention call. Its queries are rows
 // [q_offset, q_offset + q_len) of q; its keys and values are the rows
@@ -104,6 +143,14 @@ struct AttentionArgs {
   int64_t heads = 0, kv_heads = 0, head_dim = 0;
   float scale = 1.0f;
   std::vector<AttentionSequence> sequences;
+};
+
+// Ops recorded once and run again by replay() (a CUDA graph on the CUDA
+// backend: one launch for the whole sequence instead of one per kernel).
+class OpGraph {
+ public:
+  virtual ~OpGraph() = default;
+  virtual void replay() = 0;
 };
 
 class Backend {
@@ -200,6 +247,34 @@ class Backend {
                                        int64_t vocab, const int32_t* targets, float temperature, const float* dlogp,
                                        DevicePtr dhidden, DevicePtr dhead) = 0;
   virtual void fill(DevicePtr x, float value, int64_t n) = 0;
+
+  // One token per row of logits [rows, vocab], drawn for row r from step
+  // counters[r] of the sequence seeded seeds[r] by the rule of
+  // backend/sampling_rule.h. Only tokens and their log-probs (log softmax of
+  // logits / T, T = 1 when greedy) come back; seeds, counters, tokens and
+  // logprobs are host memory.
+  // logits are fp32.
+  virtual void sample_tokens(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
+                             const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs) = 0;
+
+  // Records the ops `enqueue` issues into a graph without running them (the
+  // CPU backend keeps `enqueue` itself and calls it on replay). Replays read
+  // and write the same arrays, with their contents at replay time. The ops
+  // must be device-resident: none may take or return host arrays or wait for
+  // the device (ids, rows, slots, targets, downloads); on the CUDA backend
+  // such an op makes capture() throw, naming what it did.
+  virtual std::unique_ptr<OpGraph> capture(const std::function<void()>& enqueue) = 0;
+
+  // token_logprobs, the per-token policy loss terms of train/policy_terms.h
+  // and token_logprobs_backward in one op: the log-probs, the loss and
+  // d loss / d logp stay on the backend; dhidden is overwritten, dhead
+  // accumulates (either may be null). The host gets the totals, and the
+  // per-token values `outputs` asks for (may be null).
+  // hidden, head and dhidden in the storage type, dhead fp32.
+  virtual PolicyLossTotals policy_loss(ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim,
+                                       int64_t vocab, float temperature, const PolicyTokens& tokens,
+                                       const train::PolicyTermOptions& options, DevicePtr dhidden, DevicePtr dhead,
+                                       const PolicyTokenOutputs* outputs) = 0;
 
   // The optimiser, on backend memory: one AdamW step of n parameters as
   // train::adamw_step computes it (step is 1-based; moments from

@@ -7,6 +7,7 @@
 
 #include "model/checkpoint.h"
 #include "model/decoder.h"
+#include "backend/sampling_rule.h"
 
 namespace st::model {
 
@@ -212,27 +213,60 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
     size_t completion;
     KvCache::SequenceId cache_id;
     int64_t delta;
-    Rng rng;
+    uint64_t seed;
   };
   const int64_t vocab = config_.text.vocab;
   KvCache cache(*backend_, config_.text);
   std::vector<Completion> completions(prompts.size() * size_t(options.samples));
   std::vector<Active> active;
-  std::vector<float> scratch;
   size_t next_prompt = 0;
   auto cancelled = [&] { return control.cancel && control.cancel->load(); };
   auto is_stop = [&](int32_t t) {
     return std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), t) != options.stop_token_ids.end();
   };
+  // Draws one token for each of `rows` rows of device logits [rows, vocab]
+  // (row i for sequence seeds[i], at its completion's length); only the
+  // tokens and their log-probs come to the host.
+  std::vector<float> step_logits_host;
+  auto draw = [&](const DeviceArray& logits_rows, const std::vector<Active>& who, const std::vector<size_t>& row_of,
+                  std::vector<int32_t>* tokens, std::vector<float>* logprobs) {
+    std::vector<uint64_t> seeds, counters;
+    for (size_t i = 0; i < who.size(); ++i) {
+      seeds.push_back(who[i].seed);
+      counters.push_back(uint64_t(completions[who[i].completion].tokens.size()));
+    }
+    tokens->assign(who.size(), 0);
+    logprobs->assign(who.size(), 0.0f);
+    // The sampler reads one row per sequence: the prefill's samples share
+    // their prompt's row, gathered here on the device.
+    DeviceArray rows;
+    ConstDevicePtr source = logits_rows.get();
+    bool identity = row_of.size() == size_t(logits_rows.size() / std::max<int64_t>(vocab, 1));
+    for (size_t i = 0; identity && i < row_of.size(); ++i) identity = row_of[i] == i;
+    if (!identity) {
+      std::vector<int32_t> gather(row_of.begin(), row_of.end());
+      rows = DeviceArray(*backend_, int64_t(gather.size()) * vocab, logits_rows.type());
+      backend_->gather_rows(logits_rows.get(), gather.data(), int64_t(gather.size()), rows.get(), vocab);
+      source = rows.get();
+    }
+    if (!who.empty())
+      backend_->sample_tokens(source, int64_t(who.size()), vocab, options.sampling, seeds.data(), counters.data(),
+                              tokens->data(), logprobs->data());
+    if (options.keep_step_logits) {
+      step_logits_host.resize(size_t(int64_t(who.size()) * vocab));
+      backend_->download(step_logits_host.data(), source, int64_t(who.size()) * vocab);
+    }
+  };
   // Records a sampled token; returns whether the sequence goes on.
-  auto record = [&](Active& a, const float* row) {
+  auto record = [&](Active& a, int32_t token, float logprob, size_t row) {
     Completion& c = completions[a.completion];
-    const Sample s = sample_token(row, vocab, options.sampling, a.rng, scratch);
-    c.tokens.push_back(s.token);
-    c.logprobs.push_back(s.logprob);
-    if (options.keep_step_logits) c.step_logits.insert(c.step_logits.end(), row, row + vocab);
+    c.tokens.push_back(token);
+    c.logprobs.push_back(logprob);
+    if (options.keep_step_logits)
+      c.step_logits.insert(c.step_logits.end(), step_logits_host.begin() + int64_t(row) * vocab,
+                           step_logits_host.begin() + int64_t(row + 1) * vocab);
     if (control.on_token) control.on_token(c);
-    if (is_stop(s.token) || (control.stop_requested && control.stop_requested(c.prompt, c.sample)))
+    if (is_stop(token) || (control.stop_requested && control.stop_requested(c.prompt, c.sample)))
       c.finish_reason = "stop";
     else if (int64_t(c.tokens.size()) >= options.max_new_tokens) c.finish_reason = "length";
     return c.finish_reason.empty();
@@ -271,20 +305,25 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
       batch.image_features = features.get();
       DeviceArray hidden = decoder_forward(*backend_, config_, weights_, cache, batch);
       DeviceArray prefill_logits = logits(*backend_, config_, weights_, hidden.get(), int64_t(admitted.size()));
-      std::vector<float> host(static_cast<size_t>(prefill_logits.size()));
-      backend_->download(host.data(), prefill_logits.get(), prefill_logits.size());
+      std::vector<Active> fresh;
+      std::vector<size_t> row_of;
       for (size_t i = 0; i < admitted.size(); ++i) {
         const KvCache::SequenceId prompt_seq = batch.sequences[i].cache_id;
         for (int64_t s = 0; s < options.samples; ++s) {
           const size_t index = admitted[i] * size_t(options.samples) + size_t(s);
           completions[index].prompt = int64_t(admitted[i]);
           completions[index].sample = s;
-          Active a{index, cache.fork(prompt_seq), deltas[i],
-                   Rng(options.seed ^ (0x9e3779b97f4a7c15ULL * (index + 1)))};
-          if (record(a, host.data() + int64_t(i) * vocab)) active.push_back(a);
-          else cache.release(a.cache_id);
+          fresh.push_back({index, cache.fork(prompt_seq), deltas[i], sampling::sequence_seed(options.seed, index)});
+          row_of.push_back(i);
         }
         cache.release(prompt_seq);  // its blocks live on in the samples' forks
+      }
+      std::vector<int32_t> tokens;
+      std::vector<float> logprobs;
+      draw(prefill_logits, fresh, row_of, &tokens, &logprobs);
+      for (size_t j = 0; j < fresh.size(); ++j) {
+        if (record(fresh[j], tokens[j], logprobs[j], j)) active.push_back(fresh[j]);
+        else cache.release(fresh[j].cache_id);
       }
       continue;
     }
@@ -303,11 +342,14 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
     finish_positions(batch, streams);
     DeviceArray hidden = decoder_forward(*backend_, config_, weights_, cache, batch);
     DeviceArray step_logits = logits(*backend_, config_, weights_, hidden.get(), int64_t(active.size()));
-    std::vector<float> host(static_cast<size_t>(step_logits.size()));
-    backend_->download(host.data(), step_logits.get(), step_logits.size());
+    std::vector<size_t> row_of(active.size());
+    for (size_t i = 0; i < row_of.size(); ++i) row_of[i] = i;
+    std::vector<int32_t> tokens;
+    std::vector<float> logprobs;
+    draw(step_logits, active, row_of, &tokens, &logprobs);
     std::vector<Active> still;
     for (size_t i = 0; i < active.size(); ++i) {
-      if (record(active[i], host.data() + int64_t(i) * vocab)) still.push_back(active[i]);
+      if (record(active[i], tokens[i], logprobs[i], i)) still.push_back(active[i]);
       else cache.release(active[i].cache_id);  // its blocks go back at once
     }
     active = std::move(still);

@@ -137,30 +137,44 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
   DeviceArray xl;  // [T, D] the loss rows before the final norm
   const DeviceArray hl = final_norm_rows(b, config, w, x.get(), in.loss_rows, &xl);
 
-  // ---- loss
+  // ---- loss: log-probs, the per-token loss terms and d loss / d logp stay
+  // on the backend (fused over vocabulary tiles); the host gets the totals
+  // and the per-token log-probs, ratios and KL values the result reports.
+  const bool sft = options.objective == TrainOptions::Objective::kSft;
+  train::PolicyLossInput counts;
+  counts.tokens = T;
+  counts.sequence = in.sequence_of.data();
+  counts.batch_tokens = options.batch_tokens;
+  counts.batch_sequences = options.batch_sequences;
+  const std::vector<double> weights = train::token_weights(counts, options.loss.aggregation);
+  PolicyTokens tokens;
+  tokens.targets = in.targets.data();
+  tokens.old_logp = in.old_logp.data();
+  tokens.ref_logp = in.ref_logp.data();
+  tokens.advantages = in.advantages.data();
+  tokens.weights = weights.data();
   TrainResult result;
   result.logp.resize(size_t(T));
-  std::vector<float> entropy(static_cast<size_t>(T));
-  b.token_logprobs(hl.get(), w.lm_head_weight(), T, D, t.vocab, in.targets.data(), options.temperature,
-                   result.logp.data(), entropy.data());
-  for (float e : entropy) result.entropy += double(e) / double(std::max<int64_t>(T, 1));
-  train::PolicyLossInput loss;
-  loss.tokens = T;
-  loss.logp = result.logp.data();
-  loss.old_logp = in.old_logp.data();
-  loss.ref_logp = in.ref_logp.data();
-  loss.advantages = in.advantages.data();
-  loss.sequence = in.sequence_of.data();
-  loss.batch_tokens = options.batch_tokens;
-  loss.batch_sequences = options.batch_sequences;
-  result.loss = options.objective == TrainOptions::Objective::kSft ? train::cross_entropy_loss(loss, options.loss.aggregation)
-                                                                   : train::policy_loss(loss, options.loss);
-
-  // ---- decoder backward
+  result.loss.ratio.resize(size_t(T));
+  result.loss.kl.resize(size_t(T));
+  const PolicyTokenOutputs per_token{result.logp.data(), result.loss.ratio.data(), result.loss.kl.data()};
   DevicePtr dhead = grads.lm_head.get() ? grads.lm_head.get() : grads.embed_tokens.get();
   DeviceArray dhl(b, T * D), dxl(b, T * D), dx(b, M * D);
-  b.token_logprobs_backward(hl.get(), w.lm_head_weight(), T, D, t.vocab, in.targets.data(), options.temperature,
-                            result.loss.dlogp.data(), dhl.get(), dhead);
+  const PolicyLossTotals totals =
+      b.policy_loss(hl.get(), w.lm_head_weight(), T, D, t.vocab, options.temperature, tokens,
+                    train::policy_term_options(options.loss, sft), dhl.get(), dhead, &per_token);
+  const double n = double(std::max<int64_t>(T, 1));
+  result.loss.loss = totals.loss;
+  result.loss.pg_loss = totals.pg_loss;
+  result.loss.kl_loss = totals.kl_loss;
+  result.loss.clipfrac_high = totals.clip_high / n;
+  result.loss.clipfrac_low = totals.clip_low / n;
+  result.loss.clipfrac_dual = totals.clip_dual / n;
+  result.loss.ppo_kl = totals.ppo_kl / n;
+  result.loss.kl_mean = totals.kl / n;
+  result.entropy = totals.entropy / n;
+
+  // ---- decoder backward
   b.rmsnorm_backward(xl.get(), w.final_norm.get(), dhl.get(), dxl.get(), grads.final_norm.get(), T, D, t.rms_eps);
   b.fill(dx.get(), 0.0f, M * D);
   b.scatter_rows(dxl.get(), in.loss_rows.data(), T, dx.get(), D);  // loss rows are distinct

@@ -23,10 +23,17 @@ Aggregation parse_aggregation(const std::string& name) {
                               "\" (token-mean, seq-mean-token-mean, seq-mean-token-sum)");
 }
 
-namespace {
+PolicyTermOptions policy_term_options(const PolicyLossOptions& o, bool sft) {
+  PolicyTermOptions t;
+  t.sft = sft;
+  t.log_low = std::log(1.0 - o.clip_low);
+  t.log_high = std::log(1.0 + o.clip_high);
+  t.dual_clip = o.dual_clip;
+  t.kl_coef = sft ? 0.0 : o.kl_coef;
+  t.kl = o.kl;
+  return t;
+}
 
-// Each token's weight in the aggregated loss, with the mini-batch's counts so
-// that micro-batches add up to the mini-batch loss.
 std::vector<double> token_weights(const PolicyLossInput& in, Aggregation aggregation) {
   const int64_t n = in.tokens;
   int64_t sequences = 0;
@@ -51,8 +58,6 @@ std::vector<double> token_weights(const PolicyLossInput& in, Aggregation aggrega
   return weight;
 }
 
-}  // namespace
-
 PolicyLossResult policy_loss(const PolicyLossInput& in, const PolicyLossOptions& o) {
   const int64_t n = in.tokens;
   if (n < 0) throw std::invalid_argument("policy loss: negative token count");
@@ -64,53 +69,16 @@ PolicyLossResult policy_loss(const PolicyLossInput& in, const PolicyLossOptions&
   r.dlogp.assign(size_t(n), 0.0f);
   r.ratio.assign(size_t(n), 0.0f);
   r.kl.assign(size_t(n), 0.0f);
-  const double lo = std::log(1.0 - o.clip_low), hi = std::log(1.0 + o.clip_high);
-  const bool dual = o.dual_clip > 1.0;
+  const PolicyTermOptions terms = policy_term_options(o, false);
   for (int64_t t = 0; t < n; ++t) {
-    const double logp = in.logp[t], a = in.advantages[t];
+    const double logp = in.logp[t];
+    const PolicyTerms p =
+        policy_terms(logp, in.old_logp[t], o.kl_coef != 0.0 ? double(in.ref_logp[t]) : 0.0, in.advantages[t], terms);
+    const double loss = p.loss, grad = p.grad, kl = p.kl, dkl = p.dkl, ratio = p.ratio;
     const double d = logp - double(in.old_logp[t]);
-    const double ratio = std::exp(d);
-    const double clamped_d = std::min(std::max(d, lo), hi);
-    const double clipped = std::exp(clamped_d);
-    const double l1 = -a * ratio, l2 = -a * clipped;
-    double loss, grad;
-    if (l1 >= l2) {
-      loss = l1;
-      grad = -a * ratio;
-    } else {
-      loss = l2;
-      grad = (d > lo && d < hi) ? -a * clipped : 0.0;
-    }
-    if (dual && a < 0 && loss > -a * o.dual_clip) {
-      loss = -a * o.dual_clip;
-      grad = 0.0;
-      r.clipfrac_dual += 1;
-    }
-    // A non-finite loss must not vanish in a clamp or a branch: it poisons
-    // the gradient so the optimiser step sees a non-finite norm and is skipped.
-    if (!std::isfinite(loss)) grad = std::numeric_limits<double>::quiet_NaN();
-    if (a > 0 && d > hi) r.clipfrac_high += 1;
-    if (a < 0 && d < lo) r.clipfrac_low += 1;
-
-    double kl = 0, dkl = 0;
-    if (o.kl_coef != 0.0) {
-      const double diff = logp - double(in.ref_logp[t]);
-      switch (o.kl) {
-        case KlEstimator::kK1: kl = diff; dkl = 1; break;
-        case KlEstimator::kAbs: kl = std::fabs(diff); dkl = diff > 0 ? 1 : diff < 0 ? -1 : 0; break;
-        case KlEstimator::kMse: kl = 0.5 * diff * diff; dkl = diff; break;
-        case KlEstimator::kK3: {
-          const double k = -diff;  // ref - new
-          kl = std::exp(k) - k - 1;
-          dkl = 1 - std::exp(k);
-          if (kl > 10 || kl < -10) {
-            kl = std::min(10.0, std::max(-10.0, kl));
-            dkl = 0;
-          }
-          break;
-        }
-      }
-    }
+    if (p.dual) r.clipfrac_dual += 1;
+    if (p.clip_high) r.clipfrac_high += 1;
+    if (p.clip_low) r.clipfrac_low += 1;
     const double weight = weights[size_t(t)];
     r.pg_loss += weight * loss;
     r.kl_loss += weight * kl;

@@ -7,9 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "train/policy_terms.h"
+
 namespace st::train {
 
-enum class KlEstimator { kK1, kAbs, kMse, kK3 };
 enum class Aggregation { kTokenMean, kSeqMeanTokenMean, kSeqMeanTokenSum };
 
 struct PolicyLossOptions {
@@ -49,6 +50,13 @@ PolicyLossResult cross_entropy_loss(const PolicyLossInput& input, Aggregation ag
 // Throws std::invalid_argument for inconsistent inputs (non-finite values are
 // reported by the caller, which skips the step).
 PolicyLossResult policy_loss(const PolicyLossInput& input, const PolicyLossOptions& options);
+
+// The per-token options of policy_terms() for these loss options.
+PolicyTermOptions policy_term_options(const PolicyLossOptions& options, bool sft);
+
+// Each token's weight in the aggregated loss, with the mini-batch's counts
+// so that micro-batches add up to the mini-batch loss (logp is not read).
+std::vector<double> token_weights(const PolicyLossInput& input, Aggregation aggregation);
 
 KlEstimator parse_kl_estimator(const std::string& name);
 Aggregation parse_aggregation(const std::string& name);

@@ -17,8 +17,10 @@
 #include "backend/backend.h"
 #include "backend/cpu/attention.h"
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/sampling.h"
 #include "engine/thread_pool.h"
 #include "train/adamw.h"
+#include "train/policy_terms.h"
 
 namespace st {
 namespace {
@@ -330,6 +332,70 @@ class CpuBackend final : public Backend {
   }
 
   void fill(float* x, float value, int64_t n) { std::fill(x, x + n, value); }
+
+  std::unique_ptr<OpGraph> capture(const std::function<void()>& enqueue) override {
+    struct Recorded final : OpGraph {
+      explicit Recorded(std::function<void()> f) : ops(std::move(f)) {}
+      void replay() override { ops(); }
+      std::function<void()> ops;
+    };
+    return std::make_unique<Recorded>(enqueue);
+  }
+
+  void sample_tokens(ConstDevicePtr logits_ptr, int64_t rows, int64_t vocab, const SamplingOptions& options,
+                     const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs) override {
+    const float* logits = logits_ptr.f32("sample_tokens: logits");
+    for (int64_t r = 0; r < rows; ++r) {
+      const cpu::SampledToken s = cpu::sample_row(logits + r * vocab, vocab, options, seeds[r], counters[r]);
+      tokens[r] = s.token;
+      logprobs[r] = s.logprob;
+    }
+  }
+
+  // The unfused sequence: log-probs to the host, the per-token terms there,
+  // then the backward from the host gradient (all host memory here anyway).
+  PolicyLossTotals policy_loss(ConstDevicePtr hidden_ptr, ConstDevicePtr head_ptr, int64_t rows, int64_t dim,
+                               int64_t vocab, float temperature, const PolicyTokens& tokens,
+                               const train::PolicyTermOptions& options, DevicePtr dhidden_ptr, DevicePtr dhead_ptr,
+                               const PolicyTokenOutputs* outputs) override {
+    const float *hidden = hidden_ptr.f32("policy_loss: hidden"), *head = head_ptr.f32("policy_loss: head");
+    float *dhidden = dhidden_ptr.f32("policy_loss: dhidden"), *dhead = dhead_ptr.f32("policy_loss: dhead");
+    PolicyLossTotals totals;
+    if (rows <= 0) return totals;
+    std::vector<float> logp(static_cast<size_t>(rows)), entropy(static_cast<size_t>(rows)),
+        dlogp(static_cast<size_t>(rows));
+    token_logprobs(hidden, head, rows, dim, vocab, tokens.targets, temperature, logp.data(), entropy.data());
+    for (int64_t t = 0; t < rows; ++t) {
+      const double ref = tokens.ref_logp != nullptr ? double(tokens.ref_logp[t]) : 0.0;
+      const double old = tokens.old_logp != nullptr ? double(tokens.old_logp[t]) : 0.0;
+      const double adv = tokens.advantages != nullptr ? double(tokens.advantages[t]) : 0.0;
+      const train::PolicyTerms p = train::policy_terms(logp[size_t(t)], old, ref, adv, options);
+      const double w = tokens.weights[t];
+      totals.pg_loss += w * p.loss;
+      totals.kl_loss += w * p.kl;
+      totals.clip_high += p.clip_high;
+      totals.clip_low += p.clip_low;
+      totals.clip_dual += p.dual;
+      if (!options.sft) totals.ppo_kl += old - double(logp[size_t(t)]);
+      totals.kl += p.kl;
+      totals.entropy += entropy[size_t(t)];
+      totals.nonfinite += train::finite_value(p.loss) ? 0 : 1;
+      dlogp[size_t(t)] = float(w * (p.grad + options.kl_coef * p.dkl));
+      if (outputs != nullptr) {
+        if (outputs->logp) outputs->logp[t] = logp[size_t(t)];
+        if (outputs->ratio) outputs->ratio[t] = float(p.ratio);
+        if (outputs->kl) outputs->kl[t] = float(p.kl);
+      }
+    }
+    totals.loss = totals.pg_loss + options.kl_coef * totals.kl_loss;
+    if (dhidden != nullptr || dhead != nullptr) {
+      std::vector<float> scratch;
+      if (dhidden == nullptr) scratch.resize(size_t(rows * dim));
+      token_logprobs_backward(hidden, head, rows, dim, vocab, tokens.targets, temperature, dlogp.data(),
+                              dhidden != nullptr ? dhidden : scratch.data(), dhead);
+    }
+    return totals;
+  }
 
   void adamw(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step, float grad_scale,
              const train::AdamWOptions& options) {

@@ -2,7 +2,8 @@
 // own. Weights, activations and the KV cache are bf16 by default (fp32 on
 // request, for parity checks); kernels compute in fp32 and round once on a
 // bf16 store, and products accumulate in fp32 (see backend.h for what stays
-// fp32). Kernels live in elementwise.cu, attention.cu and logprobs.cu;
+// fp32). Kernels live in elementwise.cu, attention.cu, logprobs.cu, sampling.cu
+// and loss.cu;
 // matrix products go through cuBLAS (cublas.cu).
 //
 // Ops that take host arrays (ids, rows, targets, key slots, dlogp) copy them
@@ -292,6 +293,51 @@ class CudaBackend final : public Backend {
     done("token_logprobs_backward");
   }
 
+  std::unique_ptr<OpGraph> capture(const std::function<void()>& enqueue) override {
+    enter();
+    cuda::check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "capture");
+    capturing_ = true;
+    cudaGraph_t graph = nullptr;
+    try {
+      enqueue();
+    } catch (const std::exception& e) {
+      capturing_ = false;
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      throw std::runtime_error(std::string("CUDA backend: capture: an op could not be captured (ops that take or "
+                                           "return host arrays or wait for the device cannot be): ") +
+                               e.what());
+    }
+    capturing_ = false;
+    const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+    if (ended != cudaSuccess) {
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      cuda::throw_cuda_error("capture (an op in it takes host arrays or waits for the device)", ended);
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    if (made != cudaSuccess) {
+      cudaGraphDestroy(graph);
+      cuda::throw_cuda_error("cudaGraphInstantiate", made);
+    }
+    return std::make_unique<Graph>(*this, graph, exec);
+  }
+
+  void sample_tokens(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
+                     const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs) override {
+    enter();
+    cuda::sample_tokens(logits, rows, vocab, options, seeds, counters, tokens, logprobs, stream_);
+  }
+
+  PolicyLossTotals policy_loss(ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim, int64_t vocab,
+                               float temperature, const PolicyTokens& tokens, const train::PolicyTermOptions& options,
+                               DevicePtr dhidden, DevicePtr dhead, const PolicyTokenOutputs* outputs) override {
+    enter();
+    return cuda::policy_loss(*gemm_, hidden, head, rows, dim, vocab, temperature, tokens, options, dhidden, dhead,
+                             outputs, stream_);
+  }
+
   void fill(DevicePtr x, float value, int64_t n) override {
     enter();
     cuda::fill(x, value, n, stream_);
@@ -311,11 +357,32 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  class Graph final : public OpGraph {
+   public:
+    Graph(CudaBackend& owner, cudaGraph_t graph, cudaGraphExec_t exec) : owner_(owner), graph_(graph), exec_(exec) {}
+    ~Graph() override {
+      cudaSetDevice(owner_.device_);
+      cudaStreamSynchronize(owner_.stream_);  // a replay may still be running
+      cudaGraphExecDestroy(exec_);
+      cudaGraphDestroy(graph_);
+    }
+    void replay() override {
+      owner_.enter();
+      cuda::check(cudaGraphLaunch(exec_, owner_.stream_), "graph replay");
+      owner_.done("graph replay");
+    }
+
+   private:
+    CudaBackend& owner_;
+    cudaGraph_t graph_;
+    cudaGraphExec_t exec_;
+  };
+
   // The current device is per host thread, and calls arrive on whichever
   // worker thread runs them.
   void enter() { cuda::check(cudaSetDevice(device_), "cudaSetDevice"); }
   void done(const char* op) {
-    if (sync_) cuda::check(cudaStreamSynchronize(stream_), op);
+    if (sync_ && !capturing_) cuda::check(cudaStreamSynchronize(stream_), op);
   }
 
   // Runs f with a device copy of n host row indices.
@@ -330,6 +397,7 @@ class CudaBackend final : public Backend {
   int device_;
   Storage storage_;
   bool sync_;
+  bool capturing_ = false;  // no per-op waits while a graph is recorded
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::Gemm> gemm_;
 };

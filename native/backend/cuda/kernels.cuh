@@ -70,6 +70,31 @@ void token_logprobs_backward(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr h
                              int64_t vocab, const int32_t* targets, float temperature, const float* dlogp,
                              DevicePtr dhidden, DevicePtr dhead, cudaStream_t s);
 
+// The same on device arrays, for ops that keep the log-probs on the device
+// (loss.cu): per row, log p(target) and entropy of softmax(logits * inv_t)
+// and its log-sum-exp (each output may be null); then, from d loss / d logp
+// and that log-sum-exp, dhidden (overwritten) and dhead (+=).
+void logprob_statistics(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim,
+                        int64_t vocab, const int32_t* targets, float inv_t, float* logp, float* entropy, double* lse,
+                        cudaStream_t s, const char* op);
+void logprob_backward(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim, int64_t vocab,
+                      const int32_t* targets, float inv_t, const float* dlogp, const double* lse, DevicePtr dhidden,
+                      DevicePtr dhead, cudaStream_t s, const char* op);
+// Throws for a non-positive dim, vocabulary or temperature.
+void check_logprob_shapes(int64_t dim, int64_t vocab, float temperature, const char* op);
+
+// ---- sampling.cu: one token per row of logits (backend/sampling_rule.h);
+// seeds, counters, tokens and logprobs are host memory.
+void sample_tokens(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
+                   const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs, cudaStream_t s);
+
+// ---- loss.cu: the log-probs and the per-token policy loss on the device;
+// `tokens` and `outputs` are host arrays; waits for the stream.
+PolicyLossTotals policy_loss(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim,
+                             int64_t vocab, float temperature, const PolicyTokens& tokens,
+                             const train::PolicyTermOptions& options, DevicePtr dhidden, DevicePtr dhead,
+                             const PolicyTokenOutputs* outputs, cudaStream_t s);
+
 // ---- cublas.cu: row-major products through cuBLAS, loaded at run time
 // (cublasGemmEx). The two inputs of a product share one type, fp32 or bf16;
 // the output may be either (bf16 inputs into an fp32 gradient, say).

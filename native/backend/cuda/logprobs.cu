@@ -118,6 +118,57 @@ void row_tile_statistics(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head,
 
 }  // namespace
 
+void logprob_statistics(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim,
+                        int64_t vocab, const int32_t* targets, float inv_t, float* logp, float* entropy, double* lse,
+                        cudaStream_t s, const char* op) {
+  const int64_t row_tile = std::min(rows, kRowTile), vocab_tile = std::min(vocab, kVocabTile);
+  Temp<float> logits(row_tile * vocab_tile, s, op);
+  Temp<RowState> state(row_tile, s, op);
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+    const int64_t nr = std::min(kRowTile, rows - r0);
+    row_tile_statistics(gemm, hidden, head, r0, nr, dim, vocab, targets, inv_t, logits.get(), state.get(), s, op);
+    ST_LAUNCH(finish_kernel, grid_for(nr, kThreads), kThreads, 0, s)(
+        state.get(), nr, logp ? logp + r0 : nullptr, entropy ? entropy + r0 : nullptr, lse ? lse + r0 : nullptr);
+    check_launch(op);
+  }
+}
+
+void logprob_backward(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim, int64_t vocab,
+                      const int32_t* targets, float inv_t, const float* dlogp, const double* lse, DevicePtr dhidden,
+                      DevicePtr dhead, cudaStream_t s, const char* op) {
+  typed<float>(dhead, op, "dhead");
+  with_storage(hidden.type(), [&](auto t) {
+    using T = decltype(t);
+    constexpr bool kFloat = std::is_same_v<T, float>;
+    typed<T>(dhidden, op, "dhidden");
+    const int64_t row_tile = std::min(rows, kRowTile), vocab_tile = std::min(vocab, kVocabTile);
+    Temp<float> logits(row_tile * vocab_tile, s, op);
+    Temp<T> dlogits(kFloat ? 0 : row_tile * vocab_tile, s, op);
+    Temp<float> dhidden_sum(kFloat ? 0 : row_tile * dim, s, op);
+    T* dlogit_tile = kFloat ? reinterpret_cast<T*>(logits.get()) : dlogits.get();
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+      const int64_t nr = std::min(kRowTile, rows - r0);
+      const DevicePtr dhidden_rows = kFloat ? dhidden + r0 * dim : DevicePtr(dhidden_sum.get());
+      for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
+        const int64_t nv = std::min(kVocabTile, vocab - v0);
+        gemm.xwt(hidden + r0 * dim, head + v0 * dim, DevicePtr(logits.get()), nr, dim, nv, 0.0f);
+        ST_LAUNCH(dlogit_kernel<T>, grid_for(nr * nv, kThreads), kThreads, 0, s)(
+            logits.get(), dlogit_tile, nr, nv, v0, targets + r0, dlogp + r0, lse + r0, inv_t);
+        check_launch(op);
+        const ConstDevicePtr dl(dlogit_tile, storage_of<T>());
+        // The first vocabulary tile overwrites dhidden's rows, the rest add.
+        if (dhidden != nullptr) gemm.dyw(dl, head + v0 * dim, dhidden_rows, nr, nv, dim, v0 == 0 ? 0.0f : 1.0f);
+        if (dhead != nullptr) gemm.dytx(dl, hidden + r0 * dim, dhead + v0 * dim, nr, nv, dim, 1.0f);
+      }
+      if (!kFloat && dhidden != nullptr) convert(dhidden + r0 * dim, dhidden_rows, nr * dim, s);
+    }
+  });
+}
+
+void check_logprob_shapes(int64_t dim, int64_t vocab, float temperature, const char* op) {
+  check_shapes(dim, vocab, temperature, op);
+}
+
 void token_logprobs(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim, int64_t vocab,
                     const int32_t* host_targets, float temperature, float* host_out, float* host_entropy,
                     cudaStream_t s) {
@@ -125,20 +176,11 @@ void token_logprobs(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int6
   if (rows <= 0) return;
   check_shapes(dim, vocab, temperature, op);
   const float inv_t = float(1.0 / double(temperature));
-  const int64_t row_tile = std::min(rows, kRowTile), vocab_tile = std::min(vocab, kVocabTile);
   Temp<int32_t> targets(rows, s, op);
   Temp<float> results(2 * rows, s, op);  // log-probs, then entropies
-  Temp<float> logits(row_tile * vocab_tile, s, op);
-  Temp<RowState> state(row_tile, s, op);
   copy_to_device(targets.get(), host_targets, rows, s, op);
-  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
-    const int64_t nr = std::min(kRowTile, rows - r0);
-    row_tile_statistics(gemm, hidden, head, r0, nr, dim, vocab, targets.get(), inv_t, logits.get(), state.get(), s,
-                        op);
-    ST_LAUNCH(finish_kernel, grid_for(nr, kThreads), kThreads, 0, s)(state.get(), nr, results.get() + r0,
-                                                                     results.get() + rows + r0, nullptr);
-    check_launch(op);
-  }
+  logprob_statistics(gemm, hidden, head, rows, dim, vocab, targets.get(), inv_t, results.get(), results.get() + rows,
+                     nullptr, s, op);
   check(cudaMemcpyAsync(host_out, results.get(), size_t(rows) * sizeof(float), cudaMemcpyDeviceToHost, s), op);
   if (host_entropy != nullptr)
     check(cudaMemcpyAsync(host_entropy, results.get() + rows, size_t(rows) * sizeof(float), cudaMemcpyDeviceToHost,

@@ -53,6 +53,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -118,6 +120,11 @@ void warp_gather(const void* mine, void* all, size_t bytes, const char* op);
 void sync_threads();
 void sync_warp(unsigned mask);
 
+// Stream capture (emulator.cpp): whether the stream is recording a graph,
+// and records a launch's replay there (false when it is not capturing).
+bool stream_capturing(cudaStream_t stream);
+bool capture_launch(cudaStream_t stream, std::function<void()> replay);
+
 template <class... P>
 class Launcher {
  public:
@@ -125,11 +132,21 @@ class Launcher {
       : kernel_(kernel), config_{grid, block, shared, stream, reinterpret_cast<const void*>(kernel), name} {}
 
   // Arguments are converted to the kernel's parameter types once, as a
-  // launch does; every thread then gets its own copy of them.
+  // launch does; every thread then gets its own copy of them. On a capturing
+  // stream the converted arguments are kept for the graph's replays.
   template <class... A>
   void operator()(A&&... args) const {
     static_assert(sizeof...(A) == sizeof...(P), "kernel launched with the wrong number of arguments");
+    if (stream_capturing(config_.stream)) {
+      auto params = std::make_shared<const std::tuple<std::decay_t<P>...>>(std::forward<A>(args)...);
+      capture_launch(config_.stream, [kernel = kernel_, config = config_, params] { run(kernel, config, *params); });
+      return;
+    }
     const std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+    run(kernel_, config_, params);
+  }
+
+  static void run(void (*kernel)(P...), const LaunchConfig& config, const std::tuple<std::decay_t<P>...>& params) {
     const void* pointers[sizeof...(P) + 1] = {};
     size_t count = 0;
     std::apply(
@@ -145,9 +162,9 @@ class Launcher {
     struct Context {
       void (*kernel)(P...);
       const std::tuple<std::decay_t<P>...>* params;
-    } context{kernel_, &params};
+    } context{kernel, &params};
     run_launch(
-        config_, arguments,
+        config, arguments,
         [](const void* c) {
           const Context* ctx = static_cast<const Context*>(c);
           std::apply(ctx->kernel, *ctx->params);

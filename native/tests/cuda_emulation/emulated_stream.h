@@ -20,6 +20,10 @@ struct Services {
   // Records an execution failure of work on the stream: printed at once and
   // returned by the emulator's next cudaGetLastError / synchronisation.
   void (*report_failure)(const char* message);
+  // When the stream is capturing (cudaStreamBeginCapture): records
+  // run(context) as a step of the graph, which owns context from then on
+  // (destroy(context) when the graph goes), and returns 1; otherwise 0.
+  int (*capture)(const void* stream, void (*run)(void*), void* context, void (*destroy)(void*));
 };
 
 struct StreamHeader {

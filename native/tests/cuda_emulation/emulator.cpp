@@ -50,7 +50,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -82,6 +84,20 @@ thread_local dim3 gridDim;
 struct CUstream_st {
   st_emu_abi::StreamHeader header;  // first: the fake cuBLAS reads it
   unsigned flags;
+};
+
+namespace st_emu {
+namespace {
+struct GraphSteps;
+}
+}  // namespace st_emu
+
+struct CUgraph_st {
+  std::shared_ptr<st_emu::GraphSteps> steps;
+};
+
+struct CUgraphExec_st {
+  std::shared_ptr<st_emu::GraphSteps> steps;
 };
 
 struct CUmemPoolHandle_st {
@@ -157,6 +173,9 @@ const char* error_name(cudaError_t e) {
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
     default: return "cudaErrorUnknown";
   }
 }
@@ -177,6 +196,9 @@ const char* error_text(cudaError_t e) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
     default: return "unknown error";
   }
 }
@@ -331,7 +353,9 @@ int check_range_for_cublas(const void* ptr, size_t bytes, char* why, size_t why_
 
 void report_failure_from_cublas(const char* message) { fail(cudaErrorLaunchFailure, message); }
 
-const st_emu_abi::Services kServices{check_range_for_cublas, report_failure_from_cublas};
+int capture_for_cublas(const void* stream, void (*run)(void*), void* context, void (*destroy)(void*));
+
+const st_emu_abi::Services kServices{check_range_for_cublas, report_failure_from_cublas, capture_for_cublas};
 
 struct Streams {
   std::mutex mutex;
@@ -350,6 +374,78 @@ cudaError_t check_stream(cudaStream_t s, const char* api) {
   if (all.live.count(s) == 0)
     return fail(cudaErrorInvalidResourceHandle, std::string(api) + ": stream " + hex(s) + " was destroyed or never created");
   return cudaSuccess;
+}
+
+// ------------------------------------------------------------------ stream capture and graphs
+// Between cudaStreamBeginCapture and cudaStreamEndCapture, work enqueued on
+// the stream is recorded instead of run: kernel launches (with copies of
+// their arguments), device-to-device copies, memsets and the fake cuBLAS's
+// products. cudaGraphLaunch runs the recorded steps in order, reading device
+// memory as it is at replay time, as a GPU replays a graph. Stream-ordered
+// allocations made during the capture belong to the graph (freed with it),
+// as CUDA's graph memory nodes do. What a GPU refuses in a capture fails the
+// capture here with a message (cudaStreamEndCapture returns
+// cudaErrorStreamCaptureInvalidated): waiting for the stream, and -- stricter
+// than CUDA, which allows pinned host memory -- any copy between host and
+// device memory, since a graph would replay the host array's capture-time
+// address.
+struct GraphSteps {
+  std::vector<std::function<void()>> steps;
+  std::vector<void*> owned;
+  ~GraphSteps() {
+    for (void* p : owned) release(p, "cudaGraphDestroy");
+  }
+};
+
+struct Capture {
+  std::shared_ptr<GraphSteps> graph;
+  std::string invalid;  // why the capture failed, when it did
+};
+
+std::mutex& capture_mutex() {
+  static std::mutex* m = new std::mutex;
+  return *m;
+}
+
+std::map<cudaStream_t, Capture>& captures() {
+  static auto* c = new std::map<cudaStream_t, Capture>;
+  return *c;
+}
+
+Capture* capture_of(cudaStream_t s) {
+  if (s == nullptr) return nullptr;
+  auto& all = captures();
+  auto it = all.find(s);
+  return it == all.end() ? nullptr : &it->second;
+}
+
+// Records `step` when the stream is capturing; false when it is not.
+bool record_step(cudaStream_t s, std::function<void()> step) {
+  std::lock_guard<std::mutex> lock(capture_mutex());
+  Capture* c = capture_of(s);
+  if (c == nullptr) return false;
+  if (c->invalid.empty()) c->graph->steps.push_back(std::move(step));
+  return true;
+}
+
+// Fails the stream's capture (when it is capturing) with `why`.
+bool refuse_in_capture(cudaStream_t s, const std::string& why) {
+  std::lock_guard<std::mutex> lock(capture_mutex());
+  Capture* c = capture_of(s);
+  if (c == nullptr) return false;
+  if (c->invalid.empty()) c->invalid = why;
+  log("stream capture: " + why);
+  return true;
+}
+
+int capture_for_cublas(const void* stream, void (*run)(void*), void* context, void (*destroy)(void*)) {
+  const auto s = static_cast<cudaStream_t>(const_cast<void*>(stream));
+  std::lock_guard<std::mutex> lock(capture_mutex());
+  Capture* c = capture_of(s);
+  if (c == nullptr) return 0;  // not capturing: the caller runs and frees it
+  auto owned = std::shared_ptr<void>(context, destroy);
+  if (c->invalid.empty()) c->graph->steps.push_back([run, owned] { run(owned.get()); });
+  return 1;
 }
 
 // ------------------------------------------------------------------ copies
@@ -683,6 +779,13 @@ std::mutex& launch_mutex() {
 
 }  // namespace
 
+bool stream_capturing(cudaStream_t s) {
+  std::lock_guard<std::mutex> lock(capture_mutex());
+  return capture_of(s) != nullptr;
+}
+
+bool capture_launch(cudaStream_t s, std::function<void()> replay) { return record_step(s, std::move(replay)); }
+
 void* dynamic_shared_memory() {
   require_kernel("dynamic shared memory");
   return block().launch->shared;
@@ -979,7 +1082,11 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   return cudaSuccess;
 }
 
-cudaError_t cudaStreamSynchronize(cudaStream_t stream) { return check_stream(stream, "cudaStreamSynchronize"); }
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  if (refuse_in_capture(stream, "cudaStreamSynchronize on a capturing stream (an op that waits for the device)"))
+    return cudaErrorStreamCaptureUnsupported;
+  return check_stream(stream, "cudaStreamSynchronize");
+}
 
 cudaError_t cudaMalloc(void** ptr, size_t size) { return allocate(ptr, size, "cudaMalloc"); }
 
@@ -987,11 +1094,25 @@ cudaError_t cudaFree(void* ptr) { return release(ptr, "cudaFree"); }
 
 cudaError_t cudaMallocAsync(void** ptr, size_t size, cudaStream_t stream) {
   if (const cudaError_t e = check_stream(stream, "cudaMallocAsync"); e != cudaSuccess) return e;
-  return allocate(ptr, size, "cudaMallocAsync");
+  const cudaError_t e = allocate(ptr, size, "cudaMallocAsync");
+  if (e == cudaSuccess && *ptr != nullptr) {
+    std::lock_guard<std::mutex> lock(capture_mutex());
+    if (Capture* c = capture_of(stream)) c->graph->owned.push_back(*ptr);  // the graph's memory
+  }
+  return e;
 }
 
 cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
   if (const cudaError_t e = check_stream(stream, "cudaFreeAsync"); e != cudaSuccess) return e;
+  {
+    std::lock_guard<std::mutex> lock(capture_mutex());
+    if (Capture* c = capture_of(stream)) {
+      const auto& owned = c->graph->owned;
+      if (std::find(owned.begin(), owned.end(), ptr) != owned.end()) return cudaSuccess;  // freed with the graph
+      if (c->invalid.empty()) c->invalid = "cudaFreeAsync of memory allocated outside the capture (" + hex(ptr) + ")";
+      return cudaErrorStreamCaptureUnsupported;
+    }
+  }
   return release(ptr, "cudaFreeAsync");
 }
 
@@ -999,6 +1120,11 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaM
   if (const cudaError_t e = check_stream(stream, "cudaMemcpyAsync"); e != cudaSuccess) return e;
   if (count == 0) return cudaSuccess;
   if (const cudaError_t e = check_copy(dst, src, count, kind, "cudaMemcpyAsync"); e != cudaSuccess) return e;
+  if (kind != cudaMemcpyDeviceToDevice &&
+      refuse_in_capture(stream, std::string("cudaMemcpyAsync ") + (kind == cudaMemcpyHostToDevice ? "host to device" : "device to host") +
+                                    " of " + std::to_string(count) + " bytes (an op that takes or returns host arrays)"))
+    return cudaErrorStreamCaptureUnsupported;
+  if (record_step(stream, [dst, src, count] { std::memcpy(dst, src, count); })) return cudaSuccess;
   std::memcpy(dst, src, count);
   return cudaSuccess;
 }
@@ -1020,8 +1146,15 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
     const unsigned char* s = static_cast<const unsigned char*>(src) + r * spitch;
     if (const cudaError_t e = check_copy(d, s, width, kind, "cudaMemcpy2DAsync"); e != cudaSuccess) return e;
   }
-  for (size_t r = 0; r < height; ++r)
-    std::memcpy(static_cast<unsigned char*>(dst) + r * dpitch, static_cast<const unsigned char*>(src) + r * spitch, width);
+  if (kind != cudaMemcpyDeviceToDevice &&
+      refuse_in_capture(stream, "cudaMemcpy2DAsync between host and device memory (an op that takes host arrays)"))
+    return cudaErrorStreamCaptureUnsupported;
+  auto copy = [=] {
+    for (size_t r = 0; r < height; ++r)
+      std::memcpy(static_cast<unsigned char*>(dst) + r * dpitch, static_cast<const unsigned char*>(src) + r * spitch,
+                  width);
+  };
+  if (!record_step(stream, copy)) copy();
   return cudaSuccess;
 }
 
@@ -1030,6 +1163,7 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t str
   if (count == 0) return cudaSuccess;
   std::string why;
   if (!inside_allocation(ptr, count, &why)) return fail(cudaErrorInvalidValue, "cudaMemsetAsync: " + why);
+  if (record_step(stream, [ptr, value, count] { std::memset(ptr, value, count); })) return cudaSuccess;
   std::memset(ptr, value, count);
   return cudaSuccess;
 }
@@ -1049,6 +1183,74 @@ cudaError_t cudaFuncSetAttribute(const void* func, enum cudaFuncAttribute attr, 
     return cudaSuccess;
   }
   return fail(cudaErrorNotSupported, "cudaFuncSetAttribute: attribute " + std::to_string(int(attr)) + " is not emulated");
+}
+
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode) {
+  (void)mode;  // one thread drives each stream here: the modes do not differ
+  if (stream == nullptr || stream == cudaStreamLegacy || stream == cudaStreamPerThread)
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture: the legacy default stream cannot be captured");
+  if (const cudaError_t e = check_stream(stream, "cudaStreamBeginCapture"); e != cudaSuccess) return e;
+  std::lock_guard<std::mutex> lock(capture_mutex());
+  if (capture_of(stream) != nullptr)
+    return fail(cudaErrorIllegalState, "cudaStreamBeginCapture: stream " + hex(stream) + " is already capturing");
+  captures()[stream] = Capture{std::make_shared<GraphSteps>(), ""};
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  if (graph == nullptr) return fail(cudaErrorInvalidValue, "cudaStreamEndCapture: null graph pointer");
+  *graph = nullptr;
+  Capture c;
+  {
+    std::lock_guard<std::mutex> lock(capture_mutex());
+    auto it = captures().find(stream);
+    if (it == captures().end())
+      return fail(cudaErrorIllegalState, "cudaStreamEndCapture: stream " + hex(stream) + " is not capturing");
+    c = std::move(it->second);
+    captures().erase(it);
+  }
+  if (!c.invalid.empty()) return fail(cudaErrorStreamCaptureInvalidated, "stream capture invalidated: " + c.invalid);
+  *graph = new CUgraph_st{std::move(c.graph)};
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus* status) {
+  if (status == nullptr) return fail(cudaErrorInvalidValue, "cudaStreamIsCapturing: null status pointer");
+  std::lock_guard<std::mutex> lock(capture_mutex());
+  const Capture* c = capture_of(stream);
+  *status = c == nullptr ? cudaStreamCaptureStatusNone
+                         : c->invalid.empty() ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusInvalidated;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags) {
+  (void)flags;
+  if (exec == nullptr || graph == nullptr) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: null argument");
+  *exec = new CUgraphExec_st{graph->steps};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (exec == nullptr) return fail(cudaErrorInvalidValue, "cudaGraphLaunch: null graph");
+  if (const cudaError_t e = check_stream(stream, "cudaGraphLaunch"); e != cudaSuccess) return e;
+  if (stream_capturing(stream))
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaGraphLaunch into a capturing stream is not emulated");
+  for (const auto& step : exec->steps->steps) {
+    step();
+    if (last_error != cudaSuccess) return last_error;  // a failed launch stops the replay, as on a GPU
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
 }
 
 }  // extern "C"

@@ -199,35 +199,53 @@ int gemm_one(Handle* h, const char* api, int transa, int transb, int m, int n, i
     if (!check("C", c, extent(m, n, ldc), c_type)) return kExecutionFailed;
   }
 
-  // op(A) by rows and op(B) by columns, each contiguous over k, in fp32.
-  std::vector<float> ar, bc;
-  if (uses_ab) {
-    ar.resize(size_t(m) * size_t(k));
-    bc.resize(size_t(n) * size_t(k));
-    for (int i = 0; i < m; ++i)
-      for (int l = 0; l < k; ++l) {
-        const float v = load(a, a_type, a_n ? size_t(i) + size_t(l) * size_t(lda) : size_t(l) + size_t(i) * size_t(lda));
-        ar[size_t(i) * size_t(k) + size_t(l)] = tf32 ? to_tf32(v) : v;
-      }
-    for (int j = 0; j < n; ++j)
-      for (int l = 0; l < k; ++l) {
-        const float v = load(b, b_type, b_n ? size_t(l) + size_t(j) * size_t(ldb) : size_t(j) + size_t(l) * size_t(ldb));
-        bc[size_t(j) * size_t(k) + size_t(l)] = tf32 ? to_tf32(v) : v;
-      }
-  }
-  for (int j = 0; j < n; ++j)
-    for (int i = 0; i < m; ++i) {
-      float sum = 0.0f;
-      if (uses_ab) {
-        const float* x = ar.data() + size_t(i) * size_t(k);
-        const float* y = bc.data() + size_t(j) * size_t(k);
-        for (int l = 0; l < k; ++l) sum += x[l] * y[l];
-      }
-      const size_t at = size_t(i) + size_t(j) * size_t(ldc);
-      const float value = be == 0.0f ? al * sum : al * sum + be * load(c, c_type, at);
-      if (c_type == kR16BF) static_cast<uint16_t*>(c)[at] = to_bf16(value);
-      else static_cast<float*>(c)[at] = value;
+  struct Product {
+    const void *a, *b;
+    void* c;
+    int a_type, b_type, c_type, m, n, k, lda, ldb, ldc;
+    bool a_n, b_n, tf32, uses_ab;
+    float al, be;
+  };
+  auto* product = new Product{a, b, c, a_type, b_type, c_type, m, n, k, lda, ldb, ldc, a_n, b_n, tf32, uses_ab, al, be};
+  auto run = [](void* p) {
+    const Product& q = *static_cast<const Product*>(p);
+    // op(A) by rows and op(B) by columns, each contiguous over k, in fp32.
+    std::vector<float> ar, bc;
+    if (q.uses_ab) {
+      ar.resize(size_t(q.m) * size_t(q.k));
+      bc.resize(size_t(q.n) * size_t(q.k));
+      for (int i = 0; i < q.m; ++i)
+        for (int l = 0; l < q.k; ++l) {
+          const float v = load(q.a, q.a_type,
+                               q.a_n ? size_t(i) + size_t(l) * size_t(q.lda) : size_t(l) + size_t(i) * size_t(q.lda));
+          ar[size_t(i) * size_t(q.k) + size_t(l)] = q.tf32 ? to_tf32(v) : v;
+        }
+      for (int j = 0; j < q.n; ++j)
+        for (int l = 0; l < q.k; ++l) {
+          const float v = load(q.b, q.b_type,
+                               q.b_n ? size_t(l) + size_t(j) * size_t(q.ldb) : size_t(j) + size_t(l) * size_t(q.ldb));
+          bc[size_t(j) * size_t(q.k) + size_t(l)] = q.tf32 ? to_tf32(v) : v;
+        }
     }
+    for (int j = 0; j < q.n; ++j)
+      for (int i = 0; i < q.m; ++i) {
+        float sum = 0.0f;
+        if (q.uses_ab) {
+          const float* x = ar.data() + size_t(i) * size_t(q.k);
+          const float* y = bc.data() + size_t(j) * size_t(q.k);
+          for (int l = 0; l < q.k; ++l) sum += x[l] * y[l];
+        }
+        const size_t at = size_t(i) + size_t(j) * size_t(q.ldc);
+        const float value = q.be == 0.0f ? q.al * sum : q.al * sum + q.be * load(q.c, q.c_type, at);
+        if (q.c_type == kR16BF) static_cast<uint16_t*>(q.c)[at] = to_bf16(value);
+        else static_cast<float*>(q.c)[at] = value;
+      }
+  };
+  auto destroy = [](void* p) { delete static_cast<Product*>(p); };
+  // On a capturing stream the product is a step of the graph, run at replay.
+  if (services != nullptr && services->capture(h->stream, run, product, destroy)) return kSuccess;
+  run(product);
+  destroy(product);
   return kSuccess;
 }
 

@@ -29,9 +29,11 @@ if [ "$ci" = 1 ]; then
     echo "CUDA emulation tests skipped: no CUDA runtime headers (cuda_runtime.h) found; set CUDA_PATH to run them"
     exit 0
   fi
-  if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts; fi
+  # npm test runs the parity of every op (the model-level test is left to
+  # `npm run test:cuda-emulated`).
+  if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-graphs.test.ts test/cuda-sampling.test.ts test/cuda-loss.test.ts; fi
 fi
-if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-model.test.ts; fi
+if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-graphs.test.ts test/cuda-sampling.test.ts test/cuda-loss.test.ts test/cuda-model.test.ts; fi
 
 echo "CUDA emulation: building build-emu/ (the CUDA kernels run on the CPU, not a GPU)"
 build() {
