@@ -12,6 +12,7 @@ namespace st {
 
 namespace train {
 struct AdamWOptions;
+enum class OptimizerStrategy;
 }
 
 // One sequence of a packed attention call. Its queries are rows
@@ -126,6 +127,26 @@ class Backend {
   virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step, float grad_scale,
                      const train::AdamWOptions& options) = 0;
   virtual double sum_squares(const float* x, int64_t n) = 0;
+  // One adamw_bf16 step (train/optimizer_strategy.h: bf16 weights, moments
+  // and Kahan compensation, each array holding bf16 values in float storage);
+  // a null compensation rounds each update alone (plain bf16).
+  virtual void adamw_bf16(float* param, const float* grad, float* m, float* v, float* compensation, int64_t n,
+                          int64_t step, float grad_scale, const train::AdamWOptions& options) = 0;
+
+  // Optimiser offload (worker.actor.offload.offload_optimizer). Host memory
+  // for the optimiser state: page-locked on CUDA, so that its copies are
+  // asynchronous DMA; ordinary memory on the CPU, where it is all host.
+  virtual float* alloc_host(int64_t count) = 0;
+  virtual void free_host(float* ptr) = 0;
+  // One step of `strategy` whose state (m, v, and the compensation of
+  // adamw_bf16, else null) is host memory from alloc_host, while param and
+  // grad are backend memory. CUDA streams it chunk by chunk, double-buffered
+  // on two streams (state in, update, state out) and returns when the state
+  // is back on the host; on the CPU it is the same step as with backend state.
+  // The results equal adamw() / adamw_bf16() with the state on the device.
+  virtual void optimizer_step_host_state(train::OptimizerStrategy strategy, float* param, const float* grad,
+                                         float* m_host, float* v_host, float* compensation_host, int64_t n,
+                                         int64_t step, float grad_scale, const train::AdamWOptions& options) = 0;
 };
 
 // The CPU backend (always available).

@@ -14,6 +14,7 @@
 #include "backend/cpu/gemm.h"
 #include "engine/thread_pool.h"
 #include "train/adamw.h"
+#include "train/optimizer_strategy.h"
 
 namespace st {
 namespace {
@@ -251,6 +252,23 @@ class CpuBackend final : public Backend {
   }
 
   double sum_squares(const float* x, int64_t n) override { return train::sum_squares(x, n); }
+
+  void adamw_bf16(float* param, const float* grad, float* m, float* v, float* compensation, int64_t n, int64_t step,
+                  float grad_scale, const train::AdamWOptions& options) override {
+    train::adamw_bf16_step(param, grad, m, v, compensation, n, step, grad_scale, options);
+  }
+
+  float* alloc_host(int64_t count) override { return alloc(count); }
+  void free_host(float* ptr) override { free(ptr); }
+  // The CPU backend's memory is host memory: offloading moves nothing.
+  void optimizer_step_host_state(train::OptimizerStrategy strategy, float* param, const float* grad, float* m_host,
+                                 float* v_host, float* compensation_host, int64_t n, int64_t step, float grad_scale,
+                                 const train::AdamWOptions& options) override {
+    if (strategy == train::OptimizerStrategy::AdamWBf16)
+      adamw_bf16(param, grad, m_host, v_host, compensation_host, n, step, grad_scale, options);
+    else
+      adamw(param, grad, m_host, v_host, n, step, grad_scale, options);
+  }
 
  private:
   // Tiles of the [rows x vocab] logits: kLogitRowTile rows by kLogitVocabTile

@@ -42,6 +42,35 @@ void adamw(float* param, const float* grad, float* m, float* v, int64_t n, int64
 // Waits for the stream: the result comes back to the host.
 double sum_squares(const float* x, int64_t n, cudaStream_t s);
 
+// ---- optimizer.cu: the optimiser strategies (train/optimizer_strategy.h)
+void adamw_bf16(float* param, const float* grad, float* m, float* v, float* compensation, int64_t n, int64_t step,
+                float grad_scale, const train::AdamWOptions& options, cudaStream_t s);
+
+// The offloaded optimiser step: state in page-locked host memory, param and
+// grad on the device. Two slots, each a stream and device staging for a
+// chunk of m, v and the compensation.
+class HostStateStepper {
+ public:
+  explicit HostStateStepper(int64_t chunk);
+  ~HostStateStepper();
+  HostStateStepper(const HostStateStepper&) = delete;
+  HostStateStepper& operator=(const HostStateStepper&) = delete;
+  // Waits for `producer` (which wrote grad and param), then streams the step;
+  // returns once the state is back on the host.
+  void step(train::OptimizerStrategy strategy, float* param, const float* grad, float* m_host, float* v_host,
+            float* compensation_host, int64_t n, int64_t step, float grad_scale, const train::AdamWOptions& options,
+            cudaStream_t producer);
+
+ private:
+  struct Slot {
+    cudaStream_t stream = nullptr;
+    float* staging = nullptr;
+  };
+  void release();
+  int64_t chunk_;
+  Slot slots_[2];
+};
+
 // ---- attention.cu: packed variable-length attention over slot pools
 void attention_forward(const AttentionArgs& args, cudaStream_t s);
 void attention_backward(const AttentionArgs& args, const float* dout, float* dq, float* dk_pool, float* dv_pool,
