@@ -90,32 +90,34 @@ t.test('Kahan-compensated bf16 AdamW follows the fp32 trajectory over many small
   // by about lr = 1e-4 a step, below half an ulp for most of them.
   const init = bf16Array(Float32Array.from({ length: n }, () => (r() < 0.5 ? -1 : 1) * (0.05 + 1.5 * r())));
   const drift = Float32Array.from({ length: n }, () => r() - 0.5);
-  const zeros = () => new Float32Array(n);
-  let fp32 = { param: init.slice(), m: zeros(), v: zeros() };
-  let kahan = { param: init.slice(), m: zeros(), v: zeros(), compensation: zeros() };
-  let plain = { param: init.slice(), m: zeros(), v: zeros() };
+  const zeros = (): Float32Array => new Float32Array(n);
+  type State = Record<string, Float32Array>;
+  let fp32: State = { param: init.slice(), m: zeros(), v: zeros() };
+  let kahan: State = { param: init.slice(), m: zeros(), v: zeros(), compensation: zeros() };
+  let plain: State = { param: init.slice(), m: zeros(), v: zeros() };
   for (let step = 1; step <= steps; ++step) {
     const grad = Float32Array.from(drift, (d) => d + 0.5 * (r() - 0.5));
     const scalars = { step, gradScale: 1, ...HYPER };
     const a = await runOp({ op: 'adamw', tensors: { ...fp32, grad }, scalars });
-    fp32 = { param: a.outputs['param'] as Float32Array, m: a.outputs['m'] as Float32Array, v: a.outputs['v'] as Float32Array };
+    fp32 = a.outputs;
     const k = await runOp({ op: 'adamw_bf16', tensors: { ...kahan, grad }, scalars });
-    kahan = { param: k.outputs['param'] as Float32Array, m: k.outputs['m'] as Float32Array, v: k.outputs['v'] as Float32Array, compensation: k.outputs['compensation'] as Float32Array };
+    kahan = k.outputs;
     const p = await runOp({ op: 'adamw_bf16', tensors: { ...plain, grad }, scalars });
-    plain = { param: p.outputs['param'] as Float32Array, m: p.outputs['m'] as Float32Array, v: p.outputs['v'] as Float32Array };
+    plain = p.outputs;
   }
   const rms = (a: Float32Array, b: Float32Array) => Math.sqrt(a.reduce((s, x, i) => s + (x - (b[i] as number)) ** 2, 0) / n);
-  const moved = rms(fp32.param, init);
-  const kahanError = rms(kahan.param, fp32.param);
-  const plainError = rms(plain.param, fp32.param);
+  const param = (s: State) => s['param'] as Float32Array;
+  const moved = rms(param(fp32), init);
+  const kahanError = rms(param(kahan), param(fp32));
+  const plainError = rms(param(plain), param(fp32));
   t.comment(`after ${steps} steps at lr ${HYPER.lr}: fp32 moved ${moved.toExponential(3)} (rms); distance to fp32: Kahan bf16 ${kahanError.toExponential(3)}, plain bf16 ${plainError.toExponential(3)}`);
   t.ok(moved > 0.02, `the fp32 weights moved (${moved.toExponential(3)})`);
   t.ok(kahanError < plainError / 10, `Kahan bf16 is over 10x closer to fp32 than plain bf16 (${kahanError.toExponential(3)} vs ${plainError.toExponential(3)})`);
   t.ok(kahanError < moved / 10, `Kahan bf16 keeps more than 90% of the fp32 motion (error ${kahanError.toExponential(3)} of ${moved.toExponential(3)})`);
   // Each weight owes at most half an ulp of itself (the residual of a rounding), give or take the rounding of c.
   let owed = 0;
-  kahan.compensation.forEach((c, i) => {
-    if (Math.abs(c) > Math.abs(kahan.param[i] as number) * 2 ** -8 * 1.01 + 1e-30) owed++;
+  (kahan['compensation'] as Float32Array).forEach((c, i) => {
+    if (Math.abs(c) > Math.abs(param(kahan)[i] as number) * 2 ** -8 * 1.01 + 1e-30) owed++;
   });
   t.equal(owed, 0, 'the compensation stays within half an ulp of its weight');
   for (const [name, values] of Object.entries(kahan)) t.ok(isBf16(values), `Kahan ${name} holds bf16 values only`);

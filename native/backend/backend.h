@@ -165,6 +165,16 @@ class DeviceArray {
   DeviceArray(Backend& backend, int64_t count) : backend_(&backend), count_(count) {
     ptr_ = count > 0 ? backend.alloc(count) : nullptr;
   }
+  // `count` entries of the backend's host memory (Backend::alloc_host): the
+  // offloaded optimiser state.
+  static DeviceArray host(Backend& backend, int64_t count) {
+    DeviceArray a;
+    a.backend_ = &backend;
+    a.count_ = count;
+    a.on_host_ = true;
+    a.ptr_ = count > 0 ? backend.alloc_host(count) : nullptr;
+    return a;
+  }
   DeviceArray(DeviceArray&& other) noexcept { *this = std::move(other); }
   DeviceArray& operator=(DeviceArray&& other) noexcept {
     if (this != &other) {
@@ -172,6 +182,7 @@ class DeviceArray {
       backend_ = other.backend_;
       ptr_ = other.ptr_;
       count_ = other.count_;
+      on_host_ = other.on_host_;
       other.ptr_ = nullptr;
       other.count_ = 0;
     }
@@ -183,21 +194,29 @@ class DeviceArray {
 
   float* get() const { return ptr_; }
   int64_t size() const { return count_; }
+  // Host memory from alloc_host (read and written by the host directly), not backend memory.
+  bool on_host() const { return on_host_; }
   // Grows (never shrinks) to hold at least `count` entries; contents are lost.
   void ensure(Backend& backend, int64_t count) {
-    if (count <= count_ && backend_ == &backend) return;
+    if (count <= count_ && backend_ == &backend && !on_host_) return;
     *this = DeviceArray(backend, count);
   }
 
  private:
   void reset() {
-    if (ptr_ != nullptr) backend_->free(ptr_);
+    if (ptr_ != nullptr) {
+      if (on_host_)
+        backend_->free_host(ptr_);
+      else
+        backend_->free(ptr_);
+    }
     ptr_ = nullptr;
     count_ = 0;
   }
   Backend* backend_ = nullptr;
   float* ptr_ = nullptr;
   int64_t count_ = 0;
+  bool on_host_ = false;
 };
 
 }  // namespace st

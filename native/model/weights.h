@@ -40,7 +40,8 @@ Weights load_weights(Backend& backend, const ModelConfig& config, const std::str
 // optimiser state and checkpoints). Tied models list no lm_head.
 std::vector<std::pair<std::string, DeviceArray*>> named_parameters(Weights& weights);
 
-// Zero-filled arrays shaped like `weights` (gradients, AdamW moments).
-Weights zeros_like(Backend& backend, Weights& weights);
+// Zero-filled arrays shaped like `weights` (gradients, AdamW moments); with
+// `host`, in the backend's host memory (the offloaded optimiser state).
+Weights zeros_like(Backend& backend, Weights& weights, bool host = false);
 
 }  // namespace st::model

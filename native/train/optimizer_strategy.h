@@ -34,12 +34,22 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/backend.h"
 #include "train/adamw.h"
 #include "train/bf16_round.h"
 
 namespace st::train {
 
 enum class OptimizerStrategy { AdamW, AdamWBf16 };
+
+// The strategy, and whether its state lives in the backend's host memory
+// (worker.actor.offload.offload_optimizer).
+struct OptimizerConfig {
+  OptimizerStrategy strategy = OptimizerStrategy::AdamW;
+  bool offload = false;
+};
+// "adamw_bf16, offloaded" and the like, for messages.
+std::string describe(const OptimizerConfig& config);
 
 // "adamw" / "adamw_bf16"; an unknown name is std::invalid_argument listing both.
 OptimizerStrategy parse_optimizer_strategy(const std::string& name);
@@ -86,6 +96,13 @@ ST_HOST_DEVICE inline void adamw_bf16_element(float* param, const float* grad, f
   param[i] = next;
   if (compensation) compensation[i] = round_to_bf16(float(st_add(y, -st_add(double(next), -p))));
 }
+
+// One step of one parameter tensor as `config` says, on `backend`: m, v and
+// (adamw_bf16) compensation are backend memory, or host memory from
+// alloc_host when offloaded.
+void apply_optimizer_step(Backend& backend, const OptimizerConfig& config, float* param, const float* grad, float* m,
+                          float* v, float* compensation, int64_t n, int64_t step, float grad_scale,
+                          const AdamWOptions& options);
 
 // One adamw_bf16 step over n elements on host memory (the CPU backend).
 void adamw_bf16_step(float* param, const float* grad, float* m, float* v, float* compensation, int64_t n,

@@ -291,7 +291,14 @@ class CudaBackend final : public Backend {
     enter();
     // 4 Mi entries a chunk: 16 MiB per array in flight, enough to keep PCIe
     // busy; the staging (2 slots x 3 arrays) is 96 MiB, made on first use.
-    if (!host_state_stepper_) host_state_stepper_ = std::make_unique<cuda::HostStateStepper>(int64_t(1) << 22);
+    // SPATIALTHINKER_OFFLOAD_CHUNK (entries) makes it smaller: the tests
+    // stream a few thousand entries through several chunks.
+    if (!host_state_stepper_) {
+      int64_t chunk = int64_t(1) << 22;
+      if (const char* v = std::getenv("SPATIALTHINKER_OFFLOAD_CHUNK"); v != nullptr && std::atoll(v) > 0)
+        chunk = std::atoll(v);
+      host_state_stepper_ = std::make_unique<cuda::HostStateStepper>(chunk);
+    }
     host_state_stepper_->step(strategy, param, grad, m_host, v_host, compensation_host, n, step, grad_scale, options,
                               stream_);
   }
