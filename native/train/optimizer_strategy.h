@@ -80,21 +80,37 @@ inline double st_div(double a, double b) { return a / b; }
 inline double st_sqrt(double a) { return std::sqrt(a); }
 #endif
 
+// One element's state, as floats holding bf16 values: whatever the arrays
+// store it in (fp32 emulation on the CPU, bf16 on a GPU), a kernel loads it,
+// updates it here and stores it back exactly.
+struct Bf16AdamWElement {
+  float param, m, v, compensation;
+};
+
+// The adamw_bf16 step of one element (the formulas above); without
+// `compensated`, plain bf16 rounding and the compensation is left alone.
+ST_HOST_DEVICE inline void adamw_bf16_update(Bf16AdamWElement& e, float grad, bool compensated,
+                                             const AdamWStepConstants& k) {
+  const double g = st_mul(double(grad), k.grad_scale);
+  e.m = round_to_bf16(float(st_add(st_mul(k.beta1, double(e.m)), st_mul(k.one_minus_beta1, g))));
+  e.v = round_to_bf16(float(st_add(st_mul(k.beta2, double(e.v)), st_mul(st_mul(k.one_minus_beta2, g), g))));
+  const double p = double(e.param);
+  const double denominator = st_add(st_div(st_sqrt(double(e.v)), k.bias2_sqrt), k.eps);
+  const double update = -st_add(st_mul(k.lr_decay, p), st_div(st_mul(k.step_size, double(e.m)), denominator));
+  const double y = compensated ? st_add(update, double(e.compensation)) : update;
+  e.param = round_to_bf16(float(st_add(p, y)));
+  if (compensated) e.compensation = round_to_bf16(float(st_add(y, -st_add(double(e.param), -p))));
+}
+
+// Element i of fp32 arrays holding bf16 values; compensation may be null.
 ST_HOST_DEVICE inline void adamw_bf16_element(float* param, const float* grad, float* m, float* v,
                                               float* compensation, int64_t i, const AdamWStepConstants& k) {
-  const double g = st_mul(double(grad[i]), k.grad_scale);
-  const float mi = round_to_bf16(float(st_add(st_mul(k.beta1, double(m[i])), st_mul(k.one_minus_beta1, g))));
-  const float vi =
-      round_to_bf16(float(st_add(st_mul(k.beta2, double(v[i])), st_mul(st_mul(k.one_minus_beta2, g), g))));
-  m[i] = mi;
-  v[i] = vi;
-  const double p = double(param[i]);
-  const double denominator = st_add(st_div(st_sqrt(double(vi)), k.bias2_sqrt), k.eps);
-  const double update = -st_add(st_mul(k.lr_decay, p), st_div(st_mul(k.step_size, double(mi)), denominator));
-  const double y = compensation ? st_add(update, double(compensation[i])) : update;
-  const float next = round_to_bf16(float(st_add(p, y)));
-  param[i] = next;
-  if (compensation) compensation[i] = round_to_bf16(float(st_add(y, -st_add(double(next), -p))));
+  Bf16AdamWElement e{param[i], m[i], v[i], compensation ? compensation[i] : 0.0f};
+  adamw_bf16_update(e, grad[i], compensation != nullptr, k);
+  param[i] = e.param;
+  m[i] = e.m;
+  v[i] = e.v;
+  if (compensation) compensation[i] = e.compensation;
 }
 
 // One step of one parameter tensor as `config` says, on `backend`: m, v and
