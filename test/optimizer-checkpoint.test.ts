@@ -133,3 +133,21 @@ t.test('offloading the optimiser on the CPU backend changes nothing', async (t) 
     await offloaded.dispose();
   }
 });
+
+t.test('the configuration says what the optimizer keys do on the device the run uses', async (t) => {
+  const { configurationNotes, validateConfig } = await import('../lib/rl/config.js');
+  const config = (device: 'cpu' | 'cuda', strategy: 'adamw' | 'adamw_bf16', offload: boolean) =>
+    validateConfig({
+      data: { train_files: 'x' },
+      worker: { actor: { model: { model_path: 'm' }, optim: { strategy }, offload: { offload_optimizer: offload, offload_params: true } } },
+      trainer: { device },
+    });
+  const cpu = configurationNotes(config('cpu', 'adamw_bf16', true));
+  t.ok(cpu.some((n) => /offload_optimizer=true: no effect on the CPU backend/.test(n)), 'offload on the CPU is a no-op that says so');
+  t.ok(cpu.some((n) => /strategy=adamw_bf16: the weights, AdamW moments and a Kahan compensation buffer are bf16/.test(n)));
+  t.ok(cpu.some((n) => /worker\.actor\.offload\.offload_params=true: accepted, not applicable here/.test(n)), 'parameter offload stays accepted without effect');
+  t.notOk(configurationNotes(config('cuda', 'adamw', true)).some((n) => /offload_optimizer=true/.test(n)), 'on CUDA offload applies: no note');
+  const parsed = config('cuda', 'adamw', true);
+  t.equal(parsed.worker.actor.offload.offload_optimizer, true);
+  t.equal(config('cpu', 'adamw', false).worker.actor.offload.offload_optimizer, false);
+});
