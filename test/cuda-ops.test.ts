@@ -18,6 +18,37 @@
  * It also checks that two CUDA runs give identical bits (every kernel is
  * deterministic: no atomics race, column sums run in a fixed order).
  *
+ * The same cases run again with the CUDA backend's bf16 storage (its
+ * default): every float input is first rounded to bf16 (to nearest even) in
+ * JavaScript, and the CPU backend computes in fp32 on those same values, so
+ * the difference is only what bf16 storage adds inside the op. bf16 keeps 8
+ * significant bits (7 stored), so one rounding to nearest moves a value by
+ * at most half a unit in the last place: 2^-8 of itself just above a power
+ * of two, 2^-9 just below the next (the unit roundoff is 2^-8, not 2^-9).
+ * The error measure below is relative to the largest reference value, so
+ * one rounding of every output is at most BF16_STORE = 2^-8 ~ 3.9e-3. Per output:
+ *   - fp32 outputs computed from the same bf16 values (parameter gradients
+ *     dw, db, dtable; the log-probs and entropies; AdamW's m and v): the fp32
+ *     tolerance above, since the products accumulate in fp32 like the CPU's;
+ *     embedding_backward and AdamW's m, v are checked bit for bit;
+ *   - copies (embedding, gather_rows, scatter_rows, copy_columns, fill):
+ *     exact, a bf16 value survives a copy;
+ *   - outputs stored in bf16 once (linear's y with its bias, since the bias
+ *     is written first and the product added to it in fp32 before the one
+ *     rounding; rmsnorm, rotary, swiglu, gelu, add, attention, dx of
+ *     linear/rmsnorm, AdamW's param): BF16_STORE plus the fp32 tolerance;
+ *   - attention_backward's dk/dv pools: pool + fp32 sum rounded once, so
+ *     BF16_STORE plus the fp32 tolerance too;
+ *   - token_logprobs_backward: the d loss / d logit tile is rounded to bf16
+ *     to feed the products (cuBLAS takes one input type), each term of the
+ *     vocabulary sum for dhidden and of the row sum for dhead carries a
+ *     2^-8 rounding, so the error is at most 2^-8 times the sum of the
+ *     terms' magnitudes. dlogit = dlogp (onehot - p) sums to zero over the
+ *     vocabulary, so those sums cancel: on these inputs the sum of
+ *     magnitudes is within 8x the largest output (dhidden then adds its own
+ *     final rounding), hence 8 * BF16_STORE + BF16_STORE for dhidden and
+ *     8 * BF16_STORE for dhead. The printed errors show the margin.
+ *
  * Without a usable GPU and cuBLAS the CUDA comparisons skip, saying why;
  * the runOp harness itself is tested on the CPU backend. `npm test` and
  * `npm run test:cuda-emulated` also run this file against the CUDA kernels
@@ -37,6 +68,11 @@ const skip = !info.cuda.available
     ? `cuBLAS not found: ${info.cuda.cublas.error ?? 'unknown'}`
     : false;
 if (skip) t.comment(`CUDA op tests skipped: ${skip}`);
+// Under the CPU emulation every kernel thread is a host thread and the fake
+// cuBLAS loops naively: both storages' passes take longer than the default
+// per-file limit on a shared 2-core machine.
+const emulated = info.cuda.devices.some((d) => /emulation/i.test(d.name));
+if (emulated) t.setTimeout(45 * 60 * 1000);
 
 // fp32 products differ from the CPU's only in summation order; TF32 rounds
 // the inputs to 10-bit mantissas.
@@ -345,30 +381,105 @@ t.test('without a usable GPU, the CUDA backend says why', { skip: skip ? false :
   await t.rejects(runOp({ op: 'add', device: 'cuda', tensors: { x: new Float32Array(1), y: new Float32Array(1) } }), /the CUDA backend is unavailable: |cuBLAS could not be loaded/);
 });
 
-t.test('every op on CUDA matches the CPU backend', { skip }, async (t) => {
+t.test('every op on CUDA in fp32 matches the CPU backend', { skip }, async (t) => {
   for (const c of cases()) {
     const cpu = await runOp({ ...c.args, device: 'cpu' });
-    const gpu = await runOp({ ...c.args, device: 'cuda' });
+    const gpu = await runOp({ ...c.args, device: 'cuda', dtype: 'fp32' });
     t.equal(gpu.backend, 'cuda');
+    t.equal(gpu.dtype, 'fp32');
     t.same(Object.keys(gpu.outputs).sort(), Object.keys(cpu.outputs).sort(), `${c.name}: the same outputs`);
     for (const [name, expected] of Object.entries(cpu.outputs)) {
       const error = relError(gpu.outputs[name] as Float32Array, expected);
       t.ok(error <= c.tol, `${c.name}: ${name} error ${error.toExponential(2)} (tolerance ${c.tol})`);
     }
-    const again = await runOp({ ...c.args, device: 'cuda' });
+    const again = await runOp({ ...c.args, device: 'cuda', dtype: 'fp32' });
     for (const [name, first] of Object.entries(gpu.outputs))
       t.ok(Buffer.from((again.outputs[name] as Float32Array).buffer).equals(Buffer.from(first.buffer)), `${c.name}: ${name} is the same bits on a second CUDA run`);
   }
 });
 
+/** Each value rounded to the nearest bf16 (ties to even), as the CUDA backend stores it; NaN stays NaN. */
+function toBf16(values: Float32Array): Float32Array {
+  const out = new Float32Array(values);
+  const bits = new Uint32Array(out.buffer);
+  for (let i = 0; i < bits.length; i++) {
+    if (Number.isNaN(out[i])) continue;
+    const b = bits[i] as number;
+    bits[i] = (Math.floor((b + 0x7fff + (Math.floor(b / 65536) & 1)) / 65536) * 65536) >>> 0;
+  }
+  return out;
+}
+
+function withBf16Inputs(args: OpArgs): OpArgs {
+  const tensors = args.tensors ? Object.fromEntries(Object.entries(args.tensors).map(([k, v]) => [k, toBf16(v)])) : undefined;
+  return { ...args, ...(tensors ? { tensors } : {}) };
+}
+
+const BF16_STORE = 2 ** -8;
+const FP32_OUTPUTS = new Set(['dw', 'db', 'dtable', 'dhead', 'logp', 'entropy', 'm', 'v']);
+const COPIES = new Set(['embedding', 'gather_rows', 'scatter_rows', 'copy_columns', 'fill']);
+
+/** The bf16 tolerance of output `name` of case `c` (see the header). */
+function bf16Tolerance(c: Case, name: string): number {
+  if (COPIES.has(c.args.op)) return 0;
+  if (c.args.op === 'token_logprobs_backward') return name === 'dhidden' ? 9 * BF16_STORE : 8 * BF16_STORE;
+  if (FP32_OUTPUTS.has(name)) return c.tol;
+  return c.tol + BF16_STORE;
+}
+
+t.test('bf16 rounding in these tests is round-to-nearest-even', async (t) => {
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: to the even one, 1; 1 + 3 * 2^-8 goes up to 1 + 2^-6.
+  t.same(Array.from(toBf16(Float32Array.of(1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -9), 3.14159))), [1, 1 + 2 ** -6, -1, 3.140625]);
+});
+
+t.test('every op on CUDA in bf16 matches the CPU backend on the same bf16 values', { skip }, async (t) => {
+  for (const c of cases()) {
+    const args = withBf16Inputs(c.args);
+    const cpu = await runOp({ ...args, device: 'cpu' });
+    const gpu = await runOp({ ...args, device: 'cuda', dtype: 'bf16' });
+    t.equal(gpu.dtype, 'bf16');
+    t.same(Object.keys(gpu.outputs).sort(), Object.keys(cpu.outputs).sort(), `${c.name}: the same outputs`);
+    for (const [name, expected] of Object.entries(cpu.outputs)) {
+      const tol = bf16Tolerance(c, name);
+      const error = relError(gpu.outputs[name] as Float32Array, expected);
+      t.ok(error <= tol, `${c.name} (bf16): ${name} error ${error.toExponential(2)} (tolerance ${tol.toExponential(2)})`);
+    }
+    // Determinism: the bf16 kernels are the fp32 ones' templates (checked
+    // above); what bf16 adds with atomics is attention's fp32 dk/dv sums.
+    if (c.args.op !== 'attention_backward') continue;
+    const again = await runOp({ ...args, device: 'cuda', dtype: 'bf16' });
+    for (const [name, first] of Object.entries(gpu.outputs))
+      t.ok(Buffer.from((again.outputs[name] as Float32Array).buffer).equals(Buffer.from(first.buffer)), `${c.name} (bf16): ${name} is the same bits on a second CUDA run`);
+  }
+});
+
+t.test('bf16 storage really rounds: outputs are bf16 values, and differ from fp32 storage', { skip }, async (t) => {
+  // A check that the bf16 runs above did not quietly run in fp32.
+  const x = uniform(64 * 32);
+  const w = uniform(16 * 32);
+  const args = { op: 'linear', tensors: { x: toBf16(x), w: toBf16(w) }, scalars: { m: 64, k: 32, n: 16 } };
+  const bf = await runOp({ ...args, device: 'cuda', dtype: 'bf16' });
+  const fp = await runOp({ ...args, device: 'cuda', dtype: 'fp32' });
+  const y = bf.outputs['y'] as Float32Array;
+  t.same(Array.from(toBf16(y)), Array.from(y), 'every output is a bf16 value');
+  t.notSame(Array.from(y), Array.from(fp.outputs['y'] as Float32Array), 'and not the fp32 result');
+  t.same(Array.from(y), Array.from(toBf16(fp.outputs['y'] as Float32Array)), 'but that result rounded once');
+});
+
 t.test('sum of squares on CUDA matches the CPU backend', { skip }, async (t) => {
   const x = uniform(100003, -3, 3);
   const cpu = await runOp({ op: 'sum_squares', tensors: { x }, device: 'cpu' });
-  const gpu = await runOp({ op: 'sum_squares', tensors: { x }, device: 'cuda' });
+  const gpu = await runOp({ op: 'sum_squares', tensors: { x }, device: 'cuda', dtype: 'fp32' });
   const error = Math.abs((gpu.scalar as number) - (cpu.scalar as number)) / (cpu.scalar as number);
   t.ok(error <= 1e-10, `relative error ${error.toExponential(2)}`);
   const empty = await runOp({ op: 'sum_squares', tensors: { x: new Float32Array(0) }, device: 'cuda' });
   t.equal(empty.scalar, 0);
+  // bf16 storage: the CPU sums the same bf16 values in double.
+  const xb = toBf16(x);
+  const cpuB = await runOp({ op: 'sum_squares', tensors: { x: xb }, device: 'cpu' });
+  const gpuB = await runOp({ op: 'sum_squares', tensors: { x: xb }, device: 'cuda', dtype: 'bf16' });
+  const errorB = Math.abs((gpuB.scalar as number) - (cpuB.scalar as number)) / (cpuB.scalar as number);
+  t.ok(errorB <= 1e-10, `bf16 storage: relative error ${errorB.toExponential(2)}`);
 });
 
 t.test('AdamW and the embedding gradient on CUDA repeat the CPU arithmetic exactly', { skip }, async (t) => {
@@ -377,8 +488,15 @@ t.test('AdamW and the embedding gradient on CUDA repeat the CPU arithmetic exact
   // CPU build or the GPU contracted something.
   for (const c of cases().filter((c) => c.args.op === 'adamw' || c.args.op === 'embedding_backward')) {
     const cpu = await runOp({ ...c.args, device: 'cpu' });
-    const gpu = await runOp({ ...c.args, device: 'cuda' });
+    const gpu = await runOp({ ...c.args, device: 'cuda', dtype: 'fp32' });
     for (const [name, expected] of Object.entries(cpu.outputs))
       t.ok(Buffer.from((gpu.outputs[name] as Float32Array).buffer).equals(Buffer.from(expected.buffer)), `${c.name}: ${name} bit-identical`);
+    // bf16 storage: the fp32 arrays (dtable, m, v) still bit for bit from the same bf16 inputs.
+    const args = withBf16Inputs(c.args);
+    const cpuB = await runOp({ ...args, device: 'cpu' });
+    const gpuB = await runOp({ ...args, device: 'cuda', dtype: 'bf16' });
+    for (const [name, expected] of Object.entries(cpuB.outputs))
+      if (FP32_OUTPUTS.has(name))
+        t.ok(Buffer.from((gpuB.outputs[name] as Float32Array).buffer).equals(Buffer.from(expected.buffer)), `${c.name} (bf16): ${name} bit-identical`);
   }
 });

@@ -198,7 +198,12 @@ export interface LoadOptions {
    * SPATIALTHINKER_THREADS); a different value later is an error.
    */
   threads?: number;
-  /** Compute precision: 'fp32' (the default, and for now the only one either backend computes in). */
+  /**
+   * Storage precision of weights, activations and the KV cache. The CPU backend is fp32 only. On
+   * CUDA the default is 'bf16' (or SPATIALTHINKER_CUDA_DTYPE): bf16 storage with fp32 accumulation,
+   * fp32 log-probs, losses, reductions and parameter gradients; 'fp32' stores everything in fp32
+   * (for parity checks against the CPU backend).
+   */
   dtype?: 'fp32' | 'bf16';
   /**
    * Budget in bytes of the engine's image-feature cache, which lets generation and log-probs at the
@@ -275,8 +280,6 @@ export class Model {
   static async load(dir: string, options: LoadOptions = {}): Promise<Model> {
     if (options.dtype === 'bf16' && (options.device ?? 'cpu') === 'cpu')
       throw new Error('dtype "bf16" needs the CUDA backend; the CPU backend computes in fp32 (bf16 checkpoints are converted on load)');
-    if (options.dtype === 'bf16')
-      throw new Error('dtype "bf16" is not implemented yet: the CUDA backend computes in fp32 (bf16 checkpoints are converted on load)');
     applyThreads(options.threads);
     await assertRegularModelFiles(dir);
     const report = options.onProgress ?? (() => {});
@@ -289,6 +292,7 @@ export class Model {
       dir,
       config,
       device: options.device ?? 'cpu',
+      ...(options.dtype ? { dtype: options.dtype } : {}),
       imageCacheBytes: options.imageCacheBytes ?? DEFAULT_IMAGE_CACHE_BYTES,
     });
     report({ phase: 'weights', done: 1, total: 1, bytes });

@@ -375,7 +375,8 @@ export interface NativeBinding {
   engineCounters(reset?: boolean): { matmulSeconds: number; visionTowerImages: number; imageCacheHits: number };
 
   /** imageCacheBytes: the image-feature cache's budget (0: off). */
-  loadModel(args: { dir: string; config: NativeModelConfig; device: Device; imageCacheBytes: number }): Promise<NativeModel>;
+  /** dtype: the CUDA backend's storage type (unset: SPATIALTHINKER_CUDA_DTYPE, else bf16); the CPU backend is fp32 only. */
+  loadModel(args: { dir: string; config: NativeModelConfig; device: Device; dtype?: 'bf16' | 'fp32'; imageCacheBytes: number }): Promise<NativeModel>;
 
   readSafetensors(path: string, names?: string[]): Promise<{ metadata: Record<string, string>; tensors: Record<string, NativeTensor> }>;
   inspectSafetensors(path: string): Promise<{ metadata: Record<string, string>; tensors: Record<string, NativeTensorHeader> }>;
@@ -399,6 +400,8 @@ export interface RunOpArgs {
   /** The optional outputs to make. */
   outputs?: string[];
   sequences?: { qOffset: number; qLen: number; keySlots: Int32Array; causal?: boolean }[];
+  /** The CUDA backend's storage type for weights and activations (default: SPATIALTHINKER_CUDA_DTYPE, else bf16); the CPU backend is fp32 only. */
+  dtype?: 'bf16' | 'fp32';
 }
 
 export interface NativeAdamWArgs {
@@ -437,7 +440,7 @@ export interface TestingEntryPoints {
    * One op of the backend interface: float tensors are copied in, outputs
    * copied out (outputs not passed in start as NaN).
    */
-  runOp(args: RunOpArgs): Promise<{ outputs: Record<string, Float32Array>; scalar?: number; backend: string }>;
+  runOp(args: RunOpArgs): Promise<{ outputs: Record<string, Float32Array>; scalar?: number; backend: string; dtype: 'bf16' | 'fp32' }>;
   adamwStep(args: NativeAdamWArgs): Promise<{ params: Float32Array[]; m: Float32Array[]; v: Float32Array[]; gradNorm: number; clipCoef: number; skipped: boolean }>;
   policyLoss(args: NativePolicyLossArgs): Promise<PolicyLossMetrics & { dlogp: Float32Array }>;
 }

@@ -21,7 +21,9 @@ import {
 export type { KlEstimator, LossAggregation } from './binding.js';
 
 /** One op of the backend interface on `device` (default 'cpu'); see native/addon/ops_workers.cpp for each op's fields. */
-export function runOp(args: Omit<RunOpArgs, 'device'> & { device?: Device }): Promise<{ outputs: Record<string, Float32Array>; scalar?: number; backend: string }> {
+export function runOp(
+  args: Omit<RunOpArgs, 'device'> & { device?: Device },
+): Promise<{ outputs: Record<string, Float32Array>; scalar?: number; backend: string; dtype: 'bf16' | 'fp32' }> {
   return testingEntryPoints().runOp({ ...args, device: args.device ?? 'cpu' });
 }
 

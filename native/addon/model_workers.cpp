@@ -712,7 +712,8 @@ model::ModelConfig config_of(const Napi::Object& c, const char* fn) {
   return config;
 }
 
-// loadModel({dir, config, device}) -> Promise<NativeModel>
+// loadModel({dir, config, device, dtype?, imageCacheBytes}) -> Promise<NativeModel>; dtype
+// ("bf16" | "fp32") is the CUDA backend's storage type, unset its default.
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   const char* fn = "loadModel";
   Napi::Object o = options_object(info, fn);
@@ -723,16 +724,24 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   const std::string device = string_field(o, "device", fn);
   if (device != "cpu" && device != "cuda")
     throw Napi::TypeError::New(info.Env(), "loadModel: unknown device \"" + device + "\" (use \"cpu\" or \"cuda\")");
+  const std::string dtype = o.Get("dtype").IsUndefined() ? "" : string_field(o, "dtype", fn);
+  if (!dtype.empty() && dtype != "bf16" && dtype != "fp32")
+    throw Napi::TypeError::New(info.Env(), "loadModel: unknown dtype \"" + dtype + "\" (use \"bf16\" or \"fp32\")");
+  if (device == "cpu" && dtype == "bf16")
+    throw Napi::TypeError::New(info.Env(), "loadModel: the CPU backend is fp32 only (dtype \"bf16\" needs device \"cuda\")");
   const int64_t image_cache_bytes = integer_field(o, "imageCacheBytes", fn);
   if (image_cache_bytes < 0) throw Napi::RangeError::New(info.Env(), "loadModel: `imageCacheBytes` must be >= 0");
   auto handle = std::make_shared<ModelHandle>();
   return PromiseWorker::Start(
       info.Env(),
-      [handle, config, dir, device, image_cache_bytes]() -> std::string {
+      [handle, config, dir, device, dtype, image_cache_bytes]() -> std::string {
         try {
           // make_cuda_backend says why when there is no usable GPU or cuBLAS.
-          handle->model = std::make_unique<model::Qwen25VL>(device == "cuda" ? make_cuda_backend() : make_cpu_backend(),
-                                                            config, dir, image_cache_bytes);
+          std::unique_ptr<Backend> backend =
+              device == "cpu"  ? make_cpu_backend()
+              : dtype.empty() ? make_cuda_backend()
+                              : make_cuda_backend(dtype == "bf16" ? Storage::BF16 : Storage::F32);
+          handle->model = std::make_unique<model::Qwen25VL>(std::move(backend), config, dir, image_cache_bytes);
           handle->parameters = double(handle->model->parameter_count());
           handle->backend = handle->model->backend().name();
         } catch (const std::exception& e) {

@@ -146,21 +146,26 @@ struct OpCall {
   bool given(const char* name) const { return tensors.count(name) > 0; }
   int64_t size_of(const char* name) const { return int64_t(host(name, -1).size()); }
 
-  DeviceArray& upload(const std::vector<float>& values) {
-    arrays.emplace_back(*backend, int64_t(values.size()));
+  // Arrays are in the backend's storage type unless the op's interface
+  // fixes them as fp32 (parameter gradients, rotary tables, moments): `f32`.
+  Storage type_of(bool f32) const { return f32 ? Storage::F32 : backend->storage(); }
+  DeviceArray& upload(const std::vector<float>& values, Storage type) {
+    arrays.emplace_back(*backend, int64_t(values.size()), type);
     backend->upload(arrays.back().get(), values.data(), int64_t(values.size()));
     return arrays.back();
   }
   // An input on the backend (count -1: any size).
-  float* in(const char* name, int64_t count) { return upload(host(name, count)).get(); }
-  float* optional_in(const char* name, int64_t count) { return given(name) ? in(name, count) : nullptr; }
+  DevicePtr in(const char* name, int64_t count, bool f32 = false) {
+    return upload(host(name, count), type_of(f32)).get();
+  }
+  DevicePtr optional_in(const char* name, int64_t count) { return given(name) ? in(name, count) : nullptr; }
   // An output on the backend, downloaded afterwards.
-  float* out(const char* name, int64_t count) {
+  DevicePtr out(const char* name, int64_t count, bool f32 = false) {
     DeviceArray* array;
     if (given(name)) {
-      array = &upload(host(name, count));
+      array = &upload(host(name, count), type_of(f32));
     } else {
-      arrays.emplace_back(*backend, count);
+      arrays.emplace_back(*backend, count, type_of(f32));
       array = &arrays.back();
       backend->fill(array->get(), std::numeric_limits<float>::quiet_NaN(), count);
     }
@@ -168,13 +173,13 @@ struct OpCall {
     return array->get();
   }
   // An array the op updates in place: its initial values are required.
-  float* inout(const char* name, int64_t count) {
+  DevicePtr inout(const char* name, int64_t count, bool f32 = false) {
     host(name, count);
-    return out(name, count);
+    return out(name, count, f32);
   }
   // An output the op may skip (a null gradient): made when passed or wanted.
-  float* optional_out(const char* name, int64_t count) {
-    return given(name) || wanted.count(name) ? out(name, count) : nullptr;
+  DevicePtr optional_out(const char* name, int64_t count, bool f32 = false) {
+    return given(name) || wanted.count(name) ? out(name, count, f32) : nullptr;
   }
   std::vector<float>& host_out(const char* name, int64_t count) {
     std::vector<float>& v = results[name];
@@ -222,63 +227,63 @@ const std::map<std::string, OpFn>& op_table() {
       {"linear",
        [](OpCall& c) {
          const int64_t m = c.integer("m"), k = c.integer("k"), n = c.integer("n");
-         const float* x = c.in("x", m * k);
-         const float* w = c.in("w", n * k);
-         const float* bias = c.optional_in("bias", n);
+         const ConstDevicePtr x = c.in("x", m * k);
+         const ConstDevicePtr w = c.in("w", n * k);
+         const ConstDevicePtr bias = c.optional_in("bias", n);
          c.backend->linear(x, w, bias, c.out("y", m * n), m, k, n);
        }},
       {"linear_backward",
        [](OpCall& c) {
          const int64_t m = c.integer("m"), k = c.integer("k"), n = c.integer("n");
-         const float* x = c.in("x", m * k);
-         const float* w = c.in("w", n * k);
-         const float* dy = c.in("dy", m * n);
-         c.backend->linear_backward(x, w, dy, c.optional_out("dx", m * k), c.optional_out("dw", n * k),
-                                    c.optional_out("db", n), m, k, n);
+         const ConstDevicePtr x = c.in("x", m * k);
+         const ConstDevicePtr w = c.in("w", n * k);
+         const ConstDevicePtr dy = c.in("dy", m * n);
+         c.backend->linear_backward(x, w, dy, c.optional_out("dx", m * k), c.optional_out("dw", n * k, true),
+                                    c.optional_out("db", n, true), m, k, n);
        }},
       {"rmsnorm",
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), dim = c.integer("dim");
-         const float* x = c.in("x", rows * dim);
-         const float* w = c.in("w", dim);
+         const ConstDevicePtr x = c.in("x", rows * dim);
+         const ConstDevicePtr w = c.in("w", dim);
          c.backend->rmsnorm(x, w, c.out("y", rows * dim), rows, dim, float(c.num("eps", 1e-6)));
        }},
       {"rmsnorm_backward",
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), dim = c.integer("dim");
-         const float* x = c.in("x", rows * dim);
-         const float* w = c.in("w", dim);
-         const float* dy = c.in("dy", rows * dim);
-         c.backend->rmsnorm_backward(x, w, dy, c.optional_out("dx", rows * dim), c.optional_out("dw", dim), rows, dim,
+         const ConstDevicePtr x = c.in("x", rows * dim);
+         const ConstDevicePtr w = c.in("w", dim);
+         const ConstDevicePtr dy = c.in("dy", rows * dim);
+         c.backend->rmsnorm_backward(x, w, dy, c.optional_out("dx", rows * dim), c.optional_out("dw", dim, true), rows, dim,
                                      float(c.num("eps", 1e-6)));
        }},
       {"rotary",
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), heads = c.integer("heads"), hd = c.integer("headDim");
-         const float* cos = c.in("cos", rows * hd);
-         const float* sin = c.in("sin", rows * hd);
+         const ConstDevicePtr cos = c.in("cos", rows * hd, true);
+         const ConstDevicePtr sin = c.in("sin", rows * hd, true);
          c.backend->rotary(c.inout("x", rows * heads * hd), cos, sin, rows, heads, hd);
        }},
       {"rotary_backward",
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), heads = c.integer("heads"), hd = c.integer("headDim");
-         const float* cos = c.in("cos", rows * hd);
-         const float* sin = c.in("sin", rows * hd);
+         const ConstDevicePtr cos = c.in("cos", rows * hd, true);
+         const ConstDevicePtr sin = c.in("sin", rows * hd, true);
          c.backend->rotary_backward(c.inout("dx", rows * heads * hd), cos, sin, rows, heads, hd);
        }},
       {"swiglu",
        [](OpCall& c) {
          const int64_t n = c.size_of("gate");
-         const float* gate = c.in("gate", n);
-         const float* up = c.in("up", n);
+         const ConstDevicePtr gate = c.in("gate", n);
+         const ConstDevicePtr up = c.in("up", n);
          c.backend->swiglu(gate, up, c.out("out", n), n);
        }},
       {"swiglu_backward",
        [](OpCall& c) {
          const int64_t n = c.size_of("gate");
-         const float* gate = c.in("gate", n);
-         const float* up = c.in("up", n);
-         const float* dout = c.in("dout", n);
+         const ConstDevicePtr gate = c.in("gate", n);
+         const ConstDevicePtr up = c.in("up", n);
+         const ConstDevicePtr dout = c.in("dout", n);
          c.backend->swiglu_backward(gate, up, dout, c.out("dgate", n), c.out("dup", n), n);
        }},
       {"gelu",
@@ -289,13 +294,13 @@ const std::map<std::string, OpFn>& op_table() {
       {"gelu_backward",
        [](OpCall& c) {
          const int64_t n = c.size_of("x_in");
-         const float* x = c.in("x_in", n);
+         const ConstDevicePtr x = c.in("x_in", n);
          c.backend->gelu_backward(x, c.inout("dout", n), n);
        }},
       {"add",
        [](OpCall& c) {
          const int64_t n = c.size_of("x");
-         const float* y = c.in("y", n);
+         const ConstDevicePtr y = c.in("y", n);
          c.backend->add(c.inout("x", n), y, n);
        }},
       {"fill",
@@ -309,7 +314,7 @@ const std::map<std::string, OpFn>& op_table() {
          const int64_t vocab = c.size_of("table") / std::max<int64_t>(dim, 1);
          const auto& ids = c.indices("ids", vocab, "an id is outside the table");
          const int64_t n = int64_t(ids.size());
-         const float* table = c.in("table", vocab * dim);
+         const ConstDevicePtr table = c.in("table", vocab * dim);
          c.backend->embedding(ids.data(), n, table, c.out("out", n * dim), dim);
        }},
       {"embedding_backward",
@@ -318,8 +323,8 @@ const std::map<std::string, OpFn>& op_table() {
          const int64_t vocab = c.size_of("dtable") / std::max<int64_t>(dim, 1);
          const auto& ids = c.indices("ids", vocab, "an id is outside the table");
          const int64_t n = int64_t(ids.size());
-         const float* dout = c.in("dout", n * dim);
-         c.backend->embedding_backward(ids.data(), n, dout, c.inout("dtable", vocab * dim), dim);
+         const ConstDevicePtr dout = c.in("dout", n * dim);
+         c.backend->embedding_backward(ids.data(), n, dout, c.inout("dtable", vocab * dim, true), dim);
        }},
       {"gather_rows",
        [](OpCall& c) {
@@ -327,7 +332,7 @@ const std::map<std::string, OpFn>& op_table() {
          const int64_t src_rows = c.size_of("src") / std::max<int64_t>(dim, 1);
          const auto& rows = c.indices("rows", src_rows, "a row is outside src");
          const int64_t n = int64_t(rows.size());
-         const float* src = c.in("src", src_rows * dim);
+         const ConstDevicePtr src = c.in("src", src_rows * dim);
          c.backend->gather_rows(src, rows.data(), n, c.out("out", n * dim), dim);
        }},
       {"scatter_rows",
@@ -336,7 +341,7 @@ const std::map<std::string, OpFn>& op_table() {
          const int64_t dst_rows = c.size_of("dst") / std::max<int64_t>(dim, 1);
          const auto& rows = c.indices("rows", dst_rows, "a row is outside dst");
          const int64_t n = int64_t(rows.size());
-         const float* src = c.in("src", n * dim);
+         const ConstDevicePtr src = c.in("src", n * dim);
          c.backend->scatter_rows(src, rows.data(), n, c.inout("dst", dst_rows * dim), dim);
        }},
       {"copy_columns",
@@ -344,7 +349,7 @@ const std::map<std::string, OpFn>& op_table() {
          const int64_t rows = c.integer("rows"), src_cols = c.integer("srcCols"), offset = c.integer("colOffset"),
                        cols = c.integer("cols");
          if (offset + cols > src_cols) c.fail("colOffset + cols exceeds srcCols");
-         const float* src = c.in("src", rows * src_cols);
+         const ConstDevicePtr src = c.in("src", rows * src_cols);
          c.backend->copy_columns(src, rows, src_cols, offset, cols, c.out("dst", rows * cols));
        }},
       {"attention",
@@ -359,7 +364,7 @@ const std::map<std::string, OpFn>& op_table() {
          const int64_t rows = c.integer("rows"), slots = c.integer("slots");
          AttentionArgs a = c.attention_args(rows);
          const int64_t width = rows * a.heads * a.head_dim, kv = slots * a.kv_heads * a.head_dim;
-         const float* dout = c.in("dout", width);
+         const ConstDevicePtr dout = c.in("dout", width);
          c.backend->attention_backward(a, dout, c.out("dq", width), c.optional_out("dk_pool", kv),
                                        c.optional_out("dv_pool", kv));
        }},
@@ -367,8 +372,8 @@ const std::map<std::string, OpFn>& op_table() {
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), dim = c.integer("dim"), vocab = c.integer("vocab");
          const auto& targets = c.indices("targets", vocab, "a target is outside the vocabulary", rows);
-         const float* hidden = c.in("hidden", rows * dim);
-         const float* head = c.in("head", vocab * dim);
+         const ConstDevicePtr hidden = c.in("hidden", rows * dim);
+         const ConstDevicePtr head = c.in("head", vocab * dim);
          float* entropy = c.wanted.count("entropy") ? c.host_out("entropy", rows).data() : nullptr;
          c.backend->token_logprobs(hidden, head, rows, dim, vocab, targets.data(), float(c.num("temperature", 1.0)),
                                    c.host_out("logp", rows).data(), entropy);
@@ -377,21 +382,21 @@ const std::map<std::string, OpFn>& op_table() {
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), dim = c.integer("dim"), vocab = c.integer("vocab");
          const auto& targets = c.indices("targets", vocab, "a target is outside the vocabulary", rows);
-         const float* hidden = c.in("hidden", rows * dim);
-         const float* head = c.in("head", vocab * dim);
+         const ConstDevicePtr hidden = c.in("hidden", rows * dim);
+         const ConstDevicePtr head = c.in("head", vocab * dim);
          const std::vector<float>& dlogp = c.host("dlogp", rows);  // host memory, as the interface says
          c.backend->token_logprobs_backward(hidden, head, rows, dim, vocab, targets.data(),
                                             float(c.num("temperature", 1.0)), dlogp.data(),
-                                            c.out("dhidden", rows * dim), c.optional_out("dhead", vocab * dim));
+                                            c.out("dhidden", rows * dim), c.optional_out("dhead", vocab * dim, true));
        }},
       {"adamw",
        [](OpCall& c) {
          const int64_t n = c.size_of("param");
          const train::AdamWOptions o = adamw_options(c);
-         const float* grad = c.in("grad", n);
-         float* param = c.inout("param", n);
-         float* m = c.inout("m", n);
-         float* v = c.inout("v", n);
+         const ConstDevicePtr grad = c.in("grad", n, true);
+         const DevicePtr param = c.inout("param", n);
+         const DevicePtr m = c.inout("m", n, true);
+         const DevicePtr v = c.inout("v", n, true);
          c.backend->adamw(param, grad, m, v, n, std::max<int64_t>(1, c.integer("step")), float(c.num("gradScale", 1.0)),
                           o);
        }},
@@ -399,48 +404,49 @@ const std::map<std::string, OpFn>& op_table() {
        [](OpCall& c) {
          const int64_t n = c.size_of("param");
          const train::AdamWOptions o = adamw_options(c);
-         const float* grad = c.in("grad", n);
-         float* param = c.inout("param", n);
-         float* m = c.inout("m", n);
-         float* v = c.inout("v", n);
+         const ConstDevicePtr grad = c.in("grad", n, true);
+         // Weights, moments and compensation in the storage type (bf16 with dtype bf16 on CUDA).
+         const DevicePtr param = c.inout("param", n);
+         const DevicePtr m = c.inout("m", n);
+         const DevicePtr v = c.inout("v", n);
          // Without a compensation tensor: plain bf16 rounding of each update.
-         float* compensation = c.given("compensation") ? c.inout("compensation", n) : nullptr;
+         const DevicePtr compensation = c.given("compensation") ? c.inout("compensation", n) : DevicePtr();
          c.backend->adamw_bf16(param, grad, m, v, compensation, n, std::max<int64_t>(1, c.integer("step")),
                                float(c.num("gradScale", 1.0)), o);
        }},
       // The offloaded step: m, v (and the compensation of adamw_bf16, when
-      // `bf16` is 1) in the backend's host memory (pinned on CUDA).
+      // `bf16` is 1) in the backend's host memory (pinned on CUDA), fp32 for
+      // adamw and in the storage type for adamw_bf16.
       {"optimizer_step_host_state",
        [](OpCall& c) {
          const int64_t n = c.size_of("param");
          const bool bf16 = c.num("bf16", 0.0) != 0.0;
          const train::AdamWOptions o = adamw_options(c);
-         const float* grad = c.in("grad", n);
-         float* param = c.inout("param", n);
+         const ConstDevicePtr grad = c.in("grad", n, true);
+         const DevicePtr param = c.inout("param", n);
+         const Storage state_type = bf16 ? c.backend->storage() : Storage::F32;
          struct HostState {
-           HostState(Backend* b, int64_t count) : backend(b), ptr(b->alloc_host(count)) {}
+           HostState(Backend* b, int64_t count, Storage type) : backend(b), ptr(b->alloc_host(count, type)) {}
            HostState(const HostState&) = delete;
            HostState& operator=(const HostState&) = delete;
            ~HostState() { backend->free_host(ptr); }
            Backend* backend;
-           float* ptr;
+           DevicePtr ptr;
          };
          std::vector<const char*> names = {"m", "v"};
          if (bf16) names.push_back("compensation");
          std::deque<HostState> state;
          for (const char* name : names) {
            const std::vector<float>& initial = c.host(name, n);
-           state.emplace_back(c.backend, n);
-           std::copy(initial.begin(), initial.end(), state.back().ptr);
+           state.emplace_back(c.backend, n, state_type);
+           train::floats_to_host_state(initial.data(), n, state.back().ptr);
          }
          c.backend->optimizer_step_host_state(
              bf16 ? train::OptimizerStrategy::AdamWBf16 : train::OptimizerStrategy::AdamW, param, grad, state[0].ptr,
-             state[1].ptr, bf16 ? state[2].ptr : nullptr, n, std::max<int64_t>(1, c.integer("step")),
+             state[1].ptr, bf16 ? state[2].ptr : DevicePtr(), n, std::max<int64_t>(1, c.integer("step")),
              float(c.num("gradScale", 1.0)), o);
-         for (size_t i = 0; i < names.size(); ++i) {
-           std::vector<float>& out = c.host_out(names[i], n);
-           std::copy(state[i].ptr, state[i].ptr + n, out.begin());
-         }
+         for (size_t i = 0; i < names.size(); ++i)
+           train::host_state_to_floats(state[i].ptr, n, c.host_out(names[i], n).data());
        }},
       {"sum_squares",
        [](OpCall& c) {
@@ -453,7 +459,7 @@ const std::map<std::string, OpFn>& op_table() {
 }
 
 // runOp({op, device?, tensors?, ints?, scalars?, outputs?, sequences?})
-//   -> Promise<{outputs: Record<string, Float32Array>, scalar?: number, backend: string}>
+//   -> Promise<{outputs: Record<string, Float32Array>, scalar?: number, backend: string, dtype: string}>
 Napi::Value RunOp(const Napi::CallbackInfo& info) {
   const char* fn = "runOp";
   Napi::Object o = options_object(info, fn);
@@ -468,6 +474,13 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
   const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
   if (device != "cpu" && device != "cuda")
     throw Napi::TypeError::New(info.Env(), "runOp: unknown device \"" + device + "\" (use \"cpu\" or \"cuda\")");
+  // dtype: the CUDA backend's storage type ("bf16" or "fp32"); unset, the
+  // backend's default (SPATIALTHINKER_CUDA_DTYPE, else bf16). The CPU backend is fp32 only.
+  const std::string dtype = o.Get("dtype").IsString() ? o.Get("dtype").As<Napi::String>().Utf8Value() : "";
+  if (!dtype.empty() && dtype != "bf16" && dtype != "fp32")
+    throw Napi::TypeError::New(info.Env(), "runOp: unknown dtype \"" + dtype + "\" (use \"bf16\" or \"fp32\")");
+  if (device == "cpu" && dtype == "bf16")
+    throw Napi::TypeError::New(info.Env(), "runOp: the CPU backend is fp32 only (dtype \"bf16\" needs device \"cuda\")");
   auto fields = [&](const char* name) {
     const Napi::Value v = o.Get(name);
     if (v.IsUndefined()) return Napi::Object::New(info.Env());
@@ -510,11 +523,16 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
     }
   }
   auto backend_name = std::make_shared<std::string>();
+  auto storage = std::make_shared<std::string>();
   return PromiseWorker::Start(
       info.Env(),
-      [call, device, backend_name]() -> std::string {
-        std::unique_ptr<Backend> backend = device == "cuda" ? make_cuda_backend() : make_cpu_backend();
+      [call, device, dtype, backend_name, storage]() -> std::string {
+        std::unique_ptr<Backend> backend =
+            device == "cpu"  ? make_cpu_backend()
+            : dtype.empty() ? make_cuda_backend()
+                            : make_cuda_backend(dtype == "bf16" ? Storage::BF16 : Storage::F32);
         *backend_name = backend->name();
+        *storage = storage_name(backend->storage());
         call->backend = backend.get();
         // The call's arrays go before the backend, on every way out.
         struct Release {
@@ -533,13 +551,14 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
         }
         return "";
       },
-      [call, backend_name](Napi::Env env) -> Napi::Value {
+      [call, backend_name, storage](Napi::Env env) -> Napi::Value {
         Napi::Object r = Napi::Object::New(env);
         Napi::Object outputs = Napi::Object::New(env);
         for (const auto& [name, values] : call->results) outputs.Set(name, to_typed_array(env, values));
         r.Set("outputs", outputs);
         if (call->has_scalar_result) r.Set("scalar", call->scalar_result);
         r.Set("backend", *backend_name);
+        r.Set("dtype", *storage);
         return r;
       });
 }

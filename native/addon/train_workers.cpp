@@ -71,9 +71,10 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
       [s]() -> std::string {
         if (s->cuda) {
           // The same steps as below, on device copies of every array.
-          auto backend = make_cuda_backend();
+          // fp32 throughout: this entry point checks the fp32 step itself.
+          auto backend = make_cuda_backend(Storage::F32);
           auto upload = [&](const std::vector<float>& host) {
-            DeviceArray a(*backend, int64_t(host.size()));
+            DeviceArray a(*backend, int64_t(host.size()), Storage::F32);
             backend->upload(a.get(), host.data(), a.size());
             return a;
           };

@@ -2,13 +2,81 @@
 // The op interface the model is written against. The CPU backend (fp32,
 // threads) and the CUDA backend implement the same ops; the model code calls
 // only these, so it is written once. Shapes are row-major and contiguous;
-// pointers are the backend's own memory (host for CPU, device for CUDA).
+// pointers are the backend's own memory (host for CPU, device for CUDA),
+// typed by DevicePtr so that the same model code is right whatever the
+// element type of an array.
+//
+// Precision. Each array has an element type (Storage). Weights, activations,
+// activation gradients and the KV cache are in the backend's storage type
+// (storage()): fp32 on the CPU; bf16 by default on CUDA, fp32 there on
+// request. Whatever the storage type, these are always fp32:
+//   - parameter gradients (dw, db, the norms' dw, dtable, dhead): they sum
+//     over micro-batches and tokens, and a bf16 sum stops moving once it is
+//     2^8 times larger than what it adds;
+//   - the optimiser's moments (and master weights where a strategy keeps them);
+//   - the rotary tables (angles of long positions need more than 8 bits);
+//   - what comes back to the host: log-probs, entropies, losses, norms.
+// Every op computes in fp32 (or double, where the CPU does) from whatever it
+// loads and rounds once, to nearest even, where it stores a bf16 result;
+// matrix products accumulate in fp32.
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace st {
+
+// The element type of a backend array.
+enum class Storage : uint8_t { F32, BF16 };
+
+inline int64_t storage_bytes(Storage s) { return s == Storage::BF16 ? 2 : 4; }
+inline const char* storage_name(Storage s) { return s == Storage::BF16 ? "bf16" : "fp32"; }
+
+// A pointer into backend memory together with its element type. Arithmetic
+// counts elements of that type, so `x + row * dim` is right for fp32 and bf16
+// arrays alike. Void is void (DevicePtr) or const void (ConstDevicePtr); a
+// DevicePtr converts to a ConstDevicePtr. A float* converts implicitly (it is
+// fp32 memory by its type); other element types are named explicitly.
+template <class Void>
+class BasicDevicePtr {
+ public:
+  constexpr BasicDevicePtr() = default;
+  constexpr BasicDevicePtr(std::nullptr_t) {}
+  constexpr BasicDevicePtr(Void* data, Storage type) : data_(data), type_(type) {}
+  template <class F, class = std::enable_if_t<std::is_convertible_v<F*, Void*> && std::is_same_v<std::remove_const_t<F>, float>>>
+  constexpr BasicDevicePtr(F* data) : data_(data), type_(Storage::F32) {}
+  template <class Other, class = std::enable_if_t<std::is_convertible_v<Other*, Void*> && !std::is_same_v<Other, Void>>>
+  constexpr BasicDevicePtr(const BasicDevicePtr<Other>& other) : data_(other.data()), type_(other.type()) {}
+
+  Void* data() const { return data_; }
+  Storage type() const { return type_; }
+  explicit operator bool() const { return data_ != nullptr; }
+  bool operator==(std::nullptr_t) const { return data_ == nullptr; }
+  bool operator!=(std::nullptr_t) const { return data_ != nullptr; }
+
+  BasicDevicePtr operator+(int64_t elements) const {
+    using Byte = std::conditional_t<std::is_const_v<Void>, const char, char>;
+    return BasicDevicePtr(static_cast<Void*>(static_cast<Byte*>(data_) + elements * storage_bytes(type_)), type_);
+  }
+
+  // The fp32 view of the memory; throws when the array holds another type
+  // (a backend op reached with an array it does not support).
+  std::conditional_t<std::is_const_v<Void>, const float*, float*> f32(const char* what = "array") const {
+    if (data_ != nullptr && type_ != Storage::F32)
+      throw std::logic_error(std::string(what) + " is " + storage_name(type_) + " where fp32 is required");
+    return static_cast<std::conditional_t<std::is_const_v<Void>, const float*, float*>>(data_);
+  }
+
+ private:
+  Void* data_ = nullptr;
+  Storage type_ = Storage::F32;
+};
+
+using DevicePtr = BasicDevicePtr<void>;
+using ConstDevicePtr = BasicDevicePtr<const void>;
 
 namespace train {
 struct AdamWOptions;
@@ -29,10 +97,11 @@ struct AttentionSequence {
 };
 
 struct AttentionArgs {
-  const float* q = nullptr;       // [rows, heads, head_dim]
-  const float* k_pool = nullptr;  // [slots, kv_heads, head_dim]
-  const float* v_pool = nullptr;  // [slots, kv_heads, head_dim]
-  float* out = nullptr;           // [rows, heads, head_dim]
+  // All four in the storage type.
+  ConstDevicePtr q;       // [rows, heads, head_dim]
+  ConstDevicePtr k_pool;  // [slots, kv_heads, head_dim]
+  ConstDevicePtr v_pool;  // [slots, kv_heads, head_dim]
+  DevicePtr out;          // [rows, heads, head_dim]
   int64_t heads = 0, kv_heads = 0, head_dim = 0;
   float scale = 1.0f;
   std::vector<AttentionSequence> sequences;
@@ -43,48 +112,61 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
 
-  // Memory. Arrays are owned by the caller through DeviceArray.
-  virtual float* alloc(int64_t count) = 0;
+  // The element type of weights, activations and the KV cache here.
+  virtual Storage storage() const = 0;
+
+  // Memory. Arrays are owned by the caller through DeviceArray. A backend
+  // may refuse a type it does not store (the CPU backend: fp32 only).
+  virtual DevicePtr alloc(int64_t count, Storage type) = 0;
   // True when alloc() hands out ordinary host memory that the host may write
   // directly (the CPU backend): a loader then converts into it in place
   // instead of staging each tensor and uploading a copy.
   virtual bool memory_is_host() const = 0;
-  virtual void free(float* ptr) = 0;
-  virtual void upload(float* dst, const float* host, int64_t count) = 0;
-  virtual void download(float* host, const float* src, int64_t count) = 0;
-  virtual void copy(float* dst, const float* src, int64_t count) = 0;
+  virtual void free(DevicePtr ptr) = 0;
+  // fp32 host values into an array of any type (rounded to nearest even
+  // into bf16), and back (exact).
+  virtual void upload(DevicePtr dst, const float* host, int64_t count) = 0;
+  virtual void download(float* host, ConstDevicePtr src, int64_t count) = 0;
+  // Host values already in dst's element type (e.g. a bf16 checkpoint's
+  // bytes into bf16 memory): copied as they are, no conversion.
+  virtual void upload_raw(DevicePtr dst, const void* host, int64_t count) = 0;
+  // Between arrays of the same type, or converting (rounding into bf16).
+  virtual void copy(DevicePtr dst, ConstDevicePtr src, int64_t count) = 0;
+
+  // Unless a comment says otherwise, every array below is in the storage
+  // type, and parameter gradients (dw, db, dtable, dhead) are fp32.
 
   // y[m, n] = x[m, k] w[n, k]^T (+ bias[n] when not null)
-  virtual void linear(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k,
+  virtual void linear(ConstDevicePtr x, ConstDevicePtr w, ConstDevicePtr bias, DevicePtr y, int64_t m, int64_t k,
                       int64_t n) = 0;
   // y = w * x / sqrt(mean(x^2) + eps), per row of `dim`
-  virtual void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) = 0;
+  virtual void rmsnorm(ConstDevicePtr x, ConstDevicePtr w, DevicePtr y, int64_t rows, int64_t dim, float eps) = 0;
   // In place on x [rows, heads, head_dim]: x * cos + rotate_half(x) * sin with
-  // per-row tables cos, sin [rows, head_dim].
-  virtual void rotary(float* x, const float* cos, const float* sin, int64_t rows, int64_t heads,
+  // per-row tables cos, sin [rows, head_dim] (fp32).
+  virtual void rotary(DevicePtr x, ConstDevicePtr cos, ConstDevicePtr sin, int64_t rows, int64_t heads,
                       int64_t head_dim) = 0;
   // out = silu(gate) * up, elementwise over n
-  virtual void swiglu(const float* gate, const float* up, float* out, int64_t n) = 0;
+  virtual void swiglu(ConstDevicePtr gate, ConstDevicePtr up, DevicePtr out, int64_t n) = 0;
   // in place, exact (erf) GELU
-  virtual void gelu(float* x, int64_t n) = 0;
+  virtual void gelu(DevicePtr x, int64_t n) = 0;
   // x += y
-  virtual void add(float* x, const float* y, int64_t n) = 0;
+  virtual void add(DevicePtr x, ConstDevicePtr y, int64_t n) = 0;
   // out[i] = table[ids[i]] (rows of dim); ids are host memory
-  virtual void embedding(const int32_t* ids, int64_t n, const float* table, float* out, int64_t dim) = 0;
+  virtual void embedding(const int32_t* ids, int64_t n, ConstDevicePtr table, DevicePtr out, int64_t dim) = 0;
   // out[i] = src[rows[i]] (rows of dim); rows are host memory
-  virtual void gather_rows(const float* src, const int32_t* rows, int64_t n, float* out, int64_t dim) = 0;
+  virtual void gather_rows(ConstDevicePtr src, const int32_t* rows, int64_t n, DevicePtr out, int64_t dim) = 0;
   // dst[rows[i]] = src[i] (rows of dim); rows are host memory
-  virtual void scatter_rows(const float* src, const int32_t* rows, int64_t n, float* dst, int64_t dim) = 0;
+  virtual void scatter_rows(ConstDevicePtr src, const int32_t* rows, int64_t n, DevicePtr dst, int64_t dim) = 0;
   // dst[r, :] = src[r, col_offset : col_offset + cols] for each of `rows` rows
   // of src (which has src_cols columns): splits fused projections.
-  virtual void copy_columns(const float* src, int64_t rows, int64_t src_cols, int64_t col_offset, int64_t cols,
-                            float* dst) = 0;
+  virtual void copy_columns(ConstDevicePtr src, int64_t rows, int64_t src_cols, int64_t col_offset, int64_t cols,
+                            DevicePtr dst) = 0;
   virtual void attention(const AttentionArgs& args) = 0;
   // out[r] = log softmax(hidden[r] head^T / temperature)[targets[r]] without
   // holding more than a tile of the [rows x vocab] logits; with `entropy`,
   // also each row's entropy of that distribution. targets, out and entropy
   // are host memory.
-  virtual void token_logprobs(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
+  virtual void token_logprobs(ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim, int64_t vocab,
                               const int32_t* targets, float temperature, float* out, float* entropy = nullptr) = 0;
 
   // Backward passes, for training. `d*` arrays are gradients; "accumulate"
@@ -93,86 +175,97 @@ class Backend {
   // null.
 
   // y = x w^T + b: dx = dy w (overwritten), dw += dy^T x, db += sum_rows dy.
-  virtual void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+  virtual void linear_backward(ConstDevicePtr x, ConstDevicePtr w, ConstDevicePtr dy, DevicePtr dx, DevicePtr dw, DevicePtr db,
                                int64_t m, int64_t k, int64_t n) = 0;
   // dx (overwritten) and dw (+=) of y = w * x / rms(x).
-  virtual void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t rows,
+  virtual void rmsnorm_backward(ConstDevicePtr x, ConstDevicePtr w, ConstDevicePtr dy, DevicePtr dx, DevicePtr dw, int64_t rows,
                                 int64_t dim, float eps) = 0;
   // In place: the gradient through rotary() is the rotation by -theta.
-  virtual void rotary_backward(float* dx, const float* cos, const float* sin, int64_t rows, int64_t heads,
+  virtual void rotary_backward(DevicePtr dx, ConstDevicePtr cos, ConstDevicePtr sin, int64_t rows, int64_t heads,
                                int64_t head_dim) = 0;
   // out = silu(gate) * up: dgate, dup (overwritten).
-  virtual void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
+  virtual void swiglu_backward(ConstDevicePtr gate, ConstDevicePtr up, ConstDevicePtr dout, DevicePtr dgate, DevicePtr dup,
                                int64_t n) = 0;
   // x_out = gelu(x_in): dx = dout * gelu'(x_in), overwritten in place of dout.
-  virtual void gelu_backward(const float* x_in, float* dout, int64_t n) = 0;
+  virtual void gelu_backward(ConstDevicePtr x_in, DevicePtr dout, int64_t n) = 0;
   // table grad rows[ids[i]] += dout[i] (ids host)
-  virtual void embedding_backward(const int32_t* ids, int64_t n, const float* dout, float* dtable, int64_t dim) = 0;
+  virtual void embedding_backward(const int32_t* ids, int64_t n, ConstDevicePtr dout, DevicePtr dtable, int64_t dim) = 0;
   // Attention backward over the same sequences as the forward: dq
   // (overwritten, [rows, heads, hd]); dk_pool and dv_pool accumulate.
-  virtual void attention_backward(const AttentionArgs& forward, const float* dout, float* dq, float* dk_pool,
-                                  float* dv_pool) = 0;
+  virtual void attention_backward(const AttentionArgs& forward, ConstDevicePtr dout, DevicePtr dq, DevicePtr dk_pool,
+                                  DevicePtr dv_pool) = 0;
   // The gradient of token_logprobs(): given d loss / d logp per row, dhidden
   // (overwritten) and dhead (+=), recomputing the logits a tile at a time.
   // targets and dlogp are host memory.
-  virtual void token_logprobs_backward(const float* hidden, const float* head, int64_t rows, int64_t dim,
+  virtual void token_logprobs_backward(ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim,
                                        int64_t vocab, const int32_t* targets, float temperature, const float* dlogp,
-                                       float* dhidden, float* dhead) = 0;
-  virtual void fill(float* x, float value, int64_t n) = 0;
+                                       DevicePtr dhidden, DevicePtr dhead) = 0;
+  virtual void fill(DevicePtr x, float value, int64_t n) = 0;
 
   // The optimiser, on backend memory: one AdamW step of n parameters as
   // train::adamw_step computes it (step is 1-based; moments from
   // grad * grad_scale), and the sum of squares of x in double (for the
-  // global gradient norm).
-  virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step, float grad_scale,
+  // global gradient norm). grad, m and v are fp32; param is fp32 or in the
+  // storage type (the step computed in fp32/double, rounded once).
+  virtual void adamw(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, int64_t n, int64_t step, float grad_scale,
                      const train::AdamWOptions& options) = 0;
-  virtual double sum_squares(const float* x, int64_t n) = 0;
+  virtual double sum_squares(ConstDevicePtr x, int64_t n) = 0;
   // One adamw_bf16 step (train/optimizer_strategy.h: bf16 weights, moments
-  // and Kahan compensation, each array holding bf16 values in float storage);
-  // a null compensation rounds each update alone (plain bf16).
-  virtual void adamw_bf16(float* param, const float* grad, float* m, float* v, float* compensation, int64_t n,
-                          int64_t step, float grad_scale, const train::AdamWOptions& options) = 0;
+  // and Kahan compensation). param, m, v and compensation are each fp32
+  // arrays holding bf16 values (the CPU backend's emulation) or bf16 arrays;
+  // grad is fp32. A null compensation rounds each update alone (plain bf16).
+  virtual void adamw_bf16(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, DevicePtr compensation,
+                          int64_t n, int64_t step, float grad_scale, const train::AdamWOptions& options) = 0;
 
   // Optimiser offload (worker.actor.offload.offload_optimizer). Host memory
   // for the optimiser state: page-locked on CUDA, so that its copies are
-  // asynchronous DMA; ordinary memory on the CPU, where it is all host.
-  virtual float* alloc_host(int64_t count) = 0;
-  virtual void free_host(float* ptr) = 0;
+  // asynchronous DMA; ordinary memory on the CPU, where it is all host. A
+  // backend may refuse a type it does not store (the CPU backend: fp32 only).
+  virtual DevicePtr alloc_host(int64_t count, Storage type) = 0;
+  virtual void free_host(DevicePtr ptr) = 0;
   // One step of `strategy` whose state (m, v, and the compensation of
   // adamw_bf16, else null) is host memory from alloc_host, while param and
   // grad are backend memory. CUDA streams it chunk by chunk, double-buffered
   // on two streams (state in, update, state out) and returns when the state
   // is back on the host; on the CPU it is the same step as with backend state.
   // The results equal adamw() / adamw_bf16() with the state on the device.
-  virtual void optimizer_step_host_state(train::OptimizerStrategy strategy, float* param, const float* grad,
-                                         float* m_host, float* v_host, float* compensation_host, int64_t n,
+  virtual void optimizer_step_host_state(train::OptimizerStrategy strategy, DevicePtr param, ConstDevicePtr grad,
+                                         DevicePtr m_host, DevicePtr v_host, DevicePtr compensation_host, int64_t n,
                                          int64_t step, float grad_scale, const train::AdamWOptions& options) = 0;
 };
 
 // The CPU backend (always available).
 std::unique_ptr<Backend> make_cpu_backend();
 
-// The CUDA backend on the first usable GPU. Throws std::runtime_error saying
-// why when there is none: a build without CUDA, no driver or device, or a
-// device older than the architectures this build targets. Matrix products
-// need cuBLAS, loaded at run time; its absence is an error at construction.
-std::unique_ptr<Backend> make_cuda_backend();
+// The CUDA backend on the first usable GPU, storing weights, activations
+// and the KV cache as `storage` (bf16 by default: fp32 is for parity checks
+// against the CPU). Throws std::runtime_error saying why when there is none:
+// a build without CUDA, no driver or device, or a device older than the
+// architectures this build targets. Matrix products need cuBLAS, loaded at
+// run time; its absence is an error at construction.
+std::unique_ptr<Backend> make_cuda_backend(Storage storage);
+// The storage type the environment asks for: SPATIALTHINKER_CUDA_DTYPE=bf16
+// (the default when unset) or fp32; anything else is an error naming it.
+Storage cuda_storage_from_env();
+inline std::unique_ptr<Backend> make_cuda_backend() { return make_cuda_backend(cuda_storage_from_env()); }
 
-// An array in a backend's memory, freed with it.
+// An array in a backend's memory, freed with it: `count` elements of the
+// backend's storage type unless a type is named.
 class DeviceArray {
  public:
   DeviceArray() = default;
-  DeviceArray(Backend& backend, int64_t count) : backend_(&backend), count_(count) {
-    ptr_ = count > 0 ? backend.alloc(count) : nullptr;
+  DeviceArray(Backend& backend, int64_t count) : DeviceArray(backend, count, backend.storage()) {}
+  DeviceArray(Backend& backend, int64_t count, Storage type) : backend_(&backend), count_(count) {
+    ptr_ = count > 0 ? backend.alloc(count, type) : DevicePtr(nullptr, type);
   }
   // `count` entries of the backend's host memory (Backend::alloc_host): the
   // offloaded optimiser state.
-  static DeviceArray host(Backend& backend, int64_t count) {
+  static DeviceArray host(Backend& backend, int64_t count, Storage type) {
     DeviceArray a;
     a.backend_ = &backend;
     a.count_ = count;
     a.on_host_ = true;
-    a.ptr_ = count > 0 ? backend.alloc_host(count) : nullptr;
+    a.ptr_ = count > 0 ? backend.alloc_host(count, type) : DevicePtr(nullptr, type);
     return a;
   }
   DeviceArray(DeviceArray&& other) noexcept { *this = std::move(other); }
@@ -192,13 +285,16 @@ class DeviceArray {
   DeviceArray& operator=(const DeviceArray&) = delete;
   ~DeviceArray() { reset(); }
 
-  float* get() const { return ptr_; }
+  DevicePtr get() const { return ptr_; }
+  Storage type() const { return ptr_.type(); }
   int64_t size() const { return count_; }
+  int64_t bytes() const { return count_ * storage_bytes(ptr_.type()); }
   // Host memory from alloc_host (read and written by the host directly), not backend memory.
   bool on_host() const { return on_host_; }
-  // Grows (never shrinks) to hold at least `count` entries; contents are lost.
+  // Grows (never shrinks) to hold at least `count` entries of the backend's
+  // storage type; contents are lost.
   void ensure(Backend& backend, int64_t count) {
-    if (count <= count_ && backend_ == &backend && !on_host_) return;
+    if (count <= count_ && backend_ == &backend && ptr_.type() == backend.storage() && !on_host_) return;
     *this = DeviceArray(backend, count);
   }
 
@@ -214,7 +310,7 @@ class DeviceArray {
     count_ = 0;
   }
   Backend* backend_ = nullptr;
-  float* ptr_ = nullptr;
+  DevicePtr ptr_;
   int64_t count_ = 0;
   bool on_host_ = false;
 };

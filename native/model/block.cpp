@@ -5,24 +5,24 @@
 namespace st::model {
 namespace {
 
-float* grown(Backend& b, DeviceArray& a, int64_t count) {
+DevicePtr grown(Backend& b, DeviceArray& a, int64_t count) {
   a.ensure(b, count);
   return a.get();
 }
 
 }  // namespace
 
-void block_forward(Backend& b, const BlockParams& p, float* x, int64_t n, const BlockRotary& rope, AttentionArgs args,
+void block_forward(Backend& b, const BlockParams& p, DevicePtr x, int64_t n, const BlockRotary& rope, AttentionArgs args,
                    BlockActivations& s, bool for_backward, const KvCacheWrite* cache) {
   const int64_t D = p.dim, Q = p.heads * p.head_dim, K = p.kv_heads * p.head_dim, F = p.hidden;
   if (for_backward) b.copy(grown(b, s.x_in, n * D), x, n * D);
 
   // ---- attention
-  float* h1 = grown(b, s.h1, n * D);                        // [N, D]
+  DevicePtr h1 = grown(b, s.h1, n * D);                        // [N, D]
   b.rmsnorm(x, p.norm1, h1, n, D, p.eps);
-  float* q = grown(b, s.q, n * Q);                          // [N, Q]
-  float* k = grown(b, s.k, n * K);                          // [N, K]
-  float* v = grown(b, s.v, n * K);                          // [N, K]
+  DevicePtr q = grown(b, s.q, n * Q);                          // [N, Q]
+  DevicePtr k = grown(b, s.k, n * K);                          // [N, K]
+  DevicePtr v = grown(b, s.v, n * K);                          // [N, K]
   b.linear(h1, p.qw, p.qb, q, n, D, Q);
   b.linear(h1, p.kw, p.kb, k, n, D, K);
   b.linear(h1, p.vw, p.vb, v, n, D, K);
@@ -32,39 +32,39 @@ void block_forward(Backend& b, const BlockParams& p, float* x, int64_t n, const 
     b.scatter_rows(k, cache->slots, n, cache->k_pool, K);  // [S, K]
     b.scatter_rows(v, cache->slots, n, cache->v_pool, K);
   }
-  float* attn = grown(b, s.attn, n * Q);                    // [N, Q]
+  DevicePtr attn = grown(b, s.attn, n * Q);                    // [N, Q]
   args.q = q;
   args.k_pool = cache ? cache->k_pool : k;
   args.v_pool = cache ? cache->v_pool : v;
   args.out = attn;
   b.attention(args);
-  float* out = grown(b, s.out, n * D);                      // [N, D]
+  DevicePtr out = grown(b, s.out, n * D);                      // [N, D]
   b.linear(attn, p.ow, p.ob, out, n, Q, D);
   b.add(x, out, n * D);
 
   // ---- MLP
   if (for_backward) b.copy(grown(b, s.x_mid, n * D), x, n * D);
-  float* h2 = for_backward ? grown(b, s.h2, n * D) : h1;   // [N, D]
+  DevicePtr h2 = for_backward ? grown(b, s.h2, n * D) : h1;   // [N, D]
   b.rmsnorm(x, p.norm2, h2, n, D, p.eps);
-  float* gate = grown(b, s.gate, n * F);                    // [N, F]
-  float* up = grown(b, s.up, n * F);                        // [N, F]
+  DevicePtr gate = grown(b, s.gate, n * F);                    // [N, F]
+  DevicePtr up = grown(b, s.up, n * F);                        // [N, F]
   b.linear(h2, p.gw, p.gb, gate, n, D, F);
   b.linear(h2, p.uw, p.ub, up, n, D, F);
-  float* act = for_backward ? grown(b, s.act, n * F) : gate;  // [N, F]
+  DevicePtr act = for_backward ? grown(b, s.act, n * F) : gate;  // [N, F]
   b.swiglu(gate, up, act, n * F);
   b.linear(act, p.dw, p.db, out, n, F, D);
   b.add(x, out, n * D);
   if (for_backward) s.out = DeviceArray();  // scratch only: not kept past the block
 }
 
-void block_backward(Backend& b, const BlockParams& p, const BlockGrads& g, float* dx, int64_t n,
+void block_backward(Backend& b, const BlockParams& p, const BlockGrads& g, DevicePtr dx, int64_t n,
                     const BlockRotary& rope, AttentionArgs args, BlockActivations& s, BlockGradScratch& t) {
   const int64_t D = p.dim, Q = p.heads * p.head_dim, K = p.kv_heads * p.head_dim, F = p.hidden;
-  float* dact = grown(b, t.dact, n * F);    // [N, F]
-  float* dgate = grown(b, t.dgate, n * F);  // [N, F]
-  float* dup = grown(b, t.dup, n * F);      // [N, F]
-  float* dh = grown(b, t.dh, n * D);        // [N, D]
-  float* dpart = grown(b, t.dpart, n * D);  // [N, D]
+  DevicePtr dact = grown(b, t.dact, n * F);    // [N, F]
+  DevicePtr dgate = grown(b, t.dgate, n * F);  // [N, F]
+  DevicePtr dup = grown(b, t.dup, n * F);      // [N, F]
+  DevicePtr dh = grown(b, t.dh, n * D);        // [N, D]
+  DevicePtr dpart = grown(b, t.dpart, n * D);  // [N, D]
 
   // ---- MLP
   b.linear_backward(s.act.get(), p.dw, dx, dact, g.dw, g.db, n, F, D);
@@ -76,10 +76,10 @@ void block_backward(Backend& b, const BlockParams& p, const BlockGrads& g, float
   b.add(dx, dpart, n * D);  // now d loss / d x_mid
 
   // ---- attention
-  float* dattn = grown(b, t.dattn, n * Q);  // [N, Q]
-  float* dq = grown(b, t.dq, n * Q);        // [N, Q]
-  float* dk = grown(b, t.dk, n * K);        // [N, K]
-  float* dv = grown(b, t.dv, n * K);        // [N, K]
+  DevicePtr dattn = grown(b, t.dattn, n * Q);  // [N, Q]
+  DevicePtr dq = grown(b, t.dq, n * Q);        // [N, Q]
+  DevicePtr dk = grown(b, t.dk, n * K);        // [N, K]
+  DevicePtr dv = grown(b, t.dv, n * K);        // [N, K]
   b.linear_backward(s.attn.get(), p.ow, dx, dattn, g.ow, g.ob, n, Q, D);
   b.fill(dk, 0.0f, n * K);  // the attention backward accumulates into the key/value pools
   b.fill(dv, 0.0f, n * K);
@@ -102,7 +102,7 @@ void block_backward(Backend& b, const BlockParams& p, const BlockGrads& g, float
 TrainingBlocks::TrainingBlocks(int64_t blocks, Keep keep)
     : kept_(static_cast<size_t>(keep == Keep::kNothing ? 0 : blocks)), keep_(keep) {}
 
-void TrainingBlocks::forward(Backend& b, int64_t block, const BlockParams& p, float* x, int64_t n,
+void TrainingBlocks::forward(Backend& b, int64_t block, const BlockParams& p, DevicePtr x, int64_t n,
                              const BlockRotary& rope, const AttentionArgs& args) {
   if (keep_ == Keep::kAll) {
     block_forward(b, p, x, n, rope, args, kept_[size_t(block)], /*for_backward=*/true);
@@ -112,7 +112,7 @@ void TrainingBlocks::forward(Backend& b, int64_t block, const BlockParams& p, fl
   block_forward(b, p, x, n, rope, args, scratch_, /*for_backward=*/false);
 }
 
-void TrainingBlocks::backward(Backend& b, int64_t block, const BlockParams& p, const BlockGrads& g, float* dx,
+void TrainingBlocks::backward(Backend& b, int64_t block, const BlockParams& p, const BlockGrads& g, DevicePtr dx,
                               int64_t n, const BlockRotary& rope, const AttentionArgs& args) {
   if (keep_ == Keep::kNothing) throw std::logic_error("backward through blocks that kept no activations");
   scratch_ = BlockActivations();  // the forward is over

@@ -39,25 +39,25 @@ namespace st::model {
 
 // One block's parameters (backend memory). Biases may be null.
 struct BlockParams {
-  const float *norm1, *norm2;      // [D] each
-  const float *qw, *qb;            // [Q, D], [Q]
-  const float *kw, *kb, *vw, *vb;  // [K, D], [K] each
-  const float *ow, *ob;            // [D, Q], [D]
-  const float *gw, *gb, *uw, *ub;  // [F, D], [F] each
-  const float *dw, *db;            // [D, F], [D]
+  ConstDevicePtr norm1, norm2;      // [D] each
+  ConstDevicePtr qw, qb;            // [Q, D], [Q]
+  ConstDevicePtr kw, kb, vw, vb;    // [K, D], [K] each
+  ConstDevicePtr ow, ob;            // [D, Q], [D]
+  ConstDevicePtr gw, gb, uw, ub;    // [F, D], [F] each
+  ConstDevicePtr dw, db;            // [D, F], [D]
   float eps;                       // of both norms
   int64_t dim, heads, kv_heads, head_dim, hidden;  // D, H, KV, Dh, F
 };
 
-// Where the gradients of those parameters accumulate (null: not wanted).
+// Where the gradients of those parameters accumulate (fp32; null: not wanted).
 struct BlockGrads {
-  float *norm1, *norm2, *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob, *gw, *gb, *uw, *ub, *dw, *db;
+  DevicePtr norm1, norm2, qw, qb, kw, kb, vw, vb, ow, ob, gw, gb, uw, ub, dw, db;
 };
 
-// Per-row rotary tables, [N, Dh] each.
+// Per-row rotary tables, [N, Dh] each (fp32).
 struct BlockRotary {
-  const float* cos;
-  const float* sin;
+  ConstDevicePtr cos;
+  ConstDevicePtr sin;
 };
 
 // KV-cache inference: the layer's key and value pools [S, K] and the slot of
@@ -65,8 +65,8 @@ struct BlockRotary {
 // before the attention reads the pools. Without it the block attends over
 // its own k and v (slots 0 .. N-1).
 struct KvCacheWrite {
-  float* k_pool;
-  float* v_pool;
+  DevicePtr k_pool;
+  DevicePtr v_pool;
   const int32_t* slots;
 };
 
@@ -98,14 +98,14 @@ struct BlockGradScratch {
 // key slots index the cache pools, or the block's own rows); its q, pools
 // and out are set here. With `for_backward`, s keeps everything
 // block_backward reads.
-void block_forward(Backend& b, const BlockParams& p, float* x, int64_t n, const BlockRotary& rope, AttentionArgs args,
+void block_forward(Backend& b, const BlockParams& p, DevicePtr x, int64_t n, const BlockRotary& rope, AttentionArgs args,
                    BlockActivations& s, bool for_backward, const KvCacheWrite* cache = nullptr);
 
 // dx [N, D] holds d loss / d block output on entry and d loss / d block
 // input on exit; parameter gradients accumulate into g. Reads the
 // activations a for_backward forward left in s (attention over the block's
 // own keys: training).
-void block_backward(Backend& b, const BlockParams& p, const BlockGrads& g, float* dx, int64_t n,
+void block_backward(Backend& b, const BlockParams& p, const BlockGrads& g, DevicePtr dx, int64_t n,
                     const BlockRotary& rope, AttentionArgs args, BlockActivations& s, BlockGradScratch& scratch);
 
 // A stack of blocks in training. Keeps every block's activations (kAll),
@@ -118,10 +118,10 @@ class TrainingBlocks {
  public:
   enum class Keep { kAll, kInputs, kNothing };
   TrainingBlocks(int64_t blocks, Keep keep);
-  void forward(Backend& b, int64_t block, const BlockParams& p, float* x, int64_t n, const BlockRotary& rope,
+  void forward(Backend& b, int64_t block, const BlockParams& p, DevicePtr x, int64_t n, const BlockRotary& rope,
                const AttentionArgs& args);
   // Frees the block's activations once its gradients are taken.
-  void backward(Backend& b, int64_t block, const BlockParams& p, const BlockGrads& g, float* dx, int64_t n,
+  void backward(Backend& b, int64_t block, const BlockParams& p, const BlockGrads& g, DevicePtr dx, int64_t n,
                 const BlockRotary& rope, const AttentionArgs& args);
 
  private:

@@ -21,11 +21,11 @@ std::vector<TensorToWrite> tensors_of(Backend& backend, const ModelConfig& confi
       throw std::logic_error("parameter '" + name + "' holds " + std::to_string(array->size()) +
                              " values but its hub shape " + std::to_string(t.numel()));
     t.dtype = dtype;
-    const float* source = array->get();
+    const ConstDevicePtr source = array->get();
     const bool on_host = array->on_host();  // offloaded optimiser state
     t.read = [&backend, source, on_host](int64_t first, int64_t count, float* host) {
       if (on_host)
-        std::memcpy(host, source + first, size_t(count) * sizeof(float));
+        train::host_state_to_floats(source + first, count, host);
       else
         backend.download(host, source + first, count);
     };
@@ -53,7 +53,9 @@ void upload_tensor(Backend& backend, const TensorStore& store, const std::string
                    DType dtype = DType::F32) {
   const TensorInfo& info = checked(store, name, target, dtype);
   if (target.on_host()) {
-    to_f32(info, store.file_of(name), target.get());
+    std::vector<float> converted(size_t(info.numel()));
+    to_f32(info, store.file_of(name), converted.data());
+    train::floats_to_host_state(converted.data(), target.size(), target.get());
     return;
   }
   if (info.dtype != DType::F32) {

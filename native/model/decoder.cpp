@@ -30,7 +30,7 @@ AttentionArgs decoder_attention(const TextConfig& t, std::vector<AttentionSequen
 }
 
 DeviceArray embed_tokens(Backend& b, const ModelConfig& config, const Weights& w, const std::vector<int32_t>& ids,
-                         const std::vector<int32_t>& image_rows, const float* image_features, const std::string& what) {
+                         const std::vector<int32_t>& image_rows, ConstDevicePtr image_features, const std::string& what) {
   const TextConfig& t = config.text;
   // An id past the table would read outside it: garbage on the CPU, and on a
   // GPU a fault that poisons the whole CUDA context.
@@ -45,7 +45,7 @@ DeviceArray embed_tokens(Backend& b, const ModelConfig& config, const Weights& w
   return x;
 }
 
-DeviceArray final_norm_rows(Backend& b, const ModelConfig& config, const Weights& w, const float* x,
+DeviceArray final_norm_rows(Backend& b, const ModelConfig& config, const Weights& w, ConstDevicePtr x,
                             const std::vector<int32_t>& rows, DeviceArray* selected) {
   const int64_t R = int64_t(rows.size()), D = config.text.hidden;
   DeviceArray gathered(b, R * D), normed(b, R * D);  // [R, D]
@@ -89,9 +89,11 @@ DeviceArray decoder_forward(Backend& b, const ModelConfig& config, const Weights
   return final_norm_rows(b, config, weights, x.get(), batch.logit_rows, nullptr);
 }
 
-DeviceArray logits(Backend& backend, const ModelConfig& config, const Weights& weights, const float* hidden,
+DeviceArray logits(Backend& backend, const ModelConfig& config, const Weights& weights, ConstDevicePtr hidden,
                    int64_t rows) {
-  DeviceArray out(backend, rows * config.text.vocab);
+  // fp32 whatever the storage type: log-probs and sampling read these, and a
+  // bf16 logit of 20 would be off by up to 0.04.
+  DeviceArray out(backend, rows * config.text.vocab, Storage::F32);
   backend.linear(hidden, weights.lm_head_weight(), nullptr, out.get(), rows, config.text.hidden, config.text.vocab);
   return out;
 }

@@ -32,7 +32,7 @@ struct DecoderBatch {
   // Rows whose embedding is replaced by image features, in order, and the
   // features (backend memory, [image_rows.size(), hidden]); may be empty.
   std::vector<int32_t> image_rows;
-  const float* image_features = nullptr;
+  ConstDevicePtr image_features;
   // Rows whose logits are wanted, in the order they are returned.
   std::vector<int32_t> logit_rows;
 };
@@ -48,11 +48,11 @@ AttentionArgs decoder_attention(const TextConfig& config, std::vector<AttentionS
 // vocabulary is an error; `what` names the input in it.
 DeviceArray embed_tokens(Backend& backend, const ModelConfig& config, const Weights& weights,
                          const std::vector<int32_t>& ids, const std::vector<int32_t>& image_rows,
-                         const float* image_features, const std::string& what);
+                         ConstDevicePtr image_features, const std::string& what);
 
 // x [N, D] -> rmsnorm(x[rows], final_norm) [R, D]; `selected` receives the
 // gathered rows x[rows] when not null (the norm's backward reads them).
-DeviceArray final_norm_rows(Backend& backend, const ModelConfig& config, const Weights& weights, const float* x,
+DeviceArray final_norm_rows(Backend& backend, const ModelConfig& config, const Weights& weights, ConstDevicePtr x,
                             const std::vector<int32_t>& rows, DeviceArray* selected);
 
 // Runs the layers, appending each sequence's new keys/values to the cache.
@@ -61,8 +61,8 @@ DeviceArray final_norm_rows(Backend& backend, const ModelConfig& config, const W
 DeviceArray decoder_forward(Backend& backend, const ModelConfig& config, const Weights& weights, KvCache& cache,
                             const DecoderBatch& batch);
 
-// hidden [rows, hidden] -> logits [rows, vocab] (backend memory)
-DeviceArray logits(Backend& backend, const ModelConfig& config, const Weights& weights, const float* hidden,
+// hidden [rows, hidden] -> logits [rows, vocab] (backend memory, fp32 whatever the storage type)
+DeviceArray logits(Backend& backend, const ModelConfig& config, const Weights& weights, ConstDevicePtr hidden,
                    int64_t rows);
 
 }  // namespace st::model

@@ -72,13 +72,13 @@ void ImageFeatureCache::insert(const ImageKey& key, int64_t weights_version, Dev
     clear();
     version_ = weights_version;
   }
-  const int64_t size = features.size() * int64_t(sizeof(float));
+  const int64_t size = features.bytes();
   if (size > max_bytes_ || entries_.count(key)) return;
   while (bytes_ + size > max_bytes_) {
     auto oldest = entries_.begin();
     for (auto it = std::next(entries_.begin()); it != entries_.end(); ++it)
       if (it->second.last_use < oldest->second.last_use) oldest = it;
-    bytes_ -= oldest->second.features.size() * int64_t(sizeof(float));
+    bytes_ -= oldest->second.features.bytes();
     entries_.erase(oldest);
   }
   bytes_ += size;

@@ -28,8 +28,9 @@ class KvCache {
   const std::vector<int32_t>& slots(SequenceId id) const { return sequences_[size_t(id)].slots; }
   int64_t length(SequenceId id) const { return int64_t(sequences_[size_t(id)].slots.size()); }
 
-  float* keys(int64_t layer) { return keys_[size_t(layer)].get(); }
-  float* values(int64_t layer) { return values_[size_t(layer)].get(); }
+  // Pools in the backend's storage type (bf16 on CUDA by default).
+  DevicePtr keys(int64_t layer) { return keys_[size_t(layer)].get(); }
+  DevicePtr values(int64_t layer) { return values_[size_t(layer)].get(); }
   int64_t row_width() const { return row_width_; }
   int64_t blocks_in_use() const { return int64_t(block_refs_.size() - free_blocks_.size()); }
   int64_t capacity_blocks() const { return int64_t(block_refs_.size()); }

@@ -318,7 +318,7 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
 }
 
 TrainResult Qwen25VL::accumulate_gradients(const std::vector<TrainSequence>& batch, const TrainOptions& options) {
-  if (!grads_) grads_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
+  if (!grads_) grads_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
   return train_forward_backward(*backend_, config_, weights_, *grads_, batch, options);
 }
 
@@ -356,7 +356,7 @@ double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_g
   for (size_t i = 0; i < p.size(); ++i)
     if (freeze.trainable(p[i].first))
       train::apply_optimizer_step(*backend_, optimizer_config_, p[i].second->get(), g[i].second->get(),
-                                  m[i].second->get(), v[i].second->get(), c.empty() ? nullptr : c[i].second->get(),
+                                  m[i].second->get(), v[i].second->get(), c.empty() ? DevicePtr() : c[i].second->get(),
                                   p[i].second->size(), optimizer_step_count_, scale, options);
   return norm;
 }
@@ -371,10 +371,13 @@ void Qwen25VL::configure_optimizer(const train::OptimizerConfig& config) {
 
 void Qwen25VL::allocate_optimizer_state() {
   const bool host = optimizer_config_.offload;
-  adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, host));
-  adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, host));
-  if (optimizer_config_.strategy == train::OptimizerStrategy::AdamWBf16)
-    kahan_c_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, host));
+  // adamw: fp32 moments. adamw_bf16: moments and compensation in the
+  // backend's storage type (bf16 on CUDA; fp32 holding bf16 values on the CPU).
+  const bool bf16 = optimizer_config_.strategy == train::OptimizerStrategy::AdamWBf16;
+  const Storage state = bf16 ? backend_->storage() : Storage::F32;
+  adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
+  adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
+  if (bf16) kahan_c_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
 }
 
 std::vector<std::pair<std::string, std::vector<float>>> Qwen25VL::host_copy(Weights& arrays) {
@@ -382,7 +385,7 @@ std::vector<std::pair<std::string, std::vector<float>>> Qwen25VL::host_copy(Weig
   for (auto& [name, array] : named_parameters(arrays)) {
     std::vector<float> host(static_cast<size_t>(array->size()));
     if (array->on_host())
-      std::copy(array->get(), array->get() + array->size(), host.begin());
+      train::host_state_to_floats(array->get(), array->size(), host.data());
     else
       backend_->download(host.data(), array->get(), array->size());
     out.emplace_back(name, std::move(host));
@@ -407,7 +410,7 @@ void Qwen25VL::upload_named(Weights& arrays, const std::vector<std::pair<std::st
       throw std::invalid_argument(std::string(what) + ": '" + name + "' has " + std::to_string(data.size()) +
                                   " values, the model " + std::to_string(it->second->size()));
     if (it->second->on_host())
-      std::copy(data.begin(), data.end(), it->second->get());
+      train::floats_to_host_state(data.data(), it->second->size(), it->second->get());
     else
       backend_->upload(it->second->get(), data.data(), it->second->size());
   }

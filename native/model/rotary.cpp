@@ -7,7 +7,9 @@ namespace {
 
 RotaryTables upload(Backend& backend, const std::vector<float>& cos, const std::vector<float>& sin) {
   const int64_t n = int64_t(cos.size());
-  RotaryTables t{DeviceArray(backend, n), DeviceArray(backend, n)};
+  // fp32 whatever the storage type: they are small, and bf16 tables would add
+  // a rounding of up to 2^-8 of every rotated value.
+  RotaryTables t{DeviceArray(backend, n, Storage::F32), DeviceArray(backend, n, Storage::F32)};
   backend.upload(t.cos.get(), cos.data(), n);
   backend.upload(t.sin.get(), sin.data(), n);
   return t;

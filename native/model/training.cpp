@@ -157,7 +157,7 @@ TrainResult train_forward_backward(Backend& b, const ModelConfig& config, const 
                                                                    : train::policy_loss(loss, options.loss);
 
   // ---- decoder backward
-  float* dhead = grads.lm_head.get() ? grads.lm_head.get() : grads.embed_tokens.get();
+  DevicePtr dhead = grads.lm_head.get() ? grads.lm_head.get() : grads.embed_tokens.get();
   DeviceArray dhl(b, T * D), dxl(b, T * D), dx(b, M * D);
   b.token_logprobs_backward(hl.get(), w.lm_head_weight(), T, D, t.vocab, in.targets.data(), options.temperature,
                             result.loss.dlogp.data(), dhl.get(), dhead);

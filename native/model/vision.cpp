@@ -116,7 +116,7 @@ VisionInput vision_embed(Backend& b, const VisionConfig& v, const Weights& w, co
 }
 
 void vision_embed_backward(Backend& b, const VisionConfig& v, const Weights& w, Weights& grads, const VisionInput& in,
-                           const float* dx) {
+                           ConstDevicePtr dx) {
   const int64_t N = in.layout.patches, Dv = v.hidden;
   DeviceArray dembedded(b, N * Dv);
   b.scatter_rows(dx, in.patch_order.data(), N, dembedded.get(), Dv);  // undo the window permutation
@@ -124,7 +124,7 @@ void vision_embed_backward(Backend& b, const VisionConfig& v, const Weights& w, 
                     v.patch_dim(), Dv);
 }
 
-DeviceArray merger_forward(Backend& b, const VisionConfig& v, const Weights& w, const float* x,
+DeviceArray merger_forward(Backend& b, const VisionConfig& v, const Weights& w, ConstDevicePtr x,
                            const VisionLayout& layout, MergerActivations* keep) {
   const int64_t N = layout.patches, Dv = v.hidden, U = v.merge * v.merge, M = N / U, Do = v.out_hidden;
   MergerActivations local;
@@ -133,7 +133,7 @@ DeviceArray merger_forward(Backend& b, const VisionConfig& v, const Weights& w, 
   b.rmsnorm(x, w.merger_norm.get(), s.norm.get(), N, Dv, v.rms_eps);
   s.pre = DeviceArray(b, M * U * Dv);
   b.linear(s.norm.get(), w.merger_fc1_w.get(), w.merger_fc1_b.get(), s.pre.get(), M, U * Dv, U * Dv);
-  float* act = s.pre.get();  // inference: the GELU in place
+  DevicePtr act = s.pre.get();  // inference: the GELU in place
   if (keep) {
     s.act = DeviceArray(b, M * U * Dv);
     b.copy(s.act.get(), s.pre.get(), M * U * Dv);
@@ -146,8 +146,9 @@ DeviceArray merger_forward(Backend& b, const VisionConfig& v, const Weights& w, 
   return features;
 }
 
-void merger_backward(Backend& b, const VisionConfig& v, const Weights& w, Weights& grads, const float* x,
-                     const VisionLayout& layout, const MergerActivations& s, const float* dfeatures, float* dx) {
+void merger_backward(Backend& b, const VisionConfig& v, const Weights& w, Weights& grads, ConstDevicePtr x,
+                     const VisionLayout& layout, const MergerActivations& s, ConstDevicePtr dfeatures,
+                     DevicePtr dx) {
   const int64_t N = layout.patches, Dv = v.hidden, U = v.merge * v.merge, M = N / U, Do = v.out_hidden;
   DeviceArray dy(b, M * Do), dact(b, M * U * Dv), dnorm(b, N * Dv);
   b.gather_rows(dfeatures, layout.window_index.data(), M, dy.get(), Do);

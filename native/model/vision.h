@@ -47,7 +47,7 @@ VisionInput vision_embed(Backend& backend, const VisionConfig& config, const Wei
                          const std::vector<GridThw>& grids);
 // dx [N, Dv] (window order, d loss / d input.x): patch-embedding gradient.
 void vision_embed_backward(Backend& backend, const VisionConfig& config, const Weights& weights, Weights& grads,
-                           const VisionInput& input, const float* dx);
+                           const VisionInput& input, ConstDevicePtr dx);
 
 // What the merger's backward reads.
 struct MergerActivations {
@@ -59,12 +59,12 @@ struct MergerActivations {
 // x [N, Dv] window order -> features [M, Do] in the order of the image-pad
 // tokens (raster order per image, images in order):
 //   h = rmsnorm(x) viewed as [M, U*Dv]; y = fc2(gelu(fc1(h))); unpermute.
-DeviceArray merger_forward(Backend& backend, const VisionConfig& config, const Weights& weights, const float* x,
+DeviceArray merger_forward(Backend& backend, const VisionConfig& config, const Weights& weights, ConstDevicePtr x,
                            const VisionLayout& layout, MergerActivations* keep);
 // dfeatures [M, Do] -> dx [N, Dv] (overwritten); parameter gradients accumulate.
 void merger_backward(Backend& backend, const VisionConfig& config, const Weights& weights, Weights& grads,
-                     const float* x, const VisionLayout& layout, const MergerActivations& kept,
-                     const float* dfeatures, float* dx);
+                     ConstDevicePtr x, const VisionLayout& layout, const MergerActivations& kept,
+                     ConstDevicePtr dfeatures, DevicePtr dx);
 
 // Images encoded by the vision tower (vision_embed) since the last reset,
 // process-wide: a check that cached features are reused.

@@ -1,6 +1,7 @@
 #include "model/weights.h"
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 
 #include "engine/mapped_file.h"
@@ -23,8 +24,10 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 // converts them all in file order (finish()): shards are read front to back
 // with the next window prefetched, each tensor's pages are dropped from the
 // resident set once converted, and conversion is spread over the thread pool.
-// Peak resident memory is then the fp32 weights plus a window of the file,
-// not the weights plus the whole mapped checkpoint.
+// Peak resident memory is then the weights plus a window of the file, not
+// the weights plus the whole mapped checkpoint. A bf16 tensor bound for bf16
+// backend memory (the CUDA backend's default) is copied from the mapping as
+// it is, never widened to fp32 on the way.
 class Loader {
  public:
   Loader(Backend& backend, const std::string& dir)
@@ -84,6 +87,8 @@ class Loader {
       }
       if (backend_.memory_is_host())
         convert_in_place(p);
+      else if (p.info->dtype == DType::BF16 && p.target.type() == Storage::BF16)
+        upload_as_stored(p);
       else
         convert_and_upload(p);
       mapping.release_pages(offset, bytes);
@@ -99,7 +104,7 @@ class Loader {
     size_t shard;
     const TensorInfo* info;
     const std::string* path;
-    float* target;  // the DeviceArray's memory (stable when the array moves)
+    DevicePtr target;  // the DeviceArray's memory (stable when the array moves)
   };
 
   static constexpr size_t kPrefetchBytes = size_t(256) << 20;
@@ -114,7 +119,15 @@ class Loader {
     });
   }
 
-  void convert_in_place(const Pending& p) { convert(p, p.target, 0, p.info->numel()); }
+  void convert_in_place(const Pending& p) { convert(p, p.target.f32("a host backend's array"), 0, p.info->numel()); }
+
+  // The file's bf16 bytes straight into bf16 backend memory, a staging
+  // buffer's worth at a time.
+  void upload_as_stored(const Pending& p) {
+    const int64_t n = p.info->numel(), chunk = kStagingElements * 2;
+    for (int64_t begin = 0; begin < n; begin += chunk)
+      backend_.upload_raw(p.target + begin, p.info->data + begin * 2, std::min(chunk, n - begin));
+  }
 
   void convert_and_upload(const Pending& p) {
     const int64_t n = p.info->numel();
@@ -233,7 +246,7 @@ std::vector<std::pair<std::string, DeviceArray*>> named_parameters(Weights& w) {
   return out;
 }
 
-Weights zeros_like(Backend& backend, Weights& weights, bool host) {
+Weights zeros_like(Backend& backend, Weights& weights, Storage type, bool host) {
   Weights zeros;
   zeros.vision_blocks.resize(weights.vision_blocks.size());
   zeros.layers.resize(weights.layers.size());
@@ -241,12 +254,13 @@ Weights zeros_like(Backend& backend, Weights& weights, bool host) {
   auto target = named_parameters(zeros);
   auto zeroed = [&](int64_t count) {
     if (!host) {
-      DeviceArray a(backend, count);
+      DeviceArray a(backend, count, type);
       backend.fill(a.get(), 0.0f, count);
       return a;
     }
-    DeviceArray a = DeviceArray::host(backend, count);
-    std::fill(a.get(), a.get() + count, 0.0f);
+    // Host memory: zero bits are 0.0 in fp32 and bf16 alike.
+    DeviceArray a = DeviceArray::host(backend, count, type);
+    if (count > 0) std::memset(a.get().data(), 0, size_t(a.bytes()));
     return a;
   };
   // lm_head comes last in `source` (when untied) and is absent from `target`

@@ -1,6 +1,6 @@
 #pragma once
-// The parameters of a Qwen2.5-VL checkpoint in backend memory (fp32 on the
-// CPU), loaded from a model directory by their hub names (or the renamed
+// The parameters of a Qwen2.5-VL checkpoint in backend memory, in the
+// backend's storage type (fp32 on the CPU, bf16 on CUDA by default), loaded from a model directory by their hub names (or the renamed
 // transformers >= 4.52 names), each checked against the config's shape.
 #include <string>
 #include <utility>
@@ -29,7 +29,7 @@ struct Weights {
   std::vector<DecoderLayerWeights> layers;
   DeviceArray final_norm;
   DeviceArray lm_head;  // empty when tied: use embed_tokens
-  const float* lm_head_weight() const { return lm_head.get() ? lm_head.get() : embed_tokens.get(); }
+  ConstDevicePtr lm_head_weight() const { return lm_head.get() ? lm_head.get() : embed_tokens.get(); }
   int64_t parameter_count = 0;
 };
 
@@ -40,8 +40,9 @@ Weights load_weights(Backend& backend, const ModelConfig& config, const std::str
 // optimiser state and checkpoints). Tied models list no lm_head.
 std::vector<std::pair<std::string, DeviceArray*>> named_parameters(Weights& weights);
 
-// Zero-filled arrays shaped like `weights` (gradients, AdamW moments); with
-// `host`, in the backend's host memory (the offloaded optimiser state).
-Weights zeros_like(Backend& backend, Weights& weights, bool host = false);
+// Zero-filled arrays shaped like `weights`, of element type `type`
+// (gradients and AdamW moments: fp32, see backend/backend.h); with `host`, in
+// the backend's host memory (the offloaded optimiser state).
+Weights zeros_like(Backend& backend, Weights& weights, Storage type, bool host = false);
 
 }  // namespace st::model

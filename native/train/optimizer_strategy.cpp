@@ -20,13 +20,13 @@ std::string describe(const OptimizerConfig& config) {
   return std::string(optimizer_strategy_name(config.strategy)) + (config.offload ? ", offloaded to host memory" : "");
 }
 
-void apply_optimizer_step(Backend& backend, const OptimizerConfig& config, float* param, const float* grad, float* m,
-                          float* v, float* compensation, int64_t n, int64_t step, float grad_scale,
+void apply_optimizer_step(Backend& backend, const OptimizerConfig& config, DevicePtr param, ConstDevicePtr grad,
+                          DevicePtr m, DevicePtr v, DevicePtr compensation, int64_t n, int64_t step, float grad_scale,
                           const AdamWOptions& options) {
   const bool bf16 = config.strategy == OptimizerStrategy::AdamWBf16;
   if (bf16 && compensation == nullptr) throw std::logic_error("adamw_bf16 step without its compensation buffer");
   if (config.offload)
-    backend.optimizer_step_host_state(config.strategy, param, grad, m, v, bf16 ? compensation : nullptr, n, step,
+    backend.optimizer_step_host_state(config.strategy, param, grad, m, v, bf16 ? compensation : DevicePtr(), n, step,
                                       grad_scale, options);
   else if (bf16)
     backend.adamw_bf16(param, grad, m, v, compensation, n, step, grad_scale, options);

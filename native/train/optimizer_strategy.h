@@ -113,11 +113,38 @@ ST_HOST_DEVICE inline void adamw_bf16_element(float* param, const float* grad, f
   if (compensation) compensation[i] = e.compensation;
 }
 
+// The offloaded state is host memory the host reads and writes itself:
+// fp32, or bf16 (the top 16 bits of the float, rounded to nearest even).
+inline void host_state_to_floats(ConstDevicePtr src, int64_t n, float* out) {
+  if (src.type() == Storage::F32) {
+    std::memcpy(out, src.data(), size_t(n) * sizeof(float));
+    return;
+  }
+  const uint16_t* bits = static_cast<const uint16_t*>(src.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t wide = uint32_t(bits[i]) << 16;
+    std::memcpy(&out[i], &wide, sizeof(float));
+  }
+}
+inline void floats_to_host_state(const float* values, int64_t n, DevicePtr dst) {
+  if (dst.type() == Storage::F32) {
+    std::memcpy(dst.data(), values, size_t(n) * sizeof(float));
+    return;
+  }
+  uint16_t* bits = static_cast<uint16_t*>(dst.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const float rounded = round_to_bf16(values[i]);
+    uint32_t wide;
+    std::memcpy(&wide, &rounded, sizeof(float));
+    bits[i] = uint16_t(wide >> 16);
+  }
+}
+
 // One step of one parameter tensor as `config` says, on `backend`: m, v and
 // (adamw_bf16) compensation are backend memory, or host memory from
 // alloc_host when offloaded.
-void apply_optimizer_step(Backend& backend, const OptimizerConfig& config, float* param, const float* grad, float* m,
-                          float* v, float* compensation, int64_t n, int64_t step, float grad_scale,
+void apply_optimizer_step(Backend& backend, const OptimizerConfig& config, DevicePtr param, ConstDevicePtr grad,
+                          DevicePtr m, DevicePtr v, DevicePtr compensation, int64_t n, int64_t step, float grad_scale,
                           const AdamWOptions& options);
 
 // One adamw_bf16 step over n elements on host memory (the CPU backend).

@@ -155,17 +155,17 @@ void attention_forward(const AttentionArgs& a) {
       kt.resize(size_t(keys * hd));
       v.resize(size_t(keys * hd));
       p.resize(size_t(std::max<int64_t>(keys, 1)));
-      gather(a.k_pool, s.key_slots, keys, a.kv_heads, kvh, hd, nullptr, kt.data());
-      gather(a.v_pool, s.key_slots, keys, a.kv_heads, kvh, hd, v.data(), nullptr);
+      gather(a.k_pool.f32(), s.key_slots, keys, a.kv_heads, kvh, hd, nullptr, kt.data());
+      gather(a.v_pool.f32(), s.key_slots, keys, a.kv_heads, kvh, hd, v.data(), nullptr);
       for (int64_t qi = it.q_begin; qi < it.q_end; ++qi) {
         const int64_t row = s.q_offset + qi;
         const int64_t n = std::max<int64_t>(0, visible_keys(s, qi));
-        float* out = a.out + (row * a.heads + it.head) * hd;
+        float* out = a.out.f32() + (row * a.heads + it.head) * hd;
         if (n == 0) {
           std::fill(out, out + hd, 0.0f);
           continue;
         }
-        scores_of(a.q + (row * a.heads + it.head) * hd, kt.data(), keys, n, hd, a.scale, p.data());
+        scores_of(a.q.f32() + (row * a.heads + it.head) * hd, kt.data(), keys, n, hd, a.scale, p.data());
         softmax_in_place(p.data(), n);
         weighted_rows(p.data(), v.data(), n, hd, out);
       }
@@ -191,12 +191,12 @@ void attention_backward(const AttentionArgs& a, const float* dout, float* dq, fl
       dv.assign(size_t(keys * hd), 0.0f);
       p.resize(size_t(std::max<int64_t>(keys, 1)));
       dp.resize(size_t(std::max<int64_t>(keys, 1)));
-      gather(a.k_pool, s.key_slots, keys, a.kv_heads, kvh, hd, k.data(), kt.data());
-      gather(a.v_pool, s.key_slots, keys, a.kv_heads, kvh, hd, nullptr, vt.data());
+      gather(a.k_pool.f32(), s.key_slots, keys, a.kv_heads, kvh, hd, k.data(), kt.data());
+      gather(a.v_pool.f32(), s.key_slots, keys, a.kv_heads, kvh, hd, nullptr, vt.data());
       for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
         for (int64_t qi = 0; qi < s.q_len; ++qi) {
           const int64_t row = s.q_offset + qi;
-          const float* q = a.q + (row * a.heads + h) * hd;
+          const float* q = a.q.f32() + (row * a.heads + h) * hd;
           const float* g = dout + (row * a.heads + h) * hd;
           float* dqr = dq + (row * a.heads + h) * hd;
           const int64_t n = std::max<int64_t>(0, visible_keys(s, qi));

@@ -1,4 +1,7 @@
-// The CPU backend: fp32, spread over the engine's thread pool.
+// The CPU backend: fp32, spread over the engine's thread pool. Its arrays
+// are fp32 only (storage() is F32, alloc refuses bf16); the Backend
+// overrides unwrap their DevicePtrs (checking the type) and run the fp32
+// bodies below, which are the same code as before the interface was typed.
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -6,6 +9,8 @@
 #include <new>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <limits>
 #include <vector>
 
@@ -45,21 +50,122 @@ class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
 
-  float* alloc(int64_t count) override { return allocate_floats(count); }
+  Storage storage() const override { return Storage::F32; }
+  DevicePtr alloc(int64_t count, Storage type) override {
+    if (type != Storage::F32)
+      throw std::invalid_argument(std::string("the CPU backend stores fp32 only, not ") + storage_name(type));
+    return allocate_floats(count);
+  }
   bool memory_is_host() const override { return true; }
-  void free(float* ptr) override { std::free(ptr); }
-  void upload(float* dst, const float* host, int64_t count) override { copy(dst, host, count); }
-  void download(float* host, const float* src, int64_t count) override { copy(host, src, count); }
-  void copy(float* dst, const float* src, int64_t count) override {
+  void free(DevicePtr ptr) override { std::free(ptr.data()); }
+  void upload(DevicePtr dst, const float* host, int64_t count) override { copy(dst.f32("upload"), host, count); }
+  void upload_raw(DevicePtr dst, const void* host, int64_t count) override {
+    copy(dst.f32("upload_raw"), static_cast<const float*>(host), count);
+  }
+  void download(float* host, ConstDevicePtr src, int64_t count) override { copy(host, src.f32("download"), count); }
+  void copy(DevicePtr dst, ConstDevicePtr src, int64_t count) override { copy(dst.f32("copy"), src.f32("copy"), count); }
+
+  // ---- the Backend ops: unwrap, then the fp32 bodies
+  void linear(ConstDevicePtr x, ConstDevicePtr w, ConstDevicePtr bias, DevicePtr y, int64_t m, int64_t k,
+              int64_t n) override {
+    linear(x.f32(), w.f32(), bias.f32(), y.f32(), m, k, n);
+  }
+  void rmsnorm(ConstDevicePtr x, ConstDevicePtr w, DevicePtr y, int64_t rows, int64_t dim, float eps) override {
+    rmsnorm(x.f32(), w.f32(), y.f32(), rows, dim, eps);
+  }
+  void rotary(DevicePtr x, ConstDevicePtr cos, ConstDevicePtr sin, int64_t rows, int64_t heads,
+              int64_t head_dim) override {
+    rotary(x.f32(), cos.f32(), sin.f32(), rows, heads, head_dim);
+  }
+  void swiglu(ConstDevicePtr gate, ConstDevicePtr up, DevicePtr out, int64_t n) override {
+    swiglu(gate.f32(), up.f32(), out.f32(), n);
+  }
+  void gelu(DevicePtr x, int64_t n) override { gelu(x.f32(), n); }
+  void add(DevicePtr x, ConstDevicePtr y, int64_t n) override { add(x.f32(), y.f32(), n); }
+  void embedding(const int32_t* ids, int64_t n, ConstDevicePtr table, DevicePtr out, int64_t dim) override {
+    embedding(ids, n, table.f32(), out.f32(), dim);
+  }
+  void gather_rows(ConstDevicePtr src, const int32_t* rows, int64_t n, DevicePtr out, int64_t dim) override {
+    gather_rows(src.f32(), rows, n, out.f32(), dim);
+  }
+  void scatter_rows(ConstDevicePtr src, const int32_t* rows, int64_t n, DevicePtr dst, int64_t dim) override {
+    scatter_rows(src.f32(), rows, n, dst.f32(), dim);
+  }
+  void copy_columns(ConstDevicePtr src, int64_t rows, int64_t src_cols, int64_t col_offset, int64_t cols,
+                    DevicePtr dst) override {
+    copy_columns(src.f32(), rows, src_cols, col_offset, cols, dst.f32());
+  }
+  void attention(const AttentionArgs& a) override { cpu::attention_forward(a); }
+  void token_logprobs(ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim, int64_t vocab,
+                      const int32_t* targets, float temperature, float* out, float* entropy) override {
+    token_logprobs(hidden.f32(), head.f32(), rows, dim, vocab, targets, temperature, out, entropy);
+  }
+  void linear_backward(ConstDevicePtr x, ConstDevicePtr w, ConstDevicePtr dy, DevicePtr dx, DevicePtr dw,
+                       DevicePtr db, int64_t m, int64_t k, int64_t n) override {
+    linear_backward(x.f32(), w.f32(), dy.f32(), dx.f32(), dw.f32(), db.f32(), m, k, n);
+  }
+  void rmsnorm_backward(ConstDevicePtr x, ConstDevicePtr w, ConstDevicePtr dy, DevicePtr dx, DevicePtr dw,
+                        int64_t rows, int64_t dim, float eps) override {
+    rmsnorm_backward(x.f32(), w.f32(), dy.f32(), dx.f32(), dw.f32(), rows, dim, eps);
+  }
+  void rotary_backward(DevicePtr dx, ConstDevicePtr cos, ConstDevicePtr sin, int64_t rows, int64_t heads,
+                       int64_t head_dim) override {
+    rotary_backward(dx.f32(), cos.f32(), sin.f32(), rows, heads, head_dim);
+  }
+  void swiglu_backward(ConstDevicePtr gate, ConstDevicePtr up, ConstDevicePtr dout, DevicePtr dgate, DevicePtr dup,
+                       int64_t n) override {
+    swiglu_backward(gate.f32(), up.f32(), dout.f32(), dgate.f32(), dup.f32(), n);
+  }
+  void gelu_backward(ConstDevicePtr x_in, DevicePtr dout, int64_t n) override {
+    gelu_backward(x_in.f32(), dout.f32(), n);
+  }
+  void embedding_backward(const int32_t* ids, int64_t n, ConstDevicePtr dout, DevicePtr dtable,
+                          int64_t dim) override {
+    embedding_backward(ids, n, dout.f32(), dtable.f32(), dim);
+  }
+  void attention_backward(const AttentionArgs& a, ConstDevicePtr dout, DevicePtr dq, DevicePtr dk_pool,
+                          DevicePtr dv_pool) override {
+    cpu::attention_backward(a, dout.f32(), dq.f32(), dk_pool.f32(), dv_pool.f32());
+  }
+  void token_logprobs_backward(ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim, int64_t vocab,
+                               const int32_t* targets, float temperature, const float* dlogp, DevicePtr dhidden,
+                               DevicePtr dhead) override {
+    token_logprobs_backward(hidden.f32(), head.f32(), rows, dim, vocab, targets, temperature, dlogp, dhidden.f32(),
+                            dhead.f32());
+  }
+  void fill(DevicePtr x, float value, int64_t n) override { fill(x.f32(), value, n); }
+  void adamw(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, int64_t n, int64_t step,
+             float grad_scale, const train::AdamWOptions& options) override {
+    adamw(param.f32(), grad.f32(), m.f32(), v.f32(), n, step, grad_scale, options);
+  }
+  double sum_squares(ConstDevicePtr x, int64_t n) override { return sum_squares(x.f32(), n); }
+  void adamw_bf16(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, DevicePtr compensation, int64_t n,
+                  int64_t step, float grad_scale, const train::AdamWOptions& options) override {
+    train::adamw_bf16_step(param.f32(), grad.f32(), m.f32(), v.f32(), compensation.f32(), n, step, grad_scale, options);
+  }
+  DevicePtr alloc_host(int64_t count, Storage type) override { return alloc(count, type); }
+  void free_host(DevicePtr ptr) override { free(ptr); }
+  // The CPU backend's memory is host memory: offloading moves nothing.
+  void optimizer_step_host_state(train::OptimizerStrategy strategy, DevicePtr param, ConstDevicePtr grad,
+                                 DevicePtr m_host, DevicePtr v_host, DevicePtr compensation_host, int64_t n,
+                                 int64_t step, float grad_scale, const train::AdamWOptions& options) override {
+    if (strategy == train::OptimizerStrategy::AdamWBf16)
+      adamw_bf16(param, grad, m_host, v_host, compensation_host, n, step, grad_scale, options);
+    else
+      adamw(param, grad, m_host, v_host, n, step, grad_scale, options);
+  }
+
+  // ---- the fp32 bodies
+  void copy(float* dst, const float* src, int64_t count) {
     if (count > 0) std::memcpy(dst, src, size_t(count) * sizeof(float));
   }
 
   void linear(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k,
-              int64_t n) override {
+              int64_t n) {
     cpu::linear(x, w, bias, y, m, k, n);
   }
 
-  void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) override {
+  void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) {
     default_thread_pool().parallel_for(rows, std::max<int64_t>(1, kElementGrain / std::max<int64_t>(dim, 1)),
                                        [&](int64_t begin, int64_t end) {
                                          for (int64_t r = begin; r < end; ++r) {
@@ -74,7 +180,7 @@ class CpuBackend final : public Backend {
   }
 
   void rotary(float* x, const float* cos, const float* sin, int64_t rows, int64_t heads,
-              int64_t head_dim) override {
+              int64_t head_dim) {
     const int64_t half = head_dim / 2;
     default_thread_pool().parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
@@ -92,42 +198,41 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void swiglu(const float* gate, const float* up, float* out, int64_t n) override {
+  void swiglu(const float* gate, const float* up, float* out, int64_t n) {
     elementwise(n, [&](int64_t i) {
       const float g = gate[i];
       out[i] = g / (1.0f + std::exp(-g)) * up[i];
     });
   }
 
-  void gelu(float* x, int64_t n) override {
+  void gelu(float* x, int64_t n) {
     elementwise(n, [&](int64_t i) { x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f)); });
   }
 
-  void add(float* x, const float* y, int64_t n) override {
+  void add(float* x, const float* y, int64_t n) {
     elementwise(n, [&](int64_t i) { x[i] += y[i]; });
   }
 
-  void embedding(const int32_t* ids, int64_t n, const float* table, float* out, int64_t dim) override {
+  void embedding(const int32_t* ids, int64_t n, const float* table, float* out, int64_t dim) {
     gather_rows(table, ids, n, out, dim);
   }
 
-  void gather_rows(const float* src, const int32_t* rows, int64_t n, float* out, int64_t dim) override {
+  void gather_rows(const float* src, const int32_t* rows, int64_t n, float* out, int64_t dim) {
     for (int64_t i = 0; i < n; ++i) copy(out + i * dim, src + int64_t(rows[i]) * dim, dim);
   }
 
-  void scatter_rows(const float* src, const int32_t* rows, int64_t n, float* dst, int64_t dim) override {
+  void scatter_rows(const float* src, const int32_t* rows, int64_t n, float* dst, int64_t dim) {
     for (int64_t i = 0; i < n; ++i) copy(dst + int64_t(rows[i]) * dim, src + i * dim, dim);
   }
 
   void copy_columns(const float* src, int64_t rows, int64_t src_cols, int64_t col_offset, int64_t cols,
-                    float* dst) override {
+                    float* dst) {
     for (int64_t r = 0; r < rows; ++r) copy(dst + r * cols, src + r * src_cols + col_offset, cols);
   }
 
-  void attention(const AttentionArgs& a) override { cpu::attention_forward(a); }
 
   void token_logprobs(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
-                      const int32_t* targets, float temperature, float* out, float* entropy) override {
+                      const int32_t* targets, float temperature, float* out, float* entropy) {
     for (int64_t r0 = 0; r0 < rows; r0 += kLogitRowTile) {
       const int64_t nr = std::min(kLogitRowTile, rows - r0);
       const LogitStatistics st = logit_statistics(hidden + r0 * dim, head, nr, dim, vocab, targets + r0, temperature);
@@ -139,7 +244,7 @@ class CpuBackend final : public Backend {
   }
 
   void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int64_t m,
-                       int64_t k, int64_t n) override {
+                       int64_t k, int64_t n) {
     if (dx) cpu::linear_dx(dy, w, dx, m, n, k);
     if (dw) cpu::linear_dw(dy, x, dw, m, n, k);
     if (db)
@@ -148,7 +253,7 @@ class CpuBackend final : public Backend {
   }
 
   void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t rows,
-                        int64_t dim, float eps) override {
+                        int64_t dim, float eps) {
     std::vector<double> dw_acc(static_cast<size_t>(dim), 0.0);
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x + r * dim;
@@ -169,7 +274,7 @@ class CpuBackend final : public Backend {
   }
 
   void rotary_backward(float* dx, const float* cos, const float* sin, int64_t rows, int64_t heads,
-                       int64_t head_dim) override {
+                       int64_t head_dim) {
     const int64_t half = head_dim / 2;
     for (int64_t r = 0; r < rows; ++r) {
       const float* c = cos + r * head_dim;
@@ -186,7 +291,7 @@ class CpuBackend final : public Backend {
   }
 
   void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
-                       int64_t n) override {
+                       int64_t n) {
     elementwise(n, [&](int64_t i) {
       const float g = gate[i];
       const float sig = 1.0f / (1.0f + std::exp(-g));
@@ -195,7 +300,7 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void gelu_backward(const float* x_in, float* dout, int64_t n) override {
+  void gelu_backward(const float* x_in, float* dout, int64_t n) {
     elementwise(n, [&](int64_t i) {
       const double x = x_in[i];
       const double cdf = 0.5 * (1.0 + std::erf(x * 0.70710678118654752));
@@ -204,18 +309,14 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void embedding_backward(const int32_t* ids, int64_t n, const float* dout, float* dtable, int64_t dim) override {
+  void embedding_backward(const int32_t* ids, int64_t n, const float* dout, float* dtable, int64_t dim) {
     for (int64_t i = 0; i < n; ++i) add(dtable + int64_t(ids[i]) * dim, dout + i * dim, dim);
   }
 
-  void attention_backward(const AttentionArgs& a, const float* dout, float* dq, float* dk_pool,
-                          float* dv_pool) override {
-    cpu::attention_backward(a, dout, dq, dk_pool, dv_pool);
-  }
 
   void token_logprobs_backward(const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
                                const int32_t* targets, float temperature, const float* dlogp, float* dhidden,
-                               float* dhead) override {
+                               float* dhead) {
     // Per row tile: the log-sum-exp, then dlogit = dlogp (onehot - softmax) / T
     // per vocabulary tile, folded into dhidden and dhead at once.
     const double inv_t = 1.0 / double(temperature);
@@ -244,31 +345,14 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void fill(float* x, float value, int64_t n) override { std::fill(x, x + n, value); }
+  void fill(float* x, float value, int64_t n) { std::fill(x, x + n, value); }
 
   void adamw(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step, float grad_scale,
-             const train::AdamWOptions& options) override {
+             const train::AdamWOptions& options) {
     train::adamw_step(param, grad, m, v, n, step, grad_scale, options);
   }
 
-  double sum_squares(const float* x, int64_t n) override { return train::sum_squares(x, n); }
-
-  void adamw_bf16(float* param, const float* grad, float* m, float* v, float* compensation, int64_t n, int64_t step,
-                  float grad_scale, const train::AdamWOptions& options) override {
-    train::adamw_bf16_step(param, grad, m, v, compensation, n, step, grad_scale, options);
-  }
-
-  float* alloc_host(int64_t count) override { return alloc(count); }
-  void free_host(float* ptr) override { free(ptr); }
-  // The CPU backend's memory is host memory: offloading moves nothing.
-  void optimizer_step_host_state(train::OptimizerStrategy strategy, float* param, const float* grad, float* m_host,
-                                 float* v_host, float* compensation_host, int64_t n, int64_t step, float grad_scale,
-                                 const train::AdamWOptions& options) override {
-    if (strategy == train::OptimizerStrategy::AdamWBf16)
-      adamw_bf16(param, grad, m_host, v_host, compensation_host, n, step, grad_scale, options);
-    else
-      adamw(param, grad, m_host, v_host, n, step, grad_scale, options);
-  }
+  double sum_squares(const float* x, int64_t n) { return train::sum_squares(x, n); }
 
  private:
   // Tiles of the [rows x vocab] logits: kLogitRowTile rows by kLogitVocabTile

@@ -8,7 +8,10 @@
 // (query, head) pairs of one kv head: the heads of a GQA group share every
 // key tile they load, and a decode step (one query per sequence) still fills
 // a block with its group's heads. fp32 on CUDA cores; tensor-core tiles are
-// the next step.
+// the next step. Templates on the storage type T of q, the pools and the
+// outputs: tiles are converted to fp32 as they are loaded into shared
+// memory, and outputs rounded once as they are stored. dk/dv of bf16 pools
+// are summed in fp32 buffers and added to the pools at the end.
 //
 // The backward recomputes: a forward pass gives each row's log-sum-exp and
 // output, D = dout . out per row, then one kernel owns dq per query tile and
@@ -22,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/common.cuh"
@@ -51,10 +55,11 @@ struct Item {
   int32_t seq, kv_head, start;
 };
 
+template <class T>
 struct Params {
-  const float* q;
-  const float* k_pool;
-  const float* v_pool;
+  const T* q;
+  const T* k_pool;
+  const T* v_pool;
   int64_t heads, kv_heads, hd, group;
   float scale;
   const Sequence* seqs;
@@ -102,7 +107,8 @@ __device__ inline void accumulate(float (&acc)[kDims], const float* weights, con
 
 // Query row `row` of a tile (query * group + head-in-group) as an offset into
 // q/out ([rows, heads, hd]) and into per-(row, head) arrays.
-__device__ inline int64_t row_head(const Params& p, const Sequence& s, int32_t kv_head, int64_t row) {
+template <class T>
+__device__ inline int64_t row_head(const Params<T>& p, const Sequence& s, int32_t kv_head, int64_t row) {
   return (s.q_offset + row / p.group) * p.heads + kv_head * p.group + row % p.group;
 }
 
@@ -117,7 +123,8 @@ struct QueryTile {
   bool valid;
   int64_t key_end, my_keys;
 
-  __device__ QueryTile(const Params& p) : it(p.items[blockIdx.x]), s(p.seqs[it.seq]) {
+  template <class T>
+  __device__ QueryTile(const Params<T>& p) : it(p.items[blockIdx.x]), s(p.seqs[it.seq]) {
     const int64_t rows_total = int64_t(s.q_len) * p.group;
     r = threadIdx.x / kLanesPerRow;
     lane = threadIdx.x % kLanesPerRow;
@@ -131,25 +138,27 @@ struct QueryTile {
 
 // Rows [start, start + count) of a [count, ld] shared tile from x (laid out as
 // q), times `factor`; zeros past the sequence's rows.
-__device__ inline void load_rows(const Params& p, const Sequence& s, int32_t kv_head, int64_t start, int count,
-                                 const float* x, float factor, float* tile, int64_t ld) {
+template <class T, class X>
+__device__ inline void load_rows(const Params<T>& p, const Sequence& s, int32_t kv_head, int64_t start, int count,
+                                 const X* x, float factor, float* tile, int64_t ld) {
   const int64_t rows_total = int64_t(s.q_len) * p.group;
   for (int64_t idx = threadIdx.x; idx < count * p.hd; idx += blockDim.x) {
     const int64_t r = idx / p.hd, d = idx % p.hd, row = start + r;
-    tile[r * ld + d] = row < rows_total ? x[row_head(p, s, kv_head, row) * p.hd + d] * factor : 0.0f;
+    tile[r * ld + d] = row < rows_total ? to_f32(x[row_head(p, s, kv_head, row) * p.hd + d]) * factor : 0.0f;
   }
 }
 
 // Keys and values [start, min(end, start + count)) of a sequence from the pools.
-__device__ inline void load_keys(const Params& p, const Sequence& s, int32_t kv_head, int64_t start, int64_t end,
+template <class T>
+__device__ inline void load_keys(const Params<T>& p, const Sequence& s, int32_t kv_head, int64_t start, int64_t end,
                                  int count, float* keys, float* values, int64_t ld) {
   for (int64_t idx = threadIdx.x; idx < count * p.hd; idx += blockDim.x) {
     const int64_t c = idx / p.hd, d = idx % p.hd, j = start + c;
     float k = 0.0f, v = 0.0f;
     if (j < end) {
       const int64_t at = (int64_t(p.slots[s.k_start + j]) * p.kv_heads + kv_head) * p.hd + d;
-      k = p.k_pool[at];
-      v = p.v_pool[at];
+      k = to_f32(p.k_pool[at]);
+      v = to_f32(p.v_pool[at]);
     }
     keys[c * ld + d] = k;
     values[c * ld + d] = v;
@@ -158,8 +167,9 @@ __device__ inline void load_keys(const Params& p, const Sequence& s, int32_t kv_
 
 // ---------------------------------------------------------------- forward
 
-template <int kDims>
-__global__ void __launch_bounds__(kThreads) attention_forward_kernel(Params p, float* out, float* lse) {
+// O: the output's type (the storage type, or fp32 for the backward's recomputation).
+template <class T, class O, int kDims>
+__global__ void __launch_bounds__(kThreads) attention_forward_kernel(Params<T> p, O* out, float* lse) {
   ST_DYNAMIC_SHARED(float, smem);
   const int64_t hd = p.hd, ld = hd + 1;  // odd stride: the lanes of a row hit distinct banks
   float* sq = smem;                      // [kRowTile][ld] queries, pre-scaled
@@ -213,7 +223,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(Params p, f
 #pragma unroll
   for (int i = 0; i < kDims; ++i) {
     const int64_t d = lane + i * kLanesPerRow;
-    if (d < hd) out[at * hd + d] = acc[i] * inv;
+    if (d < hd) out[at * hd + d] = from_f32<O>(acc[i] * inv);
   }
   if (lse != nullptr && lane == 0) lse[at] = l > 0.0f ? m + logf(l) : -INFINITY;
 }
@@ -221,21 +231,21 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(Params p, f
 // ------------------------------------------------------------- backward
 
 // delta[row, head] = dout . out over the head dimension, one warp each.
-__global__ void attention_delta_kernel(const float* dout, const float* out, int64_t entries, int64_t hd,
-                                       float* delta) {
+template <class T>
+__global__ void attention_delta_kernel(const T* dout, const float* out, int64_t entries, int64_t hd, float* delta) {
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
   for (int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; e < entries; e += warps) {
     float s = 0.0f;
-    for (int64_t d = threadIdx.x % 32; d < hd; d += 32) s += dout[e * hd + d] * out[e * hd + d];
+    for (int64_t d = threadIdx.x % 32; d < hd; d += 32) s += to_f32(dout[e * hd + d]) * out[e * hd + d];
     s = warp_sum(s);
     if (threadIdx.x % 32 == 0) delta[e] = s;
   }
 }
 
 // dq of a tile of query rows: sum over visible keys of p (dp - D) k, scaled.
-template <int kDims>
-__global__ void __launch_bounds__(kThreads) attention_dq_kernel(Params p, const float* dout, const float* lse,
-                                                                 const float* delta, float* dq) {
+template <class T, int kDims>
+__global__ void __launch_bounds__(kThreads) attention_dq_kernel(Params<T> p, const T* dout, const float* lse,
+                                                                 const float* delta, T* dq) {
   ST_DYNAMIC_SHARED(float, smem);
   const int64_t hd = p.hd, ld = hd + 1;
   float* sq = smem;                 // [kRowTile][ld] queries, pre-scaled
@@ -279,14 +289,16 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(Params p, const 
 #pragma unroll
   for (int i = 0; i < kDims; ++i) {
     const int64_t d = lane + i * kLanesPerRow;
-    if (d < hd) dq[at * hd + d] = acc[i] * p.scale;
+    if (d < hd) dq[at * hd + d] = from_f32<T>(acc[i] * p.scale);
   }
 }
 
 // dk, dv of a tile of keys: over every query row that sees them,
 // dv += p dout and dk += p (dp - D) q (q pre-scaled, which carries the scale).
-template <int kDims>
-__global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(Params p, const float* dout, const float* lse,
+// dk_pool and dv_pool are fp32: the pools themselves (fp32 storage) or the
+// fp32 sums of bf16 ones.
+template <class T, int kDims>
+__global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(Params<T> p, const T* dout, const float* lse,
                                                                    const float* delta, float* dk_pool,
                                                                    float* dv_pool) {
   ST_DYNAMIC_SHARED(float, smem);
@@ -355,6 +367,7 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(Params p, cons
 
 // The sequences, their slots and the block work lists, on the device for
 // the duration of one call.
+template <class T>
 class Plan {
  public:
   Plan(const AttentionArgs& a, bool key_items, cudaStream_t stream, const char* op) {
@@ -374,6 +387,7 @@ class Plan {
         throw std::invalid_argument(std::string("CUDA backend: ") + op + ": a sequence is too long");
       Sequence s{as.q_offset, int64_t(slots.size()), int32_t(as.q_len), int32_t(as.k_len), as.causal ? 1 : 0};
       slots.insert(slots.end(), as.key_slots, as.key_slots + as.k_len);
+      for (int64_t j = 0; j < as.k_len; ++j) pool_slots_ = std::max<int64_t>(pool_slots_, int64_t(as.key_slots[j]) + 1);
       const int32_t index = int32_t(seqs.size());
       seqs.push_back(s);
       rows_ = std::max(rows_, as.q_offset + as.q_len);
@@ -393,26 +407,27 @@ class Plan {
     copy_to_device(slots_->get(), slots.data(), int64_t(slots.size()), stream, op);
     copy_to_device(items_->get(), query_work.data(), query_items_, stream, op);
     copy_to_device(items_->get() + query_items_, key_work.data(), key_items_, stream, op);
-    params_ = Params{a.q, a.k_pool, a.v_pool, a.heads, a.kv_heads, a.head_dim, group, a.scale,
-                     seqs_->get(), items_->get(), slots_->get()};
+    params_ = Params<T>{typed<T>(a.q, op, "q"), typed<T>(a.k_pool, op, "k_pool"), typed<T>(a.v_pool, op, "v_pool"),
+                        a.heads, a.kv_heads, a.head_dim, group, a.scale, seqs_->get(), items_->get(), slots_->get()};
   }
 
-  Params query_params() const { return params_; }
-  Params key_params() const {
-    Params p = params_;
+  Params<T> query_params() const { return params_; }
+  Params<T> key_params() const {
+    Params<T> p = params_;
     p.items = items_->get() + query_items_;
     return p;
   }
   int64_t query_items() const { return query_items_; }
   int64_t key_items() const { return key_items_; }
   int64_t rows() const { return rows_; }  // query rows the sequences cover
+  int64_t pool_slots() const { return pool_slots_; }  // 1 + the largest key slot
 
  private:
   std::unique_ptr<Temp<Sequence>> seqs_;
   std::unique_ptr<Temp<int32_t>> slots_;
   std::unique_ptr<Temp<Item>> items_;
-  Params params_{};
-  int64_t query_items_ = 0, key_items_ = 0, rows_ = 0;
+  Params<T> params_{};
+  int64_t query_items_ = 0, key_items_ = 0, rows_ = 0, pool_slots_ = 0;
 };
 
 size_t forward_shared(int64_t hd) {
@@ -443,44 +458,83 @@ void with_dims(int64_t hd, F&& f) {
   else f(std::integral_constant<int, 32>());
 }
 
-void run_forward(const Plan& plan, int64_t hd, float* out, float* lse, cudaStream_t s, const char* op) {
+template <class T, class O>
+void run_forward(const Plan<T>& plan, int64_t hd, O* out, float* lse, cudaStream_t s, const char* op) {
   with_dims(hd, [&](auto dims) {
-    launch(attention_forward_kernel<decltype(dims)::value>, plan.query_items(), forward_shared(hd), s, op,
+    launch(attention_forward_kernel<T, O, decltype(dims)::value>, plan.query_items(), forward_shared(hd), s, op,
            plan.query_params(), out, lse);
   });
+}
+
+// pool[i] += sum[i], rounded once into the pool's type.
+template <class T>
+__global__ void add_sums_kernel(T* pool, const float* sum, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    pool[i] = from_f32<T>(to_f32(pool[i]) + sum[i]);
+}
+
+template <class T>
+void backward(const AttentionArgs& a, ConstDevicePtr dout_ptr, DevicePtr dq_ptr, DevicePtr dk_ptr, DevicePtr dv_ptr,
+              cudaStream_t s) {
+  const char* op = "attention_backward";
+  constexpr bool kFloat = std::is_same_v<T, float>;
+  const Plan<T> plan(a, true, s, op);
+  const int64_t entries = plan.rows() * a.heads, hd = a.head_dim;
+  if (entries == 0) return;
+  const T* dout = typed<T>(dout_ptr, op, "dout");
+  T* dq = typed<T>(dq_ptr, op, "dq");
+  T* dk_pool = typed<T>(dk_ptr, op, "dk_pool");
+  T* dv_pool = typed<T>(dv_ptr, op, "dv_pool");
+  // The forward again, for each row's output (fp32) and log-sum-exp.
+  Temp<float> out(entries * hd, s, op), lse(entries, s, op), delta(entries, s, op);
+  check(cudaMemsetAsync(out.get(), 0, size_t(entries * hd) * sizeof(float), s), op);
+  check(cudaMemsetAsync(lse.get(), 0, size_t(entries) * sizeof(float), s), op);
+  run_forward(plan, hd, out.get(), lse.get(), s, op);
+  ST_LAUNCH(attention_delta_kernel<T>, grid_for(entries * 32, 256), 256, 0, s)(dout, out.get(), entries, hd,
+                                                                             delta.get());
+  check_launch(op);
+  // fp32 pools take the sums directly; bf16 ones through fp32 buffers.
+  const int64_t pool_values = kFloat ? 0 : plan.pool_slots() * a.kv_heads * hd;
+  Temp<float> dk_sum(dk_pool != nullptr ? pool_values : 0, s, op), dv_sum(dv_pool != nullptr ? pool_values : 0, s, op);
+  float* dk_into = kFloat ? reinterpret_cast<float*>(dk_pool) : dk_sum.get();
+  float* dv_into = kFloat ? reinterpret_cast<float*>(dv_pool) : dv_sum.get();
+  if (!kFloat) {
+    if (dk_pool != nullptr) check(cudaMemsetAsync(dk_into, 0, size_t(pool_values) * sizeof(float), s), op);
+    if (dv_pool != nullptr) check(cudaMemsetAsync(dv_into, 0, size_t(pool_values) * sizeof(float), s), op);
+  }
+  with_dims(hd, [&](auto dims) {
+    constexpr int kDims = decltype(dims)::value;
+    if (dq != nullptr)
+      launch(attention_dq_kernel<T, kDims>, plan.query_items(), dq_shared(hd), s, op, plan.query_params(), dout,
+             static_cast<const float*>(lse.get()), static_cast<const float*>(delta.get()), dq);
+    if (dk_pool != nullptr || dv_pool != nullptr)
+      launch(attention_dkdv_kernel<T, kDims>, plan.key_items(), dkdv_shared(hd), s, op, plan.key_params(), dout,
+             static_cast<const float*>(lse.get()), static_cast<const float*>(delta.get()), dk_into, dv_into);
+  });
+  if (!kFloat && pool_values > 0) {
+    for (auto [pool, sum] : {std::pair<T*, float*>{dk_pool, dk_into}, std::pair<T*, float*>{dv_pool, dv_into}}) {
+      if (pool == nullptr) continue;
+      ST_LAUNCH(add_sums_kernel<T>, grid_for(pool_values, 256), 256, 0, s)(pool, sum, pool_values);
+      check_launch(op);
+    }
+  }
 }
 
 }  // namespace
 
 void attention_forward(const AttentionArgs& a, cudaStream_t s) {
   if (a.sequences.empty()) return;
-  const Plan plan(a, false, s, "attention");
-  run_forward(plan, a.head_dim, a.out, nullptr, s, "attention");
+  with_storage(a.q.type(), [&](auto t) {
+    using T = decltype(t);
+    const Plan<T> plan(a, false, s, "attention");
+    run_forward(plan, a.head_dim, typed<T>(a.out, "attention", "out"), nullptr, s, "attention");
+  });
 }
 
-void attention_backward(const AttentionArgs& a, const float* dout, float* dq, float* dk_pool, float* dv_pool,
+void attention_backward(const AttentionArgs& a, ConstDevicePtr dout, DevicePtr dq, DevicePtr dk_pool, DevicePtr dv_pool,
                         cudaStream_t s) {
   if (a.sequences.empty()) return;
-  const char* op = "attention_backward";
-  const Plan plan(a, true, s, op);
-  const int64_t entries = plan.rows() * a.heads, hd = a.head_dim;
-  if (entries == 0) return;
-  // The forward again, for each row's output and log-sum-exp.
-  Temp<float> out(entries * hd, s, op), lse(entries, s, op), delta(entries, s, op);
-  check(cudaMemsetAsync(out.get(), 0, size_t(entries * hd) * sizeof(float), s), op);
-  check(cudaMemsetAsync(lse.get(), 0, size_t(entries) * sizeof(float), s), op);
-  run_forward(plan, hd, out.get(), lse.get(), s, op);
-  ST_LAUNCH(attention_delta_kernel, grid_for(entries * 32, 256), 256, 0, s)(dout, out.get(), entries, hd, delta.get());
-  check_launch(op);
-  with_dims(hd, [&](auto dims) {
-    constexpr int kDims = decltype(dims)::value;
-    if (dq != nullptr)
-      launch(attention_dq_kernel<kDims>, plan.query_items(), dq_shared(hd), s, op, plan.query_params(), dout,
-             static_cast<const float*>(lse.get()), static_cast<const float*>(delta.get()), dq);
-    if (dk_pool != nullptr || dv_pool != nullptr)
-      launch(attention_dkdv_kernel<kDims>, plan.key_items(), dkdv_shared(hd), s, op, plan.key_params(), dout,
-             static_cast<const float*>(lse.get()), static_cast<const float*>(delta.get()), dk_pool, dv_pool);
-  });
+  with_storage(a.q.type(), [&](auto t) { backward<decltype(t)>(a, dout, dq, dk_pool, dv_pool, s); });
 }
 
 }  // namespace st::cuda

@@ -1,7 +1,9 @@
 #pragma once
 // What every CUDA backend source shares: errors as exceptions, stream-ordered
 // temporaries, host-to-device copies of the small host arrays some ops take,
-// grid sizing and block reductions.
+// grid sizing, block reductions, and the storage types (fp32, bf16) with
+// their loads and stores.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -9,6 +11,9 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+
+#include "backend/backend.h"
 
 // Kernel launches and dynamic shared memory go through these two macros:
 // under nvcc they are exactly CUDA's syntax; in the CPU emulation build (a
@@ -146,6 +151,54 @@ __device__ inline T block_max(T v, T* scratch, T lowest) {
   __syncthreads();
   v = lane < warps ? scratch[lane] : lowest;
   return warp_max(v);
+}
+
+// ------------------------------------------------------------ storage types
+// Kernels are templates on the element type T of the arrays they load and
+// store (float or __nv_bfloat16): they load through to_f32, compute in fp32
+// (or double), and store through from_f32<T>, which rounds to nearest even
+// once. (cuda_bf16.h's conversions are __host__ __device__, so the CPU
+// emulation build runs these same lines.)
+using bf16 = __nv_bfloat16;
+
+__host__ __device__ inline float to_f32(float v) { return v; }
+__host__ __device__ inline float to_f32(bf16 v) { return __bfloat162float(v); }
+
+template <class T>
+__host__ __device__ inline T from_f32(float v);
+template <>
+__host__ __device__ inline float from_f32<float>(float v) { return v; }
+template <>
+__host__ __device__ inline bf16 from_f32<bf16>(float v) { return __float2bfloat16_rn(v); }
+
+template <class T>
+constexpr Storage storage_of() {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16>, "fp32 or bf16 only");
+  return std::is_same_v<T, bf16> ? Storage::BF16 : Storage::F32;
+}
+
+// A DevicePtr as T*, checking its type: an op reached with an array of
+// another type says which op and which argument.
+template <class T>
+T* typed(DevicePtr p, const char* op, const char* what) {
+  if (p != nullptr && p.type() != storage_of<T>())
+    throw std::invalid_argument(std::string("CUDA backend: ") + op + ": " + what + " is " + storage_name(p.type()) +
+                                ", expected " + storage_name(storage_of<T>()));
+  return static_cast<T*>(p.data());
+}
+template <class T>
+const T* typed(ConstDevicePtr p, const char* op, const char* what) {
+  if (p != nullptr && p.type() != storage_of<T>())
+    throw std::invalid_argument(std::string("CUDA backend: ") + op + ": " + what + " is " + storage_name(p.type()) +
+                                ", expected " + storage_name(storage_of<T>()));
+  return static_cast<const T*>(p.data());
+}
+
+// Calls f(T{}) with T the C++ type of `s`.
+template <class F>
+decltype(auto) with_storage(Storage s, F&& f) {
+  if (s == Storage::BF16) return f(bf16());
+  return f(float());
 }
 
 }  // namespace st::cuda

@@ -29,6 +29,11 @@ using SetStreamFn = int (*)(void* handle, cudaStream_t stream);  // cublasSetStr
 using GemmExFn = int (*)(void* handle, int transa, int transb, int m, int n, int k, const void* alpha, const void* a,
                          int a_type, int lda, const void* b, int b_type, int ldb, const void* beta, void* c,
                          int c_type, int ldc, int compute_type, int algo);  // cublasGemmEx
+using GemmStridedBatchedExFn = int (*)(void* handle, int transa, int transb, int m, int n, int k, const void* alpha,
+                                      const void* a, int a_type, int lda, long long stride_a, const void* b,
+                                      int b_type, int ldb, long long stride_b, const void* beta, void* c, int c_type,
+                                      int ldc, long long stride_c, int batch, int compute_type,
+                                      int algo);  // cublasGemmStridedBatchedEx
 using GetPropertyFn = int (*)(int type, int* value);                       // cublasGetProperty
 using StatusStringFn = const char* (*)(int status);                        // cublasGetStatusString
 
@@ -38,6 +43,7 @@ struct Library {
   DestroyFn destroy = nullptr;
   SetStreamFn set_stream = nullptr;
   GemmExFn gemm_ex = nullptr;
+  GemmStridedBatchedExFn gemm_strided_batched_ex = nullptr;
   StatusStringFn status_string = nullptr;
 };
 
@@ -109,6 +115,7 @@ Library load() {
   lib.destroy = reinterpret_cast<DestroyFn>(symbol("cublasDestroy_v2"));
   lib.set_stream = reinterpret_cast<SetStreamFn>(symbol("cublasSetStream_v2"));
   lib.gemm_ex = reinterpret_cast<GemmExFn>(symbol("cublasGemmEx"));
+  lib.gemm_strided_batched_ex = reinterpret_cast<GemmStridedBatchedExFn>(symbol("cublasGemmStridedBatchedEx"));
   auto get_property = reinterpret_cast<GetPropertyFn>(symbol("cublasGetProperty"));
   // Optional (cuBLAS >= 11.4): readable status names in errors.
   lib.status_string = reinterpret_cast<StatusStringFn>(dlsym(handle, "cublasGetStatusString"));
@@ -130,6 +137,18 @@ std::string status_text(int status) {
   const Library& lib = library();
   const char* name = lib.status_string ? lib.status_string(status) : nullptr;
   return name ? std::string(name) + " (" + std::to_string(status) + ")" : "status " + std::to_string(status);
+}
+
+// cudaDataType of an array (library_types.h): CUDA_R_32F, CUDA_R_16BF.
+int data_type(Storage s) { return s == Storage::BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+// The inputs of one product share a type; fp32 inputs take TF32 when asked,
+// bf16 inputs always accumulate in fp32.
+int compute_type(ConstDevicePtr a, ConstDevicePtr b, bool tf32, const char* what) {
+  if (a.type() != b.type())
+    throw std::invalid_argument(std::string("CUDA backend: ") + what + ": the operands are " + storage_name(a.type()) +
+                                " and " + storage_name(b.type()) + "; a product takes one input type");
+  return a.type() == Storage::F32 && tf32 ? kCompute32FFastTF32 : kCompute32F;
 }
 
 int as_int(int64_t v, const char* what) {
@@ -164,35 +183,54 @@ Gemm::~Gemm() {
 // Row-major products as column-major cuBLAS calls: a row-major [r, c] array
 // is a column-major [c, r] one, so each product is computed transposed.
 
-void Gemm::xwt(const float* x, const float* w, float* y, int64_t m, int64_t k, int64_t n, float beta) {
+void Gemm::xwt(ConstDevicePtr x, ConstDevicePtr w, DevicePtr y, int64_t m, int64_t k, int64_t n, float beta) {
   // y^T [n, m] = w [n, k] (stored as w^T, ld k) x^T [k, m] (ld k)
   gemm(true, false, n, m, k, w, k, x, k, beta, y, n, "linear (y = x w^T)");
 }
 
-void Gemm::dyw(const float* dy, const float* w, float* dx, int64_t m, int64_t n, int64_t k, float beta) {
+void Gemm::dyw(ConstDevicePtr dy, ConstDevicePtr w, DevicePtr dx, int64_t m, int64_t n, int64_t k, float beta) {
   // dx^T [k, m] = w^T [k, n] (ld k) dy^T [n, m] (ld n)
   gemm(false, false, k, m, n, w, k, dy, n, beta, dx, k, "linear backward (dx = dy w)");
 }
 
-void Gemm::dytx(const float* dy, const float* x, float* dw, int64_t m, int64_t n, int64_t k, float beta) {
+void Gemm::dytx(ConstDevicePtr dy, ConstDevicePtr x, DevicePtr dw, int64_t m, int64_t n, int64_t k, float beta) {
   // dw^T [k, n] = x^T [k, m] (ld k) (dy^T [n, m], ld n)^T
   gemm(false, true, k, n, m, x, k, dy, n, beta, dw, k, "linear backward (dw += dy^T x)");
 }
 
-void Gemm::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const char* what) {
+void Gemm::xwt_batched(ConstDevicePtr x, int64_t x_stride, ConstDevicePtr w, int64_t w_stride, DevicePtr y,
+                       int64_t y_stride, int64_t batch, int64_t m, int64_t k, int64_t n, float beta) {
+  const char* what = "batched product (y = x w^T)";
+  if (m == 0 || n == 0 || batch == 0) return;
+  if (k == 0) throw std::logic_error(std::string(what) + ": k = 0");
+  const int compute = compute_type(x, w, tf32_, what);
+  const float alpha = 1.0f;
+  // As xwt: y_b^T [n, m] = w_b [n, k] (as w_b^T, ld k) x_b^T [k, m] (ld k).
+  const int status = library().gemm_strided_batched_ex(
+      handle_, kOpT, kOpN, as_int(n, what), as_int(m, what), as_int(k, what), &alpha, w.data(), data_type(w.type()),
+      as_int(k, what), w_stride, x.data(), data_type(x.type()), as_int(k, what), x_stride, &beta, y.data(),
+      data_type(y.type()), as_int(n, what), y_stride, as_int(batch, what), compute, kGemmDefault);
+  if (status != kStatusSuccess)
+    throw std::runtime_error(std::string("CUDA backend: cublasGemmStridedBatchedEx failed in ") + what + ": " +
+                             status_text(status) + " (batch " + std::to_string(batch) + ", m " + std::to_string(m) +
+                             ", n " + std::to_string(n) + ", k " + std::to_string(k) + ")");
+}
+
+void Gemm::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, ConstDevicePtr a, int64_t lda,
+                ConstDevicePtr b, int64_t ldb, float beta, DevicePtr c, int64_t ldc, const char* what) {
   if (m == 0 || n == 0) return;
+  const int compute = compute_type(a, b, tf32_, what);
   if (k == 0) {
     // An empty sum: C = beta C. (cuBLAS would reject the zero leading dimensions.)
-    if (beta == 0.0f) check(cudaMemsetAsync(c, 0, size_t(m * n) * sizeof(float), stream_), what);
+    if (beta == 0.0f) check(cudaMemsetAsync(c.data(), 0, size_t(m * n * storage_bytes(c.type())), stream_), what);
     else if (beta != 1.0f) throw std::logic_error(std::string(what) + ": k = 0 with beta other than 0 or 1");
     return;
   }
   const float alpha = 1.0f;
   const int status = library().gemm_ex(
       handle_, trans_a ? kOpT : kOpN, trans_b ? kOpT : kOpN, as_int(m, what), as_int(n, what), as_int(k, what), &alpha,
-      a, CUDA_R_32F, as_int(lda, what), b, CUDA_R_32F, as_int(ldb, what), &beta, c, CUDA_R_32F, as_int(ldc, what),
-      tf32_ ? kCompute32FFastTF32 : kCompute32F, kGemmDefault);
+      a.data(), data_type(a.type()), as_int(lda, what), b.data(), data_type(b.type()), as_int(ldb, what), &beta,
+      c.data(), data_type(c.type()), as_int(ldc, what), compute, kGemmDefault);
   if (status != kStatusSuccess)
     throw std::runtime_error(std::string("CUDA backend: cublasGemmEx failed in ") + what + ": " + status_text(status) +
                              " (m " + std::to_string(m) + ", n " + std::to_string(n) + ", k " + std::to_string(k) +

@@ -8,7 +8,9 @@
 
 namespace st {
 
-std::unique_ptr<Backend> make_cuda_backend() {
+Storage cuda_storage_from_env() { return Storage::BF16; }
+
+std::unique_ptr<Backend> make_cuda_backend(Storage) {
   throw std::runtime_error("the CUDA backend is unavailable: " + cuda::runtime_info().unavailable_reason);
 }
 

@@ -1,7 +1,10 @@
 // The CUDA backend's memory-bound kernels, each forward beside its backward:
 // RMSNorm, rotary, SwiGLU, GELU, sums, row copies, the embedding gradient and
 // AdamW. They follow the CPU backend's formulas (cpu_backend.cpp) so the two
-// agree to rounding; where the CPU accumulates in double, so do these.
+// agree to rounding; where the CPU accumulates in double, so do these. Each
+// is a template on the element type T of its storage-type arrays: fp32
+// instantiations are the kernels as they were; bf16 ones load into fp32,
+// compute the same lines and round once on the store.
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -25,20 +28,22 @@ unsigned row_blocks(int64_t rows) { return unsigned(std::min(rows, kMaxRowBlocks
 // passes: chunks of rows into double partials, then the chunks in order.
 // Used for the bias gradient and RMSNorm's weight gradient.
 
+template <class T>
 struct PlainValue {
-  const float* x;
+  const T* x;
   int64_t cols;
-  __device__ double operator()(int64_t r, int64_t c) const { return x[r * cols + c]; }
+  __device__ double operator()(int64_t r, int64_t c) const { return to_f32(x[r * cols + c]); }
 };
 
 // dw[c] of RMSNorm: dy * x * inv_rms of the row, as the CPU backend sums it.
+template <class T>
 struct NormWeightValue {
-  const float* x;
-  const float* dy;
+  const T* x;
+  const T* dy;
   const double* inv;
   int64_t cols;
   __device__ double operator()(int64_t r, int64_t c) const {
-    return double(dy[r * cols + c]) * double(x[r * cols + c]) * inv[r];
+    return double(to_f32(dy[r * cols + c])) * double(to_f32(x[r * cols + c])) * inv[r];
   }
 };
 
@@ -86,32 +91,34 @@ void column_sums(F f, int64_t rows, int64_t cols, float* out, cudaStream_t s, co
 
 // ---------------------------------------------------------------- RMSNorm
 
-__global__ void rmsnorm_forward_kernel(const float* x, const float* w, float* y, int64_t rows, int64_t dim,
-                                       float eps) {
+template <class T>
+__global__ void rmsnorm_forward_kernel(const T* x, const T* w, T* y, int64_t rows, int64_t dim, float eps) {
   __shared__ float scratch[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float* xr = x + r * dim;
-    float* yr = y + r * dim;
+    const T* xr = x + r * dim;
+    T* yr = y + r * dim;
     float sum = 0.0f;
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) sum += xr[i] * xr[i];
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) sum += to_f32(xr[i]) * to_f32(xr[i]);
     sum = block_sum(sum, scratch);
     const float inv = float(1.0 / sqrt(double(sum) / double(dim) + double(eps)));
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = w[i] * (xr[i] * inv);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = from_f32<T>(to_f32(w[i]) * (to_f32(xr[i]) * inv));
   }
 }
 
 // dx = inv w dy - inv^3 / dim x (w dy . x) per row, in double as on the CPU;
 // each row's inv is kept for the weight gradient.
-__global__ void rmsnorm_backward_kernel(const float* x, const float* w, const float* dy, float* dx, double* inv_rows,
-                                        int64_t rows, int64_t dim, float eps) {
+template <class T>
+__global__ void rmsnorm_backward_kernel(const T* x, const T* w, const T* dy, T* dx, double* inv_rows, int64_t rows,
+                                        int64_t dim, float eps) {
   __shared__ double scratch[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float* xr = x + r * dim;
-    const float* dyr = dy + r * dim;
+    const T* xr = x + r * dim;
+    const T* dyr = dy + r * dim;
     double sum = 0.0, dot = 0.0;
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
-      sum += double(xr[i]) * xr[i];
-      dot += double(w[i]) * dyr[i] * xr[i];
+      const float xi = to_f32(xr[i]);
+      sum += double(xi) * xi;
+      dot += double(to_f32(w[i])) * to_f32(dyr[i]) * xi;
     }
     sum = block_sum(sum, scratch);
     dot = block_sum(dot, scratch);
@@ -120,7 +127,7 @@ __global__ void rmsnorm_backward_kernel(const float* x, const float* w, const fl
     if (dx != nullptr) {
       const double k = inv * inv * inv / double(dim) * dot;
       for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
-        dx[r * dim + i] = float(inv * w[i] * dyr[i] - k * xr[i]);
+        dx[r * dim + i] = from_f32<T>(float(inv * to_f32(w[i]) * to_f32(dyr[i]) - k * to_f32(xr[i])));
     }
   }
 }
@@ -129,7 +136,8 @@ __global__ void rmsnorm_backward_kernel(const float* x, const float* w, const fl
 // x * cos + rotate_half(x) * sin per (row, head, i < half); the backward is
 // the transposed rotation.
 
-__global__ void rotary_forward_kernel(float* x, const float* cos, const float* sin, int64_t rows, int64_t heads,
+template <class T>
+__global__ void rotary_forward_kernel(T* x, const float* cos, const float* sin, int64_t rows, int64_t heads,
                                       int64_t hd) {
   const int64_t half = hd / 2, total = rows * heads * half;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -137,14 +145,15 @@ __global__ void rotary_forward_kernel(float* x, const float* cos, const float* s
     const int64_t i = idx % half, rh = idx / half, r = rh / heads;
     const float* c = cos + r * hd;
     const float* s = sin + r * hd;
-    float* v = x + rh * hd;
-    const float a = v[i], b = v[i + half];
-    v[i] = a * c[i] - b * s[i];
-    v[i + half] = b * c[i + half] + a * s[i + half];
+    T* v = x + rh * hd;
+    const float a = to_f32(v[i]), b = to_f32(v[i + half]);
+    v[i] = from_f32<T>(a * c[i] - b * s[i]);
+    v[i + half] = from_f32<T>(b * c[i + half] + a * s[i + half]);
   }
 }
 
-__global__ void rotary_backward_kernel(float* dx, const float* cos, const float* sin, int64_t rows, int64_t heads,
+template <class T>
+__global__ void rotary_backward_kernel(T* dx, const float* cos, const float* sin, int64_t rows, int64_t heads,
                                        int64_t hd) {
   const int64_t half = hd / 2, total = rows * heads * half;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -152,70 +161,90 @@ __global__ void rotary_backward_kernel(float* dx, const float* cos, const float*
     const int64_t i = idx % half, rh = idx / half, r = rh / heads;
     const float* c = cos + r * hd;
     const float* s = sin + r * hd;
-    float* v = dx + rh * hd;
-    const float da = v[i], db = v[i + half];
-    v[i] = c[i] * da + s[i + half] * db;
-    v[i + half] = -s[i] * da + c[i + half] * db;
+    T* v = dx + rh * hd;
+    const float da = to_f32(v[i]), db = to_f32(v[i + half]);
+    v[i] = from_f32<T>(c[i] * da + s[i + half] * db);
+    v[i + half] = from_f32<T>(-s[i] * da + c[i + half] * db);
   }
 }
 
 // ------------------------------------------------------- SwiGLU and GELU
 // out may alias gate (the model computes silu(gate) * up in place).
 
-__global__ void swiglu_forward_kernel(const float* gate, const float* up, float* out, int64_t n) {
+template <class T>
+__global__ void swiglu_forward_kernel(const T* gate, const T* up, T* out, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + expf(-g)) * up[i];
+    const float g = to_f32(gate[i]);
+    out[i] = from_f32<T>(g / (1.0f + expf(-g)) * to_f32(up[i]));
   }
 }
 
-__global__ void swiglu_backward_kernel(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
-                                       int64_t n) {
+template <class T>
+__global__ void swiglu_backward_kernel(const T* gate, const T* up, const T* dout, T* dgate, T* dup, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = gate[i], u = up[i], d = dout[i];
+    const float g = to_f32(gate[i]), u = to_f32(up[i]), d = to_f32(dout[i]);
     const float sig = 1.0f / (1.0f + expf(-g));
-    dgate[i] = d * u * (sig + g * sig * (1.0f - sig));
-    dup[i] = d * g * sig;
+    dgate[i] = from_f32<T>(d * u * (sig + g * sig * (1.0f - sig)));
+    dup[i] = from_f32<T>(d * g * sig);
   }
 }
 
-__global__ void gelu_forward_kernel(float* x, int64_t n) {
+template <class T>
+__global__ void gelu_forward_kernel(T* x, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float v = x[i];
-    x[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    const float v = to_f32(x[i]);
+    x[i] = from_f32<T>(0.5f * v * (1.0f + erff(v * 0.70710678118654752f)));
   }
 }
 
-__global__ void gelu_backward_kernel(const float* x_in, float* dout, int64_t n) {
+template <class T>
+__global__ void gelu_backward_kernel(const T* x_in, T* dout, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const double v = x_in[i];
+    const double v = to_f32(x_in[i]);
     const double cdf = 0.5 * (1.0 + erf(v * 0.70710678118654752));
     const double pdf = exp(-0.5 * v * v) * 0.39894228040143268;
-    dout[i] = float(dout[i] * (cdf + v * pdf));
+    dout[i] = from_f32<T>(float(to_f32(dout[i]) * (cdf + v * pdf)));
   }
 }
 
 // ------------------------------------------------------ sums and fills
 
-__global__ void add_kernel(float* x, const float* y, int64_t n) {
+template <class T>
+__global__ void add_kernel(T* x, const T* y, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    x[i] += y[i];
+    x[i] = from_f32<T>(to_f32(x[i]) + to_f32(y[i]));
 }
 
-__global__ void fill_kernel(float* x, float value, int64_t n) {
+template <class T>
+__global__ void fill_kernel(T* x, T value, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     x[i] = value;
 }
 
-__global__ void add_bias_kernel(float* y, const float* bias, int64_t rows, int64_t cols) {
+template <class To, class From>
+__global__ void convert_kernel(To* dst, const From* src, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = from_f32<To>(to_f32(src[i]));
+}
+
+template <class T>
+__global__ void add_bias_kernel(T* y, const T* bias, int64_t rows, int64_t cols) {
   const int64_t total = rows * cols;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] += bias[i % cols];
+    y[i] = from_f32<T>(to_f32(y[i]) + to_f32(bias[i % cols]));
+}
+
+template <class T>
+__global__ void broadcast_rows_kernel(T* y, const T* bias, int64_t rows, int64_t cols) {
+  const int64_t total = rows * cols;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = bias[i % cols];
 }
 
 // ------------------------------------------------------------- row copies
 
-__global__ void gather_rows_kernel(const float* src, const int32_t* rows, int64_t n, float* out, int64_t dim) {
+template <class T>
+__global__ void gather_rows_kernel(const T* src, const int32_t* rows, int64_t n, T* out, int64_t dim) {
   const int64_t total = n * dim;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
@@ -224,7 +253,8 @@ __global__ void gather_rows_kernel(const float* src, const int32_t* rows, int64_
   }
 }
 
-__global__ void scatter_rows_kernel(const float* src, const int32_t* rows, int64_t n, float* dst, int64_t dim) {
+template <class T>
+__global__ void scatter_rows_kernel(const T* src, const int32_t* rows, int64_t n, T* dst, int64_t dim) {
   const int64_t total = n * dim;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
@@ -236,14 +266,15 @@ __global__ void scatter_rows_kernel(const float* src, const int32_t* rows, int64
 // One block per distinct id: its rows of dout are added in increasing i, the
 // order of the CPU loop, so the sums are bit-identical to it and no two
 // blocks touch the same table row (no atomics).
+template <class T>
 __global__ void embedding_backward_kernel(const int32_t* order, const int32_t* group_ids, const int32_t* group_starts,
-                                          int64_t groups, const float* dout, float* dtable, int64_t dim) {
+                                          int64_t groups, const T* dout, float* dtable, int64_t dim) {
   for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {
     float* row = dtable + int64_t(group_ids[g]) * dim;
     const int32_t begin = group_starts[g], end = group_starts[g + 1];
     for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
       float acc = row[d];
-      for (int32_t j = begin; j < end; ++j) acc += dout[int64_t(order[j]) * dim + d];
+      for (int32_t j = begin; j < end; ++j) acc += to_f32(dout[int64_t(order[j]) * dim + d]);
       row[d] = acc;
     }
   }
@@ -258,16 +289,19 @@ struct AdamWConstants {
   double beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, decay, bias2_sqrt, grad_scale;
 };
 
-__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, int64_t n, AdamWConstants k) {
+// param is fp32 or bf16: the update is computed from its value in double and
+// rounded once into its type.
+template <class P>
+__global__ void adamw_kernel(P* param, const float* grad, float* m, float* v, int64_t n, AdamWConstants k) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const double g = __dmul_rn(double(grad[i]), k.grad_scale);
     const double mi = __dadd_rn(__dmul_rn(k.beta1, double(m[i])), __dmul_rn(k.one_minus_beta1, g));
     const double vi = __dadd_rn(__dmul_rn(k.beta2, double(v[i])), __dmul_rn(__dmul_rn(k.one_minus_beta2, g), g));
     m[i] = __double2float_rn(mi);
     v[i] = __double2float_rn(vi);
-    const double p = __dmul_rn(double(param[i]), k.decay);
+    const double p = __dmul_rn(double(to_f32(param[i])), k.decay);
     const double denominator = __dadd_rn(__ddiv_rn(__dsqrt_rn(vi), k.bias2_sqrt), k.eps);
-    param[i] = __double2float_rn(__dsub_rn(p, __ddiv_rn(__dmul_rn(k.step_size, mi), denominator)));
+    param[i] = from_f32<P>(__double2float_rn(__dsub_rn(p, __ddiv_rn(__dmul_rn(k.step_size, mi), denominator))));
   }
 }
 
@@ -275,11 +309,12 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
 
 constexpr int kSumBlocks = 1024;
 
-__global__ void sum_squares_kernel(const float* x, int64_t n, double* partial) {
+template <class T>
+__global__ void sum_squares_kernel(const T* x, int64_t n, double* partial) {
   __shared__ double scratch[32];
   double s = 0.0;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    s += double(x[i]) * double(x[i]);
+    s += double(to_f32(x[i])) * double(to_f32(x[i]));
   s = block_sum(s, scratch);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
@@ -294,105 +329,202 @@ __global__ void sum_partials_kernel(const double* partial, int64_t count, double
 
 }  // namespace
 
-void rmsnorm_forward(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps, cudaStream_t s) {
+void rmsnorm_forward(ConstDevicePtr x, ConstDevicePtr w, DevicePtr y, int64_t rows, int64_t dim, float eps,
+                     cudaStream_t s) {
   if (rows <= 0 || dim <= 0) return;
-  ST_LAUNCH(rmsnorm_forward_kernel, row_blocks(rows), kThreads, 0, s)(x, w, y, rows, dim, eps);
-  check_launch("rmsnorm");
+  const char* op = "rmsnorm";
+  with_storage(x.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(rmsnorm_forward_kernel<T>, row_blocks(rows), kThreads, 0, s)(
+        typed<T>(x, op, "x"), typed<T>(w, op, "w"), typed<T>(y, op, "y"), rows, dim, eps);
+  });
+  check_launch(op);
 }
 
-void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t rows, int64_t dim,
-                      float eps, cudaStream_t s) {
+void rmsnorm_backward(ConstDevicePtr x, ConstDevicePtr w, ConstDevicePtr dy, DevicePtr dx, DevicePtr dw, int64_t rows,
+                      int64_t dim, float eps, cudaStream_t s) {
   if (rows <= 0 || dim <= 0) return;
-  Temp<double> inv(rows, s, "rmsnorm_backward");
-  ST_LAUNCH(rmsnorm_backward_kernel, row_blocks(rows), kThreads, 0, s)(x, w, dy, dx, inv.get(), rows, dim, eps);
-  check_launch("rmsnorm_backward");
-  if (dw != nullptr) column_sums(NormWeightValue{x, dy, inv.get(), dim}, rows, dim, dw, s, "rmsnorm_backward (dw)");
+  const char* op = "rmsnorm_backward";
+  Temp<double> inv(rows, s, op);
+  with_storage(x.type(), [&](auto t) {
+    using T = decltype(t);
+    const T* xt = typed<T>(x, op, "x");
+    const T* dyt = typed<T>(dy, op, "dy");
+    ST_LAUNCH(rmsnorm_backward_kernel<T>, row_blocks(rows), kThreads, 0, s)(
+        xt, typed<T>(w, op, "w"), dyt, typed<T>(dx, op, "dx"), inv.get(), rows, dim, eps);
+    check_launch(op);
+    if (dw != nullptr)
+      column_sums(NormWeightValue<T>{xt, dyt, inv.get(), dim}, rows, dim, typed<float>(dw, op, "dw"), s,
+                  "rmsnorm_backward (dw)");
+  });
 }
 
-void rotary_forward(float* x, const float* cos, const float* sin, int64_t rows, int64_t heads, int64_t head_dim,
-                    cudaStream_t s) {
+void rotary_forward(DevicePtr x, ConstDevicePtr cos, ConstDevicePtr sin, int64_t rows, int64_t heads,
+                    int64_t head_dim, cudaStream_t s) {
   const int64_t total = rows * heads * (head_dim / 2);
   if (total <= 0) return;
-  ST_LAUNCH(rotary_forward_kernel, grid_for(total, kThreads), kThreads, 0, s)(x, cos, sin, rows, heads, head_dim);
-  check_launch("rotary");
+  const char* op = "rotary";
+  with_storage(x.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(rotary_forward_kernel<T>, grid_for(total, kThreads), kThreads, 0, s)(
+        typed<T>(x, op, "x"), typed<float>(cos, op, "cos"), typed<float>(sin, op, "sin"), rows, heads, head_dim);
+  });
+  check_launch(op);
 }
 
-void rotary_backward(float* dx, const float* cos, const float* sin, int64_t rows, int64_t heads, int64_t head_dim,
-                     cudaStream_t s) {
+void rotary_backward(DevicePtr dx, ConstDevicePtr cos, ConstDevicePtr sin, int64_t rows, int64_t heads,
+                     int64_t head_dim, cudaStream_t s) {
   const int64_t total = rows * heads * (head_dim / 2);
   if (total <= 0) return;
-  ST_LAUNCH(rotary_backward_kernel, grid_for(total, kThreads), kThreads, 0, s)(dx, cos, sin, rows, heads, head_dim);
-  check_launch("rotary_backward");
+  const char* op = "rotary_backward";
+  with_storage(dx.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(rotary_backward_kernel<T>, grid_for(total, kThreads), kThreads, 0, s)(
+        typed<T>(dx, op, "dx"), typed<float>(cos, op, "cos"), typed<float>(sin, op, "sin"), rows, heads, head_dim);
+  });
+  check_launch(op);
 }
 
-void swiglu_forward(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
+void swiglu_forward(ConstDevicePtr gate, ConstDevicePtr up, DevicePtr out, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  ST_LAUNCH(swiglu_forward_kernel, grid_for(n, kThreads), kThreads, 0, s)(gate, up, out, n);
-  check_launch("swiglu");
+  const char* op = "swiglu";
+  with_storage(gate.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(swiglu_forward_kernel<T>, grid_for(n, kThreads), kThreads, 0, s)(
+        typed<T>(gate, op, "gate"), typed<T>(up, op, "up"), typed<T>(out, op, "out"), n);
+  });
+  check_launch(op);
 }
 
-void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup, int64_t n,
-                     cudaStream_t s) {
+void swiglu_backward(ConstDevicePtr gate, ConstDevicePtr up, ConstDevicePtr dout, DevicePtr dgate, DevicePtr dup,
+                     int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  ST_LAUNCH(swiglu_backward_kernel, grid_for(n, kThreads), kThreads, 0, s)(gate, up, dout, dgate, dup, n);
-  check_launch("swiglu_backward");
+  const char* op = "swiglu_backward";
+  with_storage(gate.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(swiglu_backward_kernel<T>, grid_for(n, kThreads), kThreads, 0, s)(
+        typed<T>(gate, op, "gate"), typed<T>(up, op, "up"), typed<T>(dout, op, "dout"), typed<T>(dgate, op, "dgate"),
+        typed<T>(dup, op, "dup"), n);
+  });
+  check_launch(op);
 }
 
-void gelu_forward(float* x, int64_t n, cudaStream_t s) {
+void gelu_forward(DevicePtr x, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  ST_LAUNCH(gelu_forward_kernel, grid_for(n, kThreads), kThreads, 0, s)(x, n);
+  with_storage(x.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(gelu_forward_kernel<T>, grid_for(n, kThreads), kThreads, 0, s)(typed<T>(x, "gelu", "x"), n);
+  });
   check_launch("gelu");
 }
 
-void gelu_backward(const float* x_in, float* dout, int64_t n, cudaStream_t s) {
+void gelu_backward(ConstDevicePtr x_in, DevicePtr dout, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  ST_LAUNCH(gelu_backward_kernel, grid_for(n, kThreads), kThreads, 0, s)(x_in, dout, n);
-  check_launch("gelu_backward");
+  const char* op = "gelu_backward";
+  with_storage(x_in.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(gelu_backward_kernel<T>, grid_for(n, kThreads), kThreads, 0, s)(typed<T>(x_in, op, "x_in"),
+                                                                              typed<T>(dout, op, "dout"), n);
+  });
+  check_launch(op);
 }
 
-void add(float* x, const float* y, int64_t n, cudaStream_t s) {
+void add(DevicePtr x, ConstDevicePtr y, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  ST_LAUNCH(add_kernel, grid_for(n, kThreads), kThreads, 0, s)(x, y, n);
+  with_storage(x.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(add_kernel<T>, grid_for(n, kThreads), kThreads, 0, s)(typed<T>(x, "add", "x"), typed<T>(y, "add", "y"),
+                                                                    n);
+  });
   check_launch("add");
 }
 
-void fill(float* x, float value, int64_t n, cudaStream_t s) {
+void fill(DevicePtr x, float value, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
   uint32_t bits;
   std::memcpy(&bits, &value, sizeof(bits));
-  if (bits == 0) {  // +0.0f is all zero bytes
-    check(cudaMemsetAsync(x, 0, size_t(n) * sizeof(float), s), "fill");
+  if (bits == 0) {  // +0.0 is all zero bytes in fp32 and bf16 alike
+    check(cudaMemsetAsync(x.data(), 0, size_t(n * storage_bytes(x.type())), s), "fill");
     return;
   }
-  ST_LAUNCH(fill_kernel, grid_for(n, kThreads), kThreads, 0, s)(x, value, n);
+  with_storage(x.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(fill_kernel<T>, grid_for(n, kThreads), kThreads, 0, s)(typed<T>(x, "fill", "x"), from_f32<T>(value), n);
+  });
   check_launch("fill");
 }
 
-void add_bias(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t s) {
+void convert(DevicePtr dst, ConstDevicePtr src, int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  with_storage(dst.type(), [&](auto to) {
+    with_storage(src.type(), [&](auto from) {
+      using To = decltype(to);
+      using From = decltype(from);
+      auto* const convert_kernel_t = &convert_kernel<To, From>;  // one macro argument, no comma
+      ST_LAUNCH(convert_kernel_t, grid_for(n, kThreads), kThreads, 0, s)(
+          typed<To>(dst, "copy", "dst"), typed<From>(src, "copy", "src"), n);
+    });
+  });
+  check_launch("copy");
+}
+
+void add_bias(DevicePtr y, ConstDevicePtr bias, int64_t rows, int64_t cols, cudaStream_t s) {
   if (rows <= 0 || cols <= 0) return;
-  ST_LAUNCH(add_bias_kernel, grid_for(rows * cols, kThreads), kThreads, 0, s)(y, bias, rows, cols);
-  check_launch("linear (bias)");
+  const char* op = "linear (bias)";
+  with_storage(y.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(add_bias_kernel<T>, grid_for(rows * cols, kThreads), kThreads, 0, s)(
+        typed<T>(y, op, "y"), typed<T>(bias, op, "bias"), rows, cols);
+  });
+  check_launch(op);
 }
 
-void add_column_sums(const float* x, int64_t rows, int64_t cols, float* out, cudaStream_t s) {
-  column_sums(PlainValue{x, cols}, rows, cols, out, s, "linear_backward (db)");
+void broadcast_rows(DevicePtr y, ConstDevicePtr bias, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (rows <= 0 || cols <= 0) return;
+  const char* op = "linear (bias)";
+  with_storage(y.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(broadcast_rows_kernel<T>, grid_for(rows * cols, kThreads), kThreads, 0, s)(
+        typed<T>(y, op, "y"), typed<T>(bias, op, "bias"), rows, cols);
+  });
+  check_launch(op);
 }
 
-void gather_rows(const float* src, const int32_t* rows, int64_t n, float* out, int64_t dim, cudaStream_t s) {
+void add_column_sums(ConstDevicePtr x, int64_t rows, int64_t cols, DevicePtr out, cudaStream_t s) {
+  const char* op = "linear_backward (db)";
+  with_storage(x.type(), [&](auto t) {
+    using T = decltype(t);
+    column_sums(PlainValue<T>{typed<T>(x, op, "dy"), cols}, rows, cols, typed<float>(out, op, "db"), s, op);
+  });
+}
+
+void gather_rows(ConstDevicePtr src, const int32_t* rows, int64_t n, DevicePtr out, int64_t dim, cudaStream_t s) {
   if (n <= 0 || dim <= 0) return;
-  ST_LAUNCH(gather_rows_kernel, grid_for(n * dim, kThreads), kThreads, 0, s)(src, rows, n, out, dim);
-  check_launch("gather_rows");
+  const char* op = "gather_rows";
+  with_storage(src.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(gather_rows_kernel<T>, grid_for(n * dim, kThreads), kThreads, 0, s)(typed<T>(src, op, "src"), rows, n,
+                                                                                  typed<T>(out, op, "out"), dim);
+  });
+  check_launch(op);
 }
 
-void scatter_rows(const float* src, const int32_t* rows, int64_t n, float* dst, int64_t dim, cudaStream_t s) {
+void scatter_rows(ConstDevicePtr src, const int32_t* rows, int64_t n, DevicePtr dst, int64_t dim, cudaStream_t s) {
   if (n <= 0 || dim <= 0) return;
-  ST_LAUNCH(scatter_rows_kernel, grid_for(n * dim, kThreads), kThreads, 0, s)(src, rows, n, dst, dim);
-  check_launch("scatter_rows");
+  const char* op = "scatter_rows";
+  with_storage(src.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(scatter_rows_kernel<T>, grid_for(n * dim, kThreads), kThreads, 0, s)(typed<T>(src, op, "src"), rows, n,
+                                                                                   typed<T>(dst, op, "dst"), dim);
+  });
+  check_launch(op);
 }
 
-void embedding_backward(const int32_t* host_ids, int64_t n, const float* dout, float* dtable, int64_t dim,
+void embedding_backward(const int32_t* host_ids, int64_t n, ConstDevicePtr dout, DevicePtr dtable, int64_t dim,
                         cudaStream_t s) {
   if (n <= 0 || dim <= 0) return;
+  const char* op = "embedding_backward";
+  float* table = typed<float>(dtable, op, "dtable");
   // Group the rows by id on the host (the ids are host memory anyway).
   std::vector<int32_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
@@ -408,16 +540,20 @@ void embedding_backward(const int32_t* host_ids, int64_t n, const float* dout, f
   const int64_t groups = int64_t(ids.size());
   packed.insert(packed.end(), ids.begin(), ids.end());
   packed.insert(packed.end(), starts.begin(), starts.end());
-  Temp<int32_t> device(int64_t(packed.size()), s, "embedding_backward");
+  Temp<int32_t> device(int64_t(packed.size()), s, op);
   copy_to_device(device.get(), packed.data(), int64_t(packed.size()), s, "embedding_backward (ids)");
-  ST_LAUNCH(embedding_backward_kernel, row_blocks(groups), kThreads, 0, s)(
-      device.get(), device.get() + n, device.get() + n + groups, groups, dout, dtable, dim);
-  check_launch("embedding_backward");
+  with_storage(dout.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(embedding_backward_kernel<T>, row_blocks(groups), kThreads, 0, s)(
+        device.get(), device.get() + n, device.get() + n + groups, groups, typed<T>(dout, op, "dout"), table, dim);
+  });
+  check_launch(op);
 }
 
-void adamw(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step, float grad_scale,
+void adamw(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, int64_t n, int64_t step, float grad_scale,
            const train::AdamWOptions& o, cudaStream_t s) {
   if (n <= 0) return;
+  const char* op = "adamw";
   // The per-step constants exactly as train::adamw_step computes them.
   AdamWConstants k;
   k.beta1 = o.beta1;
@@ -429,15 +565,23 @@ void adamw(float* param, const float* grad, float* m, float* v, int64_t n, int64
   k.decay = 1.0 - o.lr * o.weight_decay;
   k.bias2_sqrt = std::sqrt(1.0 - std::pow(o.beta2, double(step)));
   k.grad_scale = double(grad_scale);
-  ST_LAUNCH(adamw_kernel, grid_for(n, kThreads), kThreads, 0, s)(param, grad, m, v, n, k);
-  check_launch("adamw");
+  with_storage(param.type(), [&](auto t) {
+    using P = decltype(t);
+    ST_LAUNCH(adamw_kernel<P>, grid_for(n, kThreads), kThreads, 0, s)(
+        typed<P>(param, op, "param"), typed<float>(grad, op, "grad"), typed<float>(m, op, "m"),
+        typed<float>(v, op, "v"), n, k);
+  });
+  check_launch(op);
 }
 
-double sum_squares(const float* x, int64_t n, cudaStream_t s) {
+double sum_squares(ConstDevicePtr x, int64_t n, cudaStream_t s) {
   if (n <= 0) return 0.0;
   const unsigned blocks = std::min<unsigned>(kSumBlocks, grid_for(n, kThreads));
   Temp<double> partial(int64_t(blocks) + 1, s, "sum_squares");
-  ST_LAUNCH(sum_squares_kernel, blocks, kThreads, 0, s)(x, n, partial.get());
+  with_storage(x.type(), [&](auto t) {
+    using T = decltype(t);
+    ST_LAUNCH(sum_squares_kernel<T>, blocks, kThreads, 0, s)(typed<T>(x, "sum_squares", "x"), n, partial.get());
+  });
   check_launch("sum_squares");
   ST_LAUNCH(sum_partials_kernel, 1, kThreads, 0, s)(partial.get(), blocks, partial.get() + blocks);
   check_launch("sum_squares");

@@ -2,6 +2,11 @@
 // The CUDA backend's kernels, as host functions that enqueue them on a
 // stream. Pointers are device memory unless a comment says host. Every
 // function returns at once on empty work (a zero-sized grid is an error).
+// Arrays carry their element type (DevicePtr): the functions dispatch on it
+// to kernels templated on fp32 or bf16 storage and throw, naming the op and
+// argument, on a type they do not take. The types follow backend.h: the
+// storage type for weights and activations, fp32 for parameter gradients,
+// rotary tables and optimiser moments.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -13,38 +18,48 @@ namespace st::cuda {
 class Gemm;
 
 // ---- elementwise.cu: norms, rotary, activations, copies, optimiser
-void rmsnorm_forward(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps, cudaStream_t s);
-void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t rows, int64_t dim,
-                      float eps, cudaStream_t s);
-void rotary_forward(float* x, const float* cos, const float* sin, int64_t rows, int64_t heads, int64_t head_dim,
-                    cudaStream_t s);
-void rotary_backward(float* dx, const float* cos, const float* sin, int64_t rows, int64_t heads, int64_t head_dim,
+void rmsnorm_forward(ConstDevicePtr x, ConstDevicePtr w, DevicePtr y, int64_t rows, int64_t dim, float eps,
                      cudaStream_t s);
-void swiglu_forward(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
-void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup, int64_t n,
-                     cudaStream_t s);
-void gelu_forward(float* x, int64_t n, cudaStream_t s);
-void gelu_backward(const float* x_in, float* dout, int64_t n, cudaStream_t s);
-void add(float* x, const float* y, int64_t n, cudaStream_t s);
-void fill(float* x, float value, int64_t n, cudaStream_t s);
+// dw (fp32) accumulates.
+void rmsnorm_backward(ConstDevicePtr x, ConstDevicePtr w, ConstDevicePtr dy, DevicePtr dx, DevicePtr dw, int64_t rows,
+                      int64_t dim, float eps, cudaStream_t s);
+// cos, sin fp32.
+void rotary_forward(DevicePtr x, ConstDevicePtr cos, ConstDevicePtr sin, int64_t rows, int64_t heads,
+                    int64_t head_dim, cudaStream_t s);
+void rotary_backward(DevicePtr dx, ConstDevicePtr cos, ConstDevicePtr sin, int64_t rows, int64_t heads,
+                     int64_t head_dim, cudaStream_t s);
+void swiglu_forward(ConstDevicePtr gate, ConstDevicePtr up, DevicePtr out, int64_t n, cudaStream_t s);
+void swiglu_backward(ConstDevicePtr gate, ConstDevicePtr up, ConstDevicePtr dout, DevicePtr dgate, DevicePtr dup,
+                     int64_t n, cudaStream_t s);
+void gelu_forward(DevicePtr x, int64_t n, cudaStream_t s);
+void gelu_backward(ConstDevicePtr x_in, DevicePtr dout, int64_t n, cudaStream_t s);
+void add(DevicePtr x, ConstDevicePtr y, int64_t n, cudaStream_t s);
+void fill(DevicePtr x, float value, int64_t n, cudaStream_t s);
+// dst[i] = src[i], converting between element types (rounding into bf16).
+void convert(DevicePtr dst, ConstDevicePtr src, int64_t n, cudaStream_t s);
 // y[r, c] += bias[c]
-void add_bias(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t s);
-// out[c] += sum_r x[r, c], summed in double in a fixed order (deterministic).
-void add_column_sums(const float* x, int64_t rows, int64_t cols, float* out, cudaStream_t s);
+void add_bias(DevicePtr y, ConstDevicePtr bias, int64_t rows, int64_t cols, cudaStream_t s);
+// y[r, c] = bias[c]: a product then adds onto it with beta = 1, so a bf16
+// result is rounded once, after the bias.
+void broadcast_rows(DevicePtr y, ConstDevicePtr bias, int64_t rows, int64_t cols, cudaStream_t s);
+// out[c] (fp32) += sum_r x[r, c], summed in double in a fixed order (deterministic).
+void add_column_sums(ConstDevicePtr x, int64_t rows, int64_t cols, DevicePtr out, cudaStream_t s);
 // out[i] = src[rows[i]] and dst[rows[i]] = src[i]; rows are device memory.
-void gather_rows(const float* src, const int32_t* rows, int64_t n, float* out, int64_t dim, cudaStream_t s);
-void scatter_rows(const float* src, const int32_t* rows, int64_t n, float* dst, int64_t dim, cudaStream_t s);
-// dtable[ids[i]] += dout[i]; ids are host memory.
-void embedding_backward(const int32_t* host_ids, int64_t n, const float* dout, float* dtable, int64_t dim,
+void gather_rows(ConstDevicePtr src, const int32_t* rows, int64_t n, DevicePtr out, int64_t dim, cudaStream_t s);
+void scatter_rows(ConstDevicePtr src, const int32_t* rows, int64_t n, DevicePtr dst, int64_t dim, cudaStream_t s);
+// dtable[ids[i]] (fp32) += dout[i]; ids are host memory.
+void embedding_backward(const int32_t* host_ids, int64_t n, ConstDevicePtr dout, DevicePtr dtable, int64_t dim,
                         cudaStream_t s);
-void adamw(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step, float grad_scale,
+// grad, m, v fp32; param fp32 or bf16.
+void adamw(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, int64_t n, int64_t step, float grad_scale,
            const train::AdamWOptions& options, cudaStream_t s);
 // Waits for the stream: the result comes back to the host.
-double sum_squares(const float* x, int64_t n, cudaStream_t s);
+double sum_squares(ConstDevicePtr x, int64_t n, cudaStream_t s);
 
 // ---- optimizer.cu: the optimiser strategies (train/optimizer_strategy.h)
-void adamw_bf16(float* param, const float* grad, float* m, float* v, float* compensation, int64_t n, int64_t step,
-                float grad_scale, const train::AdamWOptions& options, cudaStream_t s);
+// param, m, v and compensation are each fp32 (holding bf16 values) or bf16; grad fp32.
+void adamw_bf16(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, DevicePtr compensation, int64_t n,
+                int64_t step, float grad_scale, const train::AdamWOptions& options, cudaStream_t s);
 
 // The offloaded optimiser step: state in page-locked host memory, param and
 // grad on the device. Two slots, each a stream and device staging for a
@@ -57,14 +72,14 @@ class HostStateStepper {
   HostStateStepper& operator=(const HostStateStepper&) = delete;
   // Waits for `producer` (which wrote grad and param), then streams the step;
   // returns once the state is back on the host.
-  void step(train::OptimizerStrategy strategy, float* param, const float* grad, float* m_host, float* v_host,
-            float* compensation_host, int64_t n, int64_t step, float grad_scale, const train::AdamWOptions& options,
-            cudaStream_t producer);
+  void step(train::OptimizerStrategy strategy, DevicePtr param, ConstDevicePtr grad, DevicePtr m_host,
+            DevicePtr v_host, DevicePtr compensation_host, int64_t n, int64_t step, float grad_scale,
+            const train::AdamWOptions& options, cudaStream_t producer);
 
  private:
   struct Slot {
     cudaStream_t stream = nullptr;
-    float* staging = nullptr;
+    char* staging = nullptr;  // 3 arrays of `chunk` fp32 entries (bf16 state uses half of each)
   };
   void release();
   int64_t chunk_;
@@ -73,24 +88,30 @@ class HostStateStepper {
 
 // ---- attention.cu: packed variable-length attention over slot pools
 void attention_forward(const AttentionArgs& args, cudaStream_t s);
-void attention_backward(const AttentionArgs& args, const float* dout, float* dq, float* dk_pool, float* dv_pool,
-                        cudaStream_t s);
+void attention_backward(const AttentionArgs& args, ConstDevicePtr dout, DevicePtr dq, DevicePtr dk_pool,
+                        DevicePtr dv_pool, cudaStream_t s);
 
 // ---- logprobs.cu: log-softmax gather over vocabulary tiles
 // targets, out and entropy are host memory (as in Backend::token_logprobs).
-void token_logprobs(Gemm& gemm, const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
+void token_logprobs(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim, int64_t vocab,
                     const int32_t* targets, float temperature, float* out, float* entropy, cudaStream_t s);
-// targets and dlogp are host memory.
-void token_logprobs_backward(Gemm& gemm, const float* hidden, const float* head, int64_t rows, int64_t dim,
+// targets and dlogp are host memory; dhead (fp32) accumulates.
+void token_logprobs_backward(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim,
                              int64_t vocab, const int32_t* targets, float temperature, const float* dlogp,
-                             float* dhidden, float* dhead, cudaStream_t s);
+                             DevicePtr dhidden, DevicePtr dhead, cudaStream_t s);
 
 // ---- cublas.cu: row-major products through cuBLAS, loaded at run time
+// (cublasGemmEx). The two inputs of a product share one type, fp32 or bf16;
+// the output may be either (bf16 inputs into an fp32 gradient, say).
+// Accumulation is fp32 (CUBLAS_COMPUTE_32F) in every case; alpha and beta
+// are fp32, and with beta = 1 the existing output is added in fp32 before
+// the one rounding into a bf16 output.
 class Gemm {
  public:
-  // Throws naming the library when no cuBLAS can be loaded. With `tf32`, the
-  // products round their inputs to TF32 on the tensor cores (10-bit
-  // mantissa); otherwise they are full fp32.
+  // Throws naming the library when no cuBLAS can be loaded. With `tf32`,
+  // fp32 products round their inputs to TF32 on the tensor cores (10-bit
+  // mantissa); otherwise they are full fp32. bf16 products always run on the
+  // tensor cores with fp32 accumulation.
   Gemm(cudaStream_t stream, bool tf32);
   ~Gemm();
   Gemm(const Gemm&) = delete;
@@ -98,15 +119,20 @@ class Gemm {
 
   bool tf32() const { return tf32_; }
   // y[m, n] = x[m, k] w[n, k]^T + beta y
-  void xwt(const float* x, const float* w, float* y, int64_t m, int64_t k, int64_t n, float beta);
+  void xwt(ConstDevicePtr x, ConstDevicePtr w, DevicePtr y, int64_t m, int64_t k, int64_t n, float beta);
   // dx[m, k] = dy[m, n] w[n, k] + beta dx
-  void dyw(const float* dy, const float* w, float* dx, int64_t m, int64_t n, int64_t k, float beta);
+  void dyw(ConstDevicePtr dy, ConstDevicePtr w, DevicePtr dx, int64_t m, int64_t n, int64_t k, float beta);
   // dw[n, k] = dy[m, n]^T x[m, k] + beta dw
-  void dytx(const float* dy, const float* x, float* dw, int64_t m, int64_t n, int64_t k, float beta);
+  void dytx(ConstDevicePtr dy, ConstDevicePtr x, DevicePtr dw, int64_t m, int64_t n, int64_t k, float beta);
+  // For b in [0, batch): y_b[m, n] = x_b[m, k] w_b[n, k]^T + beta y_b, where
+  // operand b starts `stride` elements after operand b - 1
+  // (cublasGemmStridedBatchedEx): many small products of one shape in one call.
+  void xwt_batched(ConstDevicePtr x, int64_t x_stride, ConstDevicePtr w, int64_t w_stride, DevicePtr y,
+                   int64_t y_stride, int64_t batch, int64_t m, int64_t k, int64_t n, float beta);
 
  private:
-  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-            int64_t ldb, float beta, float* c, int64_t ldc, const char* what);
+  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, ConstDevicePtr a, int64_t lda,
+            ConstDevicePtr b, int64_t ldb, float beta, DevicePtr c, int64_t ldc, const char* what);
   void* handle_ = nullptr;
   cudaStream_t stream_;
   bool tf32_;

@@ -5,10 +5,19 @@
 // and overwritten by the next tile. The backward recomputes each tile's
 // logits, turns them into d loss / d logit in place and feeds them to two
 // products, so it holds no more than the forward.
+//
+// Precision: hidden and head are in the storage type; the logits tile is
+// fp32 whatever it is (cuBLAS writes the fp32 accumulators unrounded), so
+// the statistics and log-probs are fp32/double from bf16 inputs. In the
+// backward the d loss / d logit tile is rounded to the storage type to feed
+// the two products (a product takes one input type), and with bf16 storage
+// dhidden is summed over the vocabulary tiles in an fp32 buffer and rounded
+// once at the end; dhead is an fp32 gradient.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/kernels.cuh"
@@ -70,16 +79,18 @@ __global__ void finish_kernel(const RowState* state, int64_t rows, float* out, f
   }
 }
 
-// In place: logit -> d loss / d logit = dlogp (onehot(target) - softmax) / T.
-__global__ void dlogit_kernel(float* tile, int64_t rows, int64_t cols, int64_t v0, const int32_t* targets,
-                              const float* dlogp, const double* lse, float inv_t) {
+// logit -> d loss / d logit = dlogp (onehot(target) - softmax) / T, in the
+// output type T (in place when T is float: out may be tile).
+template <class T>
+__global__ void dlogit_kernel(const float* tile, T* out, int64_t rows, int64_t cols, int64_t v0,
+                              const int32_t* targets, const float* dlogp, const double* lse, float inv_t) {
   const int64_t total = rows * cols;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = idx / cols, j = idx % cols;
     const float p = expf(float(double(tile[idx] * inv_t) - lse[r]));  // the difference in double, exp in float
     const float onehot = v0 + j == targets[r] ? 1.0f : 0.0f;
-    tile[idx] = dlogp[r] * (onehot - p) * inv_t;
+    out[idx] = from_f32<T>(dlogp[r] * (onehot - p) * inv_t);
   }
 }
 
@@ -93,12 +104,12 @@ void check_shapes(int64_t dim, int64_t vocab, float temperature, const char* op)
 }
 
 // Runs the statistics of rows [r0, r0 + nr) over the whole vocabulary.
-void row_tile_statistics(Gemm& gemm, const float* hidden, const float* head, int64_t r0, int64_t nr, int64_t dim,
+void row_tile_statistics(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t r0, int64_t nr, int64_t dim,
                          int64_t vocab, const int32_t* targets, float inv_t, float* logits, RowState* state,
                          cudaStream_t s, const char* op) {
   for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
     const int64_t nv = std::min(kVocabTile, vocab - v0);
-    gemm.xwt(hidden + r0 * dim, head + v0 * dim, logits, nr, dim, nv, 0.0f);
+    gemm.xwt(hidden + r0 * dim, head + v0 * dim, DevicePtr(logits), nr, dim, nv, 0.0f);
     ST_LAUNCH(tile_statistics_kernel, row_blocks(nr), kThreads, 0, s)(logits, nr, nv, v0, targets + r0, inv_t,
                                                                       v0 == 0, state);
     check_launch(op);
@@ -107,7 +118,7 @@ void row_tile_statistics(Gemm& gemm, const float* hidden, const float* head, int
 
 }  // namespace
 
-void token_logprobs(Gemm& gemm, const float* hidden, const float* head, int64_t rows, int64_t dim, int64_t vocab,
+void token_logprobs(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim, int64_t vocab,
                     const int32_t* host_targets, float temperature, float* host_out, float* host_entropy,
                     cudaStream_t s) {
   const char* op = "token_logprobs";
@@ -136,39 +147,51 @@ void token_logprobs(Gemm& gemm, const float* hidden, const float* head, int64_t 
   check(cudaStreamSynchronize(s), op);
 }
 
-void token_logprobs_backward(Gemm& gemm, const float* hidden, const float* head, int64_t rows, int64_t dim,
+void token_logprobs_backward(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim,
                              int64_t vocab, const int32_t* host_targets, float temperature, const float* host_dlogp,
-                             float* dhidden, float* dhead, cudaStream_t s) {
+                             DevicePtr dhidden, DevicePtr dhead, cudaStream_t s) {
   const char* op = "token_logprobs_backward";
   if (rows <= 0) return;
   check_shapes(dim, vocab, temperature, op);
-  const float inv_t = float(1.0 / double(temperature));
-  const int64_t row_tile = std::min(rows, kRowTile), vocab_tile = std::min(vocab, kVocabTile);
-  Temp<int32_t> targets(rows, s, op);
-  Temp<float> dlogp(rows, s, op);
-  Temp<float> logits(row_tile * vocab_tile, s, op);
-  Temp<RowState> state(row_tile, s, op);
-  Temp<double> lse(row_tile, s, op);
-  copy_to_device(targets.get(), host_targets, rows, s, op);
-  copy_to_device(dlogp.get(), host_dlogp, rows, s, op);
-  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
-    const int64_t nr = std::min(kRowTile, rows - r0);
-    row_tile_statistics(gemm, hidden, head, r0, nr, dim, vocab, targets.get(), inv_t, logits.get(), state.get(), s,
-                        op);
-    ST_LAUNCH(finish_kernel, grid_for(nr, kThreads), kThreads, 0, s)(state.get(), nr, nullptr, nullptr, lse.get());
-    check_launch(op);
-    for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
-      const int64_t nv = std::min(kVocabTile, vocab - v0);
-      gemm.xwt(hidden + r0 * dim, head + v0 * dim, logits.get(), nr, dim, nv, 0.0f);
-      ST_LAUNCH(dlogit_kernel, grid_for(nr * nv, kThreads), kThreads, 0, s)(
-          logits.get(), nr, nv, v0, targets.get() + r0, dlogp.get() + r0, lse.get(), inv_t);
+  typed<float>(dhead, op, "dhead");
+  with_storage(hidden.type(), [&](auto t) {
+    using T = decltype(t);
+    constexpr bool kFloat = std::is_same_v<T, float>;
+    typed<T>(dhidden, op, "dhidden");
+    const float inv_t = float(1.0 / double(temperature));
+    const int64_t row_tile = std::min(rows, kRowTile), vocab_tile = std::min(vocab, kVocabTile);
+    Temp<int32_t> targets(rows, s, op);
+    Temp<float> dlogp(rows, s, op);
+    Temp<float> logits(row_tile * vocab_tile, s, op);
+    // bf16 storage: the rounded dlogit tile, and dhidden's fp32 sum over tiles.
+    Temp<T> dlogits(kFloat ? 0 : row_tile * vocab_tile, s, op);
+    Temp<float> dhidden_sum(kFloat ? 0 : row_tile * dim, s, op);
+    Temp<RowState> state(row_tile, s, op);
+    Temp<double> lse(row_tile, s, op);
+    copy_to_device(targets.get(), host_targets, rows, s, op);
+    copy_to_device(dlogp.get(), host_dlogp, rows, s, op);
+    T* dlogit_tile = kFloat ? reinterpret_cast<T*>(logits.get()) : dlogits.get();
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+      const int64_t nr = std::min(kRowTile, rows - r0);
+      row_tile_statistics(gemm, hidden, head, r0, nr, dim, vocab, targets.get(), inv_t, logits.get(), state.get(), s,
+                          op);
+      ST_LAUNCH(finish_kernel, grid_for(nr, kThreads), kThreads, 0, s)(state.get(), nr, nullptr, nullptr, lse.get());
       check_launch(op);
-      // The first vocabulary tile overwrites dhidden's rows, the rest add.
-      if (dhidden != nullptr)
-        gemm.dyw(logits.get(), head + v0 * dim, dhidden + r0 * dim, nr, nv, dim, v0 == 0 ? 0.0f : 1.0f);
-      if (dhead != nullptr) gemm.dytx(logits.get(), hidden + r0 * dim, dhead + v0 * dim, nr, nv, dim, 1.0f);
+      const DevicePtr dhidden_rows = kFloat ? dhidden + r0 * dim : DevicePtr(dhidden_sum.get());
+      for (int64_t v0 = 0; v0 < vocab; v0 += kVocabTile) {
+        const int64_t nv = std::min(kVocabTile, vocab - v0);
+        gemm.xwt(hidden + r0 * dim, head + v0 * dim, DevicePtr(logits.get()), nr, dim, nv, 0.0f);
+        ST_LAUNCH(dlogit_kernel<T>, grid_for(nr * nv, kThreads), kThreads, 0, s)(
+            logits.get(), dlogit_tile, nr, nv, v0, targets.get() + r0, dlogp.get() + r0, lse.get(), inv_t);
+        check_launch(op);
+        const ConstDevicePtr dl(dlogit_tile, storage_of<T>());
+        // The first vocabulary tile overwrites dhidden's rows, the rest add.
+        if (dhidden != nullptr) gemm.dyw(dl, head + v0 * dim, dhidden_rows, nr, nv, dim, v0 == 0 ? 0.0f : 1.0f);
+        if (dhead != nullptr) gemm.dytx(dl, hidden + r0 * dim, dhead + v0 * dim, nr, nv, dim, 1.0f);
+      }
+      if (!kFloat && dhidden != nullptr) convert(dhidden + r0 * dim, dhidden_rows, nr * dim, s);
     }
-  }
+  });
 }
 
 }  // namespace st::cuda

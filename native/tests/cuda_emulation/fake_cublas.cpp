@@ -8,9 +8,16 @@
 // intent: column-major operands, op(A) = A or A^T per transa (likewise B),
 // leading dimensions, alpha and beta (with beta == 0, C is not read), the
 // argument checks cuBLAS makes (CUBLAS_STATUS_INVALID_VALUE for negative
-// sizes, unknown ops and leading dimensions below their minimum), fp32 data
-// only, and CUBLAS_COMPUTE_32F_FAST_TF32 rounding the inputs to TF32 (10-bit
-// mantissa, to nearest with ties away from zero) as the tensor cores do. A
+// sizes, unknown ops and leading dimensions below their minimum), the data
+// type combinations cuBLAS offers with fp32 compute that the backend uses
+// (A and B both CUDA_R_32F with C CUDA_R_32F; A and B both CUDA_R_16BF with
+// C CUDA_R_16BF or CUDA_R_32F; anything else CUBLAS_STATUS_NOT_SUPPORTED),
+// and CUBLAS_COMPUTE_32F_FAST_TF32 (fp32 inputs only) rounding the inputs to
+// TF32 (10-bit mantissa, to nearest with ties away from zero) as the tensor
+// cores do. bf16 inputs are widened exactly to fp32, the sum is fp32, and a
+// bf16 C is alpha * sum + beta * C computed in fp32 then rounded to nearest
+// even, once. cublasGemmStridedBatchedEx is the same product per batch entry,
+// each operand `stride` elements after the previous one. A
 // caller that passes what would be wrong on a GPU gets the same wrong answer
 // here. It also asks the emulator (through the stream, emulated_stream.h)
 // whether every matrix it reads or writes lies inside device memory: where
@@ -35,7 +42,7 @@ constexpr int kSuccess = 0, kNotInitialized = 1, kAllocFailed = 3, kInvalidValue
               kMappingError = 11, kExecutionFailed = 13, kInternalError = 14, kNotSupported = 15,
               kLicenseError = 16;
 constexpr int kOpN = 0, kOpT = 1, kOpC = 2;
-constexpr int kR32F = 0;                              // CUDA_R_32F
+constexpr int kR32F = 0, kR16BF = 14;                // CUDA_R_32F, CUDA_R_16BF
 constexpr int kCompute32F = 68, kCompute32FPedantic = 69, kCompute32FFastTF32 = 77;
 constexpr int kMajor = 0, kMinor = 1, kPatch = 2;     // libraryPropertyType
 constexpr uint64_t kHandleMagic = 0x46414b45424c4153ull;  // "FAKEBLAS"
@@ -67,6 +74,29 @@ float to_tf32(float x) {
   float out;
   std::memcpy(&out, &bits, sizeof(out));
   return out;
+}
+
+// bf16 <-> fp32. Widening is exact (the bf16 bits are fp32's top half);
+// narrowing rounds to nearest even, NaN staying a (quiet) NaN.
+float from_bf16(uint16_t h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
+uint16_t to_bf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  if (std::isnan(x)) return uint16_t((bits >> 16) | 0x0040u);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return uint16_t(bits >> 16);
+}
+
+size_t type_size(int type) { return type == kR16BF ? 2 : 4; }
+
+float load(const void* p, int type, size_t i) {
+  return type == kR16BF ? from_bf16(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
 }
 
 // Elements spanned by a column-major [rows, cols] operand with leading dimension ld.
@@ -132,68 +162,56 @@ __attribute__((visibility("default"))) const char* cublasGetStatusString(int sta
   }
 }
 
-// C [m, n] = alpha op(A) [m, k] op(B) [k, n] + beta C, column-major.
-__attribute__((visibility("default"))) int cublasGemmEx(void* handle, int transa, int transb, int m, int n, int k,
-                                                        const void* alpha, const void* a, int a_type, int lda,
-                                                        const void* b, int b_type, int ldb, const void* beta, void* c,
-                                                        int c_type, int ldc, int compute_type, int algo) {
-  auto* h = static_cast<Handle*>(handle);
-  if (!valid(h)) return kNotInitialized;
-  auto op_ok = [](int op) { return op == kOpN || op == kOpT || op == kOpC; };
-  auto at_least = [](int v) { return v > 1 ? v : 1; };
-  if (m < 0 || n < 0 || k < 0 || !op_ok(transa) || !op_ok(transb) || alpha == nullptr || beta == nullptr ||
-      lda < at_least(transa == kOpN ? m : k) || ldb < at_least(transb == kOpN ? k : n) || ldc < at_least(m))
-    return kInvalidValue;
-  if (a_type != kR32F || b_type != kR32F || c_type != kR32F) return kNotSupported;
-  if (compute_type != kCompute32F && compute_type != kCompute32FPedantic && compute_type != kCompute32FFastTF32)
-    return kNotSupported;
-  (void)algo;  // every algorithm computes the same product
-  if (m == 0 || n == 0) return kSuccess;
+}  // extern "C"
 
-  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+namespace {
+
+// One product, C [m, n] = alpha op(A) [m, k] op(B) [k, n] + beta C
+// (column-major), after the arguments were checked. `api` names the entry
+// point in messages.
+int gemm_one(Handle* h, const char* api, int transa, int transb, int m, int n, int k, float al, const void* a,
+             int a_type, int lda, const void* b, int b_type, int ldb, float be, void* c, int c_type, int ldc,
+             bool tf32) {
+  if (m == 0 || n == 0) return kSuccess;
   const bool uses_ab = k > 0 && al != 0.0f;
   const bool a_n = transa == kOpN, b_n = transb == kOpN;
 
   const st_emu_abi::Services* services = services_of(h->stream);
   if (h->stream != nullptr && h->stream != kLegacyStream && h->stream != kPerThreadStream && services == nullptr) {
-    say("cublasGemmEx: the handle's stream was destroyed");
+    say(std::string(api) + ": the handle's stream was destroyed");
     return kExecutionFailed;
   }
   if (services != nullptr) {
     char why[512];
-    auto check = [&](const char* name, const void* p, size_t elements) {
-      if (elements == 0 || services->check_device_range(p, elements * sizeof(float), why, sizeof(why)) == 0)
+    auto check = [&](const char* name, const void* p, size_t elements, int type) {
+      if (elements == 0 || services->check_device_range(p, elements * type_size(type), why, sizeof(why)) == 0)
         return true;
-      const std::string message = std::string("cublasGemmEx (transa ") + (a_n ? "N" : "T") + ", transb " +
+      const std::string message = std::string(api) + " (transa " + (a_n ? "N" : "T") + ", transb " +
                                   (b_n ? "N" : "T") + ", m " + std::to_string(m) + ", n " + std::to_string(n) +
                                   ", k " + std::to_string(k) + ", lda " + std::to_string(lda) + ", ldb " +
                                   std::to_string(ldb) + ", ldc " + std::to_string(ldc) + "): " + name + ": " + why;
       services->report_failure(("fake cuBLAS: " + message).c_str());  // printed by the emulator
       return false;
     };
-    if (uses_ab && (!check("A", a, a_n ? extent(m, k, lda) : extent(k, m, lda)) ||
-                    !check("B", b, b_n ? extent(k, n, ldb) : extent(n, k, ldb))))
+    if (uses_ab && (!check("A", a, a_n ? extent(m, k, lda) : extent(k, m, lda), a_type) ||
+                    !check("B", b, b_n ? extent(k, n, ldb) : extent(n, k, ldb), b_type)))
       return kExecutionFailed;
-    if (!check("C", c, extent(m, n, ldc))) return kExecutionFailed;
+    if (!check("C", c, extent(m, n, ldc), c_type)) return kExecutionFailed;
   }
 
-  const float* A = static_cast<const float*>(a);
-  const float* B = static_cast<const float*>(b);
-  float* C = static_cast<float*>(c);
-  const bool tf32 = compute_type == kCompute32FFastTF32;
-  // op(A) by rows and op(B) by columns, each contiguous over k.
+  // op(A) by rows and op(B) by columns, each contiguous over k, in fp32.
   std::vector<float> ar, bc;
   if (uses_ab) {
     ar.resize(size_t(m) * size_t(k));
     bc.resize(size_t(n) * size_t(k));
     for (int i = 0; i < m; ++i)
       for (int l = 0; l < k; ++l) {
-        const float v = a_n ? A[size_t(i) + size_t(l) * size_t(lda)] : A[size_t(l) + size_t(i) * size_t(lda)];
+        const float v = load(a, a_type, a_n ? size_t(i) + size_t(l) * size_t(lda) : size_t(l) + size_t(i) * size_t(lda));
         ar[size_t(i) * size_t(k) + size_t(l)] = tf32 ? to_tf32(v) : v;
       }
     for (int j = 0; j < n; ++j)
       for (int l = 0; l < k; ++l) {
-        const float v = b_n ? B[size_t(l) + size_t(j) * size_t(ldb)] : B[size_t(j) + size_t(l) * size_t(ldb)];
+        const float v = load(b, b_type, b_n ? size_t(l) + size_t(j) * size_t(ldb) : size_t(j) + size_t(l) * size_t(ldb));
         bc[size_t(j) * size_t(k) + size_t(l)] = tf32 ? to_tf32(v) : v;
       }
   }
@@ -205,9 +223,74 @@ __attribute__((visibility("default"))) int cublasGemmEx(void* handle, int transa
         const float* y = bc.data() + size_t(j) * size_t(k);
         for (int l = 0; l < k; ++l) sum += x[l] * y[l];
       }
-      float& out = C[size_t(i) + size_t(j) * size_t(ldc)];
-      out = be == 0.0f ? al * sum : al * sum + be * out;
+      const size_t at = size_t(i) + size_t(j) * size_t(ldc);
+      const float value = be == 0.0f ? al * sum : al * sum + be * load(c, c_type, at);
+      if (c_type == kR16BF) static_cast<uint16_t*>(c)[at] = to_bf16(value);
+      else static_cast<float*>(c)[at] = value;
     }
+  return kSuccess;
+}
+
+// The checks both entry points make; kSuccess when the call may go on.
+int check_arguments(int transa, int transb, int m, int n, int k, const void* alpha, int a_type, int lda, int b_type,
+                    int ldb, const void* beta, int c_type, int ldc, int compute_type) {
+  auto op_ok = [](int op) { return op == kOpN || op == kOpT || op == kOpC; };
+  auto at_least = [](int v) { return v > 1 ? v : 1; };
+  if (m < 0 || n < 0 || k < 0 || !op_ok(transa) || !op_ok(transb) || alpha == nullptr || beta == nullptr ||
+      lda < at_least(transa == kOpN ? m : k) || ldb < at_least(transb == kOpN ? k : n) || ldc < at_least(m))
+    return kInvalidValue;
+  const bool fp32 = a_type == kR32F && b_type == kR32F && c_type == kR32F;
+  const bool bf16 = a_type == kR16BF && b_type == kR16BF && (c_type == kR16BF || c_type == kR32F);
+  if (!fp32 && !bf16) return kNotSupported;
+  if (compute_type != kCompute32F && compute_type != kCompute32FPedantic && compute_type != kCompute32FFastTF32)
+    return kNotSupported;
+  if (compute_type == kCompute32FFastTF32 && !fp32) return kNotSupported;
+  return kSuccess;
+}
+
+}  // namespace
+
+extern "C" {
+
+// C [m, n] = alpha op(A) [m, k] op(B) [k, n] + beta C, column-major.
+__attribute__((visibility("default"))) int cublasGemmEx(void* handle, int transa, int transb, int m, int n, int k,
+                                                        const void* alpha, const void* a, int a_type, int lda,
+                                                        const void* b, int b_type, int ldb, const void* beta, void* c,
+                                                        int c_type, int ldc, int compute_type, int algo) {
+  auto* h = static_cast<Handle*>(handle);
+  if (!valid(h)) return kNotInitialized;
+  const int status =
+      check_arguments(transa, transb, m, n, k, alpha, a_type, lda, b_type, ldb, beta, c_type, ldc, compute_type);
+  if (status != kSuccess) return status;
+  (void)algo;  // every algorithm computes the same product
+  return gemm_one(h, "cublasGemmEx", transa, transb, m, n, k, *static_cast<const float*>(alpha), a, a_type, lda, b,
+                  b_type, ldb, *static_cast<const float*>(beta), c, c_type, ldc,
+                  compute_type == kCompute32FFastTF32);
+}
+
+// The same product for each of batch_count operand triples, operand i of a
+// triple starting stride elements (of its type) after operand i - 1.
+__attribute__((visibility("default"))) int cublasGemmStridedBatchedEx(
+    void* handle, int transa, int transb, int m, int n, int k, const void* alpha, const void* a, int a_type, int lda,
+    long long stride_a, const void* b, int b_type, int ldb, long long stride_b, const void* beta, void* c, int c_type,
+    int ldc, long long stride_c, int batch_count, int compute_type, int algo) {
+  auto* h = static_cast<Handle*>(handle);
+  if (!valid(h)) return kNotInitialized;
+  const int status =
+      check_arguments(transa, transb, m, n, k, alpha, a_type, lda, b_type, ldb, beta, c_type, ldc, compute_type);
+  if (status != kSuccess) return status;
+  if (batch_count < 0) return kInvalidValue;
+  (void)algo;
+  for (int i = 0; i < batch_count; ++i) {
+    const int r = gemm_one(h, "cublasGemmStridedBatchedEx", transa, transb, m, n, k,
+                           *static_cast<const float*>(alpha),
+                           static_cast<const char*>(a) + i * stride_a * static_cast<long long>(type_size(a_type)), a_type, lda,
+                           static_cast<const char*>(b) + i * stride_b * static_cast<long long>(type_size(b_type)), b_type, ldb,
+                           *static_cast<const float*>(beta),
+                           static_cast<char*>(c) + i * stride_c * static_cast<long long>(type_size(c_type)), c_type, ldc,
+                           compute_type == kCompute32FFastTF32);
+    if (r != kSuccess) return r;
+  }
   return kSuccess;
 }
 
