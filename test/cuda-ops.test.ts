@@ -363,7 +363,7 @@ t.test('runOp runs single ops on the CPU backend, NaN-filling outputs it does no
   t.ok(Number.isNaN((a.outputs['out'] as Float32Array)[2] as number), 'a row no sequence covers stays NaN');
   const s = await runOp({ op: 'sum_squares', tensors: { x: Float32Array.of(1, 2, 3) } });
   t.equal(s.scalar, 14);
-  await t.rejects(async () => runOp({ op: 'nope' }), /unknown op "nope" \(ops: adamw, add, attention/);
+  await t.rejects(async () => runOp({ op: 'nope' }), /unknown op "nope" \(ops: adamw, adamw_bf16, add, attention/);
   await t.rejects(runOp({ op: 'linear', tensors: { x: new Float32Array(3), w: new Float32Array(4) }, scalars: { m: 1, k: 2, n: 2 } }), /runOp linear: `x` has 3 entries, not 2/);
   await t.rejects(async () => runOp({ op: 'add', tensors: { x: new Float32Array(1), y: new Float32Array(1) }, device: 'tpu' as 'cuda' }), /unknown device "tpu"/);
 });

@@ -11,6 +11,7 @@ import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { reportCommand } from './report.js';
 import { exportCommand } from './export.js';
+import { planCommand } from './plan.js';
 import { CliError, USAGE_EXIT_CODE } from './errors.js';
 import { packageVersion } from './version.js';
 import { didYouMean } from '../util/suggest.js';
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
   data: { run: dataCommand, summary: 'inspect and convert STVQA datasets (parquet, JSONL)' },
   eval: { run: evalCommand, summary: "evaluate a model (engine or OpenAI-compatible API) on the paper's spatial benchmarks from local files" },
   export: { run: exportCommand, summary: 'write a model or checkpoint directory as a clean Hugging Face model directory (bf16/fp32, sharded)' },
+  plan: { run: planCommand, summary: 'the device memory plan of a training recipe on paper (config.json only, no weights): fits or not, item by item' },
   generate: { run: generateCommand, summary: 'answer a question about images with a model directory' },
   'check-fixtures': { run: checkFixturesCommand, summary: 'check the engine against a golden fixtures directory' },
 };

@@ -19,6 +19,7 @@ import {
   type NativeForwardResult,
   type NativeModel,
   type NativeOptimizerState,
+  type OptimizerStrategy,
   type NativeOptimizerStepResult,
   type NativeWrittenFiles,
   type NativePrompt,
@@ -150,7 +151,15 @@ export interface TrainGradientsResult extends NativeTrainGradientsResult {
   entropy: number;
 }
 
-export interface OptimizerOptions extends FreezeOptions, AdamWSettings {}
+export interface OptimizerOptions extends FreezeOptions, AdamWSettings, OptimizerPlacement {}
+
+/** The optimiser strategy and where its state lives; fixed once a step was taken or state restored. */
+export interface OptimizerPlacement {
+  /** Default adamw. */
+  strategy?: OptimizerStrategy;
+  /** State in pinned host memory, streamed through the device (CUDA); default false. */
+  offloadOptimizer?: boolean;
+}
 
 /** AdamW moments by parameter name and the number of steps taken (a full host copy: tests and tools only). */
 export type OptimizerState = NativeOptimizerState;
@@ -419,7 +428,8 @@ export class Model {
 
   /**
    * Clips the accumulated gradients by their global norm and takes one AdamW
-   * step (fp32 master weights and moments); returns metrics only.
+   * step of the strategy asked (adamw: fp32 master weights and moments;
+   * adamw_bf16: bf16 weights and moments, Kahan-compensated); returns metrics only.
    */
   async optimizerStep(options: OptimizerOptions): Promise<OptimizerStepResult> {
     const result = await this.live().optimizerStep({
@@ -428,6 +438,8 @@ export class Model {
       freezeVision: options.freezeVision ?? false,
       freezeMerger: options.freezeMerger ?? false,
       freezeLanguage: options.freezeLanguage ?? false,
+      strategy: options.strategy ?? 'adamw',
+      offloadOptimizer: options.offloadOptimizer ?? false,
     });
     this.stepsTaken = result.step;
     return result;
@@ -479,9 +491,13 @@ export class Model {
     return this.live().saveOptimizerState({ dir, master, ...writeOptions(options) });
   }
 
-  /** Reads what saveOptimizerState wrote (memory-mapped, straight into the engine) and sets the step count. */
-  async restoreOptimizerState(dir: string, step: number): Promise<void> {
-    await this.live().restoreOptimizerState({ dir, step });
+  /**
+   * Reads what saveOptimizerState wrote (memory-mapped, straight into the
+   * engine) and sets the step count. State written by the other strategy is
+   * refused, naming both.
+   */
+  async restoreOptimizerState(dir: string, step: number, placement: OptimizerPlacement = {}): Promise<void> {
+    await this.live().restoreOptimizerState({ dir, step, strategy: placement.strategy ?? 'adamw', offloadOptimizer: placement.offloadOptimizer ?? false });
     this.stepsTaken = step;
   }
 

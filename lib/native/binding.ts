@@ -286,7 +286,14 @@ export interface NativeOptimizerStepArgs {
   freezeVision: boolean;
   freezeMerger: boolean;
   freezeLanguage: boolean;
+  /** worker.actor.optim.strategy (default adamw). Fixed once the optimiser state exists. */
+  strategy?: OptimizerStrategy;
+  /** worker.actor.offload.offload_optimizer (default false). */
+  offloadOptimizer?: boolean;
 }
+
+/** EasyR1's worker.actor.optim.strategy: fp32 master weights and moments, or bf16 weights and moments with Kahan compensation. */
+export type OptimizerStrategy = 'adamw' | 'adamw_bf16';
 
 /** The AdamW settings a call leaves out (lr has none): used by Model.optimizerStep and the host-array adamwStep. */
 export const DEFAULT_ADAMW_SETTINGS: Readonly<Omit<NativeOptimizerStepArgs, 'lr' | 'freezeVision' | 'freezeMerger' | 'freezeLanguage'>> = {
@@ -351,7 +358,7 @@ export interface NativeModel {
   /** Streams the optimiser state (fp32 master when `master`, AdamW m and v) into dir/optimizer*.safetensors. */
   saveOptimizerState(args: { dir: string; master: boolean; maxShardBytes: number; bufferBytes: number }): Promise<NativeWrittenFiles & { step: number }>;
   /** Reads what saveOptimizerState wrote, memory-mapped, straight into the engine, and sets the step count. */
-  restoreOptimizerState(args: { dir: string; step: number }): Promise<void>;
+  restoreOptimizerState(args: { dir: string; step: number; strategy?: OptimizerStrategy; offloadOptimizer?: boolean }): Promise<void>;
   /** Cancels the calls made before it, then frees the weights once they settle. */
   dispose(): Promise<void>;
 }

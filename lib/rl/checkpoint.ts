@@ -18,7 +18,7 @@
  */
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Model } from '../engine/model.js';
+import type { Model, OptimizerPlacement } from '../engine/model.js';
 import { inspectModelWeights, inspectSafetensors } from '../io/safetensors.js';
 
 export interface SaveOptions {
@@ -28,6 +28,8 @@ export interface SaveOptions {
   maxShardBytes?: number;
   /** Keep only the newest K checkpoints of the run (0: keep all). Default 3. */
   keepLast?: number;
+  /** The strategy that made the optimiser state, recorded for the resume's check. Default adamw. */
+  optimizerStrategy?: 'adamw' | 'adamw_bf16';
 }
 
 /** Files of the source model directory copied into every checkpoint and export. */
@@ -147,7 +149,7 @@ export async function saveCheckpoint(
     const optimizer = await model.saveOptimizerState(trainerDir, dtype !== 'fp32', shard);
     await writeFileSynced(
       join(trainerDir, TRAINER_STATE_FILE),
-      JSON.stringify({ ...trainerState, step, optimizerStep: optimizer.step, dtype }, null, 2) + '\n',
+      JSON.stringify({ ...trainerState, step, optimizerStep: optimizer.step, optimizerStrategy: options.optimizerStrategy ?? 'adamw', dtype }, null, 2) + '\n',
     );
     await syncPath(trainerDir);
     await syncPath(temporary);
@@ -226,6 +228,8 @@ export interface TrainerState {
   step: number;
   optimizerStep: number;
   dtype?: 'bf16' | 'fp32';
+  /** The strategy that wrote the optimiser state (absent in older checkpoints: adamw). */
+  optimizerStrategy?: 'adamw' | 'adamw_bf16';
   [key: string]: unknown;
 }
 
@@ -250,6 +254,8 @@ export async function readTrainerState(checkpointDir: string): Promise<TrainerSt
   if (!isCount(optimizerStep)) throw new Error(`${path}: "optimizerStep" must be a non-negative integer (got ${JSON.stringify(optimizerStep)})`);
   if (record['dtype'] !== undefined && record['dtype'] !== 'bf16' && record['dtype'] !== 'fp32')
     throw new Error(`${path}: "dtype" must be "bf16" or "fp32" (got ${JSON.stringify(record['dtype'])})`);
+  if (record['optimizerStrategy'] !== undefined && record['optimizerStrategy'] !== 'adamw' && record['optimizerStrategy'] !== 'adamw_bf16')
+    throw new Error(`${path}: "optimizerStrategy" must be "adamw" or "adamw_bf16" (got ${JSON.stringify(record['optimizerStrategy'])})`);
   return { ...record, step: record['step'], optimizerStep } as TrainerState;
 }
 
@@ -283,8 +289,16 @@ export async function verifyCheckpoint(checkpointDir: string): Promise<TrainerSt
  * from that checkpoint directory): fp32 master weights and AdamW moments,
  * read by the engine from the mapped files. Returns the trainer state.
  */
-export async function restoreCheckpoint(model: Model, dir: string): Promise<TrainerState> {
+export async function restoreCheckpoint(model: Model, dir: string, placement: OptimizerPlacement = {}): Promise<TrainerState> {
   const state = await readTrainerState(dir);
-  await model.restoreOptimizerState(await trainerDirectory(dir), state.optimizerStep);
+  const saved = state.optimizerStrategy ?? 'adamw';
+  const asked = placement.strategy ?? 'adamw';
+  // The state of one strategy is not converted into the other's: refuse before loading anything.
+  if (saved !== asked)
+    throw new Error(
+      `${join(await trainerDirectory(dir), TRAINER_STATE_FILE)}: the checkpoint's optimizer state was made by worker.actor.optim.strategy=${saved}, ` +
+        `the run asks for ${asked}; resume with strategy ${saved} (the state is not converted between strategies)`,
+    );
+  await model.restoreOptimizerState(await trainerDirectory(dir), state.optimizerStep, placement);
   return state;
 }

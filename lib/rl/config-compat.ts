@@ -37,7 +37,7 @@ export const NOT_APPLICABLE: Readonly<Record<string, string>> = {
   'worker.actor.tau_negative': 'the SAPO loss\'s gate (worker.actor.loss_type=sapo), not built; the PPO clipped loss is used',
   'worker.actor.loss_type': 'only "default" (the PPO clipped objective) is built',
   'worker.actor.fsdp': 'FSDP sharding, CPU offload and mixed-precision dtypes: one process holds the whole model; the engine keeps fp32 master weights and computes in its own precision',
-  'worker.actor.offload': 'FSDP parameter/optimiser offload: one process holds the whole model (trainer.memory_limit_gb plans its memory)',
+  'worker.actor.offload.offload_params': 'FSDP parameter offload: the weights stay on the device the run uses (worker.actor.offload.offload_optimizer moves the optimiser state)',
   'worker.actor.model.tokenizer_path': 'the tokenizer is read from the model directory; only null or the model path is accepted',
   'worker.actor.model.override_config': 'changing the model\'s config.json at load: only {} is accepted',
   'worker.actor.model.trust_remote_code': 'no Python model code is run: Qwen2.5-VL is built into the engine',
@@ -175,6 +175,8 @@ export function configNotes(config: object): string[] {
     for (const name of loggers.filter((l) => (REMOTE_LOGGERS as readonly string[]).includes(l)))
       notes.push(`trainer.logger "${name}": accepted, not applicable here: no remote loggers; metrics go to metrics.jsonl and TensorBoard in the run directory`);
   if (getPath(tree, 'worker.actor.optim.strategy') === 'adamw_bf16')
-    notes.push('worker.actor.optim.strategy=adamw_bf16: accepted: bf16 optimiser state applies on CUDA only (not yet built); fp32 master weights and moments here');
+    notes.push('worker.actor.optim.strategy=adamw_bf16: the weights, AdamW moments and a Kahan compensation buffer are bf16 (on the CPU backend fp32 storage rounded to bf16 at every update); no fp32 master copy');
+  if (getPath(tree, 'worker.actor.offload.offload_optimizer') === true && getPath(tree, 'trainer.device') !== 'cuda')
+    notes.push('worker.actor.offload.offload_optimizer=true: no effect on the CPU backend: the optimiser state is in host memory already');
   return notes;
 }

@@ -106,7 +106,7 @@ const optimSchema = z
     betas: z.tuple([probability(), probability()]).default([0.9, 0.999]),
     eps: z.number().positive().default(1e-8),
     weight_decay: z.number().min(0).default(0.01),
-    /** adamw_bf16 is accepted; its bf16 moments are a CUDA-only saving not yet built (see the run's notes). */
+    /** adamw: fp32 master weights and moments; adamw_bf16: bf16 weights and moments, Kahan-compensated (native/train/optimizer_strategy.h). */
     strategy: z.enum(['adamw', 'adamw_bf16']).default('adamw'),
     lr_scheduler: z.enum(['constant', 'cosine', 'linear-warmup']).default('constant'),
     lr_warmup_ratio: probability().default(0),
@@ -163,7 +163,14 @@ const actorSchema = z
     tau_positive: accepted(z.number()),
     tau_negative: accepted(z.number()),
     fsdp: accepted(fsdpSchema),
-    offload: accepted(offloadSchema),
+    offload: z
+      .object({
+        offload_params: accepted(z.boolean()),
+        /** The optimiser state in pinned host memory, streamed through the device at each step (CUDA; nothing to move on the CPU). */
+        offload_optimizer: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

@@ -13,10 +13,17 @@
  *  - update: everything resident + the activations one micro-batch keeps for
  *    its backward (all layers, or one layer's inputs each with gradient
  *    checkpointing) + the backward's workspace.
- * "Resident" is the weights, their fp32 master copy when the weights are
- * bf16, gradients, AdamW moments, the reference model, the dataset and the
- * runtime (on the CPU the process's own memory beyond these; on CUDA the
- * context and libraries, measured from the device's free memory).
+ * "Resident" is the weights, the optimiser's state, gradients, the reference
+ * model, the dataset and the runtime (on the CPU the process's own memory
+ * beyond these; on CUDA the context and libraries, measured from the
+ * device's free memory). The optimiser's state follows
+ * worker.actor.optim.strategy (native/train/optimizer_strategy.h):
+ *  - adamw: fp32 moments, and an fp32 master copy when the weights are bf16;
+ *  - adamw_bf16: moments and a Kahan compensation buffer in the weights'
+ *    dtype (bf16 on a bf16 backend), no master copy;
+ * and worker.actor.offload.offload_optimizer moves it (master copy included)
+ * to pinned host memory on CUDA, leaving the device two chunks of staging.
+ * Gradients are fp32 whatever the weights' dtype.
  */
 import { freemem, totalmem } from 'node:os';
 import type { ModelConfig } from '../engine/config.js';
@@ -64,6 +71,7 @@ export function deviceMemory(device: 'cpu' | 'cuda'): DeviceMemory {
 
 export interface MemoryItem {
   name: string;
+  /** On the device (host memory, for the offloaded optimiser state, is in hostBytes). */
   bytes: number;
   note: string;
   /** 'resident' for the whole run, or the phase that holds it. */
@@ -88,7 +96,19 @@ export interface MemoryPlan {
   fits: boolean;
   /** Why it does not fit and what would fix it, or what was reduced. */
   messages: string[];
+  optimizer: OptimizerLayout;
+  /** Pinned host memory the offloaded optimiser state takes (0 when not offloaded). */
+  hostBytes: number;
 }
+
+/** worker.actor.optim.strategy and worker.actor.offload.offload_optimizer, as planned. */
+export interface OptimizerLayout {
+  strategy: 'adamw' | 'adamw_bf16';
+  offload: boolean;
+}
+
+/** Entries of one offload chunk and the slots in flight (native/backend/cuda/cuda_backend.cu): 2 x 3 arrays x 4 Mi fp32. */
+const OFFLOAD_STAGING_BYTES = 2 * 3 * 2 ** 22 * 4;
 
 /** Parameters of a Qwen2.5-VL configuration, counted the way the engine stores them. */
 export function parameterCount(config: ModelConfig): number {
@@ -126,6 +146,8 @@ export interface PlanInput {
   processRssBytes?: number;
   /** Overrides the memory the plan may use (tests); else trainer.memory_limit_gb, else the device's. */
   availableBytes?: number;
+  /** The optimiser's strategy and placement; the configuration's when absent. */
+  optimizer?: OptimizerLayout;
 }
 
 const GiB = 1024 ** 3;
@@ -150,8 +172,9 @@ export function planMemory(input: PlanInput): MemoryPlan {
   const aBytes = bytesOf(precision.activations);
   const klActive = !config.algorithm.disable_kl && config.algorithm.use_kl_loss && config.algorithm.kl_coef > 0;
   const n = config.worker.rollout.n;
-  const imageTokens = input.imageTokens ?? Math.ceil(config.data.max_pixels / (v.patch * v.merge) ** 2);
   const promptTokens = Math.min(config.data.max_prompt_length, input.promptTokens ?? config.data.max_prompt_length);
+  // A prompt's image tokens are part of its length: longer prompts are dropped when read.
+  const imageTokens = Math.min(promptTokens, input.imageTokens ?? Math.ceil(config.data.max_pixels / (v.patch * v.merge) ** 2));
   const responseTokens = config.data.max_response_length;
   const sequenceTokens = promptTokens + responseTokens;
   const micro = config.worker.actor.micro_batch_size_per_device_for_update;
@@ -163,10 +186,29 @@ export function planMemory(input: PlanInput): MemoryPlan {
 
   // ---- resident for the whole run
   const weightsBytes = P * wBytes;
+  const optimizer = input.optimizer ?? { strategy: config.worker.actor.optim.strategy, offload: config.worker.actor.offload.offload_optimizer };
+  // On the CPU the host memory is the device's: offloading moves nothing.
+  const offloaded = optimizer.offload && device.device === 'cuda';
+  let hostBytes = 0;
+  const optimizerItem = (name: string, bytes: number, note: string) => {
+    if (offloaded && bytes > 0) {
+      hostBytes += bytes;
+      add('resident', name, 0, `${note}; offloaded: ${fmtBytes(bytes)} in pinned host memory`);
+    } else add('resident', name, bytes, note);
+  };
   add('resident', 'weights', weightsBytes, `${fmtCount(P)} parameters in ${precision.weights}`);
-  add('resident', 'master weights', precision.weights === 'fp32' ? 0 : P * 4, precision.weights === 'fp32' ? 'none: the fp32 weights are the master copy' : 'fp32 copy the optimizer updates');
-  add('resident', 'gradients', P * 4, 'fp32, kept between steps');
-  add('resident', 'AdamW moments', 2 * P * 4, 'm and v, fp32');
+  if (optimizer.strategy === 'adamw_bf16') {
+    const state = precision.weights === 'bf16' ? 'bf16' : 'bf16 values in fp32 storage';
+    add('resident', 'master weights', 0, 'none: adamw_bf16 updates the bf16 weights, Kahan-compensated');
+    add('resident', 'gradients', P * 4, 'fp32, kept between steps');
+    optimizerItem('AdamW moments', 2 * P * wBytes, `m and v, ${state} (adamw_bf16)`);
+    optimizerItem('Kahan compensation', P * wBytes, `${state}, what each weight update lost to rounding`);
+  } else {
+    optimizerItem('master weights', precision.weights === 'fp32' ? 0 : P * 4, precision.weights === 'fp32' ? 'none: the fp32 weights are the master copy' : 'fp32 copy the optimizer updates (adamw)');
+    add('resident', 'gradients', P * 4, 'fp32, kept between steps');
+    optimizerItem('AdamW moments', 2 * P * 4, 'm and v, fp32 (adamw)');
+  }
+  if (offloaded) add('resident', 'offload staging', OFFLOAD_STAGING_BYTES, 'two chunks of the optimizer state in flight (worker.actor.offload.offload_optimizer)');
   add('resident', 'reference model', klActive ? weightsBytes : 0, klActive ? `frozen copy for the KL term (kl_coef ${config.algorithm.kl_coef})` : 'not loaded: no KL term');
   if (input.datasetBytes !== undefined) add('resident', 'dataset', input.datasetBytes, 'rows with encoded images');
   let runtimeBytes = 0;
@@ -210,10 +252,11 @@ export function planMemory(input: PlanInput): MemoryPlan {
   const wanted = Math.min(config.worker.rollout.max_num_seqs, config.data.rollout_batch_size * n);
   const prompts = Math.max(1, Math.ceil(wanted / n));
   const prefillTokens = prompts * promptTokens;
-  const prefillPatches = prompts * imageTokens * v.merge * v.merge;
+  // Each image is encoded alone (Qwen25VL::image_features); the features of every prompt's images are kept for the prefill.
+  const imagePatches = imageTokens * v.merge * v.merge;
   const decodeWorkspace =
-    (Math.max(prefillTokens * (5 * t.hidden + 2 * kvWidth + 3 * t.intermediate), prefillPatches * (8 * v.hidden + 3 * v.intermediate)) + wanted * t.vocab) * aBytes;
-  add('rollout', 'decode workspace', decodeWorkspace, `prefill of ${prompts} prompts (one layer at a time), logits of ${wanted} sequences`);
+    (Math.max(prefillTokens * (5 * t.hidden + 2 * kvWidth + 3 * t.intermediate), imagePatches * (8 * v.hidden + 3 * v.intermediate)) + prompts * imageTokens * v.outHidden + wanted * t.vocab) * aBytes;
+  add('rollout', 'decode workspace', decodeWorkspace, `prefill of ${prompts} prompts (one layer at a time; one image at a time through the vision tower), logits of ${wanted} sequences`);
 
   const kvBytesPerToken = t.layers * 2 * kvWidth * aBytes;
   const resident = items.filter((i) => i.phase === 'resident').reduce((a, b) => a + b.bytes, 0);
@@ -261,7 +304,13 @@ export function planMemory(input: PlanInput): MemoryPlan {
     if (micro > 1) fixes.push(`lower worker.actor.micro_batch_size_per_device_for_update (${micro}; 1 keeps ${fmtBytes(activations / micro)} of activations)`);
     if (klActive) fixes.push(`set algorithm.kl_coef=0 or algorithm.disable_kl=true (no reference model: -${fmtBytes(weightsBytes)})`);
     fixes.push('lower data.max_prompt_length / data.max_response_length');
-    if (resident > usable) fixes.push(`use a device with more memory: the resident state alone (weights, gradients, moments) is ${fmtBytes(resident)} and optimizer offload is not available`);
+    if (resident > usable) {
+      const onDevice = (name: string) => items.find((i) => i.name === name)?.bytes ?? 0;
+      const state = onDevice('master weights') + onDevice('AdamW moments') + onDevice('Kahan compensation');
+      if (device.device === 'cuda' && !offloaded && state > 0) fixes.push(`set worker.actor.offload.offload_optimizer=true (the optimizer state, ${fmtBytes(state)}, to pinned host memory)`);
+      if (optimizer.strategy === 'adamw' && precision.weights === 'bf16') fixes.push('set worker.actor.optim.strategy=adamw_bf16 (bf16 moments and compensation, no fp32 master copy)');
+      fixes.push(`use a device with more memory: the resident state alone (weights, gradients, optimizer state${klActive ? ', reference model' : ''}) is ${fmtBytes(resident)}`);
+    }
     messages.push(`the update needs ${fmtBytes(updatePeakBytes)} but ${where}; largest: ${largest('update')}. To fit: ${fixes.join('; or ')}`);
   }
   if (rolloutSequences < 1) {
@@ -274,15 +323,16 @@ export function planMemory(input: PlanInput): MemoryPlan {
   } else if (rolloutSequences < wanted) {
     messages.push(`the KV cache fits ${rolloutSequences} sequences at once at the longest lengths (asked: ${wanted}); the rollout decodes ${rolloutSequences} at a time (worker.rollout.max_num_seqs)`);
   }
-  return { device, precision, items, rolloutPeakBytes, updatePeakBytes, peakBytes, fixedBytes, availableBytes, kvBytesPerToken, rolloutSequences, fits, messages };
+  return { device, precision, items, rolloutPeakBytes, updatePeakBytes, peakBytes, fixedBytes, availableBytes, kvBytesPerToken, rolloutSequences, fits, messages, optimizer, hostBytes };
 }
 
 export function formatMemoryPlan(plan: MemoryPlan): string {
   const line = (name: string, bytes: number, note: string) => `  ${name.padEnd(20)} ${fmtBytes(bytes).padStart(10)}  ${note}`;
   const section = (phase: MemoryItem['phase']) => plan.items.filter((i) => i.phase === phase).map((i) => line(i.name, i.bytes, i.note));
   const p = plan.precision;
+  const o = plan.optimizer;
   return [
-    `memory plan (${plan.device.name}, weights ${p.weights}, activations ${p.activations}):`,
+    `memory plan (${plan.device.name}, weights ${p.weights}, activations ${p.activations}, gradients fp32, optimizer ${o.strategy}${o.offload ? ' offloaded' : ''}):`,
     ...section('resident'),
     ' rollout:',
     ...section('rollout'),
@@ -291,6 +341,7 @@ export function formatMemoryPlan(plan: MemoryPlan): string {
     ...section('update'),
     line('update peak', plan.updatePeakBytes, ''),
     line('peak', plan.peakBytes, `of ${fmtBytes(plan.availableBytes)} available`),
+    ...(plan.hostBytes > 0 ? [line('pinned host', plan.hostBytes, 'the offloaded optimizer state')] : []),
     ...plan.messages.map((m) => `  ${plan.fits ? 'note' : 'error'}: ${m}`),
   ].join('\n');
 }

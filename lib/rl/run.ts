@@ -159,7 +159,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     const train = await this.readSplit(config.data.train_files, 'train', -1);
     let state: RunState | undefined;
     if (resumeDir) {
-      state = checkRunState(await restoreCheckpoint(this.vlm.model, resumeDir), resumeDir, this.kind);
+      state = checkRunState(await restoreCheckpoint(this.vlm.model, resumeDir, this.optimizerPlacement()), resumeDir, this.kind);
       this.step = state.step;
       this.resumedFrom = resumeDir;
       // Steps logged after this checkpoint are repeated from here on.
@@ -267,9 +267,16 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
       weightDecay: o.weight_decay,
       maxGradNorm: actor.max_grad_norm,
       freezeVision: actor.model.freeze_vision_tower,
+      ...this.optimizerPlacement(),
     });
     this.guard.record(this.step + 1, loss, r.gradNorm, r.skipped);
     return { lr, gradNorm: r.gradNorm, skipped: r.skipped };
+  }
+
+  /** worker.actor.optim.strategy and worker.actor.offload.offload_optimizer, as the engine takes them. */
+  protected optimizerPlacement(): { strategy: 'adamw' | 'adamw_bf16'; offloadOptimizer: boolean } {
+    const { actor } = this.config.worker;
+    return { strategy: actor.optim.strategy, offloadOptimizer: actor.offload.offload_optimizer };
   }
 
   /** Validation on the held-out rows with the validation sampling settings. */
@@ -444,6 +451,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     const dir = await saveCheckpoint(this.vlm.model, this.sourceDir, this.dir, this.step, state, {
       dtype: this.config.trainer.save_dtype,
       keepLast: this.config.trainer.save_limit,
+      optimizerStrategy: this.config.worker.actor.optim.strategy,
     });
     this.emit('checkpoint', { step: this.step, dir });
     this.say(`saved ${dir}`);

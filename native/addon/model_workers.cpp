@@ -106,6 +106,21 @@ std::vector<model::Prompt> prompts_of(const Napi::Object& options, const char* f
   return prompts;
 }
 
+// The optimiser strategy fields of an optimizerStep or restoreOptimizerState
+// call: `strategy` ("adamw" when absent) and `offloadOptimizer` (false).
+train::OptimizerConfig optimizer_config_of(const Napi::Object& o, const char* fn) {
+  train::OptimizerConfig config;
+  if (!o.Get("strategy").IsUndefined()) {
+    try {
+      config.strategy = train::parse_optimizer_strategy(string_field(o, "strategy", fn));
+    } catch (const std::invalid_argument& e) {
+      throw Napi::TypeError::New(o.Env(), std::string(fn) + ": " + e.what());
+    }
+  }
+  if (!o.Get("offloadOptimizer").IsUndefined()) config.offload = boolean_field(o, "offloadOptimizer", fn);
+  return config;
+}
+
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -438,6 +453,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     options.eps = number_field(o, "eps", fn);
     options.weight_decay = number_field(o, "weightDecay", fn);
     const double max_norm = number_field(o, "maxGradNorm", fn);
+    const train::OptimizerConfig optimizer = optimizer_config_of(o, fn);
     model::Freeze freeze;
     freeze.vision = boolean_field(o, "freezeVision", fn);
     freeze.merger = boolean_field(o, "freezeMerger", fn);
@@ -448,6 +464,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return Run(info.Env(),
         [=]() {
           return guarded(handle, [&](model::Qwen25VL& m) {
+            m.configure_optimizer(optimizer);
             *norm = m.optimizer_step(options, max_norm, freeze);
             *step = m.optimizer_steps();
           });
@@ -612,9 +629,16 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Object o = options_object(info, fn);
     const std::string dir = dir_of(o, fn);
     const int64_t step = integer_field(o, "step", fn);
+    const train::OptimizerConfig optimizer = optimizer_config_of(o, fn);
     auto handle = handle_;
     return Run(
-        info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& m) { m.restore_optimizer_state(dir, step); }); },
+        info.Env(),
+        [=]() {
+          return guarded(handle, [&](model::Qwen25VL& m) {
+            m.configure_optimizer(optimizer);
+            m.restore_optimizer_state(dir, step);
+          });
+        },
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 

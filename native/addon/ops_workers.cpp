@@ -18,6 +18,7 @@
 #include "backend/cuda/attention_bf16_check.h"
 #include "train/adamw.h"
 #include "train/policy_loss.h"
+#include "train/optimizer_strategy.h"
 
 namespace st::addon {
 namespace {
@@ -238,6 +239,17 @@ struct OpCall {
 
 // Each op: read the call's inputs, run the op, mark the outputs.
 using OpFn = void (*)(OpCall& c);
+
+// The AdamW settings of an optimiser op's scalars.
+train::AdamWOptions adamw_options(const OpCall& c) {
+  train::AdamWOptions o;
+  o.lr = c.num("lr");
+  o.beta1 = c.num("beta1", 0.9);
+  o.beta2 = c.num("beta2", 0.999);
+  o.eps = c.num("eps", 1e-8);
+  o.weight_decay = c.num("weightDecay", 0.01);
+  return o;
+}
 
 const std::map<std::string, OpFn>& op_table() {
   static const std::map<std::string, OpFn> table = {
@@ -546,18 +558,61 @@ const std::map<std::string, OpFn>& op_table() {
       {"adamw",
        [](OpCall& c) {
          const int64_t n = c.size_of("param");
-         train::AdamWOptions o;
-         o.lr = c.num("lr");
-         o.beta1 = c.num("beta1", 0.9);
-         o.beta2 = c.num("beta2", 0.999);
-         o.eps = c.num("eps", 1e-8);
-         o.weight_decay = c.num("weightDecay", 0.01);
+         const train::AdamWOptions o = adamw_options(c);
          const ConstDevicePtr grad = c.in("grad", n, true);
          const DevicePtr param = c.inout("param", n);
          const DevicePtr m = c.inout("m", n, true);
          const DevicePtr v = c.inout("v", n, true);
          c.backend->adamw(param, grad, m, v, n, std::max<int64_t>(1, c.integer("step")), float(c.num("gradScale", 1.0)),
                           o);
+       }},
+      {"adamw_bf16",
+       [](OpCall& c) {
+         const int64_t n = c.size_of("param");
+         const train::AdamWOptions o = adamw_options(c);
+         const ConstDevicePtr grad = c.in("grad", n, true);
+         // Weights, moments and compensation in the storage type (bf16 with dtype bf16 on CUDA).
+         const DevicePtr param = c.inout("param", n);
+         const DevicePtr m = c.inout("m", n);
+         const DevicePtr v = c.inout("v", n);
+         // Without a compensation tensor: plain bf16 rounding of each update.
+         const DevicePtr compensation = c.given("compensation") ? c.inout("compensation", n) : DevicePtr();
+         c.backend->adamw_bf16(param, grad, m, v, compensation, n, std::max<int64_t>(1, c.integer("step")),
+                               float(c.num("gradScale", 1.0)), o);
+       }},
+      // The offloaded step: m, v (and the compensation of adamw_bf16, when
+      // `bf16` is 1) in the backend's host memory (pinned on CUDA), fp32 for
+      // adamw and in the storage type for adamw_bf16.
+      {"optimizer_step_host_state",
+       [](OpCall& c) {
+         const int64_t n = c.size_of("param");
+         const bool bf16 = c.num("bf16", 0.0) != 0.0;
+         const train::AdamWOptions o = adamw_options(c);
+         const ConstDevicePtr grad = c.in("grad", n, true);
+         const DevicePtr param = c.inout("param", n);
+         const Storage state_type = bf16 ? c.backend->storage() : Storage::F32;
+         struct HostState {
+           HostState(Backend* b, int64_t count, Storage type) : backend(b), ptr(b->alloc_host(count, type)) {}
+           HostState(const HostState&) = delete;
+           HostState& operator=(const HostState&) = delete;
+           ~HostState() { backend->free_host(ptr); }
+           Backend* backend;
+           DevicePtr ptr;
+         };
+         std::vector<const char*> names = {"m", "v"};
+         if (bf16) names.push_back("compensation");
+         std::deque<HostState> state;
+         for (const char* name : names) {
+           const std::vector<float>& initial = c.host(name, n);
+           state.emplace_back(c.backend, n, state_type);
+           train::floats_to_host_state(initial.data(), n, state.back().ptr);
+         }
+         c.backend->optimizer_step_host_state(
+             bf16 ? train::OptimizerStrategy::AdamWBf16 : train::OptimizerStrategy::AdamW, param, grad, state[0].ptr,
+             state[1].ptr, bf16 ? state[2].ptr : DevicePtr(), n, std::max<int64_t>(1, c.integer("step")),
+             float(c.num("gradScale", 1.0)), o);
+         for (size_t i = 0; i < names.size(); ++i)
+           train::host_state_to_floats(state[i].ptr, n, c.host_out(names[i], n).data());
        }},
       {"sum_squares",
        [](OpCall& c) {

@@ -82,6 +82,7 @@ using ConstDevicePtr = BasicDevicePtr<const void>;
 namespace train {
 struct AdamWOptions;
 struct PolicyTermOptions;
+enum class OptimizerStrategy;
 }
 
 // How the next token is drawn from a row of logits (backend/sampling_rule.h
@@ -284,6 +285,28 @@ class Backend {
   virtual void adamw(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, int64_t n, int64_t step, float grad_scale,
                      const train::AdamWOptions& options) = 0;
   virtual double sum_squares(ConstDevicePtr x, int64_t n) = 0;
+  // One adamw_bf16 step (train/optimizer_strategy.h: bf16 weights, moments
+  // and Kahan compensation). param, m, v and compensation are each fp32
+  // arrays holding bf16 values (the CPU backend's emulation) or bf16 arrays;
+  // grad is fp32. A null compensation rounds each update alone (plain bf16).
+  virtual void adamw_bf16(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, DevicePtr compensation,
+                          int64_t n, int64_t step, float grad_scale, const train::AdamWOptions& options) = 0;
+
+  // Optimiser offload (worker.actor.offload.offload_optimizer). Host memory
+  // for the optimiser state: page-locked on CUDA, so that its copies are
+  // asynchronous DMA; ordinary memory on the CPU, where it is all host. A
+  // backend may refuse a type it does not store (the CPU backend: fp32 only).
+  virtual DevicePtr alloc_host(int64_t count, Storage type) = 0;
+  virtual void free_host(DevicePtr ptr) = 0;
+  // One step of `strategy` whose state (m, v, and the compensation of
+  // adamw_bf16, else null) is host memory from alloc_host, while param and
+  // grad are backend memory. CUDA streams it chunk by chunk, double-buffered
+  // on two streams (state in, update, state out) and returns when the state
+  // is back on the host; on the CPU it is the same step as with backend state.
+  // The results equal adamw() / adamw_bf16() with the state on the device.
+  virtual void optimizer_step_host_state(train::OptimizerStrategy strategy, DevicePtr param, ConstDevicePtr grad,
+                                         DevicePtr m_host, DevicePtr v_host, DevicePtr compensation_host, int64_t n,
+                                         int64_t step, float grad_scale, const train::AdamWOptions& options) = 0;
 };
 
 // The CPU backend (always available).
@@ -310,6 +333,16 @@ class DeviceArray {
   DeviceArray(Backend& backend, int64_t count, Storage type) : backend_(&backend), count_(count) {
     ptr_ = count > 0 ? backend.alloc(count, type) : DevicePtr(nullptr, type);
   }
+  // `count` entries of the backend's host memory (Backend::alloc_host): the
+  // offloaded optimiser state.
+  static DeviceArray host(Backend& backend, int64_t count, Storage type) {
+    DeviceArray a;
+    a.backend_ = &backend;
+    a.count_ = count;
+    a.on_host_ = true;
+    a.ptr_ = count > 0 ? backend.alloc_host(count, type) : DevicePtr(nullptr, type);
+    return a;
+  }
   DeviceArray(DeviceArray&& other) noexcept { *this = std::move(other); }
   DeviceArray& operator=(DeviceArray&& other) noexcept {
     if (this != &other) {
@@ -317,6 +350,7 @@ class DeviceArray {
       backend_ = other.backend_;
       ptr_ = other.ptr_;
       count_ = other.count_;
+      on_host_ = other.on_host_;
       other.ptr_ = nullptr;
       other.count_ = 0;
     }
@@ -330,22 +364,30 @@ class DeviceArray {
   Storage type() const { return ptr_.type(); }
   int64_t size() const { return count_; }
   int64_t bytes() const { return count_ * storage_bytes(ptr_.type()); }
+  // Host memory from alloc_host (read and written by the host directly), not backend memory.
+  bool on_host() const { return on_host_; }
   // Grows (never shrinks) to hold at least `count` entries of the backend's
   // storage type; contents are lost.
   void ensure(Backend& backend, int64_t count) {
-    if (count <= count_ && backend_ == &backend && ptr_.type() == backend.storage()) return;
+    if (count <= count_ && backend_ == &backend && ptr_.type() == backend.storage() && !on_host_) return;
     *this = DeviceArray(backend, count);
   }
 
  private:
   void reset() {
-    if (ptr_ != nullptr) backend_->free(ptr_);
+    if (ptr_ != nullptr) {
+      if (on_host_)
+        backend_->free_host(ptr_);
+      else
+        backend_->free(ptr_);
+    }
     ptr_ = nullptr;
     count_ = 0;
   }
   Backend* backend_ = nullptr;
   DevicePtr ptr_;
   int64_t count_ = 0;
+  bool on_host_ = false;
 };
 
 }  // namespace st

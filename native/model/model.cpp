@@ -387,27 +387,49 @@ double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_g
   if (!grads_) throw std::logic_error("optimizer_step before any gradients were accumulated");
   const double norm = gradient_norm(freeze);
   if (!std::isfinite(norm)) return norm;
-  if (!adam_m_) {
-    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
-    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
-  }
+  if (!adam_m_) allocate_optimizer_state();
   const float scale = float(max_grad_norm > 0 ? train::clip_coefficient(norm, max_grad_norm) : 1.0);
   ++optimizer_step_count_;
   weights_changed();
   auto p = named_parameters(weights_), g = named_parameters(*grads_), m = named_parameters(*adam_m_),
        v = named_parameters(*adam_v_);
+  std::vector<std::pair<std::string, DeviceArray*>> c;
+  if (kahan_c_) c = named_parameters(*kahan_c_);
   for (size_t i = 0; i < p.size(); ++i)
     if (freeze.trainable(p[i].first))
-      backend_->adamw(p[i].second->get(), g[i].second->get(), m[i].second->get(), v[i].second->get(),
-                      p[i].second->size(), optimizer_step_count_, scale, options);
+      train::apply_optimizer_step(*backend_, optimizer_config_, p[i].second->get(), g[i].second->get(),
+                                  m[i].second->get(), v[i].second->get(), c.empty() ? DevicePtr() : c[i].second->get(),
+                                  p[i].second->size(), optimizer_step_count_, scale, options);
   return norm;
+}
+
+void Qwen25VL::configure_optimizer(const train::OptimizerConfig& config) {
+  if (adam_m_ && (config.strategy != optimizer_config_.strategy || config.offload != optimizer_config_.offload))
+    throw std::invalid_argument("the optimizer state is " + train::describe(optimizer_config_) +
+                                "; it cannot be continued as " + train::describe(config) +
+                                " (resume with the worker.actor.optim.strategy and offload the state was made with)");
+  optimizer_config_ = config;
+}
+
+void Qwen25VL::allocate_optimizer_state() {
+  const bool host = optimizer_config_.offload;
+  // adamw: fp32 moments. adamw_bf16: moments and compensation in the
+  // backend's storage type (bf16 on CUDA; fp32 holding bf16 values on the CPU).
+  const bool bf16 = optimizer_config_.strategy == train::OptimizerStrategy::AdamWBf16;
+  const Storage state = bf16 ? backend_->storage() : Storage::F32;
+  adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
+  adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
+  if (bf16) kahan_c_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
 }
 
 std::vector<std::pair<std::string, std::vector<float>>> Qwen25VL::host_copy(Weights& arrays) {
   std::vector<std::pair<std::string, std::vector<float>>> out;
   for (auto& [name, array] : named_parameters(arrays)) {
     std::vector<float> host(static_cast<size_t>(array->size()));
-    backend_->download(host.data(), array->get(), array->size());
+    if (array->on_host())
+      train::host_state_to_floats(array->get(), array->size(), host.data());
+    else
+      backend_->download(host.data(), array->get(), array->size());
     out.emplace_back(name, std::move(host));
   }
   return out;
@@ -429,7 +451,10 @@ void Qwen25VL::upload_named(Weights& arrays, const std::vector<std::pair<std::st
     if (int64_t(data.size()) != it->second->size())
       throw std::invalid_argument(std::string(what) + ": '" + name + "' has " + std::to_string(data.size()) +
                                   " values, the model " + std::to_string(it->second->size()));
-    backend_->upload(it->second->get(), data.data(), it->second->size());
+    if (it->second->on_host())
+      train::floats_to_host_state(data.data(), it->second->size(), it->second->get());
+    else
+      backend_->upload(it->second->get(), data.data(), it->second->size());
   }
 }
 
@@ -449,10 +474,7 @@ void Qwen25VL::optimizer_state(std::vector<std::pair<std::string, std::vector<fl
 
 void Qwen25VL::set_optimizer_state(const std::vector<std::pair<std::string, std::vector<float>>>& m,
                                    const std::vector<std::pair<std::string, std::vector<float>>>& v, int64_t step) {
-  if (!adam_m_) {
-    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
-    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
-  }
+  if (!adam_m_) allocate_optimizer_state();
   upload_named(*adam_m_, m, "set_optimizer_state (m)");
   upload_named(*adam_v_, v, "set_optimizer_state (v)");
   optimizer_step_count_ = step;
@@ -465,17 +487,15 @@ WrittenSet Qwen25VL::save_weights(const std::string& dir, DType dtype, const Saf
 WrittenSet Qwen25VL::save_optimizer_state(const std::string& dir, bool with_master,
                                           const SafetensorsWriteOptions& options) {
   return model::save_optimizer_state(*backend_, config_, weights_, adam_m_.get(), adam_v_.get(), dir, with_master,
-                                     options);
+                                     options, optimizer_config_.strategy, kahan_c_.get());
 }
 
 void Qwen25VL::restore_optimizer_state(const std::string& dir, int64_t step) {
   if (step < 0) throw std::invalid_argument("restore_optimizer_state: negative step " + std::to_string(step));
-  if (!adam_m_ && optimizer_files_hold_moments(dir)) {
-    adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
-    adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
-  }
+  if (!adam_m_ && optimizer_files_hold_moments(dir)) allocate_optimizer_state();
   weights_changed();  // the master copy, when saved, replaces the weights
-  model::restore_optimizer_state(*backend_, weights_, adam_m_.get(), adam_v_.get(), dir);
+  model::restore_optimizer_state(*backend_, weights_, adam_m_.get(), adam_v_.get(), dir, optimizer_config_.strategy,
+                                 kahan_c_.get());
   optimizer_step_count_ = step;
 }
 

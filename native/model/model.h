@@ -16,6 +16,7 @@
 #include "model/sampler.h"
 #include "model/training.h"
 #include "train/adamw.h"
+#include "train/optimizer_strategy.h"
 #include "model/vision.h"
 #include "model/weights.h"
 
@@ -99,6 +100,11 @@ class Qwen25VL {
   // with fp32 moments; returns the norm before clipping. A non-finite norm
   // skips the step (nothing changes) and is returned as is.
   double optimizer_step(const train::AdamWOptions& options, double max_grad_norm, const Freeze& freeze = Freeze());
+  // The optimiser strategy and where its state lives (adamw by default, on
+  // the backend). Once state exists (a step taken or restored) it cannot
+  // change: std::invalid_argument naming both.
+  void configure_optimizer(const train::OptimizerConfig& config);
+  const train::OptimizerConfig& optimizer_config() const { return optimizer_config_; }
   int64_t optimizer_steps() const { return optimizer_step_count_; }
   // Host copies of named parameters or gradients (hub names), for checks and checkpoints.
   std::vector<std::pair<std::string, std::vector<float>>> parameters();
@@ -135,6 +141,10 @@ class Qwen25VL {
   ModelConfig config_;
   Weights weights_;
   std::unique_ptr<Weights> grads_, adam_m_, adam_v_;
+  // adamw_bf16's Kahan compensation (train/optimizer_strategy.h); null for adamw.
+  std::unique_ptr<Weights> kahan_c_;
+  train::OptimizerConfig optimizer_config_;
+  void allocate_optimizer_state();
   int64_t optimizer_step_count_ = 0;
   int64_t weights_version_ = 0;
   ImageFeatureCache image_cache_;

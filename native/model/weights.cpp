@@ -1,6 +1,7 @@
 #include "model/weights.h"
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 
 #include "engine/mapped_file.h"
@@ -245,22 +246,27 @@ std::vector<std::pair<std::string, DeviceArray*>> named_parameters(Weights& w) {
   return out;
 }
 
-Weights zeros_like(Backend& backend, Weights& weights, Storage type) {
+Weights zeros_like(Backend& backend, Weights& weights, Storage type, bool host) {
   Weights zeros;
   zeros.vision_blocks.resize(weights.vision_blocks.size());
   zeros.layers.resize(weights.layers.size());
   auto source = named_parameters(weights);
   auto target = named_parameters(zeros);
+  auto zeroed = [&](int64_t count) {
+    if (!host) {
+      DeviceArray a(backend, count, type);
+      backend.fill(a.get(), 0.0f, count);
+      return a;
+    }
+    // Host memory: zero bits are 0.0 in fp32 and bf16 alike.
+    DeviceArray a = DeviceArray::host(backend, count, type);
+    if (count > 0) std::memset(a.get().data(), 0, size_t(a.bytes()));
+    return a;
+  };
   // lm_head comes last in `source` (when untied) and is absent from `target`
   // until allocated below; everything before it lines up.
-  for (size_t i = 0; i < target.size(); ++i) {
-    *target[i].second = DeviceArray(backend, source[i].second->size(), type);
-    backend.fill(target[i].second->get(), 0.0f, source[i].second->size());
-  }
-  if (weights.lm_head.get()) {
-    zeros.lm_head = DeviceArray(backend, weights.lm_head.size(), type);
-    backend.fill(zeros.lm_head.get(), 0.0f, weights.lm_head.size());
-  }
+  for (size_t i = 0; i < target.size(); ++i) *target[i].second = zeroed(source[i].second->size());
+  if (weights.lm_head.get()) zeros.lm_head = zeroed(weights.lm_head.size());
   zeros.parameter_count = weights.parameter_count;
   return zeros;
 }

@@ -41,7 +41,8 @@ Weights load_weights(Backend& backend, const ModelConfig& config, const std::str
 std::vector<std::pair<std::string, DeviceArray*>> named_parameters(Weights& weights);
 
 // Zero-filled arrays shaped like `weights`, of element type `type`
-// (gradients and AdamW moments: fp32, see backend/backend.h).
-Weights zeros_like(Backend& backend, Weights& weights, Storage type);
+// (gradients and AdamW moments: fp32, see backend/backend.h); with `host`, in
+// the backend's host memory (the offloaded optimiser state).
+Weights zeros_like(Backend& backend, Weights& weights, Storage type, bool host = false);
 
 }  // namespace st::model

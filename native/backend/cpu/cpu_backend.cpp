@@ -21,6 +21,7 @@
 #include "engine/thread_pool.h"
 #include "train/adamw.h"
 #include "train/policy_terms.h"
+#include "train/optimizer_strategy.h"
 
 namespace st {
 namespace {
@@ -140,6 +141,21 @@ class CpuBackend final : public Backend {
     adamw(param.f32(), grad.f32(), m.f32(), v.f32(), n, step, grad_scale, options);
   }
   double sum_squares(ConstDevicePtr x, int64_t n) override { return sum_squares(x.f32(), n); }
+  void adamw_bf16(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, DevicePtr compensation, int64_t n,
+                  int64_t step, float grad_scale, const train::AdamWOptions& options) override {
+    train::adamw_bf16_step(param.f32(), grad.f32(), m.f32(), v.f32(), compensation.f32(), n, step, grad_scale, options);
+  }
+  DevicePtr alloc_host(int64_t count, Storage type) override { return alloc(count, type); }
+  void free_host(DevicePtr ptr) override { free(ptr); }
+  // The CPU backend's memory is host memory: offloading moves nothing.
+  void optimizer_step_host_state(train::OptimizerStrategy strategy, DevicePtr param, ConstDevicePtr grad,
+                                 DevicePtr m_host, DevicePtr v_host, DevicePtr compensation_host, int64_t n,
+                                 int64_t step, float grad_scale, const train::AdamWOptions& options) override {
+    if (strategy == train::OptimizerStrategy::AdamWBf16)
+      adamw_bf16(param, grad, m_host, v_host, compensation_host, n, step, grad_scale, options);
+    else
+      adamw(param, grad, m_host, v_host, n, step, grad_scale, options);
+  }
 
   // ---- the fp32 bodies
   void copy(float* dst, const float* src, int64_t count) {

@@ -56,6 +56,7 @@ class CudaBackend final : public Backend {
 
   ~CudaBackend() override {
     cudaSetDevice(device_);
+    host_state_stepper_.reset();
     gemm_.reset();
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
@@ -356,6 +357,51 @@ class CudaBackend final : public Backend {
     return cuda::sum_squares(x, n, stream_);
   }
 
+  void adamw_bf16(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, DevicePtr compensation, int64_t n,
+                  int64_t step, float grad_scale, const train::AdamWOptions& options) override {
+    enter();
+    cuda::adamw_bf16(param, grad, m, v, compensation, n, step, grad_scale, options, stream_);
+    done("adamw_bf16");
+  }
+
+  DevicePtr alloc_host(int64_t count, Storage type) override {
+    enter();
+    if (count <= 0) return DevicePtr(nullptr, type);
+    void* ptr = nullptr;
+    const size_t bytes = size_t(count * storage_bytes(type));
+    if (cudaHostAlloc(&ptr, bytes, cudaHostAllocDefault) != cudaSuccess) {
+      cudaGetLastError();
+      throw std::runtime_error("cudaHostAlloc: could not pin " + std::to_string(bytes >> 20) +
+                               " MiB of host memory for the offloaded optimizer state");
+    }
+    return DevicePtr(ptr, type);
+  }
+
+  void free_host(DevicePtr ptr) override {
+    if (ptr == nullptr) return;
+    cudaSetDevice(device_);  // no throw: freed in destructors
+    cudaFreeHost(ptr.data());
+  }
+
+  void optimizer_step_host_state(train::OptimizerStrategy strategy, DevicePtr param, ConstDevicePtr grad,
+                                 DevicePtr m_host, DevicePtr v_host, DevicePtr compensation_host, int64_t n,
+                                 int64_t step, float grad_scale, const train::AdamWOptions& options) override {
+    enter();
+    // 4 Mi entries a chunk: 16 MiB per fp32 array in flight, enough to keep
+    // PCIe busy; the staging (2 slots x 3 arrays) is 96 MiB, made on first use.
+    // SPATIALTHINKER_OFFLOAD_CHUNK (entries) makes it smaller: the tests
+    // stream a few thousand entries through several chunks.
+    if (!host_state_stepper_) {
+      int64_t chunk = int64_t(1) << 22;
+      if (const char* v = std::getenv("SPATIALTHINKER_OFFLOAD_CHUNK"); v != nullptr && std::atoll(v) > 0)
+        chunk = std::atoll(v);
+      host_state_stepper_ = std::make_unique<cuda::HostStateStepper>(chunk);
+    }
+    host_state_stepper_->step(strategy, param, grad, m_host, v_host, compensation_host, n, step, grad_scale, options,
+                              stream_);
+  }
+
+
  private:
   class Graph final : public OpGraph {
    public:
@@ -400,6 +446,7 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;  // no per-op waits while a graph is recorded
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::Gemm> gemm_;
+  std::unique_ptr<cuda::HostStateStepper> host_state_stepper_;
 };
 
 }  // namespace

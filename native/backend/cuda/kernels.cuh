@@ -56,6 +56,36 @@ void adamw(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, int64
 // Waits for the stream: the result comes back to the host.
 double sum_squares(ConstDevicePtr x, int64_t n, cudaStream_t s);
 
+// ---- optimizer.cu: the optimiser strategies (train/optimizer_strategy.h)
+// param, m, v and compensation are each fp32 (holding bf16 values) or bf16; grad fp32.
+void adamw_bf16(DevicePtr param, ConstDevicePtr grad, DevicePtr m, DevicePtr v, DevicePtr compensation, int64_t n,
+                int64_t step, float grad_scale, const train::AdamWOptions& options, cudaStream_t s);
+
+// The offloaded optimiser step: state in page-locked host memory, param and
+// grad on the device. Two slots, each a stream and device staging for a
+// chunk of m, v and the compensation.
+class HostStateStepper {
+ public:
+  explicit HostStateStepper(int64_t chunk);
+  ~HostStateStepper();
+  HostStateStepper(const HostStateStepper&) = delete;
+  HostStateStepper& operator=(const HostStateStepper&) = delete;
+  // Waits for `producer` (which wrote grad and param), then streams the step;
+  // returns once the state is back on the host.
+  void step(train::OptimizerStrategy strategy, DevicePtr param, ConstDevicePtr grad, DevicePtr m_host,
+            DevicePtr v_host, DevicePtr compensation_host, int64_t n, int64_t step, float grad_scale,
+            const train::AdamWOptions& options, cudaStream_t producer);
+
+ private:
+  struct Slot {
+    cudaStream_t stream = nullptr;
+    char* staging = nullptr;  // 3 arrays of `chunk` fp32 entries (bf16 state uses half of each)
+  };
+  void release();
+  int64_t chunk_;
+  Slot slots_[2];
+};
+
 // ---- attention.cu: packed variable-length attention over slot pools
 void attention_forward(const AttentionArgs& args, cudaStream_t s);
 void attention_backward(const AttentionArgs& args, ConstDevicePtr dout, DevicePtr dq, DevicePtr dk_pool,

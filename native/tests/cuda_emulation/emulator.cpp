@@ -1170,6 +1170,47 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t str
 
 cudaError_t cudaMemset(void* ptr, int value, size_t count) { return cudaMemsetAsync(ptr, value, count, nullptr); }
 
+// Page-locked host memory (the optimiser offload's state): ordinary host
+// memory here, NaN bytes like a fresh device allocation, tracked so that
+// freeing anything cudaHostAlloc did not hand out fails as on a GPU. It is
+// not device memory: a kernel given one of these pointers fails its launch.
+namespace {
+struct PinnedAllocations {
+  std::mutex mutex;
+  std::set<void*> live;
+};
+PinnedAllocations& pinned() {
+  static PinnedAllocations p;
+  return p;
+}
+}  // namespace
+
+cudaError_t cudaHostAlloc(void** ptr, size_t size, unsigned int flags) {
+  if (ptr == nullptr) return fail(cudaErrorInvalidValue, "cudaHostAlloc: null pointer");
+  if (flags & ~(cudaHostAllocPortable | cudaHostAllocMapped | cudaHostAllocWriteCombined))
+    return fail(cudaErrorInvalidValue, "cudaHostAlloc: invalid flags " + std::to_string(flags));
+  void* p = std::malloc(size == 0 ? 1 : size);
+  if (p == nullptr) return fail(cudaErrorMemoryAllocation, "cudaHostAlloc: out of host memory for " + std::to_string(size) + " bytes");
+  std::memset(p, 0xff, size);
+  PinnedAllocations& all = pinned();
+  std::lock_guard<std::mutex> lock(all.mutex);
+  all.live.insert(p);
+  *ptr = p;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void** ptr, size_t size) { return cudaHostAlloc(ptr, size, cudaHostAllocDefault); }
+
+cudaError_t cudaFreeHost(void* ptr) {
+  if (ptr == nullptr) return cudaSuccess;
+  PinnedAllocations& all = pinned();
+  std::lock_guard<std::mutex> lock(all.mutex);
+  if (all.live.erase(ptr) == 0)
+    return fail(cudaErrorInvalidValue, "cudaFreeHost: " + hex(ptr) + " was not allocated by cudaHostAlloc or was freed already");
+  std::free(ptr);
+  return cudaSuccess;
+}
+
 cudaError_t cudaFuncSetAttribute(const void* func, enum cudaFuncAttribute attr, int value) {
   if (func == nullptr) return fail(cudaErrorInvalidDeviceFunction, "cudaFuncSetAttribute: null function");
   if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
