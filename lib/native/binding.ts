@@ -165,6 +165,9 @@ export interface NativeGenerateArgs {
   maxNewTokens: number;
   maxBatch: number;
   seed: number;
+  /** Prompt p draws the random streams of prompt firstPromptIndex + p * promptIndexStride of a larger batch. */
+  firstPromptIndex: number;
+  promptIndexStride: number;
   greedy: boolean;
   temperature: number;
   /** 0: off. */
@@ -319,6 +322,17 @@ export interface NativeOptimizerState {
   v: Record<string, Float32Array>;
 }
 
+/** Where a rank stands in its process group, and its ZeRO-1 range of the flattened parameters. */
+export interface NativeDataParallelInfo {
+  rank: number;
+  worldSize: number;
+  backend: string;
+  zero1: boolean;
+  flatTotal: number;
+  shardBegin: number;
+  shardEnd: number;
+}
+
 /**
  * A loaded model. Its calls run one at a time in the order they were made;
  * a call that finds the model busy waits on the JavaScript thread (no libuv
@@ -352,6 +366,13 @@ export interface NativeModel {
   saveOptimizerState(args: { dir: string; master: boolean; maxShardBytes: number; bufferBytes: number }): Promise<NativeWrittenFiles & { step: number }>;
   /** Reads what saveOptimizerState wrote, memory-mapped, straight into the engine, and sets the step count. */
   restoreOptimizerState(args: { dir: string; step: number }): Promise<void>;
+  /** Data-parallel training over a process group (none: a world of one); every rank, before the first optimiser step. */
+  attachProcessGroup(args: { processGroup?: unknown; zero1: boolean; bucketBytes: number }): Promise<NativeDataParallelInfo>;
+  /** Values combined over the attached group, the same bits on every rank (collective). */
+  reduceScalars(args: { values: Float64Array; op: 'sum' | 'max' | 'min' }): Promise<Float64Array>;
+  barrier(): Promise<void>;
+  /** ZeRO-1: this rank's range of the optimiser state as dir/optimizer-rank<r>-of-<W>.safetensors. */
+  saveOptimizerShard(args: { dir: string; master: boolean; maxShardBytes: number; bufferBytes: number }): Promise<NativeWrittenFiles & { step: number }>;
   /** Cancels the calls made before it, then frees the weights once they settle. */
   dispose(): Promise<void>;
 }

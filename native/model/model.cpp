@@ -280,8 +280,10 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
           const size_t index = admitted[i] * size_t(options.samples) + size_t(s);
           completions[index].prompt = int64_t(admitted[i]);
           completions[index].sample = s;
-          Active a{index, cache.fork(prompt_seq), deltas[i],
-                   Rng(options.seed ^ (0x9e3779b97f4a7c15ULL * (index + 1)))};
+          const uint64_t stream =
+              uint64_t(options.first_prompt_index + int64_t(admitted[i]) * options.prompt_index_stride) *
+                  uint64_t(options.samples) + uint64_t(s);
+          Active a{index, cache.fork(prompt_seq), deltas[i], Rng(options.seed ^ (0x9e3779b97f4a7c15ULL * (stream + 1)))};
           if (record(a, host.data() + int64_t(i) * vocab)) active.push_back(a);
           else cache.release(a.cache_id);
         }

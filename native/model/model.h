@@ -36,6 +36,10 @@ struct GenerateOptions {
   int64_t max_new_tokens = 256;
   std::vector<int32_t> stop_token_ids;
   uint64_t seed = 0;
+  // Prompt p's index in the batch its random streams follow: first + p *
+  // stride. A data-parallel rank that takes prompts r, r + W, ... of a batch
+  // passes (r, W) and draws the completions the whole batch would.
+  int64_t first_prompt_index = 0, prompt_index_stride = 1;
   int64_t max_batch = 64;  // sequences decoded together
   bool keep_step_logits = false;
 };
