@@ -1,0 +1,87 @@
+#pragma once
+// The rendezvous key-value store, as torchrun's c10d TCPStore: rank 0 hosts
+// it (TcpStoreServer, a listening thread and one thread per connection), and
+// every rank, rank 0 included, talks to it through a TcpStoreClient. Ranks
+// exchange their transport addresses and the NCCL unique id through it.
+//
+// Every call that waits takes a deadline and throws std::runtime_error when
+// it passes; a store that goes away (rank 0 ended) is an error at once, never
+// a hang.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace st::dist {
+
+using Milliseconds = std::chrono::milliseconds;
+
+class TcpStoreServer {
+ public:
+  // Listens on host:port (host resolved; port 0 picks a free one, see port()).
+  // Throws naming the address when it cannot listen.
+  TcpStoreServer(const std::string& host, int port);
+  ~TcpStoreServer();
+  TcpStoreServer(const TcpStoreServer&) = delete;
+  TcpStoreServer& operator=(const TcpStoreServer&) = delete;
+
+  int port() const { return port_; }
+
+ private:
+  void accept_loop();
+  void serve(int fd);
+
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread acceptor_;
+
+  std::mutex mutex_;  // guards everything below
+  std::condition_variable changed_;
+  std::map<std::string, std::string> values_;
+  std::vector<int> connections_;
+  std::vector<std::thread> handlers_;
+};
+
+class TcpStoreClient {
+ public:
+  // Connects to host:port, retrying until `timeout` passes (rank 0 may not
+  // be listening yet); then throws "could not reach the rendezvous store at
+  // host:port within N s: <reason>".
+  TcpStoreClient(const std::string& host, int port, Milliseconds timeout);
+  ~TcpStoreClient();
+  TcpStoreClient(const TcpStoreClient&) = delete;
+  TcpStoreClient& operator=(const TcpStoreClient&) = delete;
+
+  void set(const std::string& key, const std::string& value);
+  // Waits for the key to be set, up to `timeout`.
+  std::string get(const std::string& key, Milliseconds timeout);
+  // Atomically adds delta to the integer stored at key (absent: 0) and
+  // returns the new value.
+  int64_t add(const std::string& key, int64_t delta);
+  // Waits until every key is set; returns the keys still missing when
+  // `timeout` passed (empty: all arrived).
+  std::vector<std::string> wait(const std::vector<std::string>& keys, Milliseconds timeout);
+
+  // "host:port", for messages.
+  const std::string& address() const { return address_; }
+  // The local address of this connection: the interface that routes to the
+  // store, which the collectives' transport then listens on.
+  const std::string& local_host() const { return local_host_; }
+
+ private:
+  std::string request(const std::string& message, Milliseconds reply_within);
+
+  int fd_ = -1;
+  std::string address_;
+  std::string local_host_;
+  std::mutex mutex_;  // one request at a time on the connection
+};
+
+}  // namespace st::dist
