@@ -25,6 +25,7 @@ import { learningRate } from './schedule.js';
 import { StepGuard } from './step-guard.js';
 import { configToYaml, configurationNotes, imageSizeNote, runDirectory, type TrainConfig } from './config.js';
 import { evaluatePolicy } from './evaluate.js';
+import { DataParallelRank } from './data-parallel.js';
 import { DataLoader, loadRows, type LoaderState, type TrainingRow } from './loader.js';
 import { formatMemoryPlan, planMemory, type MemoryPlan } from './memory-plan.js';
 import { PromptBuilder, saveRowImage, type PreparedRow } from './prompts.js';
@@ -76,6 +77,14 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Rewards by name for `worker.reward.reward_function` (default: the built-in registry). */
   rewards?: { create(name: string, options?: Record<string, unknown>): BatchReward; has(name: string): boolean };
+  /**
+   * Train data-parallel over this process group (a ProcessGroup of the
+   * addon, made by every rank): each rank trains on its share of every
+   * global batch, gradients are summed over the ranks, rank 0 writes the
+   * logs and the model files, every rank its optimiser shard (ZeRO-1, see
+   * trainer.zero1).
+   */
+  processGroup?: unknown;
 }
 
 /** Skipped optimiser steps in a row (non-finite loss or gradient norm) after which a run stops. */
@@ -90,6 +99,8 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   protected valRows: TrainingRow[] = [];
   protected step = 0;
   protected totalSteps = 0;
+  /** This process's rank (a world of one without a process group). */
+  protected dataParallel = DataParallelRank.alone();
   /** The model directory the run started from (its tokenizer and config travel with every checkpoint). */
   protected sourceDir: string;
   protected resumedFrom: string | undefined;
@@ -124,7 +135,8 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   protected abstract optimizerStepsPerStep(): number;
 
   protected say(message: string): void {
-    this.emit('log', message);
+    // Every rank says the same things; rank 0 speaks for them.
+    if (this.dataParallel.main) this.emit('log', message);
   }
 
   protected get signal(): AbortSignal | undefined {
@@ -134,19 +146,27 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   /** Loads data and the policy (resuming when the run directory has a checkpoint), writes the effective configuration. */
   protected async setUp(): Promise<void> {
     const { config } = this;
+    const main = this.options.processGroup === undefined || groupRank(this.options.processGroup) === 0;
     await mkdir(this.dir, { recursive: true });
-    for (const dir of await removeStaleTemporaries(this.dir)) this.say(`removed ${dir}, left by a save that was killed`);
-    const resumeDir = await this.findResumePoint();
-    if (resumeDir === undefined) await this.refuseOccupiedDirectory();
-    await writeFile(join(this.dir, 'config.yaml'), configToYaml(config));
-    for (const note of configurationNotes(config)) this.say(note);
-    this.log = await RunLog.open(this.dir, { tensorboard: config.trainer.logger.includes('tensorboard'), file: config.trainer.logger.includes('file') });
+    if (main) for (const dir of await removeStaleTemporaries(this.dir)) this.say(`removed ${dir}, left by a save that was killed`);
+    const resumeDir = await this.findResumePoint(main);
+    if (resumeDir === undefined && main) await this.refuseOccupiedDirectory();
+    if (main) await writeFile(join(this.dir, 'config.yaml'), configToYaml(config));
+    // Only rank 0 logs: the others' metrics are combined into its lines.
+    this.log = await RunLog.open(this.dir, main ? { tensorboard: config.trainer.logger.includes('tensorboard'), file: config.trainer.logger.includes('file') } : { tensorboard: false, file: false });
     const modelDir = resumeDir ?? this.sourceDir;
-    this.say(`loading ${modelDir}`);
     this.vlm = await VisionLanguageModel.load(modelDir, {
       device: config.trainer.device,
       ...(config.trainer.threads !== null ? { threads: config.trainer.threads } : {}),
     });
+    if (this.options.processGroup !== undefined) {
+      // Before the optimiser state is restored: with ZeRO-1 each rank reads its own range of it.
+      await this.vlm.model.attachProcessGroup({ processGroup: this.options.processGroup, zero1: config.trainer.zero1, bucketBytes: config.trainer.bucket_mb * 1024 * 1024 });
+      this.dataParallel = DataParallelRank.of(this.vlm.model);
+      this.checkDivisible();
+    }
+    for (const note of configurationNotes(config)) this.say(note);
+    this.say(`loaded ${modelDir}${this.dataParallel.distributed ? `; rank ${this.dataParallel.rank} of ${this.dataParallel.worldSize}${config.trainer.zero1 ? ', ZeRO-1' : ''}` : ''}`);
     this.say(imageSizeNote(config));
     this.prompts = new PromptBuilder(this.vlm, {
       promptKey: config.data.prompt_key,
@@ -319,7 +339,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
    * is intact; a damaged newer one is renamed damaged-step-N (kept, not
    * deleted) with a warning, and the previous one is used.
    */
-  private async findResumePoint(): Promise<string | undefined> {
+  private async findResumePoint(main: boolean): Promise<string | undefined> {
     const { trainer } = this.config;
     if (trainer.load_checkpoint_path !== null) {
       const dir = resolve(trainer.load_checkpoint_path);
@@ -339,6 +359,8 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
         await verifyCheckpoint(dir);
         return dir;
       } catch (error) {
+        // Rank 0 moves a damaged checkpoint aside; the others pass over it (or find it gone).
+        if (!main) continue;
         const aside = join(dir, '..', `damaged-${dir.split(/[\\/]/).pop() ?? ''}`);
         await rename(dir, aside);
         const next = candidates[i + 1];
@@ -444,6 +466,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     const dir = await saveCheckpoint(this.vlm.model, this.sourceDir, this.dir, this.step, state, {
       dtype: this.config.trainer.save_dtype,
       keepLast: this.config.trainer.save_limit,
+      dataParallel: this.dataParallel,
     });
     this.emit('checkpoint', { step: this.step, dir });
     this.say(`saved ${dir}`);
@@ -451,8 +474,20 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   }
 
   protected async logMetrics(split: Split, metrics: Metrics): Promise<void> {
-    await this.log.metrics(this.step, split, metrics);
+    if (this.dataParallel.main) await this.log.metrics(this.step, split, metrics);
     this.emit('metrics', { step: this.step, split, metrics });
+  }
+
+  /** EasyR1's rule: the global batches split evenly over the ranks. */
+  private checkDivisible(): void {
+    const world = this.dataParallel.worldSize;
+    const a = this.config.worker.actor;
+    const sizes: [string, number][] =
+      this.kind === 'grpo'
+        ? [['data.rollout_batch_size', this.config.data.rollout_batch_size], ['worker.actor.global_batch_size', a.global_batch_size]]
+        : [['worker.actor.global_batch_size', a.global_batch_size]];
+    for (const [key, value] of sizes)
+      if (value % world !== 0) throw new Error(`${key}=${value} does not split evenly over ${world} data-parallel ranks: make it a multiple of ${world}`);
   }
 
   async dispose(): Promise<void> {
@@ -515,4 +550,12 @@ function checkRunState(state: Record<string, unknown>, checkpointDir: string, ki
 export async function readRunState(checkpointDir: string): Promise<RunState> {
   const state = await readTrainerState(checkpointDir);
   return checkRunState(state, checkpointDir, state['kind'] as 'grpo' | 'sft');
+}
+
+/** The rank a ProcessGroup object says it is (before the model is attached). */
+function groupRank(group: unknown): number {
+  const rank = (group as { rank?: unknown } | null)?.rank;
+  const value = typeof rank === 'function' ? (rank as () => unknown).call(group) : rank;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new Error('RunOptions.processGroup: not a ProcessGroup (it has no rank)');
+  return value;
 }
