@@ -36,6 +36,8 @@ import { SftTrainer } from '../lib/rl/sft-trainer.js';
 import { writeToyDataset, writeToyModel } from './helpers-rl.js';
 import { runWorkers, trainConfig, type Job } from './helpers-distributed.js';
 
+// The 1-rank runs share this process: one engine thread, as each rank has.
+process.env['SPATIALTHINKER_THREADS'] = '1';
 const distributed = (native().runtimeInfo() as { distributed?: { gloo: boolean; glooReason?: string } }).distributed;
 if (!distributed?.gloo) {
   t.plan(0, `skipped: this build has no Gloo (${distributed?.glooReason ?? 'runtimeInfo().distributed.gloo is false'}): 2-rank CPU training needs it`);

@@ -63,7 +63,7 @@ export interface WorkerResult {
 /** Starts `world` workers on 127.0.0.1 and waits for all of them. */
 export async function runWorkers(job: Job, world: number, limitMs = 120_000): Promise<WorkerResult[]> {
   const port = await freePort();
-  const worker = fileURLToPath(new URL('./distributed-worker.ts', import.meta.url));
+  const worker = fileURLToPath(new URL('./data-parallel-worker.ts', import.meta.url));
   const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
   return Promise.all(
     Array.from({ length: world }, (_, rank) => {

@@ -1,5 +1,5 @@
 /**
- * One rank of a data-parallel test run (test/helpers-distributed.ts): joins
+ * One rank of a data-parallel test run (started by test/helpers-distributed.ts): joins
  * the process group named by the launcher's environment and trains.
  */
 import { native } from '../lib/native/binding.js';
