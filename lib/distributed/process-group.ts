@@ -33,6 +33,7 @@ export interface CreateProcessGroupOptions extends ProcessGroupOptions {
   localWorldSize?: number;
 }
 
+/** Its methods always return promises: a call on a destroyed group rejects, never throws. */
 export class ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
@@ -60,31 +61,31 @@ export class ProcessGroup {
     return this.nativeGroup.backend;
   }
 
-  allReduce(data: Float32Array, op: ReduceOp = 'sum'): Promise<Float32Array> {
+  async allReduce(data: Float32Array, op: ReduceOp = 'sum'): Promise<Float32Array> {
     return this.nativeGroup.allReduce(data, op);
   }
 
   /** data holds worldSize equal blocks; returns the reduction of every rank's block `rank`. */
-  reduceScatter(data: Float32Array, op: ReduceOp = 'sum'): Promise<Float32Array> {
+  async reduceScatter(data: Float32Array, op: ReduceOp = 'sum'): Promise<Float32Array> {
     return this.nativeGroup.reduceScatter(data, op);
   }
 
   /** Every rank's data, rank r's at r * data.length. */
-  allGather(data: Float32Array): Promise<Float32Array> {
+  async allGather(data: Float32Array): Promise<Float32Array> {
     return this.nativeGroup.allGather(data);
   }
 
   /** root's data on every rank; every rank passes an array of the same length. */
-  broadcast(data: Float32Array, root = 0): Promise<Float32Array> {
+  async broadcast(data: Float32Array, root = 0): Promise<Float32Array> {
     return this.nativeGroup.broadcast(data, root);
   }
 
-  barrier(): Promise<void> {
+  async barrier(): Promise<void> {
     return this.nativeGroup.barrier();
   }
 
   /** Leaves the group after the calls already made (rank 0 keeps the store up until the others have left). */
-  destroy(): Promise<void> {
+  async destroy(): Promise<void> {
     return this.nativeGroup.destroy();
   }
 }
