@@ -6,6 +6,8 @@ import { SftTrainer } from '../rl/sft-trainer.js';
 import { CliError, UsageError } from './errors.js';
 import { attachConsole, SFT_LOG_EVERY } from './train-console.js';
 import { modelDirectory } from './model-arg.js';
+import { DistributedEnvError, readDistributedEnv } from '../distributed/env.js';
+import { checkWorldMatchesConfig } from '../distributed/config-check.js';
 
 const help = (command: 'train' | 'sft') => `usage: spatialthinker ${command} [--config FILE.yaml] [--preset NAME] [section.key=value ...]
 
@@ -61,15 +63,28 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
     process.stdout.write(configToYaml(config) + (notes.length > 0 ? `# notes (the run logs these once):\n${notes.map((n) => `#   ${n}\n`).join('')}` : ''));
     return;
   }
+  try {
+    const world = readDistributedEnv();
+    checkWorldMatchesConfig(config.trainer, world, ['spatialthinker', command, ...argv].join(' '));
+    // The trainers do not reduce gradients across processes yet: N launched
+    // copies would each train alone on the same run directory.
+    if (world.worldSize > 1) throw new CliError(`${command} does not run data-parallel yet: start it as one process (WORLD_SIZE=${world.worldSize} here)`);
+  } catch (error) {
+    if (error instanceof DistributedEnvError) throw new UsageError(error.message);
+    throw error;
+  }
   // A Hub id runs from its snapshot in the local cache; config.yaml records which.
   config.worker.actor.model.model_path = modelDirectory(config.worker.actor.model.model_path, 'worker.actor.model.model_path');
   const controller = new AbortController();
   const onSignal = () => {
     process.stderr.write('\nstopping after saving a checkpoint (Ctrl-C again to quit at once)\n');
     process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     controller.abort(new Error('interrupted'));
   };
+  // SIGTERM too: it is what `spatialthinker launch` (and a scheduler) sends.
   process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const trainer = command === 'train' ? new GrpoTrainer(config, { signal: controller.signal }) : new SftTrainer(config, { signal: controller.signal });
   const detach = attachConsole(trainer, () => trainer.plannedSteps, logEvery !== undefined ? { logEvery } : {});
   try {
@@ -80,6 +95,7 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
   } finally {
     detach();
     process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await trainer.dispose();
   }
 }

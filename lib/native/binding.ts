@@ -54,6 +54,14 @@ export interface RuntimeInfo {
     /** cuBLAS, which the CUDA backend's matrix products load at run time. */
     cublas: { found: boolean; library?: string; version?: string; error?: string };
   };
+  /** The process groups this build can make (lib/distributed). */
+  distributed: {
+    /** Gloo (CPU groups of more than one process) was linked at build time; `glooReason` says why not. */
+    gloo: boolean;
+    glooReason?: string;
+    /** NCCL (CUDA groups): compiled into CUDA builds, opened at run time from `library` (SPATIALTHINKER_NCCL overrides). */
+    nccl: { compiled: boolean; library: string };
+  };
 }
 
 export type Device = 'cpu' | 'cuda';
@@ -377,6 +385,46 @@ export interface NativeModel {
   dispose(): Promise<void>;
 }
 
+// ---------------------------------------------------------------- process groups
+
+export type NativeReduceOp = 'sum' | 'max' | 'min';
+
+export interface NativeProcessGroupArgs {
+  rank: number;
+  worldSize: number;
+  /** Rank 0 hosts the rendezvous store here; the others connect to it. */
+  masterAddr: string;
+  masterPort: number;
+  /** cpu: Gloo; cuda: NCCL. A world of one needs neither. */
+  device: Device;
+  /** How long the rendezvous and each collective wait for the other ranks. */
+  timeoutMs: number;
+}
+
+/**
+ * A joined process group (lib/distributed/process-group.ts wraps it). Calls
+ * run one at a time in the order made; every rank makes the same calls in the
+ * same order. A model's native methods take this object to reach the same
+ * communicator from C++.
+ */
+export interface NativeProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** "gloo", "nccl" or "single". */
+  readonly backend: string;
+  allReduce(data: Float32Array, op: NativeReduceOp): Promise<Float32Array>;
+  /** data holds worldSize blocks; the result is the reduction of every rank's block `rank`. */
+  reduceScatter(data: Float32Array, op: NativeReduceOp): Promise<Float32Array>;
+  /** Every rank's data, rank r's at r * data.length. */
+  allGather(data: Float32Array): Promise<Float32Array>;
+  /** root's data on every rank (each passes an array of the same length). */
+  broadcast(data: Float32Array, root: number): Promise<Float32Array>;
+  barrier(): Promise<void>;
+  setTimeout(ms: number): Promise<void>;
+  /** After the calls already made; a model holding the group keeps it alive until it lets go. */
+  destroy(): Promise<void>;
+}
+
 // ---------------------------------------------------------------- the module
 
 /** The library's native functions. */
@@ -401,6 +449,9 @@ export interface NativeBinding {
   ciouMatrices(args: NativeBoxPairs): Promise<Float64Array>;
   linearSumAssignment(args: { costs: Float64Array; rows: Int32Array; cols: Int32Array; device: Device }): Promise<{ rowToCol: Int32Array; totals: Float64Array }>;
   spatialScores(args: NativeSpatialScoresArgs): Promise<{ scores: Float64Array; gtToPred: Int32Array; gtMciou: Float64Array }>;
+
+  /** Joins a process group: resolves once every rank has arrived, rejects naming the ranks that did not within timeoutMs. */
+  createProcessGroup(args: NativeProcessGroupArgs): Promise<NativeProcessGroup>;
 }
 
 /** One backend op's arguments for runOp; see native/addon/ops_workers.cpp for each op's fields. */

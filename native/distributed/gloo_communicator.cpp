@@ -229,8 +229,12 @@ namespace st::dist {
 bool gloo_compiled() { return false; }
 
 std::string gloo_missing_reason() {
+#if defined(ST_GLOO_TURNED_OFF)
+  return "this build of spatialthinker has no Gloo (it was built with SPATIALTHINKER_GLOO=OFF)";
+#else
   return "this build of spatialthinker has no Gloo (its headers and libgloo were not found when the engine was "
-         "compiled; install libgloo-dev and rebuild with cmake-js)";
+         "compiled; install libgloo-dev and rebuild: npm run build:native)";
+#endif
 }
 
 std::unique_ptr<Communicator> make_gloo_communicator(std::unique_ptr<Rendezvous>) {

@@ -27,6 +27,8 @@ constexpr char kOk = 'K', kTimedOut = 'T';
 constexpr Milliseconds kReplySlack{10000};
 // Set and add are answered at once.
 constexpr Milliseconds kImmediateReply{30000};
+// How long a stopping server gives its waiting requests to answer.
+constexpr Milliseconds kDrainReplies{2000};
 // No key or value the rendezvous exchanges comes near this; a larger length
 // is a stray connection speaking something else.
 constexpr uint32_t kMaxMessageBytes = 64u << 20;
@@ -177,14 +179,17 @@ TcpStoreServer::TcpStoreServer(const std::string& host, int port) {
 }
 
 TcpStoreServer::~TcpStoreServer() {
-  stopping_ = true;
   ::shutdown(listen_fd_, SHUT_RDWR);
   std::vector<std::thread> handlers;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
+    stopping_ = true;
+    changed_.notify_all();
+    // The waiting requests answer as soon as they see stopping_; a reply is
+    // one small send, so this is short unless a peer stopped reading.
+    changed_.wait_for(lock, kDrainReplies, [&] { return waiting_ == 0; });
     for (int fd : connections_)
       if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
-    changed_.notify_all();
   }
   if (acceptor_.joinable()) acceptor_.join();
   {
@@ -220,6 +225,14 @@ void TcpStoreServer::serve(int fd) {
   std::string payload;
   while (!stopping_ && read_frame(fd, payload, nullptr) == ReadResult::Ok) {
     std::string reply;
+    // A waiting request counts in waiting_ until its reply is sent.
+    bool counted = false;
+    auto uncount = [&] {
+      if (!counted) return;
+      std::lock_guard<std::mutex> lock(mutex_);
+      --waiting_;
+      changed_.notify_all();
+    };
     try {
       Reader in(payload);
       const char op = in.op();
@@ -240,8 +253,10 @@ void TcpStoreServer::serve(int fd) {
       } else if (op == kGet) {
         const auto deadline = Clock::now() + Milliseconds(in.i64());
         const std::string key = in.str();
-        const bool found = changed_.wait_until(lock, deadline, [&] { return stopping_ || values_.count(key) > 0; });
-        reply = found && !stopping_ ? Writer(kOk).str(values_[key]).bytes() : Writer(kTimedOut).bytes();
+        ++waiting_;
+        counted = true;
+        changed_.wait_until(lock, deadline, [&] { return stopping_ || values_.count(key) > 0; });
+        reply = values_.count(key) ? Writer(kOk).str(values_[key]).bytes() : Writer(kTimedOut).bytes();
       } else if (op == kWait) {
         const auto deadline = Clock::now() + Milliseconds(in.i64());
         std::vector<std::string> keys(in.u32());
@@ -251,6 +266,8 @@ void TcpStoreServer::serve(int fd) {
             if (!values_.count(k)) return false;
           return true;
         };
+        ++waiting_;
+        counted = true;
         changed_.wait_until(lock, deadline, [&] { return stopping_ || all_set(); });
         std::vector<std::string> missing;
         for (const std::string& k : keys)
@@ -263,9 +280,12 @@ void TcpStoreServer::serve(int fd) {
         break;  // not our protocol: drop the connection
       }
     } catch (const std::exception&) {
+      uncount();
       break;
     }
-    if (!send_frame(fd, reply)) break;
+    const bool sent = send_frame(fd, reply);
+    uncount();
+    if (!sent) break;
   }
   std::lock_guard<std::mutex> lock(mutex_);
   for (int& c : connections_)

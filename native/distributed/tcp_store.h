@@ -27,6 +27,10 @@ class TcpStoreServer {
   // Listens on host:port (host resolved; port 0 picks a free one, see port()).
   // Throws naming the address when it cannot listen.
   TcpStoreServer(const std::string& host, int port);
+  // Answers the requests still waiting (their keys as they stand, as at a
+  // timeout) before it closes the connections: rank 0 ending its rendezvous
+  // early lets the other ranks report which ranks were missing, not only that
+  // the store went away.
   ~TcpStoreServer();
   TcpStoreServer(const TcpStoreServer&) = delete;
   TcpStoreServer& operator=(const TcpStoreServer&) = delete;
@@ -47,6 +51,7 @@ class TcpStoreServer {
   std::map<std::string, std::string> values_;
   std::vector<int> connections_;
   std::vector<std::thread> handlers_;
+  int waiting_ = 0;  // requests blocked in get or wait
 };
 
 class TcpStoreClient {
