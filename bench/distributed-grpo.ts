@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Model, type ImageInput } from '../lib/engine/model.js';
 import { randomCheckpointTokens, writeRandomCheckpoint } from '../lib/engine/random-checkpoint.js';
-import { native } from '../lib/native/binding.js';
+import { initProcessGroup } from '../lib/distributed/process-group.js';
 import { table } from './engine.js';
 
 /** The benchmark's model: big enough that compute, not call overhead, dominates a step (about 40M parameters). */
@@ -38,8 +38,7 @@ async function rank(dir: string): Promise<void> {
   const world = Number(process.env['WORLD_SIZE'] ?? 1);
   const model = await Model.load(dir);
   if (world > 1) {
-    const createProcessGroup = (native() as unknown as { createProcessGroup(args: Record<string, unknown>): Promise<unknown> }).createProcessGroup;
-    const group = await createProcessGroup({ rank: rankIndex, worldSize: world, masterAddr: '127.0.0.1', masterPort: Number(process.env['MASTER_PORT']), device: 'cpu', timeoutMs: 120_000 });
+    const group = await initProcessGroup({ device: 'cpu', timeoutMs: 120_000 });
     await model.attachProcessGroup({ processGroup: group, zero1: true });
   }
   const vocab = model.config.text.vocab;

@@ -2,23 +2,14 @@
  * One rank of a data-parallel test run (started by test/helpers-distributed.ts): joins
  * the process group named by the launcher's environment and trains.
  */
-import { native } from '../lib/native/binding.js';
+import { initProcessGroup } from '../lib/distributed/process-group.js';
 import { GrpoTrainer } from '../lib/rl/grpo-trainer.js';
 import { SftTrainer } from '../lib/rl/sft-trainer.js';
 import { trainConfig, type Job } from './helpers-distributed.js';
 
 const job = JSON.parse(process.argv[2] ?? '{}') as Job;
 const rank = Number(process.env['RANK']);
-const world = Number(process.env['WORLD_SIZE']);
-const createProcessGroup = (native() as unknown as { createProcessGroup(args: Record<string, unknown>): Promise<unknown> }).createProcessGroup;
-const group = await createProcessGroup({
-  rank,
-  worldSize: world,
-  masterAddr: process.env['MASTER_ADDR'],
-  masterPort: Number(process.env['MASTER_PORT']),
-  device: 'cpu',
-  timeoutMs: job.timeoutMs ?? 60_000,
-});
+const group = await initProcessGroup({ device: 'cpu', timeoutMs: job.timeoutMs ?? 60_000 });
 const config = trainConfig(job);
 const trainer = job.kind === 'sft' ? new SftTrainer(config, { processGroup: group }) : new GrpoTrainer(config, { processGroup: group });
 if (job.dieAtStep?.rank === rank)

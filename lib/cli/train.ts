@@ -8,6 +8,7 @@ import { attachConsole, SFT_LOG_EVERY } from './train-console.js';
 import { modelDirectory } from './model-arg.js';
 import { DistributedEnvError, readDistributedEnv } from '../distributed/env.js';
 import { checkWorldMatchesConfig } from '../distributed/config-check.js';
+import { initProcessGroup } from '../distributed/process-group.js';
 
 const help = (command: 'train' | 'sft') => `usage: spatialthinker ${command} [--config FILE.yaml] [--preset NAME] [section.key=value ...]
 
@@ -63,12 +64,10 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
     process.stdout.write(configToYaml(config) + (notes.length > 0 ? `# notes (the run logs these once):\n${notes.map((n) => `#   ${n}\n`).join('')}` : ''));
     return;
   }
+  let world: ReturnType<typeof readDistributedEnv>;
   try {
-    const world = readDistributedEnv();
+    world = readDistributedEnv();
     checkWorldMatchesConfig(config.trainer, world, ['spatialthinker', command, ...argv].join(' '));
-    // The trainers do not reduce gradients across processes yet: N launched
-    // copies would each train alone on the same run directory.
-    if (world.worldSize > 1) throw new CliError(`${command} does not run data-parallel yet: start it as one process (WORLD_SIZE=${world.worldSize} here)`);
   } catch (error) {
     if (error instanceof DistributedEnvError) throw new UsageError(error.message);
     throw error;
@@ -85,8 +84,12 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
   // SIGTERM too: it is what `spatialthinker launch` (and a scheduler) sends.
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const trainer = command === 'train' ? new GrpoTrainer(config, { signal: controller.signal }) : new SftTrainer(config, { signal: controller.signal });
-  const detach = attachConsole(trainer, () => trainer.plannedSteps, logEvery !== undefined ? { logEvery } : {});
+  // Launched as one of several ranks: train data-parallel over the group the launcher's environment names.
+  const processGroup = world.worldSize > 1 ? await initProcessGroup({ device: config.trainer.device }, world) : undefined;
+  const options = { signal: controller.signal, ...(processGroup ? { processGroup } : {}) };
+  const trainer = command === 'train' ? new GrpoTrainer(config, options) : new SftTrainer(config, options);
+  // Rank 0 speaks for the run; the other ranks' errors still reach stderr.
+  const detach = (processGroup?.rank ?? 0) === 0 ? attachConsole(trainer, () => trainer.plannedSteps, logEvery !== undefined ? { logEvery } : {}) : () => undefined;
   try {
     const result = await trainer.train();
     process.stderr.write(`run directory: ${result.dir}\n${result.lastCheckpoint ? `last checkpoint: ${result.lastCheckpoint}\n` : ''}`);

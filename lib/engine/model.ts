@@ -17,6 +17,7 @@ import {
   type LossAggregation,
   type NativeCompletion,
   type NativeDataParallelInfo,
+  type NativeProcessGroup,
   type NativeForwardResult,
   type NativeModel,
   type NativeOptimizerState,
@@ -500,9 +501,10 @@ export class Model {
    * range of the parameters only. Every rank calls it, before the first
    * optimiser step; rank 0's weights are broadcast to the others.
    */
-  async attachProcessGroup(options: { processGroup?: unknown; zero1?: boolean; bucketBytes?: number } = {}): Promise<NativeDataParallelInfo> {
+  async attachProcessGroup(options: { processGroup?: NativeProcessGroup | { nativeGroup: NativeProcessGroup }; zero1?: boolean; bucketBytes?: number } = {}): Promise<NativeDataParallelInfo> {
+    const group = options.processGroup && 'nativeGroup' in options.processGroup ? options.processGroup.nativeGroup : options.processGroup;
     this.dataParallel = await this.live().attachProcessGroup({
-      ...(options.processGroup !== undefined ? { processGroup: options.processGroup } : {}),
+      ...(group !== undefined ? { processGroup: group } : {}),
       zero1: options.zero1 ?? true,
       bucketBytes: options.bucketBytes ?? 25 * 1024 * 1024,
     });

@@ -375,7 +375,7 @@ export interface NativeModel {
   /** Reads what saveOptimizerState wrote, memory-mapped, straight into the engine, and sets the step count. */
   restoreOptimizerState(args: { dir: string; step: number }): Promise<void>;
   /** Data-parallel training over a process group (none: a world of one); every rank, before the first optimiser step. */
-  attachProcessGroup(args: { processGroup?: unknown; zero1: boolean; bucketBytes: number }): Promise<NativeDataParallelInfo>;
+  attachProcessGroup(args: { processGroup?: NativeProcessGroup; zero1: boolean; bucketBytes: number }): Promise<NativeDataParallelInfo>;
   /** Values combined over the attached group, the same bits on every rank (collective). */
   reduceScalars(args: { values: Float64Array; op: 'sum' | 'max' | 'min' }): Promise<Float64Array>;
   barrier(): Promise<void>;

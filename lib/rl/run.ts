@@ -25,6 +25,7 @@ import { learningRate } from './schedule.js';
 import { StepGuard } from './step-guard.js';
 import { configToYaml, configurationNotes, imageSizeNote, runDirectory, type TrainConfig } from './config.js';
 import { evaluatePolicy } from './evaluate.js';
+import type { ProcessGroup } from '../distributed/process-group.js';
 import { DataParallelRank } from './data-parallel.js';
 import { DataLoader, loadRows, type LoaderState, type TrainingRow } from './loader.js';
 import { formatMemoryPlan, planMemory, type MemoryPlan } from './memory-plan.js';
@@ -84,7 +85,7 @@ export interface RunOptions {
    * logs and the model files, every rank its optimiser shard (ZeRO-1, see
    * trainer.zero1).
    */
-  processGroup?: unknown;
+  processGroup?: ProcessGroup;
 }
 
 /** Skipped optimiser steps in a row (non-finite loss or gradient norm) after which a run stops. */
@@ -139,14 +140,26 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     if (this.dataParallel.main) this.emit('log', message);
   }
 
+  /**
+   * The signal the work inside a step watches. Data-parallel ranks leave
+   * their steps whole (a rank stopping mid-step would leave the others in a
+   * collective) and stop together at a step boundary (stopRequested).
+   */
   protected get signal(): AbortSignal | undefined {
-    return this.options.signal;
+    return this.dataParallel.distributed ? undefined : this.options.signal;
+  }
+
+  /** Whether the run was asked to stop; on every rank alike, when any rank was asked. */
+  private async stopRequested(): Promise<boolean> {
+    const asked = this.options.signal?.aborted === true;
+    if (!this.dataParallel.distributed) return asked;
+    return ((await this.dataParallel.max([asked ? 1 : 0]))[0] ?? 0) > 0;
   }
 
   /** Loads data and the policy (resuming when the run directory has a checkpoint), writes the effective configuration. */
   protected async setUp(): Promise<void> {
     const { config } = this;
-    const main = this.options.processGroup === undefined || groupRank(this.options.processGroup) === 0;
+    const main = (this.options.processGroup?.rank ?? 0) === 0;
     await mkdir(this.dir, { recursive: true });
     if (main) for (const dir of await removeStaleTemporaries(this.dir)) this.say(`removed ${dir}, left by a save that was killed`);
     const resumeDir = await this.findResumePoint(main);
@@ -223,7 +236,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     };
     const validate = this.valRows.length > 0 && trainer.val_freq !== 0;
     if (validate && trainer.val_before_train && this.step === 0) await this.validate();
-    if (this.signal?.aborted) {
+    if (await this.stopRequested()) {
       this.say(`stopped before step ${this.step + 1}`);
       return result(lastCheckpoint, true);
     }
@@ -237,12 +250,13 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
         return stop(error.message, loaderAtStart);
       }
       const last = this.step === this.totalSteps;
-      if (validate && trainer.val_freq > 0 && (this.step % trainer.val_freq === 0 || last) && !this.signal?.aborted) await this.validate();
+      const stopping = await this.stopRequested();
+      if (validate && trainer.val_freq > 0 && (this.step % trainer.val_freq === 0 || last) && !stopping) await this.validate();
       if ((trainer.save_freq > 0 && this.step % trainer.save_freq === 0) || last) {
         lastCheckpoint = await this.saveCheckpoint();
         savedStep = this.step;
       }
-      if (this.signal?.aborted) return stop(`aborted after step ${this.step}`);
+      if (stopping) return stop(`aborted after step ${this.step}`);
     }
     return result(lastCheckpoint);
   }
@@ -552,10 +566,3 @@ export async function readRunState(checkpointDir: string): Promise<RunState> {
   return checkRunState(state, checkpointDir, state['kind'] as 'grpo' | 'sft');
 }
 
-/** The rank a ProcessGroup object says it is (before the model is attached). */
-function groupRank(group: unknown): number {
-  const rank = (group as { rank?: unknown } | null)?.rank;
-  const value = typeof rank === 'function' ? (rank as () => unknown).call(group) : rank;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new Error('RunOptions.processGroup: not a ProcessGroup (it has no rank)');
-  return value;
-}
