@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { deepMerge, validateConfig, type TrainConfig } from '../lib/rl/config.js';
+import { RewardRegistry } from '../lib/rewards/registry.js';
 
 export interface Job {
   kind: 'sft' | 'grpo';
@@ -18,6 +19,11 @@ export interface Job {
   dieAtStep?: { rank: number; step: number };
   /** Collective timeout of the process group, ms. */
   timeoutMs?: number;
+}
+
+/** The built-in rewards and `by-length`, which varies within every group (so GRPO has advantages to learn from). */
+export function testRewards(): RewardRegistry {
+  return new RewardRegistry().register('by-length', (input) => ({ overall: (input.completion.length % 5) / 4, length: input.completion.length }));
 }
 
 export function trainConfig(job: Job): TrainConfig {
