@@ -126,6 +126,8 @@ export interface PlanInput {
   processRssBytes?: number;
   /** Overrides the memory the plan may use (tests); else trainer.memory_limit_gb, else the device's. */
   availableBytes?: number;
+  /** ZeRO-1 over this many data-parallel ranks: each keeps 1/W of the AdamW moments. Default 1. */
+  zeroRanks?: number;
 }
 
 const GiB = 1024 ** 3;
@@ -166,7 +168,8 @@ export function planMemory(input: PlanInput): MemoryPlan {
   add('resident', 'weights', weightsBytes, `${fmtCount(P)} parameters in ${precision.weights}`);
   add('resident', 'master weights', precision.weights === 'fp32' ? 0 : P * 4, precision.weights === 'fp32' ? 'none: the fp32 weights are the master copy' : 'fp32 copy the optimizer updates');
   add('resident', 'gradients', P * 4, 'fp32, kept between steps');
-  add('resident', 'AdamW moments', 2 * P * 4, 'm and v, fp32');
+  const zeroRanks = Math.max(1, input.zeroRanks ?? 1);
+  add('resident', 'AdamW moments', 2 * Math.ceil(P / zeroRanks) * 4, zeroRanks > 1 ? `m and v, fp32, this rank's 1/${zeroRanks} (ZeRO-1)` : 'm and v, fp32');
   add('resident', 'reference model', klActive ? weightsBytes : 0, klActive ? `frozen copy for the KL term (kl_coef ${config.algorithm.kl_coef})` : 'not loaded: no KL term');
   if (input.datasetBytes !== undefined) add('resident', 'dataset', input.datasetBytes, 'rows with encoded images');
   let runtimeBytes = 0;

@@ -196,7 +196,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
       this.step = state.step;
       this.resumedFrom = resumeDir;
       // Steps logged after this checkpoint are repeated from here on.
-      const dropped = await this.log.dropAfter(state.step);
+      const dropped = this.dataParallel.main ? await this.log.dropAfter(state.step) : 0;
       this.say(`resumed from ${resumeDir} at step ${state.step}${dropped > 0 ? ` (dropped ${dropped} log lines of later steps)` : ''}`);
     }
     this.loader = state ? DataLoader.restore(train, state.loader, config.data.shuffle) : new DataLoader(train, config.data.seed, config.data.shuffle);
@@ -319,11 +319,12 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     if (this.signal?.aborted) return evaluation.metrics;
     this.lastValidation = evaluation.metrics;
     await this.logMetrics('val', evaluation.metrics);
-    await this.log.samples(
-      await Promise.all(
-        evaluation.samples.slice(0, this.config.trainer.val_generations_to_log).map((s, index) => this.sampleRecord(s.row, s.rollout, s.reward, 'val', index)),
-      ),
-    );
+    if (this.dataParallel.main)
+      await this.log.samples(
+        await Promise.all(
+          evaluation.samples.slice(0, this.config.trainer.val_generations_to_log).map((s, index) => this.sampleRecord(s.row, s.rollout, s.reward, 'val', index)),
+        ),
+      );
     return evaluation.metrics;
   }
 
@@ -437,13 +438,16 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     const datasetBytes = this.loader.rows.reduce((a, r) => a + imageBytes(r), 0) + this.valRows.reduce((a, r) => a + imageBytes(r), 0);
     const config = referenceModel ? this.config : { ...this.config, algorithm: { ...this.config.algorithm, kl_coef: 0 } };
     // A resumed run already holds its AdamW moments (fp32 m and v), which the plan counts as an item of their own.
-    const restoredMoments = this.vlm.model.optimizerSteps > 0 ? 2 * 4 * this.vlm.model.parameterCount : 0;
+    const info = this.vlm.model.processGroupInfo;
+    const zeroRanks = info?.zero1 ? info.worldSize : 1;
+    const restoredMoments = this.vlm.model.optimizerSteps > 0 ? 2 * 4 * Math.ceil(this.vlm.model.parameterCount / zeroRanks) : 0;
     const plan = planMemory({
       config,
       model: this.vlm.model.config,
       datasetBytes,
       promptTokens: await this.longestPromptTokens(),
       processRssBytes: process.memoryUsage().rss - restoredMoments,
+      zeroRanks,
     });
     this.say(formatMemoryPlan(plan));
     if (!plan.fits && !this.config.trainer.ignore_memory_plan)
