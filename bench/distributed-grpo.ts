@@ -8,13 +8,13 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Model, type ImageInput } from '../lib/engine/model.js';
 import { randomCheckpointTokens, writeRandomCheckpoint } from '../lib/engine/random-checkpoint.js';
 import { initProcessGroup } from '../lib/distributed/process-group.js';
 import { table } from './engine.js';
+import { freePort } from './distributed.js';
 
 /** The benchmark's model: big enough that compute, not call overhead, dominates a step (about 40M parameters). */
 const MODEL = {
@@ -72,16 +72,6 @@ async function rank(dir: string): Promise<void> {
   if (rankIndex === 0) process.stdout.write(JSON.stringify(timings) + '\n');
   await model.dispose();
   process.exit(0);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 /** Runs `world` ranks with `threads` engine threads each; rank 0's per-step timings (mean over steps). */

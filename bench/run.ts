@@ -17,7 +17,7 @@ import { benchSynthesis } from './synth.js';
 import { benchTokenizer } from './tokenizer.js';
 import { benchGpu } from './gpu.js';
 import { benchScale } from './scale.js';
-import { benchDistributedGrpo } from './distributed-grpo.js';
+import { benchDistributed } from './distributed.js';
 import { mulberry32 } from '../lib/random.js';
 
 const { values } = parseArgs({
@@ -175,4 +175,4 @@ if (sections.has('gpu'))
     ),
   });
 if (sections.has('scale')) await benchScale(values['scale-dir'] ? { dir: values['scale-dir'] } : {});
-if (sections.has('distributed')) await benchDistributedGrpo();
+if (sections.has('distributed')) await benchDistributed();

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "distributed/local_device.h"
 #include "distributed/process_group.h"
 #include "distributed/rendezvous.h"
 
@@ -22,9 +23,12 @@ std::string nccl_library_name() {
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
+#include "backend/cuda/device.h"
+
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 namespace st::dist {
 namespace {
@@ -132,6 +136,11 @@ class NcclCommunicator final : public Communicator {
   explicit NcclCommunicator(std::unique_ptr<Rendezvous> group)
       : api_(nccl()), group_(std::move(group)), timeout_(group_->options().timeout) {
     const GroupOptions& o = group_->options();
+    std::vector<int> usable;
+    for (const cuda::DeviceInfo& d : cuda::runtime_info().devices)
+      if (d.usable) usable.push_back(d.index);
+    device_ = device_for_this_process(usable);
+    check_cuda(cudaSetDevice(device_), "cudaSetDevice");
     ncclUniqueId id{};
     if (o.rank == 0) {
       check(api_.GetUniqueId(&id), "ncclGetUniqueId");
@@ -154,6 +163,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   ~NcclCommunicator() override {
+    cudaSetDevice(device_);
     if (comm_) (broken_.empty() ? api_.CommDestroy : api_.CommAbort)(comm_);
     if (barrier_value_) cudaFree(barrier_value_);
     if (stream_) cudaStreamDestroy(stream_);
@@ -186,7 +196,10 @@ class NcclCommunicator final : public Communicator {
   }
   // NCCL has no barrier: an all-reduce of one value is one.
   void barrier() override {
-    if (!barrier_value_) check_cuda(cudaMalloc(&barrier_value_, sizeof(float)), "cudaMalloc");
+    if (!barrier_value_) {
+      check_cuda(cudaSetDevice(device_), "cudaSetDevice");
+      check_cuda(cudaMalloc(&barrier_value_, sizeof(float)), "cudaMalloc");
+    }
     run("barrier", 1, [&] { return api_.AllReduce(barrier_value_, barrier_value_, 1, ncclFloat32, ncclSum, comm_, stream_); });
   }
 
@@ -207,6 +220,8 @@ class NcclCommunicator final : public Communicator {
     if (count <= 0) return;
     std::string error;
     try {
+      // The current device is per host thread, and calls come from any of the pool's.
+      check_cuda(cudaSetDevice(device_), "cudaSetDevice");
       check_cuda(cudaDeviceSynchronize(), "waiting for the backend's work before a collective");
       check(enqueue(), name);
       const auto deadline = std::chrono::steady_clock::now() + timeout_;
@@ -240,6 +255,7 @@ class NcclCommunicator final : public Communicator {
   const NcclApi& api_;
   std::unique_ptr<Rendezvous> group_;
   std::chrono::milliseconds timeout_;
+  int device_ = 0;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   float* barrier_value_ = nullptr;

@@ -162,6 +162,13 @@ std::vector<sockaddr_in> resolve(const std::string& host, int port) {
 TcpStoreServer::TcpStoreServer(const std::string& host, int port) {
   const std::string where = host + ":" + std::to_string(port);
   sockaddr_in address = resolve(host, port).front();
+  // A loopback MASTER_ADDR (127.x.y.z, localhost) keeps the store on this
+  // machine; any other listens on every interface, as torchrun's store does:
+  // a host name may resolve here to an address the other nodes cannot reach
+  // (Debian maps the machine's own name to 127.0.1.1).
+  in_addr literal{};
+  const bool loopback = host == "localhost" || (::inet_pton(AF_INET, host.c_str(), &literal) == 1 && (ntohl(literal.s_addr) >> 24) == 127);
+  if (!loopback) address.sin_addr.s_addr = htonl(INADDR_ANY);
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) throw std::runtime_error("rank 0 cannot open a socket for the rendezvous store: " + errno_text());
   const int yes = 1;

@@ -24,7 +24,8 @@ using Milliseconds = std::chrono::milliseconds;
 
 class TcpStoreServer {
  public:
-  // Listens on host:port (host resolved; port 0 picks a free one, see port()).
+  // Listens on host:port (host resolved; port 0 picks a free one, see port());
+  // on every interface unless host is a loopback address or localhost.
   // Throws naming the address when it cannot listen.
   TcpStoreServer(const std::string& host, int port);
   // Answers the requests still waiting (their keys as they stand, as at a
