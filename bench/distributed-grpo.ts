@@ -83,7 +83,7 @@ async function configuration(dir: string, world: number, threads: number): Promi
       (_, r) =>
         new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
           const child = spawn(process.execPath, ['--import', 'tsx', 'bench/distributed-grpo.ts', '--rank', dir], {
-            env: { ...process.env, SPATIALTHINKER_THREADS: String(threads), RANK: String(r), WORLD_SIZE: String(world), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },
+            env: { ...process.env, SPATIALTHINKER_THREADS: String(threads), RANK: String(r), LOCAL_RANK: String(r), WORLD_SIZE: String(world), LOCAL_WORLD_SIZE: String(world), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },
           });
           let out = '';
           let err = '';
