@@ -408,6 +408,9 @@ void Qwen25VL::allocate_moments() {
 }
 
 double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_grad_norm, const Freeze& freeze) {
+  // A data-parallel rank with no sequences in a mini-batch still takes part
+  // in its collectives, with zero gradients.
+  if (!grads_ && comm_ && comm_->world_size() > 1) grads_ = std::make_unique<Weights>(zeros_like(*backend_, weights_));
   if (!grads_) throw std::logic_error("optimizer_step before any gradients were accumulated");
   const auto named_grads = named_parameters(*grads_);
   if (comm_ && comm_->world_size() > 1) {
