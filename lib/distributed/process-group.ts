@@ -84,7 +84,7 @@ export class ProcessGroup {
     return this.nativeGroup.barrier();
   }
 
-  /** Leaves the group after the calls already made (rank 0 keeps the store up until the others have left). */
+  /** Leaves the group after the calls already made (a model holding it keeps it until it lets go). */
   async destroy(): Promise<void> {
     return this.nativeGroup.destroy();
   }

@@ -207,8 +207,7 @@ class ProcessGroup : public Napi::ObjectWrap<ProcessGroup> {
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
-  // destroy(): after the calls already made; rank 0 keeps the store up until
-  // the others have left (within the timeout). A model that holds the group
+  // destroy(): after the calls already made. A model that holds the group
   // keeps it alive until it lets go.
   Napi::Value Destroy(const Napi::CallbackInfo& info) {
     std::shared_ptr<GroupHandle> g = std::move(handle_);

@@ -87,7 +87,6 @@ class GlooCommunicator final : public Communicator {
     try {
       context_->connectFullMesh(prefixed, device_);
     } catch (const std::exception& e) {
-      group_->mark_failed();
       throw std::runtime_error("gloo: rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
                                " could not connect to the other ranks (from " + attr.hostname + "): " + e.what());
     }
