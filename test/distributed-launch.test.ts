@@ -117,6 +117,38 @@ t.test('Ctrl-C on the launcher sends SIGTERM to every worker, waits for them and
   for (const pid of pids) t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `worker ${pid} is gone`);
 });
 
+t.test('workers whose launcher is killed (SIGKILL) stop themselves', { skip }, async (t) => {
+  const port = await freePort();
+  const launcher = spawn(process.execPath, [...CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(port), '--', process.execPath, ...WORKER, 'wait'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  let stdout = '';
+  const pids = await new Promise<number[]>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the workers did not start: ${stdout}`)), 120_000);
+    launcher.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      const found = [...stdout.matchAll(/ready pid (\d+)/g)].map((m) => Number(m[1]));
+      if (found.length === 2) {
+        clearTimeout(timer);
+        resolve(found);
+      }
+    });
+  });
+  launcher.kill('SIGKILL');
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const deadline = Date.now() + 15_000;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  t.same(pids.filter(alive), [], 'no worker runs on without its launcher');
+  for (const pid of pids.filter(alive)) process.kill(pid, 'SIGKILL');
+});
+
 t.test('a rendezvous that not every rank reaches fails within its timeout, naming the missing ranks', { skip }, async (t) => {
   const port = await freePort();
   const started = Date.now();
