@@ -158,6 +158,22 @@ t.test('a rendezvous that not every rank reaches fails within its timeout, namin
   t.ok(Date.now() - started < 5000);
 });
 
+t.test('a CUDA group of several ranks needs a CUDA build and NCCL, and says which is missing', async (t) => {
+  const port = await freePort();
+  const request = { rank: 0, worldSize: 2, masterAddr: '127.0.0.1', masterPort: port, timeoutMs: 1000, device: 'cuda' as const };
+  if (!info.distributed.nccl.compiled) {
+    await t.rejects(createProcessGroup(request), { message: /^a CUDA process group needs a CUDA build of spatialthinker/ });
+    return;
+  }
+  // A CUDA build: NCCL named by SPATIALTHINKER_NCCL is opened once per process, so ask a fresh one.
+  const probe = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '-e', `import('./lib/distributed/process-group.js').then((m) => m.createProcessGroup(${JSON.stringify(request)})).then(() => console.log('made'), (e) => console.log(e.message))`],
+    { encoding: 'utf8', env: { ...process.env, SPATIALTHINKER_NCCL: '/nonexistent/libnccl.so.2' } },
+  );
+  t.match(probe.stdout, /^a CUDA process group needs NCCL: cannot open the NCCL library \/nonexistent\/libnccl\.so\.2 /m, probe.stderr);
+});
+
 t.test('a world of one is the identity, with no store', async (t) => {
   const pg = await createProcessGroup({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: 1, timeoutMs: 1000 });
   t.equal(pg.backend, 'single');

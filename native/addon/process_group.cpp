@@ -249,8 +249,9 @@ Napi::Value CreateProcessGroup(const Napi::CallbackInfo& info) {
   return PromiseWorker::Start(
       info.Env(),
       [handle, options]() -> std::string {
-        if (options.device == dist::GroupDevice::Cuda && options.world_size > 1) handle->staging = make_cuda_backend();
+        // The group first: it says what a CUDA group is missing (a CUDA build, NCCL).
         handle->comm = dist::make_process_group(options);
+        if (options.device == dist::GroupDevice::Cuda && options.world_size > 1) handle->staging = make_cuda_backend();
         return "";
       },
       [handle, constructor](Napi::Env env) -> Napi::Value {
