@@ -67,6 +67,30 @@ t.test('2 processes: all-reduce (sum, max, min), reduce-scatter, all-gather, bro
   t.same(r1!['scattered'], [201, 201.5], 'rank 1: reduce-scatter, block 1');
 });
 
+t.test('two launchers as two nodes (--nnodes 2, --node-rank 0 and 1) form one world', { skip }, async (t) => {
+  const port = await freePort();
+  const node = (nodeRank: number) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [...CLI, 'launch', '--nproc-per-node', '1', '--nnodes', '2', '--node-rank', String(nodeRank), '--master-port', String(port), '--timeout', '60', '--', process.execPath, ...WORKER, 'collectives'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  const [first, second] = await Promise.all([node(1), node(0)]);
+  t.equal(first.code, 0, first.stderr);
+  t.equal(second.code, 0, second.stderr);
+  const [r1] = results(first.stdout);
+  const [r0] = results(second.stdout);
+  t.match(r0, { rank: 0, worldSize: 2, sum: [3, 11, -1], scattered: [1, 1.5] }, 'node 0 runs rank 0');
+  t.match(r1, { rank: 1, worldSize: 2, sum: [3, 11, -1], scattered: [201, 201.5] }, 'node 1 runs rank 1');
+});
+
 t.test('a rank that exits non-zero ends the job, naming the rank and its exit code', { skip }, async (t) => {
   const r = await launchWorkers(['exit-rank', '1', '3'], 60);
   t.equal(r.code, 1, r.stderr);
