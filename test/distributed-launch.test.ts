@@ -67,6 +67,30 @@ t.test('2 processes: all-reduce (sum, max, min), reduce-scatter, all-gather, bro
   t.same(r1!['scattered'], [201, 201.5], 'rank 1: reduce-scatter, block 1');
 });
 
+t.test('two launchers as two nodes (--nnodes 2, --node-rank 0 and 1) form one world', { skip }, async (t) => {
+  const port = await freePort();
+  const node = (nodeRank: number) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [...CLI, 'launch', '--nproc-per-node', '1', '--nnodes', '2', '--node-rank', String(nodeRank), '--master-port', String(port), '--timeout', '60', '--', process.execPath, ...WORKER, 'collectives'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  const [first, second] = await Promise.all([node(1), node(0)]);
+  t.equal(first.code, 0, first.stderr);
+  t.equal(second.code, 0, second.stderr);
+  const [r1] = results(first.stdout);
+  const [r0] = results(second.stdout);
+  t.match(r0, { rank: 0, worldSize: 2, sum: [3, 11, -1], scattered: [1, 1.5] }, 'node 0 runs rank 0');
+  t.match(r1, { rank: 1, worldSize: 2, sum: [3, 11, -1], scattered: [201, 201.5] }, 'node 1 runs rank 1');
+});
+
 t.test('a rank that exits non-zero ends the job, naming the rank and its exit code', { skip }, async (t) => {
   const r = await launchWorkers(['exit-rank', '1', '3'], 60);
   t.equal(r.code, 1, r.stderr);
@@ -117,6 +141,38 @@ t.test('Ctrl-C on the launcher sends SIGTERM to every worker, waits for them and
   for (const pid of pids) t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `worker ${pid} is gone`);
 });
 
+t.test('workers whose launcher is killed (SIGKILL) stop themselves', { skip }, async (t) => {
+  const port = await freePort();
+  const launcher = spawn(process.execPath, [...CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(port), '--', process.execPath, ...WORKER, 'wait'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  let stdout = '';
+  const pids = await new Promise<number[]>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the workers did not start: ${stdout}`)), 120_000);
+    launcher.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      const found = [...stdout.matchAll(/ready pid (\d+)/g)].map((m) => Number(m[1]));
+      if (found.length === 2) {
+        clearTimeout(timer);
+        resolve(found);
+      }
+    });
+  });
+  launcher.kill('SIGKILL');
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const deadline = Date.now() + 15_000;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  t.same(pids.filter(alive), [], 'no worker runs on without its launcher');
+  for (const pid of pids.filter(alive)) process.kill(pid, 'SIGKILL');
+});
+
 t.test('a rendezvous that not every rank reaches fails within its timeout, naming the missing ranks', { skip }, async (t) => {
   const port = await freePort();
   const started = Date.now();
@@ -124,6 +180,22 @@ t.test('a rendezvous that not every rank reaches fails within its timeout, namin
     message: `rendezvous at 127.0.0.1:${port} timed out after 1 s: rank 1 of 2 did not arrive`,
   });
   t.ok(Date.now() - started < 5000);
+});
+
+t.test('a CUDA group of several ranks needs a CUDA build and NCCL, and says which is missing', async (t) => {
+  const port = await freePort();
+  const request = { rank: 0, worldSize: 2, masterAddr: '127.0.0.1', masterPort: port, timeoutMs: 1000, device: 'cuda' as const };
+  if (!info.distributed.nccl.compiled) {
+    await t.rejects(createProcessGroup(request), { message: /^a CUDA process group needs a CUDA build of spatialthinker/ });
+    return;
+  }
+  // A CUDA build: NCCL named by SPATIALTHINKER_NCCL is opened once per process, so ask a fresh one.
+  const probe = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '-e', `import('./lib/distributed/process-group.js').then((m) => m.createProcessGroup(${JSON.stringify(request)})).then(() => console.log('made'), (e) => console.log(e.message))`],
+    { encoding: 'utf8', env: { ...process.env, SPATIALTHINKER_NCCL: '/nonexistent/libnccl.so.2' } },
+  );
+  t.match(probe.stdout, /^a CUDA process group needs NCCL: cannot open the NCCL library \/nonexistent\/libnccl\.so\.2 /m, probe.stderr);
 });
 
 t.test('a world of one is the identity, with no store', async (t) => {

@@ -62,7 +62,7 @@ t.test('trainer.n_gpus_per_node / trainer.nnodes against the launch', async (t) 
   t.doesNotThrow(() => checkWorldMatchesConfig({}, alone, rerun), 'unset: nothing to check');
   t.doesNotThrow(() => checkWorldMatchesConfig({ n_gpus_per_node: 1, nnodes: 1 }, alone, rerun), 'one process asked, one started');
   t.throws(() => checkWorldMatchesConfig({ n_gpus_per_node: 4, nnodes: 1 }, alone, rerun), {
-    message: /asks for 4 processes \(trainer\.n_gpus_per_node=4, trainer\.nnodes=1\) but this process was started alone; start one per device with: spatialthinker launch --nproc-per-node 4 -- spatialthinker train --config run\.yaml$/,
+    message: /asks for 4 processes \(trainer\.n_gpus_per_node=4, trainer\.nnodes=1\) but this process was started alone; start one per device with: spatialthinker launch --nproc-per-node 4 -- spatialthinker train --config run\.yaml \(or train in this one process with trainer\.n_gpus_per_node=1 trainer\.nnodes=1: batch sizes are global, so the update is the same\)$/,
   });
   t.throws(() => checkWorldMatchesConfig({ n_gpus_per_node: 8, nnodes: 2 }, alone, rerun), { message: /--nproc-per-node 8 --nnodes 2 --node-rank/ });
   const two = readDistributedEnv({ RANK: '0', LOCAL_RANK: '0', WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '29500' });

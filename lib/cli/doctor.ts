@@ -32,7 +32,7 @@ export async function doctorCommand(argv: string[]): Promise<void> {
   const dist = info.distributed;
   lines.push(
     `Distributed:  Gloo ${dist.gloo ? 'yes (CPU process groups, spatialthinker launch)' : `no: ${dist.glooReason ?? 'unknown'}`}; ` +
-      `NCCL ${dist.nccl.compiled ? `opened at run time from ${dist.nccl.library} (SPATIALTHINKER_NCCL overrides)` : 'no (a CUDA build has it)'}`,
+      `NCCL ${!dist.nccl.compiled ? 'no (a CUDA build has it)' : dist.nccl.found ? `${dist.nccl.library} (opened at run time; SPATIALTHINKER_NCCL overrides)` : `not found: ${dist.nccl.error ?? dist.nccl.library}`}`,
   );
   lines.push(`Device used:  ${engineDevice(info)}`);
   process.stdout.write(lines.join('\n') + '\n');

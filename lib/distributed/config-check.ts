@@ -24,9 +24,11 @@ export function checkWorldMatchesConfig(trainer: ConfiguredWorld, env: Distribut
   if (!env.launched) {
     if (wanted === 1) return;
     const multiNode = (nodes ?? 1) > 1 ? ` --nnodes ${nodes} --node-rank <this node's index> --master-addr <node 0's address>` : '';
+    const oneProcess = [perNode !== undefined ? 'trainer.n_gpus_per_node=1' : '', nodes !== undefined ? 'trainer.nnodes=1' : ''].filter(Boolean).join(' ');
     throw new DistributedEnvError(
       `the configuration asks for ${wanted} processes (${asked}) but this process was started alone; ` +
-        `start one per device with: spatialthinker launch --nproc-per-node ${perNode ?? 1}${multiNode} -- ${rerun}`,
+        `start one per device with: spatialthinker launch --nproc-per-node ${perNode ?? 1}${multiNode} -- ${rerun} ` +
+        `(or train in this one process with ${oneProcess}: batch sizes are global, so the update is the same)`,
     );
   }
   if (perNode !== undefined && env.localWorldSize !== perNode)

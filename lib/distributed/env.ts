@@ -24,6 +24,35 @@ export const DISTRIBUTED_VARIABLES = ['RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL
 /** The collectives' timeout `launch --timeout` hands its workers. */
 export const TIMEOUT_VARIABLE = 'SPATIALTHINKER_DIST_TIMEOUT_MS';
 
+/** The pid of the `spatialthinker launch` that started this worker. */
+export const LAUNCHER_PID_VARIABLE = 'SPATIALTHINKER_LAUNCHER_PID';
+
+let watchingLauncher = false;
+
+/**
+ * A worker of `spatialthinker launch` whose launcher is gone (killed with
+ * SIGKILL, its SSH session lost) sends itself SIGTERM, as the launcher would
+ * have on Ctrl-C: a trainer then saves a checkpoint and stops instead of
+ * running on with nobody to end the job. Checked every second, off the event
+ * loop's critical path (the timer does not keep the process alive).
+ */
+export function stopWhenLauncherDies(env: NodeJS.ProcessEnv = process.env): void {
+  const pid = Number(env[LAUNCHER_PID_VARIABLE]);
+  if (watchingLauncher || !Number.isInteger(pid) || pid <= 1) return;
+  watchingLauncher = true;
+  const timer = setInterval(() => {
+    try {
+      process.kill(pid, 0);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') return;
+      clearInterval(timer);
+      process.stderr.write(`the launcher (pid ${pid}) is gone: stopping this worker\n`);
+      process.kill(process.pid, 'SIGTERM');
+    }
+  }, 1000);
+  timer.unref();
+}
+
 export class DistributedEnvError extends Error {
   constructor(message: string) {
     super(message);

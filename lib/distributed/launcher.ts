@@ -15,7 +15,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import { TIMEOUT_VARIABLE } from './env.js';
+import { LAUNCHER_PID_VARIABLE, TIMEOUT_VARIABLE } from './env.js';
 
 export interface LaunchOptions {
   nprocPerNode: number;
@@ -79,6 +79,7 @@ export function workerEnvironment(options: LaunchOptions, localRank: number): No
     LOCAL_WORLD_SIZE: String(options.nprocPerNode),
     MASTER_ADDR: options.masterAddr ?? DEFAULT_MASTER_ADDR,
     MASTER_PORT: String(options.masterPort ?? DEFAULT_MASTER_PORT),
+    [LAUNCHER_PID_VARIABLE]: String(process.pid),
   };
   if (options.timeoutMs !== undefined) env[TIMEOUT_VARIABLE] = String(options.timeoutMs);
   // N workers each sizing a pool to every core would oversubscribe the node

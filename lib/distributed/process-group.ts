@@ -10,7 +10,7 @@
  * (`nativeGroup`) and call the same communicator from C++.
  */
 import { native, type Device, type NativeProcessGroup, type NativeReduceOp } from '../native/binding.js';
-import { readDistributedEnv, type DistributedEnv } from './env.js';
+import { readDistributedEnv, stopWhenLauncherDies, type DistributedEnv } from './env.js';
 
 export type ReduceOp = NativeReduceOp;
 
@@ -84,7 +84,7 @@ export class ProcessGroup {
     return this.nativeGroup.barrier();
   }
 
-  /** Leaves the group after the calls already made (rank 0 keeps the store up until the others have left). */
+  /** Leaves the group after the calls already made (a model holding it keeps it until it lets go). */
   async destroy(): Promise<void> {
     return this.nativeGroup.destroy();
   }
@@ -110,8 +110,12 @@ export async function createProcessGroup(options: CreateProcessGroupOptions): Pr
   });
 }
 
-/** Joins the group the environment describes (RANK, WORLD_SIZE, MASTER_ADDR, ...); none set: a world of one. */
+/**
+ * Joins the group the environment describes (RANK, WORLD_SIZE, MASTER_ADDR, ...); none set: a world of one.
+ * A worker of `spatialthinker launch` also stops itself (SIGTERM) if the launcher dies.
+ */
 export async function initProcessGroup(options: ProcessGroupOptions = {}, env: DistributedEnv = readDistributedEnv()): Promise<ProcessGroup> {
+  stopWhenLauncherDies();
   return createProcessGroup({
     rank: env.rank,
     worldSize: env.worldSize,

@@ -59,8 +59,11 @@ export interface RuntimeInfo {
     /** Gloo (CPU groups of more than one process) was linked at build time; `glooReason` says why not. */
     gloo: boolean;
     glooReason?: string;
-    /** NCCL (CUDA groups): compiled into CUDA builds, opened at run time from `library` (SPATIALTHINKER_NCCL overrides). */
-    nccl: { compiled: boolean; library: string };
+    /**
+     * NCCL (CUDA groups): compiled into CUDA builds, opened at run time from `library` (SPATIALTHINKER_NCCL
+     * overrides); in a CUDA build, `found` says whether it opened and `error` why not.
+     */
+    nccl: { compiled: boolean; library: string; found?: boolean; error?: string };
   };
 }
 

@@ -207,8 +207,7 @@ class ProcessGroup : public Napi::ObjectWrap<ProcessGroup> {
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
-  // destroy(): after the calls already made; rank 0 keeps the store up until
-  // the others have left (within the timeout). A model that holds the group
+  // destroy(): after the calls already made. A model that holds the group
   // keeps it alive until it lets go.
   Napi::Value Destroy(const Napi::CallbackInfo& info) {
     std::shared_ptr<GroupHandle> g = std::move(handle_);
@@ -250,8 +249,9 @@ Napi::Value CreateProcessGroup(const Napi::CallbackInfo& info) {
   return PromiseWorker::Start(
       info.Env(),
       [handle, options]() -> std::string {
-        if (options.device == dist::GroupDevice::Cuda && options.world_size > 1) handle->staging = make_cuda_backend();
+        // The group first: it says what a CUDA group is missing (a CUDA build, NCCL).
         handle->comm = dist::make_process_group(options);
+        if (options.device == dist::GroupDevice::Cuda && options.world_size > 1) handle->staging = make_cuda_backend();
         return "";
       },
       [handle, constructor](Napi::Env env) -> Napi::Value {

@@ -53,6 +53,8 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   Napi::Object nccl = Napi::Object::New(env);
   nccl.Set("compiled", dist_info.nccl_compiled);
   nccl.Set("library", dist_info.nccl_library);
+  if (dist_info.nccl_compiled) nccl.Set("found", dist_info.nccl_error.empty());
+  if (!dist_info.nccl_error.empty()) nccl.Set("error", dist_info.nccl_error);
   distributed.Set("nccl", nccl);
   result.Set("distributed", distributed);
   return result;

@@ -18,6 +18,7 @@
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -77,9 +78,20 @@ class GlooCommunicator final : public Communicator {
       : group_(std::move(group)), timeout_(group_->options().timeout) {
     const GroupOptions& o = group_->options();
     gloo::transport::tcp::attr attr;
-    // The interface that reaches rank 0 reaches the other ranks too.
-    attr.hostname = group_->store().local_host();
-    device_ = gloo::transport::tcp::CreateDevice(attr);
+    // GLOO_SOCKET_IFNAME names the interface, as in PyTorch; otherwise the
+    // one this rank reaches rank 0's store through reaches the others too.
+    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    if (ifname && *ifname)
+      attr.iface = ifname;
+    else
+      attr.hostname = group_->store().local_host();
+    try {
+      device_ = gloo::transport::tcp::CreateDevice(attr);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("gloo: rank " + std::to_string(o.rank) + " cannot listen on " +
+                               (attr.iface.empty() ? attr.hostname : "GLOO_SOCKET_IFNAME=" + attr.iface) + ": " +
+                               first_line(e.what()));
+    }
     context_ = std::make_shared<gloo::rendezvous::Context>(o.rank, o.world_size);
     context_->setTimeout(timeout_);
     GlooStore store(group_->store(), timeout_);
@@ -87,9 +99,9 @@ class GlooCommunicator final : public Communicator {
     try {
       context_->connectFullMesh(prefixed, device_);
     } catch (const std::exception& e) {
-      group_->mark_failed();
       throw std::runtime_error("gloo: rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
-                               " could not connect to the other ranks (from " + attr.hostname + "): " + e.what());
+                               " could not connect to the other ranks (from " +
+                               (attr.iface.empty() ? attr.hostname : "interface " + attr.iface) + "): " + e.what());
     }
     // Every rank's transport is up before any rank returns (and may leave).
     group_->arrive("connected");

@@ -155,7 +155,6 @@ class NcclCommunicator final : public Communicator {
     ncclResult_t rc = api_.CommInitRank(&comm_, o.world_size, id, o.rank);
     if (rc != ncclSuccess) {
       cudaStreamDestroy(stream_);
-      group_->mark_failed();
       throw std::runtime_error("ncclCommInitRank on rank " + std::to_string(o.rank) + " of " +
                                std::to_string(o.world_size) + " failed: " + api_.GetErrorString(rc));
     }

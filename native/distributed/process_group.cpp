@@ -42,6 +42,7 @@ DistributedInfo distributed_info() {
   info.gloo_reason = gloo_missing_reason();
   info.nccl_compiled = nccl_compiled();
   info.nccl_library = nccl_library_name();
+  if (info.nccl_compiled) info.nccl_error = nccl_load_error();
   return info;
 }
 

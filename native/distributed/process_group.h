@@ -36,6 +36,7 @@ struct DistributedInfo {
   std::string gloo_reason;    // why not, when not
   bool nccl_compiled = false; // a CUDA build (NCCL is opened at run time)
   std::string nccl_library;   // the library a CUDA group would open
+  std::string nccl_error;     // a CUDA build only: "" when it opened, else why not
 };
 DistributedInfo distributed_info();
 

@@ -63,26 +63,15 @@ Rendezvous::Rendezvous(const GroupOptions& options) : options_(options) {
 }
 
 Rendezvous::~Rendezvous() {
-  try {
-    if (options_.rank != 0) {
-      client_->set("left/" + std::to_string(options_.rank), "");
-    } else if (!failed_) {
-      std::vector<std::string> others = rank_keys("left", options_.world_size);
-      others.erase(others.begin());
-      client_->wait(others, options_.timeout);
-    }
-  } catch (const std::exception&) {
-    // Leaving is best effort: the store may already be gone with rank 0.
-  }
   client_.reset();
-  server_.reset();
+  server_.reset();  // answers the requests still waiting first (TcpStoreServer)
 }
 
 std::string Rendezvous::where() const { return options_.master_addr + ":" + std::to_string(options_.master_port); }
 
 void Rendezvous::arrive(const std::string& phase) {
-  client_->set(phase + "/" + std::to_string(options_.rank), "");
-  const std::vector<std::string> missing = client_->wait(rank_keys(phase, options_.world_size), options_.timeout);
+  const std::vector<std::string> missing =
+      client_->set_and_wait(phase + "/" + std::to_string(options_.rank), "", rank_keys(phase, options_.world_size), options_.timeout);
   if (missing.empty()) return;
   throw std::runtime_error("rendezvous at " + where() + " timed out after " + seconds(options_.timeout) + ": " +
                            rank_list(ranks_of(missing)) + " of " + std::to_string(options_.world_size) +
@@ -90,12 +79,10 @@ void Rendezvous::arrive(const std::string& phase) {
 }
 
 std::string Rendezvous::ranks_absent_from(const std::string& collective, uint64_t sequence) {
-  failed_ = true;
   const std::string phase = "reached/" + std::to_string(sequence);
   try {
-    client_->set(phase + "/" + std::to_string(options_.rank), "");
-    const std::vector<std::string> missing =
-        client_->wait(rank_keys(phase, options_.world_size), absence_grace(options_.timeout));
+    const std::vector<std::string> missing = client_->set_and_wait(
+        phase + "/" + std::to_string(options_.rank), "", rank_keys(phase, options_.world_size), absence_grace(options_.timeout));
     if (missing.empty()) return "";
     const std::vector<int> ranks = ranks_of(missing);
     return rank_list(ranks) + (ranks.size() == 1 ? " did not reach " : " did not reach ") + collective;

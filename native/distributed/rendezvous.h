@@ -1,9 +1,10 @@
 #pragma once
 // A process group's membership: rank 0 hosts the store, every rank connects
-// to it, announces itself and waits for the others. It outlives the
+// to it, announces itself and waits for the others. It lives as long as the
 // collectives' transport so that a failed collective can tell which ranks
-// never reached it, and so that rank 0 keeps the store up until every rank
-// has left.
+// never reached it. Ending it never waits for the other ranks (it may run in
+// a garbage collector's finalizer): a rank that needs rank 0's store after
+// rank 0 ended is told that the store is gone.
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,8 +19,6 @@ class Rendezvous {
   // Joins the group: returns once every rank has arrived, else throws
   // "rendezvous at HOST:PORT timed out after N s: ranks 1, 3 of 4 did not arrive".
   explicit Rendezvous(const GroupOptions& options);
-  // Rank 0 waits (within the timeout) for the other ranks to leave before it
-  // stops the store, unless the group failed.
   ~Rendezvous();
   Rendezvous(const Rendezvous&) = delete;
   Rendezvous& operator=(const Rendezvous&) = delete;
@@ -39,14 +38,10 @@ class Rendezvous {
   // cannot tell (it is gone).
   std::string ranks_absent_from(const std::string& collective, uint64_t sequence);
 
-  // No clean exit to wait for: the group failed.
-  void mark_failed() { failed_ = true; }
-
  private:
   GroupOptions options_;
   std::unique_ptr<TcpStoreServer> server_;  // rank 0 only
   std::unique_ptr<TcpStoreClient> client_;
-  bool failed_ = false;
 };
 
 // "ranks 1, 3" / "rank 2"

@@ -20,7 +20,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr char kSet = 'S', kGet = 'G', kAdd = 'A', kWait = 'W';
+constexpr char kSet = 'S', kGet = 'G', kAdd = 'A', kWait = 'W', kSetAndWait = 'J';
 constexpr char kOk = 'K', kTimedOut = 'T';
 // Replies to a waiting request may come as late as its own timeout; the
 // connection is given this much more before the store counts as gone.
@@ -264,7 +264,12 @@ void TcpStoreServer::serve(int fd) {
         counted = true;
         changed_.wait_until(lock, deadline, [&] { return stopping_ || values_.count(key) > 0; });
         reply = values_.count(key) ? Writer(kOk).str(values_[key]).bytes() : Writer(kTimedOut).bytes();
-      } else if (op == kWait) {
+      } else if (op == kWait || op == kSetAndWait) {
+        if (op == kSetAndWait) {
+          std::string key = in.str();
+          values_[key] = in.str();
+          changed_.notify_all();
+        }
         const auto deadline = Clock::now() + Milliseconds(in.i64());
         std::vector<std::string> keys(in.u32());
         for (std::string& k : keys) k = in.str();
@@ -373,16 +378,33 @@ int64_t TcpStoreClient::add(const std::string& key, int64_t delta) {
   return in.i64();
 }
 
-std::vector<std::string> TcpStoreClient::wait(const std::vector<std::string>& keys, Milliseconds timeout) {
-  Writer out(kWait);
+namespace {
+
+std::string wait_message(Writer out, const std::vector<std::string>& keys, Milliseconds timeout) {
   out.i64(timeout.count()).u32(uint32_t(keys.size()));
   for (const std::string& k : keys) out.str(k);
-  const std::string reply = request(out.bytes(), timeout + kReplySlack);
+  return out.bytes();
+}
+
+std::vector<std::string> missing_keys(const std::string& reply) {
   Reader in(reply);
   in.op();
   std::vector<std::string> missing(in.u32());
   for (std::string& k : missing) k = in.str();
   return missing;
+}
+
+}  // namespace
+
+std::vector<std::string> TcpStoreClient::wait(const std::vector<std::string>& keys, Milliseconds timeout) {
+  return missing_keys(request(wait_message(Writer(kWait), keys, timeout), timeout + kReplySlack));
+}
+
+std::vector<std::string> TcpStoreClient::set_and_wait(const std::string& key, const std::string& value,
+                                                      const std::vector<std::string>& keys, Milliseconds timeout) {
+  Writer head(kSetAndWait);
+  head.str(key).str(value);
+  return missing_keys(request(wait_message(head, keys, timeout), timeout + kReplySlack));
 }
 
 }  // namespace st::dist

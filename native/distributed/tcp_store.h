@@ -74,6 +74,11 @@ class TcpStoreClient {
   // Waits until every key is set; returns the keys still missing when
   // `timeout` passed (empty: all arrived).
   std::vector<std::string> wait(const std::vector<std::string>& keys, Milliseconds timeout);
+  // set, then wait, in one request: once any rank's wait is answered, every
+  // other rank's request is already in the server, which answers it even
+  // when it stops next (rank 0 may end right after the last rendezvous).
+  std::vector<std::string> set_and_wait(const std::string& key, const std::string& value,
+                                        const std::vector<std::string>& keys, Milliseconds timeout);
 
   // "host:port", for messages.
   const std::string& address() const { return address_; }
