@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference,training,synth,tokenizer,gpu,scale]`: speed figures, side by
+ * `npm run bench [-- --only hungarian,reward,cuda,matmul,inference,training,synth,tokenizer,gpu,scale,distributed]`: speed figures, side by
  * side with the Python stack on the same inputs in the same run. Targets are
  * checked here, never in tests.
  */
@@ -17,6 +17,7 @@ import { benchSynthesis } from './synth.js';
 import { benchTokenizer } from './tokenizer.js';
 import { benchGpu } from './gpu.js';
 import { benchScale } from './scale.js';
+import { benchDistributed } from './distributed.js';
 import { mulberry32 } from '../lib/random.js';
 
 const { values } = parseArgs({
@@ -36,7 +37,7 @@ const { values } = parseArgs({
     'scale-dir': { type: 'string' },
   },
 });
-const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference,training,synth,tokenizer,gpu,scale').split(','));
+const sections = new Set((values.only ?? 'hungarian,reward,cuda,matmul,inference,training,synth,tokenizer,gpu,scale,distributed').split(','));
 const positive = (name: string, v: string | undefined) => {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -176,3 +177,4 @@ if (sections.has('gpu'))
     ),
   });
 if (sections.has('scale')) await benchScale(values['scale-dir'] ? { dir: values['scale-dir'] } : {});
+if (sections.has('distributed')) await benchDistributed();

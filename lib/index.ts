@@ -7,6 +7,19 @@ export * from './engine/index.js';
 export * from './rl/index.js';
 export * from './rewards/index.js';
 export {
+  initProcessGroup,
+  createProcessGroup,
+  ProcessGroup,
+  readDistributedEnv,
+  DistributedEnvError,
+  launch,
+  type DistributedEnv,
+  type ProcessGroupOptions,
+  type LaunchOptions,
+  type LaunchResult,
+  type ReduceOp,
+} from './distributed/index.js';
+export {
   readRows,
   dataFiles,
   countRows,

@@ -47,10 +47,11 @@ t.test('the reference config.yaml with the 3B recipe overrides: --print-config s
   t.equal(printed.data.max_prompt_length, 6144);
   t.equal(printed.trainer.save_limit, 1, 'the file\'s values stay where no override replaces them');
   const notes = r.stdout.split('\n').filter((l) => l.startsWith('#   '));
-  for (const key of ['trainer.n_gpus_per_node', 'worker.actor.fsdp', 'worker.ref', 'worker.rollout.tensor_parallel_size', 'data.val_batch_size'])
+  for (const key of ['trainer.n_gpus_per_node', 'worker.actor.fsdp.torch_dtype', 'worker.ref', 'worker.rollout.tensor_parallel_size', 'data.val_batch_size'])
     t.equal(notes.filter((n) => n.startsWith(`#   ${key}=`) && n.includes('accepted, not applicable here: ')).length, 1, `${key} listed once`);
   t.equal(notes.filter((n) => n.includes('trainer.logger "wandb": accepted, not applicable here')).length, 1);
   t.ok(notes.some((n) => n.includes('worker.actor.optim.strategy=adamw_bf16: the weights, AdamW moments and a Kahan compensation buffer are bf16')));
+  t.ok(notes.some((n) => n.includes('worker.actor.fsdp.enable_full_shard=true: applied as trainer.zero1=true')), 'FSDP full sharding is ZeRO-1 here');
   t.ok(notes.some((n) => n.includes('worker.reward.score_function=r1v: applied as worker.reward.reward_function=sparse')));
   t.equal(new Set(notes).size, notes.length, 'no note twice');
 });

@@ -128,7 +128,7 @@ t.test('the addon requires every option: defaults live in TypeScript', async (t)
   const { readModelConfig } = await import('../lib/engine/config.js');
   const config = await readModelConfig(dir);
   const raw = await native().loadModel({ dir, config, device: 'cpu', imageCacheBytes: 0 });
-  const args = { call: 1, prompts: [{ ids: Int32Array.of(1, 2, 3) }], samples: 1, maxNewTokens: 2, maxBatch: 1, seed: 0, greedy: true, temperature: 1, topK: 0, topP: 1, stopTokenIds: new Int32Array(0), keepStepLogits: false };
+  const args = { call: 1, prompts: [{ ids: Int32Array.of(1, 2, 3) }], samples: 1, maxNewTokens: 2, maxBatch: 1, seed: 0, firstPromptIndex: 0, promptIndexStride: 1, greedy: true, temperature: 1, topK: 0, topP: 1, stopTokenIds: new Int32Array(0), keepStepLogits: false };
   const { topP: _omitted, ...withoutTopP } = args;
   t.throws(() => raw.generate(withoutTopP as typeof args), /generate: `topP` is required/);
   const { temperature: _t, ...withoutTemperature } = { call: 2, prompts: [{ ids: Int32Array.of(1) }], completions: [Int32Array.of(2)], temperature: 1 };

@@ -9,7 +9,7 @@ import { packageVersion } from './version.js';
 export async function doctorCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help) {
-    process.stdout.write('usage: spatialthinker doctor [--json]\n\nThe package version, the engine build (CUDA architectures, CPU kernels), CPU threads and CUDA devices.\n');
+    process.stdout.write('usage: spatialthinker doctor [--json]\n\nThe package version, the engine build (CUDA architectures, CPU kernels, Gloo and NCCL), CPU threads and CUDA devices.\n');
     return;
   }
   const info = native().runtimeInfo();
@@ -29,6 +29,11 @@ export async function doctorCommand(argv: string[]): Promise<void> {
   const cublas = info.cuda.cublas;
   if (info.cuda.compiled)
     lines.push(`cuBLAS:       ${cublas.found ? `${cublas.library}${cublas.version ? `, version ${cublas.version}` : ''}` : `not found: ${cublas.error ?? 'unknown'}`}`);
+  const dist = info.distributed;
+  lines.push(
+    `Distributed:  Gloo ${dist.gloo ? 'yes (CPU process groups, spatialthinker launch)' : `no: ${dist.glooReason ?? 'unknown'}`}; ` +
+      `NCCL ${!dist.nccl.compiled ? 'no (a CUDA build has it)' : dist.nccl.found ? `${dist.nccl.library} (opened at run time; SPATIALTHINKER_NCCL overrides)` : `not found: ${dist.nccl.error ?? dist.nccl.library}`}`,
+  );
   lines.push(`Device used:  ${engineDevice(info)}`);
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -12,6 +12,7 @@ import { evalCommand } from './eval.js';
 import { reportCommand } from './report.js';
 import { exportCommand } from './export.js';
 import { planCommand } from './plan.js';
+import { launchCommand } from './launch.js';
 import { CliError, USAGE_EXIT_CODE } from './errors.js';
 import { packageVersion } from './version.js';
 import { didYouMean } from '../util/suggest.js';
@@ -20,6 +21,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
   demo: { run: demoCommand, summary: 'the main job: shapes world, tiny model, SFT, then GRPO dense vs sparse, evaluated and reported (CPU, minutes)' },
   train: { run: trainCommand, summary: 'train a policy with GRPO and the dense spatial reward (EasyR1-style YAML config)' },
   sft: { run: sftCommand, summary: 'supervised warm start on gold reasoning traces (same config and engine)' },
+  launch: { run: launchCommand, summary: 'start a distributed job: N workers of a command on this node with torchrun\'s RANK/WORLD_SIZE/MASTER_* variables' },
   report: { run: reportCommand, summary: 'an HTML page of a training run (or a demo directory of runs): curves per metric, samples with predicted vs ground-truth boxes' },
   score: { run: scoreCommand, summary: 'score completions in a JSONL file with a reward (spatial or sparse)' },
   doctor: { run: doctorCommand, summary: 'show the native engine build, CPU threads and CUDA devices' },

@@ -6,6 +6,9 @@ import { SftTrainer } from '../rl/sft-trainer.js';
 import { CliError, UsageError } from './errors.js';
 import { attachConsole, SFT_LOG_EVERY } from './train-console.js';
 import { modelDirectory } from './model-arg.js';
+import { DistributedEnvError, readDistributedEnv } from '../distributed/env.js';
+import { checkWorldMatchesConfig } from '../distributed/config-check.js';
+import { initProcessGroup } from '../distributed/process-group.js';
 
 const help = (command: 'train' | 'sft') => `usage: spatialthinker ${command} [--config FILE.yaml] [--preset NAME] [section.key=value ...]
 
@@ -61,17 +64,32 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
     process.stdout.write(configToYaml(config) + (notes.length > 0 ? `# notes (the run logs these once):\n${notes.map((n) => `#   ${n}\n`).join('')}` : ''));
     return;
   }
+  let world: ReturnType<typeof readDistributedEnv>;
+  try {
+    world = readDistributedEnv();
+    checkWorldMatchesConfig(config.trainer, world, ['spatialthinker', command, ...argv].join(' '));
+  } catch (error) {
+    if (error instanceof DistributedEnvError) throw new UsageError(error.message);
+    throw error;
+  }
   // A Hub id runs from its snapshot in the local cache; config.yaml records which.
   config.worker.actor.model.model_path = modelDirectory(config.worker.actor.model.model_path, 'worker.actor.model.model_path');
   const controller = new AbortController();
   const onSignal = () => {
     process.stderr.write('\nstopping after saving a checkpoint (Ctrl-C again to quit at once)\n');
     process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     controller.abort(new Error('interrupted'));
   };
+  // SIGTERM too: it is what `spatialthinker launch` (and a scheduler) sends.
   process.on('SIGINT', onSignal);
-  const trainer = command === 'train' ? new GrpoTrainer(config, { signal: controller.signal }) : new SftTrainer(config, { signal: controller.signal });
-  const detach = attachConsole(trainer, () => trainer.plannedSteps, logEvery !== undefined ? { logEvery } : {});
+  process.on('SIGTERM', onSignal);
+  // Launched as one of several ranks: train data-parallel over the group the launcher's environment names.
+  const processGroup = world.worldSize > 1 ? await initProcessGroup({ device: config.trainer.device }, world) : undefined;
+  const options = { signal: controller.signal, ...(processGroup ? { processGroup } : {}) };
+  const trainer = command === 'train' ? new GrpoTrainer(config, options) : new SftTrainer(config, options);
+  // Rank 0 speaks for the run; the other ranks' errors still reach stderr.
+  const detach = (processGroup?.rank ?? 0) === 0 ? attachConsole(trainer, () => trainer.plannedSteps, logEvery !== undefined ? { logEvery } : {}) : () => undefined;
   try {
     const result = await trainer.train();
     process.stderr.write(`run directory: ${result.dir}\n${result.lastCheckpoint ? `last checkpoint: ${result.lastCheckpoint}\n` : ''}`);
@@ -80,6 +98,7 @@ export async function runTrainer(command: 'train' | 'sft', argv: string[]): Prom
   } finally {
     detach();
     process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await trainer.dispose();
   }
 }

@@ -16,6 +16,8 @@ import {
   type KlEstimator,
   type LossAggregation,
   type NativeCompletion,
+  type NativeDataParallelInfo,
+  type NativeProcessGroup,
   type NativeForwardResult,
   type NativeModel,
   type NativeOptimizerState,
@@ -53,6 +55,13 @@ export interface SamplingOptions {
   greedy?: boolean;
   /** Reproducible results: each completion draws from its own generator seeded from this. Default 0. */
   seed?: number;
+  /**
+   * The prompts' places in a larger batch, for the random streams: prompt p
+   * samples as prompt `first + p * stride` of that batch would (a
+   * data-parallel rank taking prompts r, r + W, ... passes {first: r, stride: W}).
+   * Default {first: 0, stride: 1}.
+   */
+  promptIndex?: { first: number; stride: number };
 }
 
 /**
@@ -269,6 +278,7 @@ export class Model {
   /** Ids for the engine's per-call controls (cancel, stop a completion). */
   private nextCall = 1;
   private stepsTaken = 0;
+  private dataParallel: NativeDataParallelInfo | undefined;
 
   private constructor(
     readonly dir: string,
@@ -374,6 +384,8 @@ export class Model {
         maxNewTokens: options.maxNewTokens ?? 256,
         maxBatch: options.maxBatch ?? 64,
         seed: options.seed ?? 0,
+        firstPromptIndex: options.promptIndex?.first ?? 0,
+        promptIndexStride: options.promptIndex?.stride ?? 1,
         greedy: options.greedy ?? false,
         temperature: options.temperature ?? 1,
         topK: options.topK ?? 0,
@@ -499,6 +511,45 @@ export class Model {
   async restoreOptimizerState(dir: string, step: number, placement: OptimizerPlacement = {}): Promise<void> {
     await this.live().restoreOptimizerState({ dir, step, strategy: placement.strategy ?? 'adamw', offloadOptimizer: placement.offloadOptimizer ?? false });
     this.stepsTaken = step;
+  }
+
+  /**
+   * Trains data-parallel over `processGroup` (omitted: a world of one):
+   * optimizerStep() then sums the gradients over the ranks, in buckets of
+   * `bucketBytes` (default 25 MB), before it clips and steps; with `zero1`
+   * (default true) each rank keeps and updates the AdamW moments of its own
+   * range of the parameters only. Every rank calls it, before the first
+   * optimiser step; rank 0's weights are broadcast to the others.
+   */
+  async attachProcessGroup(options: { processGroup?: NativeProcessGroup | { nativeGroup: NativeProcessGroup }; zero1?: boolean; bucketBytes?: number } = {}): Promise<NativeDataParallelInfo> {
+    const group = options.processGroup && 'nativeGroup' in options.processGroup ? options.processGroup.nativeGroup : options.processGroup;
+    this.dataParallel = await this.live().attachProcessGroup({
+      ...(group !== undefined ? { processGroup: group } : {}),
+      zero1: options.zero1 ?? true,
+      bucketBytes: options.bucketBytes ?? 25 * 1024 * 1024,
+    });
+    return this.dataParallel;
+  }
+
+  /** The attached group's rank, world size and ZeRO-1 range (undefined before attachProcessGroup). */
+  get processGroupInfo(): NativeDataParallelInfo | undefined {
+    return this.dataParallel;
+  }
+
+  /** Values combined over the attached group (collective: every rank calls it, same length); the values themselves without one. */
+  async reduceScalars(values: readonly number[], op: 'sum' | 'max' | 'min'): Promise<number[]> {
+    if (!this.dataParallel || this.dataParallel.worldSize === 1) return [...values];
+    return [...(await this.live().reduceScalars({ values: Float64Array.from(values), op }))];
+  }
+
+  /** Waits for every rank of the attached group (nothing without one). */
+  async barrier(): Promise<void> {
+    if (this.dataParallel && this.dataParallel.worldSize > 1) await this.live().barrier();
+  }
+
+  /** ZeRO-1: writes this rank's range of the optimiser state as dir/optimizer-rank<r>-of-<W>.safetensors. */
+  saveOptimizerShard(dir: string, master: boolean, options: NativeSaveOptions = {}): Promise<WrittenFiles & { step: number }> {
+    return this.live().saveOptimizerShard({ dir, master, ...writeOptions(options) });
   }
 
   /** Host copies of the accumulated gradients by hub name. */

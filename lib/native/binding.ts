@@ -54,6 +54,17 @@ export interface RuntimeInfo {
     /** cuBLAS, which the CUDA backend's matrix products load at run time. */
     cublas: { found: boolean; library?: string; version?: string; error?: string };
   };
+  /** The process groups this build can make (lib/distributed). */
+  distributed: {
+    /** Gloo (CPU groups of more than one process) was linked at build time; `glooReason` says why not. */
+    gloo: boolean;
+    glooReason?: string;
+    /**
+     * NCCL (CUDA groups): compiled into CUDA builds, opened at run time from `library` (SPATIALTHINKER_NCCL
+     * overrides); in a CUDA build, `found` says whether it opened and `error` why not.
+     */
+    nccl: { compiled: boolean; library: string; found?: boolean; error?: string };
+  };
 }
 
 export type Device = 'cpu' | 'cuda';
@@ -165,6 +176,9 @@ export interface NativeGenerateArgs {
   maxNewTokens: number;
   maxBatch: number;
   seed: number;
+  /** Prompt p draws the random streams of prompt firstPromptIndex + p * promptIndexStride of a larger batch. */
+  firstPromptIndex: number;
+  promptIndexStride: number;
   greedy: boolean;
   temperature: number;
   /** 0: off. */
@@ -326,6 +340,17 @@ export interface NativeOptimizerState {
   v: Record<string, Float32Array>;
 }
 
+/** Where a rank stands in its process group, and its ZeRO-1 range of the flattened parameters. */
+export interface NativeDataParallelInfo {
+  rank: number;
+  worldSize: number;
+  backend: string;
+  zero1: boolean;
+  flatTotal: number;
+  shardBegin: number;
+  shardEnd: number;
+}
+
 /**
  * A loaded model. Its calls run one at a time in the order they were made;
  * a call that finds the model busy waits on the JavaScript thread (no libuv
@@ -359,8 +384,55 @@ export interface NativeModel {
   saveOptimizerState(args: { dir: string; master: boolean; maxShardBytes: number; bufferBytes: number }): Promise<NativeWrittenFiles & { step: number }>;
   /** Reads what saveOptimizerState wrote, memory-mapped, straight into the engine, and sets the step count. */
   restoreOptimizerState(args: { dir: string; step: number; strategy?: OptimizerStrategy; offloadOptimizer?: boolean }): Promise<void>;
+  /** Data-parallel training over a process group (none: a world of one); every rank, before the first optimiser step. */
+  attachProcessGroup(args: { processGroup?: NativeProcessGroup; zero1: boolean; bucketBytes: number }): Promise<NativeDataParallelInfo>;
+  /** Values combined over the attached group, the same bits on every rank (collective). */
+  reduceScalars(args: { values: Float64Array; op: 'sum' | 'max' | 'min' }): Promise<Float64Array>;
+  barrier(): Promise<void>;
+  /** ZeRO-1: this rank's range of the optimiser state as dir/optimizer-rank<r>-of-<W>.safetensors. */
+  saveOptimizerShard(args: { dir: string; master: boolean; maxShardBytes: number; bufferBytes: number }): Promise<NativeWrittenFiles & { step: number }>;
   /** Cancels the calls made before it, then frees the weights once they settle. */
   dispose(): Promise<void>;
+}
+
+// ---------------------------------------------------------------- process groups
+
+export type NativeReduceOp = 'sum' | 'max' | 'min';
+
+export interface NativeProcessGroupArgs {
+  rank: number;
+  worldSize: number;
+  /** Rank 0 hosts the rendezvous store here; the others connect to it. */
+  masterAddr: string;
+  masterPort: number;
+  /** cpu: Gloo; cuda: NCCL. A world of one needs neither. */
+  device: Device;
+  /** How long the rendezvous and each collective wait for the other ranks. */
+  timeoutMs: number;
+}
+
+/**
+ * A joined process group (lib/distributed/process-group.ts wraps it). Calls
+ * run one at a time in the order made; every rank makes the same calls in the
+ * same order. A model's native methods take this object to reach the same
+ * communicator from C++.
+ */
+export interface NativeProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** "gloo", "nccl" or "single". */
+  readonly backend: string;
+  allReduce(data: Float32Array, op: NativeReduceOp): Promise<Float32Array>;
+  /** data holds worldSize blocks; the result is the reduction of every rank's block `rank`. */
+  reduceScatter(data: Float32Array, op: NativeReduceOp): Promise<Float32Array>;
+  /** Every rank's data, rank r's at r * data.length. */
+  allGather(data: Float32Array): Promise<Float32Array>;
+  /** root's data on every rank (each passes an array of the same length). */
+  broadcast(data: Float32Array, root: number): Promise<Float32Array>;
+  barrier(): Promise<void>;
+  setTimeout(ms: number): Promise<void>;
+  /** After the calls already made; a model holding the group keeps it alive until it lets go. */
+  destroy(): Promise<void>;
 }
 
 // ---------------------------------------------------------------- the module
@@ -388,6 +460,9 @@ export interface NativeBinding {
   ciouMatrices(args: NativeBoxPairs): Promise<Float64Array>;
   linearSumAssignment(args: { costs: Float64Array; rows: Int32Array; cols: Int32Array; device: Device }): Promise<{ rowToCol: Int32Array; totals: Float64Array }>;
   spatialScores(args: NativeSpatialScoresArgs): Promise<{ scores: Float64Array; gtToPred: Int32Array; gtMciou: Float64Array }>;
+
+  /** Joins a process group: resolves once every rank has arrived, rejects naming the ranks that did not within timeoutMs. */
+  createProcessGroup(args: NativeProcessGroupArgs): Promise<NativeProcessGroup>;
 }
 
 /** One backend op's arguments for runOp; see native/addon/ops_workers.cpp for each op's fields. */

@@ -19,6 +19,7 @@
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Model, OptimizerPlacement } from '../engine/model.js';
+import type { DataParallelRank } from './data-parallel.js';
 import { inspectModelWeights, inspectSafetensors } from '../io/safetensors.js';
 
 export interface SaveOptions {
@@ -30,6 +31,13 @@ export interface SaveOptions {
   keepLast?: number;
   /** The strategy that made the optimiser state, recorded for the resume's check. Default adamw. */
   optimizerStrategy?: 'adamw' | 'adamw_bf16';
+  /**
+   * A data-parallel run: every rank calls saveCheckpoint; rank 0 writes the
+   * model and the trainer state, each rank its ZeRO-1 optimiser shard
+   * (optimizer-rank<r>-of-<W>.safetensors), and the step folder is renamed
+   * into place by rank 0 only after every rank has written its shard.
+   */
+  dataParallel?: DataParallelRank;
 }
 
 /** Files of the source model directory copied into every checkpoint and export. */
@@ -136,32 +144,77 @@ export async function saveCheckpoint(
   options: SaveOptions = {},
 ): Promise<string> {
   const dtype = options.dtype ?? 'bf16';
+  const dp = options.dataParallel;
+  const main = !dp || dp.main;
+  const sharded = dp !== undefined && dp.distributed && model.processGroupInfo?.zero1 === true;
   const root = join(runDir, 'checkpoints');
   const final = join(root, stepName(step));
-  const temporary = join(root, `.tmp-${stepName(step)}-${process.pid}`);
-  await rm(temporary, { recursive: true, force: true });
-  await mkdir(join(temporary, TRAINER_DIR), { recursive: true });
+  // Every rank writes into rank 0's temporary folder, named by rank 0's pid (for the stale-folder sweep).
+  const [owner = process.pid] = dp ? await dp.sum([dp.main ? process.pid : 0]) : [process.pid];
+  const temporary = join(root, `.tmp-${stepName(step)}-${owner}`);
+  const trainerDir = join(temporary, TRAINER_DIR);
   const shard = options.maxShardBytes !== undefined ? { maxShardBytes: options.maxShardBytes } : {};
-  try {
-    await writeModelDirectory(model, sourceDir, temporary, { dtype, ...shard });
-    const trainerDir = join(temporary, TRAINER_DIR);
-    // bf16 weights lose the master copy's low bits: keep it for an exact resume.
-    const optimizer = await model.saveOptimizerState(trainerDir, dtype !== 'fp32', shard);
-    await writeFileSynced(
-      join(trainerDir, TRAINER_STATE_FILE),
-      JSON.stringify({ ...trainerState, step, optimizerStep: optimizer.step, optimizerStrategy: options.optimizerStrategy ?? 'adamw', dtype }, null, 2) + '\n',
-    );
-    await syncPath(trainerDir);
-    await syncPath(temporary);
-    await rm(final, { recursive: true, force: true });
-    await rename(temporary, final);
-    await syncPath(root);
-  } catch (error) {
+  // bf16 weights lose the master copy's low bits: keep it for an exact resume.
+  const master = dtype !== 'fp32';
+  let failed: unknown;
+  if (main) {
     await rm(temporary, { recursive: true, force: true });
-    throw error;
+    await mkdir(trainerDir, { recursive: true });
   }
+  await dp?.barrier();
+  let optimizerStep = model.optimizerSteps;
+  try {
+    if (main) await writeModelDirectory(model, sourceDir, temporary, { dtype, ...shard });
+    if (sharded) optimizerStep = (await model.saveOptimizerShard(trainerDir, master, shard)).step;
+    else if (main) optimizerStep = (await model.saveOptimizerState(trainerDir, master, shard)).step;
+  } catch (error) {
+    failed = error;
+  }
+  // The folder is complete only once every rank's shard is: a rank that failed says so here.
+  const [failures = 0] = dp ? await dp.sum([failed === undefined ? 0 : 1]) : [failed === undefined ? 0 : 1];
+  if (failures > 0) {
+    if (main) await rm(temporary, { recursive: true, force: true });
+    throw failed ?? new Error(`saving checkpoint step ${step}: ${failures} other rank(s) could not write their optimiser shard; the previous checkpoint is kept`);
+  }
+  if (main) {
+    try {
+      const info = model.processGroupInfo;
+      const split =
+        sharded && info
+          ? {
+              dataParallel: {
+                worldSize: info.worldSize,
+                zero1: true,
+                flatTotal: info.flatTotal,
+                // Rank r's range of the flattened parameters (named_parameters order), as the shards' metadata says.
+                ranges: Array.from({ length: info.worldSize }, (_, r) => {
+                  const each = Math.ceil(info.flatTotal / info.worldSize);
+                  return [Math.min(info.flatTotal, r * each), Math.min(info.flatTotal, (r + 1) * each)];
+                }),
+              },
+            }
+          : dp?.distributed
+            ? { dataParallel: { worldSize: dp.worldSize, zero1: false } }
+            : {};
+      await writeFileSynced(
+        join(trainerDir, TRAINER_STATE_FILE),
+        JSON.stringify({ ...trainerState, step, optimizerStep, optimizerStrategy: options.optimizerStrategy ?? 'adamw', dtype, ...split }, null, 2) + '\n',
+      );
+      await syncPath(trainerDir);
+      await syncPath(temporary);
+      await rm(final, { recursive: true, force: true });
+      await rename(temporary, final);
+      await syncPath(root);
+    } catch (error) {
+      await rm(temporary, { recursive: true, force: true });
+      failed = error;
+    }
+  }
+  // No rank goes on (or reads the folder) before it is in place.
+  const [renameFailed = 0] = dp ? await dp.sum([failed === undefined ? 0 : 1]) : [failed === undefined ? 0 : 1];
+  if (renameFailed > 0) throw failed ?? new Error(`saving checkpoint step ${step}: rank 0 could not put ${final} in place; the previous checkpoint is kept`);
   const keep = options.keepLast ?? 3;
-  if (keep > 0) {
+  if (keep > 0 && main) {
     const earlier = (await listCheckpoints(runDir)).filter((dir) => checkpointStep(dir) < step);
     for (const dir of earlier.slice(0, Math.max(0, earlier.length - (keep - 1)))) await rm(dir, { recursive: true, force: true });
   }
@@ -270,17 +323,33 @@ export async function verifyCheckpoint(checkpointDir: string): Promise<TrainerSt
   const trainerDir = await trainerDirectory(checkpointDir);
   const single = join(trainerDir, OPTIMIZER_FILE);
   const index = join(trainerDir, `${OPTIMIZER_FILE}.index.json`);
-  if (await exists(single)) await inspectSafetensors(single);
-  else if (await exists(index)) {
+  const inspectSet = async (base: string): Promise<boolean> => {
+    const file = join(trainerDir, `${base}.safetensors`);
+    const setIndex = join(trainerDir, `${base}.safetensors.index.json`);
+    if (await exists(file)) {
+      await inspectSafetensors(file);
+      return true;
+    }
+    if (!(await exists(setIndex))) return false;
     let shards: string[];
     try {
-      const parsed = JSON.parse(await readFile(index, 'utf8')) as { weight_map?: Record<string, string> };
+      const parsed = JSON.parse(await readFile(setIndex, 'utf8')) as { weight_map?: Record<string, string> };
       shards = [...new Set(Object.values(parsed.weight_map ?? {}))];
     } catch (error) {
-      throw new Error(`${index}: ${(error as Error).message}`);
+      throw new Error(`${setIndex}: ${(error as Error).message}`);
     }
     for (const file of shards) await inspectSafetensors(join(trainerDir, file));
-  } else throw new Error(`${trainerDir}: no ${OPTIMIZER_FILE} or ${OPTIMIZER_FILE}.index.json`);
+    return true;
+  };
+  if (await exists(single)) await inspectSafetensors(single);
+  else if (await exists(index)) await inspectSet('optimizer');
+  else {
+    // ZeRO-1 shards: every rank's file of the world that wrote them.
+    const world = (await readdir(trainerDir)).map((n) => /^optimizer-rank0-of-(\d+)\.safetensors/.exec(n)?.[1]).find((w) => w !== undefined);
+    if (world === undefined) throw new Error(`${trainerDir}: no ${OPTIMIZER_FILE}, ${OPTIMIZER_FILE}.index.json or optimizer-rank0-of-N.safetensors`);
+    for (let r = 0; r < Number(world); r++)
+      if (!(await inspectSet(`optimizer-rank${r}-of-${world}`))) throw new Error(`${trainerDir}: optimizer-rank${r}-of-${world}.safetensors is missing (the shards of ${world} ranks are incomplete)`);
+  }
   return state;
 }
 

@@ -36,7 +36,14 @@ export const NOT_APPLICABLE: Readonly<Record<string, string>> = {
   'worker.actor.tau_positive': 'the SAPO loss\'s gate (worker.actor.loss_type=sapo), not built; the PPO clipped loss is used',
   'worker.actor.tau_negative': 'the SAPO loss\'s gate (worker.actor.loss_type=sapo), not built; the PPO clipped loss is used',
   'worker.actor.loss_type': 'only "default" (the PPO clipped objective) is built',
-  'worker.actor.fsdp': 'FSDP sharding, CPU offload and mixed-precision dtypes: one process holds the whole model; the engine keeps fp32 master weights and computes in its own precision',
+  'worker.actor.fsdp.enable_cpu_offload': 'parameters and gradients stay in the engine\'s device memory; trainer.memory_limit_gb plans it',
+  'worker.actor.fsdp.enable_rank0_init': 'every rank loads the checkpoint itself, then rank 0\'s weights are broadcast',
+  'worker.actor.fsdp.use_orig_params': 'a PyTorch FSDP detail: the engine keeps the parameters as they are',
+  'worker.actor.fsdp.torch_dtype': 'the engine keeps fp32 master weights and computes in its own precision',
+  'worker.actor.fsdp.fsdp_size': 'the ZeRO-1 group is every data-parallel rank (trainer.zero1)',
+  'worker.actor.fsdp.mp_param_dtype': 'mixed-precision dtypes of PyTorch FSDP: the engine keeps fp32 master weights and computes in its own precision',
+  'worker.actor.fsdp.mp_reduce_dtype': 'gradients are all-reduced in fp32',
+  'worker.actor.fsdp.mp_buffer_dtype': 'mixed-precision dtypes of PyTorch FSDP: the engine keeps fp32 master weights and computes in its own precision',
   'worker.actor.offload.offload_params': 'FSDP parameter offload: the weights stay on the device the run uses (worker.actor.offload.offload_optimizer moves the optimiser state)',
   'worker.actor.model.tokenizer_path': 'the tokenizer is read from the model directory; only null or the model path is accepted',
   'worker.actor.model.override_config': 'changing the model\'s config.json at load: only {} is accepted',
@@ -97,6 +104,11 @@ export const ALIASES: readonly Alias[] = [
         throw new Error(`worker.reward.score_function "${String(name)}" has no reward here (known: ${Object.entries(SCORE_FUNCTIONS).map(([k, v]) => `${k} = ${v}`).join(', ')}); name a reward in worker.reward.reward_function`);
       return reward;
     },
+  },
+  {
+    from: 'worker.actor.fsdp.enable_full_shard',
+    to: 'trainer.zero1',
+    why: 'FSDP full sharding; the engine shards the optimiser state (ZeRO-1) and keeps whole parameters on every rank',
   },
   { from: 'worker.actor.optim.warmup_style', to: 'worker.actor.optim.lr_scheduler', why: 'the older EasyR1 name' },
   { from: 'worker.actor.optim.lr_scheduler_type', to: 'worker.actor.optim.lr_scheduler', why: 'the newer EasyR1 name' },

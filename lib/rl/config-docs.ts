@@ -85,6 +85,8 @@ export const KEY_DOCS: Readonly<Record<string, string>> = {
   'trainer.find_last_checkpoint': 'Resume from the run directory\'s newest intact checkpoint.',
   'trainer.device': 'cpu or cuda.',
   'trainer.threads': 'Engine CPU threads; null: the machine\'s cores.',
+  'trainer.zero1': 'Data-parallel runs: ZeRO-1, each rank keeps the AdamW moments (and in checkpoints the fp32 master weights) of its own range of the parameters; false: every rank keeps all. EasyR1\'s worker.actor.fsdp.enable_full_shard sets it.',
+  'trainer.bucket_mb': 'Data-parallel runs: MB of gradients per all-reduce bucket (and of parameters per all-gather chunk).',
   'trainer.seed': 'Seed of sampling and the run\'s other randomness.',
   'trainer.max_try_make_batch': 'With online filtering: rollout rounds per step at most before training on what was kept.',
   'trainer.memory_limit_gb': 'Memory the run may use in GiB; null: the machine\'s physical memory.',

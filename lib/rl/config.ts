@@ -257,6 +257,15 @@ const trainerSchema = z
     device: z.enum(['cpu', 'cuda']).default('cpu'),
     /** Engine CPU threads (default: the machine's cores). */
     threads: positiveInt().nullable().default(null),
+    /**
+     * Data-parallel runs (more than one rank): ZeRO-1, each rank keeping the
+     * AdamW moments (and, in checkpoints, the fp32 master weights) of its
+     * own contiguous range of the flattened parameters. false: every rank
+     * keeps all of them.
+     */
+    zero1: z.boolean().default(true),
+    /** Data-parallel runs: the gradient all-reduce's bucket in MB (and the parameter all-gather's chunk). */
+    bucket_mb: z.number().positive().default(25),
     seed: int().default(1),
     /** With algorithm.online_filtering: rollout rounds per step at most before training on what was kept. */
     max_try_make_batch: positiveInt().default(20),

@@ -15,6 +15,7 @@ import type { PreparedRow } from './prompts.js';
 import { sampleCompletions, type Rollout } from './rollout.js';
 import { TrainingRun, type RunOptions, type TrainResult } from './run.js';
 import type { Metrics } from './run-log.js';
+import { combineMetrics } from './data-parallel.js';
 
 export type { TrainResult } from './run.js';
 
@@ -23,6 +24,8 @@ const KL_ESTIMATORS = { low_var_kl: 'low_var_kl', k3: 'k3', kl: 'k1', k1: 'k1', 
 export const AGGREGATIONS = { token: 'token-mean', seq: 'seq-mean-token-mean', 'seq-mean-token-mean': 'seq-mean-token-mean', 'seq-mean-token-sum': 'seq-mean-token-sum' } as const;
 
 interface Experience {
+  /** The group's index among the step's kept groups of every rank (its place in the global batch). */
+  group: number;
   row: PreparedRow;
   rollout: Rollout;
   reward: RewardScores;
@@ -82,19 +85,28 @@ export class GrpoTrainer extends TrainingRun {
     const stepStart = performance.now();
 
     // Rollout and reward, drawing more prompts while groups are filtered out (DAPO), within the retry budget.
+    // Every rank draws the same global prompts and generates and scores its share of whole groups
+    // (prompts r, r + W, ...), so advantages need no communication.
+    const dp = this.dataParallel;
     const wanted = config.data.rollout_batch_size;
     const kept: Experience[][] = [];
+    let keptGlobal = 0;
     let tries = 0;
     let generatedGroups = 0;
     let droppedGroups = 0;
     const rewardsSeen: RewardScores[] = [];
     const rolloutsSeen: { row: PreparedRow; rollout: Rollout }[] = [];
-    while (kept.length < wanted) {
+    while (keptGlobal < wanted) {
       tries++;
-      const rows = this.loader.take(wanted - kept.length);
+      const drawn = this.loader.take(wanted - keptGlobal);
+      const rows = dp.share(drawn);
       const prepared = await time('prepare', () => Promise.all(rows.map((r) => this.prompts.prepare(r))));
       this.throwIfAborted();
-      const sampling = { ...this.sampling(false), seed: hash32('rollout', config.trainer.seed, step, tries) };
+      const sampling = {
+        ...this.sampling(false),
+        seed: hash32('rollout', config.trainer.seed, step, tries),
+        ...(dp.distributed ? { promptIndex: { first: dp.rank, stride: dp.worldSize } } : {}),
+      };
       const rollouts = await time('generation', () =>
         sampleCompletions(this.vlm, prepared, sampling, {
           ...(this.signal ? { signal: this.signal } : {}),
@@ -118,14 +130,22 @@ export class GrpoTrainer extends TrainingRun {
       const keep = config.algorithm.online_filtering
         ? informativeGroups(scores.map((s) => s[config.algorithm.filter_key] ?? s.overall), n, config.algorithm.filter_low, config.algorithm.filter_high)
         : prepared.map(() => true);
-      generatedGroups += prepared.length;
+      // Which of the drawn prompts every rank kept, in the global order: each kept group's place in the global batch.
+      const keptFlags = new Array<number>(drawn.length).fill(0);
+      keep.forEach((k, j) => (keptFlags[dp.globalIndex(j)] = k ? 1 : 0));
+      const globalFlags = await dp.sum(keptFlags);
+      const placeOf = new Map<number, number>();
+      globalFlags.forEach((flag, i) => {
+        if (flag > 0) placeOf.set(i, keptGlobal + placeOf.size);
+      });
+      generatedGroups += drawn.length;
+      droppedGroups += drawn.length - placeOf.size;
       prepared.forEach((row, g) => {
-        if (!keep[g]) {
-          droppedGroups++;
-          return;
-        }
+        if (!keep[g]) return;
+        const group = placeOf.get(dp.globalIndex(g)) as number;
         kept.push(
           Array.from({ length: n }, (_, s) => ({
+            group,
             row,
             rollout: rollouts[g * n + s] as Rollout,
             reward: scores[g * n + s] as RewardScores,
@@ -133,9 +153,10 @@ export class GrpoTrainer extends TrainingRun {
           })),
         );
       });
+      keptGlobal += placeOf.size;
       if (!config.algorithm.online_filtering || tries >= config.trainer.max_try_make_batch) break;
     }
-    if (kept.length === 0) {
+    if (keptGlobal === 0) {
       this.say(`step ${step}: every group was filtered out after ${tries} tries; no update`);
     }
     const experiences = kept.flat();
@@ -146,22 +167,23 @@ export class GrpoTrainer extends TrainingRun {
     if (this.reference) await time('ref_logprobs', () => this.fillLogprobs(experiences, this.reference as Model, 'refLogprobs', step, 'ref_logprobs'));
     this.throwIfAborted();
 
-    const update = await time('update', () => this.update(kept, step));
+    const update = await time('update', () => this.update(kept, keptGlobal, step));
     this.step = step;
 
+    // Timings are the slowest rank's (the step waits for it).
+    const timings = await combineMetrics(dp, {}, { ...timing, 'timing/step': (performance.now() - stepStart) / 1000 });
     const metrics: Metrics = {
-      ...this.rolloutMetrics(rewardsSeen, rolloutsSeen),
+      ...(await this.rolloutMetrics(rewardsSeen, rolloutsSeen)),
       ...update,
       'batch/groups': generatedGroups,
-      'batch/groups_kept': kept.length,
+      'batch/groups_kept': keptGlobal,
       'batch/groups_filtered': droppedGroups,
-      'batch/zero_variance_groups': countZeroVariance(rewardsSeen.map((s) => s.overall), n),
+      'batch/zero_variance_groups': (await dp.sum([countZeroVariance(rewardsSeen.map((s) => s.overall), n)]))[0] as number,
       'training/epoch': this.loader.epoch,
-      ...timing,
-      'timing/step': (performance.now() - stepStart) / 1000,
+      ...timings,
     };
     await this.logMetrics('train', metrics);
-    await this.logSamples(experiences, 'train', config.trainer.train_generations_to_log);
+    if (dp.main) await this.logSamples(experiences, 'train', config.trainer.train_generations_to_log);
     this.checkStall(step, metrics);
   }
 
@@ -190,17 +212,17 @@ export class GrpoTrainer extends TrainingRun {
       );
   }
 
-  private rolloutMetrics(scores: readonly RewardScores[], rollouts: readonly { row: PreparedRow; rollout: Rollout }[]): Metrics {
-    const m: Metrics = {};
-    const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
-    const components = new Set(scores.flatMap((s) => Object.keys(s)));
-    for (const c of components) m[`reward/${c}`] = mean(scores.map((s) => s[c] ?? 0));
-    m['accuracy'] = mean(rollouts.map(({ row, rollout }) => (answersMatch(extractAnswer(rollout.text), parseGroundTruth(row.groundTruth).answer) ? 1 : 0)));
+  /** Means over every rank's rollouts (and the longest response of any). */
+  private async rolloutMetrics(scores: readonly RewardScores[], rollouts: readonly { row: PreparedRow; rollout: Rollout }[]): Promise<Metrics> {
+    const total = (values: number[]): [number, number] => [values.reduce((a, b) => a + b, 0), values.length];
+    const components = [...new Set(scores.flatMap((s) => Object.keys(s)))];
+    const means: Record<string, [number, number]> = {};
+    for (const c of components) means[`reward/${c}`] = total(scores.map((s) => s[c] ?? 0));
+    means['accuracy'] = total(rollouts.map(({ row, rollout }) => (answersMatch(extractAnswer(rollout.text), parseGroundTruth(row.groundTruth).answer) ? 1 : 0)));
     const lengths = rollouts.map((r) => r.rollout.tokens.length);
-    m['response_length/mean'] = mean(lengths);
-    m['response_length/max'] = Math.max(0, ...lengths);
-    m['response_length/clip_ratio'] = mean(rollouts.map((r) => (r.rollout.finishReason === 'length' ? 1 : 0)));
-    return m;
+    means['response_length/mean'] = total(lengths);
+    means['response_length/clip_ratio'] = total(rollouts.map((r) => (r.rollout.finishReason === 'length' ? 1 : 0)));
+    return combineMetrics(this.dataParallel, means, { 'response_length/max': Math.max(0, ...lengths) });
   }
 
   private async fillLogprobs(experiences: Experience[], model: Model, field: 'oldLogprobs' | 'refLogprobs', step: number, phase: 'old_logprobs' | 'ref_logprobs'): Promise<void> {
@@ -220,30 +242,45 @@ export class GrpoTrainer extends TrainingRun {
     }
   }
 
-  private async update(groups: readonly Experience[][], step: number): Promise<Metrics> {
+  /**
+   * The policy update over the step's kept groups, `globalGroups` of them on
+   * every rank together: mini-batch m is the groups whose global place is in
+   * [m G, (m + 1) G) (G = worker.actor.global_batch_size); each rank
+   * computes the gradients of its groups of it, divided by the global
+   * mini-batch's token and sequence counts, and the engine sums them over
+   * the ranks in the optimiser step.
+   */
+  private async update(groups: readonly Experience[][], globalGroups: number, step: number): Promise<Metrics> {
     const { actor, rollout } = this.config.worker;
     const algorithm = this.config.algorithm;
     const model = this.vlm.model;
-    const miniBatches: Experience[][] = [];
-    for (let g = 0; g < groups.length; g += actor.global_batch_size) miniBatches.push(groups.slice(g, g + actor.global_batch_size).flat());
+    const dp = this.dataParallel;
+    const n = rollout.n;
+    const perMiniBatch = actor.global_batch_size;
+    const miniBatchCount = Math.ceil(globalGroups / perMiniBatch);
+    const miniBatches: Experience[][] = Array.from({ length: miniBatchCount }, () => []);
+    for (const group of groups) (miniBatches[Math.floor((group[0] as Experience).group / perMiniBatch)] as Experience[]).push(...group);
+    const globalTokens = await dp.sum(miniBatches.map((batch) => batch.reduce((a, e) => a + e.rollout.tokens.length, 0)));
     const sum: Record<string, number> = {};
     let tokensSeen = 0;
     let optimizerSteps = 0;
     let lr = 0;
     const add = (name: string, value: number, weight = 1) => (sum[name] = (sum[name] ?? 0) + value * weight);
-    const totalMicro = miniBatches.reduce((a, mb) => a + Math.ceil(mb.length / actor.micro_batch_size_per_device_for_update), 0) * actor.ppo_epochs;
+    const micro = actor.micro_batch_size_per_device_for_update;
+    const totalMicro = miniBatches.reduce((a, mb) => a + Math.ceil(mb.length / micro), 0) * actor.ppo_epochs;
     let microDone = 0;
     for (let epoch = 0; epoch < actor.ppo_epochs; epoch++) {
-      for (const batch of miniBatches) {
-        const batchTokens = batch.reduce((a, e) => a + e.rollout.tokens.length, 0);
+      for (const [m, batch] of miniBatches.entries()) {
+        const batchTokens = globalTokens[m] as number;
         if (batchTokens === 0) continue;
+        const batchSequences = Math.min(perMiniBatch, globalGroups - m * perMiniBatch) * n;
         await model.zeroGradients();
         let loss = 0;
-        for (let i = 0; i < batch.length; i += actor.micro_batch_size_per_device_for_update) {
+        for (let i = 0; i < batch.length; i += micro) {
           // An abort abandons the step only while it has changed nothing.
           if (optimizerSteps === 0) this.throwIfAborted();
-          const micro = batch.slice(i, i + actor.micro_batch_size_per_device_for_update);
-          const sequences: TrainSequence[] = micro.map((e) => ({
+          const chunk = batch.slice(i, i + micro);
+          const sequences: TrainSequence[] = chunk.map((e) => ({
             ids: concatIds(e.row.input.ids, e.rollout.tokens),
             promptLength: e.row.input.ids.length,
             ...(e.row.input.images ? { images: e.row.input.images } : {}),
@@ -261,12 +298,12 @@ export class GrpoTrainer extends TrainingRun {
             aggregation: AGGREGATIONS[actor.loss_avg_mode],
             temperature: rollout.temperature || 1,
             batchTokens,
-            batchSequences: batch.length,
+            batchSequences,
             checkpointLayers: actor.model.enable_gradient_checkpointing,
             freezeVision: actor.model.freeze_vision_tower,
             maxSequenceLength: this.config.data.max_prompt_length + this.config.data.max_response_length,
           });
-          const tokens = micro.reduce((a, e) => a + e.rollout.tokens.length, 0);
+          const tokens = chunk.reduce((a, e) => a + e.rollout.tokens.length, 0);
           loss += result.loss;
           add('actor/pg_loss', result.pgLoss);
           add('actor/kl_loss', result.klMean, tokens);
@@ -278,19 +315,26 @@ export class GrpoTrainer extends TrainingRun {
           tokensSeen += tokens;
           this.emit('progress', { step, phase: 'update', done: ++microDone, total: totalMicro });
         }
-        const r = await this.optimizerStep(loss);
+        // Each rank's loss is its share of the mini-batch's: their sum is the mini-batch's loss.
+        const [miniBatchLoss = 0] = await dp.sum([loss]);
+        const r = await this.optimizerStep(miniBatchLoss);
         lr = r.lr;
-        add('actor/grad_norm', r.gradNorm);
-        add('actor/loss', loss);
-        add('actor/skipped_updates', r.skipped ? 1 : 0);
+        add('actor/grad_norm', r.gradNorm / dp.worldSize);
+        add('actor/loss', miniBatchLoss / dp.worldSize);
+        add('actor/skipped_updates', r.skipped ? 1 / dp.worldSize : 0);
         optimizerSteps++;
       }
     }
+    // Sums over ranks: per-token metrics are token-weighted means over every rank's tokens; the
+    // global quantities above were divided by the world size so that their sum is themselves.
+    const names = Object.keys(sum).sort();
+    const [globalTokensSeen = 0, ...totals] = await dp.sum([tokensSeen, ...names.map((k) => sum[k] as number)]);
     const m: Metrics = { 'actor/lr': lr, 'actor/optimizer_steps': optimizerSteps };
-    for (const [k, v] of Object.entries(sum)) {
+    names.forEach((k, i) => {
+      const v = totals[i] as number;
       const perToken = ['actor/kl_loss', 'actor/ppo_kl', 'actor/pg_clipfrac_higher', 'actor/pg_clipfrac_lower', 'actor/pg_clipfrac_dual', 'actor/entropy_loss'].includes(k);
-      m[k] = perToken ? v / Math.max(1, tokensSeen) : k === 'actor/skipped_updates' ? v : v / Math.max(1, optimizerSteps);
-    }
+      m[k] = perToken ? v / Math.max(1, globalTokensSeen) : k === 'actor/skipped_updates' ? Math.round(v) : v / Math.max(1, optimizerSteps);
+    });
     return m;
   }
 

@@ -148,6 +148,8 @@ export interface PlanInput {
   availableBytes?: number;
   /** The optimiser's strategy and placement; the configuration's when absent. */
   optimizer?: OptimizerLayout;
+  /** ZeRO-1 over this many data-parallel ranks: each keeps 1/W of the AdamW moments. Default 1. */
+  zeroRanks?: number;
 }
 
 const GiB = 1024 ** 3;
@@ -206,7 +208,8 @@ export function planMemory(input: PlanInput): MemoryPlan {
   } else {
     optimizerItem('master weights', precision.weights === 'fp32' ? 0 : P * 4, precision.weights === 'fp32' ? 'none: the fp32 weights are the master copy' : 'fp32 copy the optimizer updates (adamw)');
     add('resident', 'gradients', P * 4, 'fp32, kept between steps');
-    optimizerItem('AdamW moments', 2 * P * 4, 'm and v, fp32 (adamw)');
+    const zeroRanks = Math.max(1, input.zeroRanks ?? 1);
+    optimizerItem('AdamW moments', 2 * Math.ceil(P / zeroRanks) * 4, zeroRanks > 1 ? `m and v, fp32, this rank's 1/${zeroRanks} (ZeRO-1)` : 'm and v, fp32 (adamw)');
   }
   if (offloaded) add('resident', 'offload staging', OFFLOAD_STAGING_BYTES, 'two chunks of the optimizer state in flight (worker.actor.offload.offload_optimizer)');
   add('resident', 'reference model', klActive ? weightsBytes : 0, klActive ? `frozen copy for the KL term (kl_coef ${config.algorithm.kl_coef})` : 'not loaded: no KL term');

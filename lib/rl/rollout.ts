@@ -16,6 +16,8 @@ export interface Sampling {
   seed: number;
   /** Sequences decoded at once. */
   maxBatch: number;
+  /** The prompts' places in the global batch a data-parallel rank takes its share of (see GenerateOptions.promptIndex). */
+  promptIndex?: { first: number; stride: number };
 }
 
 export interface Rollout {
@@ -60,6 +62,7 @@ export async function sampleCompletions(vlm: VisionLanguageModel, prompts: reado
       topK: Math.max(0, sampling.topK),
       maxNewTokens: sampling.maxNewTokens,
       seed: sampling.seed,
+      ...(sampling.promptIndex ? { promptIndex: sampling.promptIndex } : {}),
       maxBatch: sampling.maxBatch,
       stopTokenIds: stopIds,
       ...(onToken ? { onToken } : {}),

@@ -25,6 +25,8 @@ import { learningRate } from './schedule.js';
 import { StepGuard } from './step-guard.js';
 import { configToYaml, configurationNotes, imageSizeNote, runDirectory, type TrainConfig } from './config.js';
 import { evaluatePolicy } from './evaluate.js';
+import type { ProcessGroup } from '../distributed/process-group.js';
+import { DataParallelRank } from './data-parallel.js';
 import { DataLoader, loadRows, type LoaderState, type TrainingRow } from './loader.js';
 import { formatMemoryPlan, planMemory, type MemoryPlan } from './memory-plan.js';
 import { PromptBuilder, saveRowImage, type PreparedRow } from './prompts.js';
@@ -76,6 +78,14 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Rewards by name for `worker.reward.reward_function` (default: the built-in registry). */
   rewards?: { create(name: string, options?: Record<string, unknown>): BatchReward; has(name: string): boolean };
+  /**
+   * Train data-parallel over this process group (a ProcessGroup of the
+   * addon, made by every rank): each rank trains on its share of every
+   * global batch, gradients are summed over the ranks, rank 0 writes the
+   * logs and the model files, every rank its optimiser shard (ZeRO-1, see
+   * trainer.zero1).
+   */
+  processGroup?: ProcessGroup;
 }
 
 /** Skipped optimiser steps in a row (non-finite loss or gradient norm) after which a run stops. */
@@ -90,6 +100,8 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   protected valRows: TrainingRow[] = [];
   protected step = 0;
   protected totalSteps = 0;
+  /** This process's rank (a world of one without a process group). */
+  protected dataParallel = DataParallelRank.alone();
   /** The model directory the run started from (its tokenizer and config travel with every checkpoint). */
   protected sourceDir: string;
   protected resumedFrom: string | undefined;
@@ -124,29 +136,50 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   protected abstract optimizerStepsPerStep(): number;
 
   protected say(message: string): void {
-    this.emit('log', message);
+    // Every rank says the same things; rank 0 speaks for them.
+    if (this.dataParallel.main) this.emit('log', message);
   }
 
+  /**
+   * The signal the work inside a step watches. Data-parallel ranks leave
+   * their steps whole (a rank stopping mid-step would leave the others in a
+   * collective) and stop together at a step boundary (stopRequested).
+   */
   protected get signal(): AbortSignal | undefined {
-    return this.options.signal;
+    return this.dataParallel.distributed ? undefined : this.options.signal;
+  }
+
+  /** Whether the run was asked to stop; on every rank alike, when any rank was asked. */
+  private async stopRequested(): Promise<boolean> {
+    const asked = this.options.signal?.aborted === true;
+    if (!this.dataParallel.distributed) return asked;
+    return ((await this.dataParallel.max([asked ? 1 : 0]))[0] ?? 0) > 0;
   }
 
   /** Loads data and the policy (resuming when the run directory has a checkpoint), writes the effective configuration. */
   protected async setUp(): Promise<void> {
     const { config } = this;
+    const main = (this.options.processGroup?.rank ?? 0) === 0;
     await mkdir(this.dir, { recursive: true });
-    for (const dir of await removeStaleTemporaries(this.dir)) this.say(`removed ${dir}, left by a save that was killed`);
-    const resumeDir = await this.findResumePoint();
-    if (resumeDir === undefined) await this.refuseOccupiedDirectory();
-    await writeFile(join(this.dir, 'config.yaml'), configToYaml(config));
-    for (const note of configurationNotes(config)) this.say(note);
-    this.log = await RunLog.open(this.dir, { tensorboard: config.trainer.logger.includes('tensorboard'), file: config.trainer.logger.includes('file') });
+    if (main) for (const dir of await removeStaleTemporaries(this.dir)) this.say(`removed ${dir}, left by a save that was killed`);
+    const resumeDir = await this.findResumePoint(main);
+    if (resumeDir === undefined && main) await this.refuseOccupiedDirectory();
+    if (main) await writeFile(join(this.dir, 'config.yaml'), configToYaml(config));
+    // Only rank 0 logs: the others' metrics are combined into its lines.
+    this.log = await RunLog.open(this.dir, main ? { tensorboard: config.trainer.logger.includes('tensorboard'), file: config.trainer.logger.includes('file') } : { tensorboard: false, file: false });
     const modelDir = resumeDir ?? this.sourceDir;
-    this.say(`loading ${modelDir}`);
     this.vlm = await VisionLanguageModel.load(modelDir, {
       device: config.trainer.device,
       ...(config.trainer.threads !== null ? { threads: config.trainer.threads } : {}),
     });
+    if (this.options.processGroup !== undefined) {
+      // Before the optimiser state is restored: with ZeRO-1 each rank reads its own range of it.
+      await this.vlm.model.attachProcessGroup({ processGroup: this.options.processGroup, zero1: config.trainer.zero1, bucketBytes: config.trainer.bucket_mb * 1024 * 1024 });
+      this.dataParallel = DataParallelRank.of(this.vlm.model);
+      this.checkDivisible();
+    }
+    for (const note of configurationNotes(config)) this.say(note);
+    this.say(`loaded ${modelDir}${this.dataParallel.distributed ? `; rank ${this.dataParallel.rank} of ${this.dataParallel.worldSize}${config.trainer.zero1 ? ', ZeRO-1' : ''}` : ''}`);
     this.say(imageSizeNote(config));
     this.prompts = new PromptBuilder(this.vlm, {
       promptKey: config.data.prompt_key,
@@ -163,7 +196,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
       this.step = state.step;
       this.resumedFrom = resumeDir;
       // Steps logged after this checkpoint are repeated from here on.
-      const dropped = await this.log.dropAfter(state.step);
+      const dropped = this.dataParallel.main ? await this.log.dropAfter(state.step) : 0;
       this.say(`resumed from ${resumeDir} at step ${state.step}${dropped > 0 ? ` (dropped ${dropped} log lines of later steps)` : ''}`);
     }
     this.loader = state ? DataLoader.restore(train, state.loader, config.data.shuffle) : new DataLoader(train, config.data.seed, config.data.shuffle);
@@ -203,7 +236,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     };
     const validate = this.valRows.length > 0 && trainer.val_freq !== 0;
     if (validate && trainer.val_before_train && this.step === 0) await this.validate();
-    if (this.signal?.aborted) {
+    if (await this.stopRequested()) {
       this.say(`stopped before step ${this.step + 1}`);
       return result(lastCheckpoint, true);
     }
@@ -217,12 +250,13 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
         return stop(error.message, loaderAtStart);
       }
       const last = this.step === this.totalSteps;
-      if (validate && trainer.val_freq > 0 && (this.step % trainer.val_freq === 0 || last) && !this.signal?.aborted) await this.validate();
+      const stopping = await this.stopRequested();
+      if (validate && trainer.val_freq > 0 && (this.step % trainer.val_freq === 0 || last) && !stopping) await this.validate();
       if ((trainer.save_freq > 0 && this.step % trainer.save_freq === 0) || last) {
         lastCheckpoint = await this.saveCheckpoint();
         savedStep = this.step;
       }
-      if (this.signal?.aborted) return stop(`aborted after step ${this.step}`);
+      if (stopping) return stop(`aborted after step ${this.step}`);
     }
     return result(lastCheckpoint);
   }
@@ -292,11 +326,12 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     if (this.signal?.aborted) return evaluation.metrics;
     this.lastValidation = evaluation.metrics;
     await this.logMetrics('val', evaluation.metrics);
-    await this.log.samples(
-      await Promise.all(
-        evaluation.samples.slice(0, this.config.trainer.val_generations_to_log).map((s, index) => this.sampleRecord(s.row, s.rollout, s.reward, 'val', index)),
-      ),
-    );
+    if (this.dataParallel.main)
+      await this.log.samples(
+        await Promise.all(
+          evaluation.samples.slice(0, this.config.trainer.val_generations_to_log).map((s, index) => this.sampleRecord(s.row, s.rollout, s.reward, 'val', index)),
+        ),
+      );
     return evaluation.metrics;
   }
 
@@ -326,7 +361,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
    * is intact; a damaged newer one is renamed damaged-step-N (kept, not
    * deleted) with a warning, and the previous one is used.
    */
-  private async findResumePoint(): Promise<string | undefined> {
+  private async findResumePoint(main: boolean): Promise<string | undefined> {
     const { trainer } = this.config;
     if (trainer.load_checkpoint_path !== null) {
       const dir = resolve(trainer.load_checkpoint_path);
@@ -346,6 +381,8 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
         await verifyCheckpoint(dir);
         return dir;
       } catch (error) {
+        // Rank 0 moves a damaged checkpoint aside; the others pass over it (or find it gone).
+        if (!main) continue;
         const aside = join(dir, '..', `damaged-${dir.split(/[\\/]/).pop() ?? ''}`);
         await rename(dir, aside);
         const next = candidates[i + 1];
@@ -408,13 +445,16 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
     const datasetBytes = this.loader.rows.reduce((a, r) => a + imageBytes(r), 0) + this.valRows.reduce((a, r) => a + imageBytes(r), 0);
     const config = referenceModel ? this.config : { ...this.config, algorithm: { ...this.config.algorithm, kl_coef: 0 } };
     // A resumed run already holds its AdamW moments (fp32 m and v), which the plan counts as an item of their own.
-    const restoredMoments = this.vlm.model.optimizerSteps > 0 ? 2 * 4 * this.vlm.model.parameterCount : 0;
+    const info = this.vlm.model.processGroupInfo;
+    const zeroRanks = info?.zero1 ? info.worldSize : 1;
+    const restoredMoments = this.vlm.model.optimizerSteps > 0 ? 2 * 4 * Math.ceil(this.vlm.model.parameterCount / zeroRanks) : 0;
     const plan = planMemory({
       config,
       model: this.vlm.model.config,
       datasetBytes,
       promptTokens: await this.longestPromptTokens(),
       processRssBytes: process.memoryUsage().rss - restoredMoments,
+      zeroRanks,
     });
     this.say(formatMemoryPlan(plan));
     if (!plan.fits && !this.config.trainer.ignore_memory_plan)
@@ -452,6 +492,7 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
       dtype: this.config.trainer.save_dtype,
       keepLast: this.config.trainer.save_limit,
       optimizerStrategy: this.config.worker.actor.optim.strategy,
+      dataParallel: this.dataParallel,
     });
     this.emit('checkpoint', { step: this.step, dir });
     this.say(`saved ${dir}`);
@@ -459,8 +500,20 @@ export abstract class TrainingRun extends EventEmitter<TrainerEvents> {
   }
 
   protected async logMetrics(split: Split, metrics: Metrics): Promise<void> {
-    await this.log.metrics(this.step, split, metrics);
+    if (this.dataParallel.main) await this.log.metrics(this.step, split, metrics);
     this.emit('metrics', { step: this.step, split, metrics });
+  }
+
+  /** EasyR1's rule: the global batches split evenly over the ranks. */
+  private checkDivisible(): void {
+    const world = this.dataParallel.worldSize;
+    const a = this.config.worker.actor;
+    const sizes: [string, number][] =
+      this.kind === 'grpo'
+        ? [['data.rollout_batch_size', this.config.data.rollout_batch_size], ['worker.actor.global_batch_size', a.global_batch_size]]
+        : [['worker.actor.global_batch_size', a.global_batch_size]];
+    for (const [key, value] of sizes)
+      if (value % world !== 0) throw new Error(`${key}=${value} does not split evenly over ${world} data-parallel ranks: make it a multiple of ${world}`);
   }
 
   async dispose(): Promise<void> {
@@ -524,3 +577,4 @@ export async function readRunState(checkpointDir: string): Promise<RunState> {
   const state = await readTrainerState(checkpointDir);
   return checkRunState(state, checkpointDir, state['kind'] as 'grpo' | 'sft');
 }
+

@@ -33,9 +33,11 @@ export class SftTrainer extends TrainingRun {
 
   protected async trainStep(): Promise<void> {
     const { actor } = this.config.worker;
+    const dp = this.dataParallel;
     const step = this.step + 1;
     const t0 = performance.now();
-    const rows = this.loader.take(actor.global_batch_size);
+    // The global batch, the same on every rank; this rank trains on its share.
+    const rows = dp.share(this.loader.take(actor.global_batch_size));
     const endOfTurn = this.vlm.tokenizer.tokenToId('<|im_end|>');
     const sequences: TrainSequence[] = [];
     for (const row of rows) {
@@ -55,7 +57,8 @@ export class SftTrainer extends TrainingRun {
         advantage: 0,
       });
     }
-    const batchTokens = sequences.reduce((a, s) => a + s.ids.length - s.promptLength, 0);
+    // Each rank's loss is divided by the global batch's token count, so the summed gradients are the global batch's.
+    const [batchTokens = 0] = await dp.sum([sequences.reduce((a, s) => a + s.ids.length - s.promptLength, 0)]);
     await this.vlm.model.zeroGradients();
     let loss = 0;
     const micro = actor.micro_batch_size_per_device_for_update;
@@ -64,7 +67,7 @@ export class SftTrainer extends TrainingRun {
       const result = await this.vlm.model.trainGradients(sequences.slice(i, i + micro), {
         objective: 'sft',
         batchTokens,
-        batchSequences: sequences.length,
+        batchSequences: actor.global_batch_size,
         checkpointLayers: actor.model.enable_gradient_checkpointing,
         freezeVision: actor.model.freeze_vision_tower,
         maxSequenceLength: this.config.data.max_prompt_length + this.config.data.max_response_length,
@@ -72,17 +75,18 @@ export class SftTrainer extends TrainingRun {
       loss += result.loss;
       this.emit('progress', { step, phase: 'update', done: Math.min(i + micro, sequences.length), total: sequences.length });
     }
-    const r = await this.optimizerStep(loss);
+    const [globalLoss = 0, tokensSeen = 0] = await dp.sum([loss, sequences.reduce((a, s) => a + s.ids.length, 0)]);
+    const r = await this.optimizerStep(globalLoss);
     this.step = step;
-    const seconds = (performance.now() - t0) / 1000;
+    const [seconds = 0] = await dp.max([(performance.now() - t0) / 1000]);
     await this.logMetrics('train', {
-      'sft/loss': loss,
+      'sft/loss': globalLoss,
       'actor/grad_norm': r.gradNorm,
       'actor/lr': r.lr,
       'training/epoch': this.loader.epoch,
       'timing/update': seconds,
       'timing/step': seconds,
-      'perf/tokens_per_second': sequences.reduce((a, s) => a + s.ids.length, 0) / seconds,
+      'perf/tokens_per_second': tokensSeen / seconds,
     });
   }
 }

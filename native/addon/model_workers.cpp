@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "addon/exports.h"
+#include "addon/process_group.h"
 #include "addon/promise_worker.h"
 #include "addon/typed_arrays.h"
 #include "engine/safetensors.h"
@@ -142,6 +143,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("saveOptimizerState", &NativeModel::SaveOptimizerState),
                         InstanceMethod("restoreOptimizerState", &NativeModel::RestoreOptimizerState),
                         InstanceMethod("setOptimizerState", &NativeModel::SetOptimizerState),
+                        InstanceMethod("attachProcessGroup", &NativeModel::AttachProcessGroup),
+                        InstanceMethod("reduceScalars", &NativeModel::ReduceScalars),
+                        InstanceMethod("barrier", &NativeModel::Barrier),
+                        InstanceMethod("saveOptimizerShard", &NativeModel::SaveOptimizerShard),
                         InstanceMethod("dispose", &NativeModel::Dispose)});
   }
 
@@ -289,6 +294,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     options->max_new_tokens = integer_field(o, "maxNewTokens", fn);
     options->max_batch = integer_field(o, "maxBatch", fn);
     options->seed = uint64_t(integer_field(o, "seed", fn));
+    options->first_prompt_index = integer_field(o, "firstPromptIndex", fn);
+    options->prompt_index_stride = integer_field(o, "promptIndexStride", fn);
+    if (options->first_prompt_index < 0 || options->prompt_index_stride < 1)
+      throw Napi::RangeError::New(info.Env(), "generate: firstPromptIndex must be >= 0 and promptIndexStride >= 1");
     options->sampling.greedy = boolean_field(o, "greedy", fn);
     options->sampling.temperature = number_field(o, "temperature", fn);
     options->sampling.top_k = integer_field(o, "topK", fn);
@@ -640,6 +649,85 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           });
         },
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+  }
+
+  // attachProcessGroup({processGroup?, zero1, bucketBytes}) -> {rank, worldSize, backend, zero1, flatTotal,
+  // shardBegin, shardEnd}: data-parallel training over the group (none: a
+  // world of one). Every rank calls it, before the first optimiser step.
+  Napi::Value AttachProcessGroup(const Napi::CallbackInfo& info) {
+    const char* fn = "attachProcessGroup";
+    Napi::Object o = options_object(info, fn);
+    const Napi::Value group = o.Get("processGroup");
+    std::shared_ptr<dist::Communicator> comm = group.IsUndefined() || group.IsNull()
+                                                   ? std::shared_ptr<dist::Communicator>(dist::make_single_process_communicator())
+                                                   : communicator_of(group, fn);
+    model::DataParallelOptions options;
+    options.zero1 = boolean_field(o, "zero1", fn);
+    options.bucket_bytes = integer_field(o, "bucketBytes", fn);
+    if (options.bucket_bytes < 4) throw Napi::RangeError::New(info.Env(), "attachProcessGroup: `bucketBytes` must be >= 4");
+    auto handle = handle_;
+    return Run(
+        info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& m) { m.attach_communicator(comm, options); }); },
+        [=](Napi::Env env) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(env);
+          const dist::ShardSplit& split = handle->model->shard_split();
+          out.Set("rank", comm->rank());
+          out.Set("worldSize", comm->world_size());
+          out.Set("backend", comm->backend_name());
+          out.Set("zero1", handle->model->zero1_active());
+          out.Set("flatTotal", double(split.total));
+          out.Set("shardBegin", double(split.begin(comm->rank())));
+          out.Set("shardEnd", double(split.end(comm->rank())));
+          return out;
+        });
+  }
+
+  // reduceScalars({values: Float64Array, op: "sum" | "max" | "min"}) -> Float64Array, the same bits on every rank.
+  Napi::Value ReduceScalars(const Napi::CallbackInfo& info) {
+    const char* fn = "reduceScalars";
+    Napi::Object o = options_object(info, fn);
+    auto values = std::make_shared<std::vector<double>>(copy_typed_array<double>(o, "values", fn));
+    const std::string op_name = string_field(o, "op", fn);
+    dist::ReduceOp op;
+    if (op_name == "sum") op = dist::ReduceOp::Sum;
+    else if (op_name == "max") op = dist::ReduceOp::Max;
+    else if (op_name == "min") op = dist::ReduceOp::Min;
+    else throw Napi::TypeError::New(info.Env(), "reduceScalars: `op` must be \"sum\", \"max\" or \"min\"");
+    auto handle = handle_;
+    return Run(
+        info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& m) { *values = m.reduce_scalars(*values, op); }); },
+        [=](Napi::Env env) -> Napi::Value { return to_typed_array(env, *values); });
+  }
+
+  Napi::Value Barrier(const Napi::CallbackInfo& info) {
+    auto handle = handle_;
+    return Run(info.Env(), [=]() { return guarded(handle, [&](model::Qwen25VL& m) { m.barrier(); }); },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+  }
+
+  // saveOptimizerShard({dir, master, maxShardBytes, bufferBytes}) -> {files, totalSize, step}: ZeRO-1, this rank's range.
+  Napi::Value SaveOptimizerShard(const Napi::CallbackInfo& info) {
+    const char* fn = "saveOptimizerShard";
+    Napi::Object o = options_object(info, fn);
+    const std::string dir = dir_of(o, fn);
+    const bool master = boolean_field(o, "master", fn);
+    SafetensorsWriteOptions options = write_options(o, fn);
+    auto written = std::make_shared<WrittenSet>();
+    auto step = std::make_shared<int64_t>(0);
+    auto handle = handle_;
+    return Run(
+        info.Env(),
+        [=]() {
+          return guarded(handle, [&](model::Qwen25VL& m) {
+            *written = m.save_optimizer_shard(dir, master, options);
+            *step = m.optimizer_steps();
+          });
+        },
+        [=](Napi::Env env) -> Napi::Value {
+          Napi::Object out = written_to_js(env, *written).As<Napi::Object>();
+          out.Set("step", double(*step));
+          return out;
+        });
   }
 
   // cancel(call): aborts one generate or logprobs call, waiting or running;

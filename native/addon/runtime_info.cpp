@@ -3,6 +3,7 @@
 #include "backend/cuda/cublas.h"
 #include "backend/cuda/device.h"
 #include "backend/cpu/gemm.h"
+#include "distributed/process_group.h"
 #include "engine/thread_pool.h"
 #include "model/image_cache.h"
 #include "model/vision.h"
@@ -45,6 +46,17 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   result.Set("threads", default_thread_pool().size());
   result.Set("cpuIsa", cpu::instruction_set());
   result.Set("cuda", cuda);
+  const dist::DistributedInfo dist_info = dist::distributed_info();
+  Napi::Object distributed = Napi::Object::New(env);
+  distributed.Set("gloo", dist_info.gloo);
+  if (!dist_info.gloo) distributed.Set("glooReason", dist_info.gloo_reason);
+  Napi::Object nccl = Napi::Object::New(env);
+  nccl.Set("compiled", dist_info.nccl_compiled);
+  nccl.Set("library", dist_info.nccl_library);
+  if (dist_info.nccl_compiled) nccl.Set("found", dist_info.nccl_error.empty());
+  if (!dist_info.nccl_error.empty()) nccl.Set("error", dist_info.nccl_error);
+  distributed.Set("nccl", nccl);
+  result.Set("distributed", distributed);
   return result;
 }
 

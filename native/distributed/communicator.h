@@ -6,6 +6,7 @@
 // same counts, in the same order. A rank that does not arrive within the
 // group's timeout makes the call throw std::runtime_error naming the ranks
 // that were waited for, never hang.
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,6 +33,10 @@ class Communicator {
   // In place: every rank ends with root's values.
   virtual void broadcast(float* data, int64_t count, int root) = 0;
   virtual void barrier() = 0;
+
+  // How long one collective waits for the other ranks before it throws.
+  virtual std::chrono::milliseconds timeout() const = 0;
+  virtual void set_timeout(std::chrono::milliseconds timeout) = 0;
 };
 
 // The world of one process: every collective is the identity.

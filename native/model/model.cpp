@@ -8,6 +8,7 @@
 #include "model/checkpoint.h"
 #include "model/decoder.h"
 #include "backend/sampling_rule.h"
+#include "model/optimizer_shards.h"
 
 namespace st::model {
 
@@ -313,7 +314,10 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
           const size_t index = admitted[i] * size_t(options.samples) + size_t(s);
           completions[index].prompt = int64_t(admitted[i]);
           completions[index].sample = s;
-          fresh.push_back({index, cache.fork(prompt_seq), deltas[i], sampling::sequence_seed(options.seed, index)});
+          const uint64_t stream =
+              uint64_t(options.first_prompt_index + int64_t(admitted[i]) * options.prompt_index_stride) *
+                  uint64_t(options.samples) + uint64_t(s);
+          fresh.push_back({index, cache.fork(prompt_seq), deltas[i], sampling::sequence_seed(options.seed, stream)});
           row_of.push_back(i);
         }
         cache.release(prompt_seq);  // its blocks live on in the samples' forks
@@ -375,43 +379,155 @@ bool Freeze::trainable(const std::string& name) const {
   return !language;
 }
 
+std::vector<dist::FlatPiece> Qwen25VL::pieces_of(Weights& arrays) {
+  std::vector<std::pair<float*, int64_t>> list;
+  for (auto& [name, array] : named_parameters(arrays)) list.emplace_back(array->get().f32("a data-parallel array"), array->size());
+  return dist::flat_pieces(list);
+}
+
+void Qwen25VL::attach_communicator(std::shared_ptr<dist::Communicator> comm, const DataParallelOptions& options) {
+  if (!comm) throw std::invalid_argument("attach_communicator: no communicator");
+  if (optimizer_step_count_ > 0 || adam_m_ || shard_m_.get())
+    throw std::logic_error("attach a process group before the first optimizer step, not after");
+  if (options.bucket_bytes < int64_t(sizeof(float)))
+    throw std::invalid_argument("attach_communicator: bucket_bytes must be at least 4");
+  comm_ = std::move(comm);
+  dp_options_ = options;
+  int64_t total = 0;
+  for (auto& [name, array] : named_parameters(weights_)) total += array->size();
+  split_ = dist::split_evenly(total, comm_->world_size());
+  try {
+    check_data_parallel_layout();
+  } catch (...) {
+    comm_.reset();
+    throw;
+  }
+  if (comm_->world_size() > 1) {
+    // Every rank loaded the same files; the broadcast makes "the same" exact.
+    weights_changed();
+    for (auto& [name, array] : named_parameters(weights_)) comm_->broadcast(array->get().f32("a weight"), array->size(), 0);
+  }
+}
+
+std::vector<double> Qwen25VL::reduce_scalars(const std::vector<double>& values, dist::ReduceOp op) {
+  if (!comm_) return values;
+  return dist::all_reduce_doubles(*backend_, *comm_, values, op);
+}
+
+void Qwen25VL::barrier() {
+  if (comm_) comm_->barrier();
+}
+
 double Qwen25VL::gradient_norm(const Freeze& freeze) {
   if (!grads_) return 0.0;
   double total = 0.0;
-  for (auto& [name, array] : named_parameters(*grads_))
-    if (freeze.trainable(name)) total += backend_->sum_squares(array->get(), array->size());
-  return std::sqrt(total);
+  const auto named = named_parameters(*grads_);
+  if (!comm_ || comm_->world_size() == 1) {
+    for (auto& [name, array] : named)
+      if (freeze.trainable(name)) total += backend_->sum_squares(array->get(), array->size());
+    return std::sqrt(total);
+  }
+  // Each rank sums the squares of its own range (the gradients are already
+  // reduced, so every rank could sum them all; splitting the work by range
+  // gives ZeRO-1 and the replicated optimiser the same bits).
+  const std::vector<dist::FlatPiece> pieces = pieces_of(*grads_);
+  const int rank = comm_->rank();
+  for (size_t i = 0; i < pieces.size(); ++i)
+    if (freeze.trainable(named[i].first))
+      dist::for_each_overlap(std::vector<dist::FlatPiece>{pieces[i]}, split_.begin(rank), split_.end(rank),
+                             [&](const dist::FlatPiece& p, int64_t first, int64_t count) {
+                               total += backend_->sum_squares(p.data + first, count);
+                             });
+  return std::sqrt(dist::all_reduce_doubles(*backend_, *comm_, {total}, dist::ReduceOp::Sum)[0]);
 }
 
 double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_grad_norm, const Freeze& freeze) {
+  // A data-parallel rank with no sequences in a mini-batch still takes part
+  // in its collectives, with zero gradients.
+  if (!grads_ && comm_ && comm_->world_size() > 1) grads_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
   if (!grads_) throw std::logic_error("optimizer_step before any gradients were accumulated");
+  const auto named_grads = named_parameters(*grads_);
+  if (comm_ && comm_->world_size() > 1) {
+    // Frozen parameters have no gradient to reduce.
+    std::vector<std::pair<float*, int64_t>> trainable;
+    for (auto& [name, array] : named_grads)
+      if (freeze.trainable(name)) trainable.emplace_back(array->get().f32("a gradient"), array->size());
+    dist::all_reduce_arrays(*backend_, *comm_, trainable, dp_options_.bucket_bytes / int64_t(sizeof(float)));
+  }
   const double norm = gradient_norm(freeze);
   if (!std::isfinite(norm)) return norm;
-  if (!adam_m_) allocate_optimizer_state();
+  allocate_optimizer_state();
   const float scale = float(max_grad_norm > 0 ? train::clip_coefficient(norm, max_grad_norm) : 1.0);
   ++optimizer_step_count_;
   weights_changed();
-  auto p = named_parameters(weights_), g = named_parameters(*grads_), m = named_parameters(*adam_m_),
-       v = named_parameters(*adam_v_);
+  auto p = named_parameters(weights_);
+  if (zero1_active()) {
+    // AdamW is elementwise: updating a range gives the bits the whole-array
+    // step gives there. (ZeRO-1 runs strategy adamw on fp32 storage only:
+    // check_data_parallel_layout.)
+    const int rank = comm_->rank();
+    const int64_t begin = split_.begin(rank), end = split_.end(rank);
+    const std::vector<dist::FlatPiece> wp = pieces_of(weights_), gp = pieces_of(*grads_);
+    for (size_t i = 0; i < wp.size(); ++i) {
+      if (!freeze.trainable(p[i].first)) continue;
+      dist::for_each_overlap(std::vector<dist::FlatPiece>{wp[i]}, begin, end,
+                             [&](const dist::FlatPiece& w, int64_t first, int64_t count) {
+                               const int64_t at = w.offset + first - begin;
+                               backend_->adamw(w.data + first, gp[i].data + first, shard_m_.get() + at,
+                                               shard_v_.get() + at, count, optimizer_step_count_, scale, options);
+                             });
+    }
+    dist::all_gather_ranges(*backend_, *comm_, wp, split_, dp_options_.bucket_bytes / int64_t(sizeof(float)));
+    return norm;
+  }
+  auto m = named_parameters(*adam_m_), v = named_parameters(*adam_v_);
   std::vector<std::pair<std::string, DeviceArray*>> c;
   if (kahan_c_) c = named_parameters(*kahan_c_);
   for (size_t i = 0; i < p.size(); ++i)
     if (freeze.trainable(p[i].first))
-      train::apply_optimizer_step(*backend_, optimizer_config_, p[i].second->get(), g[i].second->get(),
+      train::apply_optimizer_step(*backend_, optimizer_config_, p[i].second->get(), named_grads[i].second->get(),
                                   m[i].second->get(), v[i].second->get(), c.empty() ? DevicePtr() : c[i].second->get(),
                                   p[i].second->size(), optimizer_step_count_, scale, options);
   return norm;
 }
 
 void Qwen25VL::configure_optimizer(const train::OptimizerConfig& config) {
-  if (adam_m_ && (config.strategy != optimizer_config_.strategy || config.offload != optimizer_config_.offload))
+  if ((adam_m_ || shard_m_.get()) &&
+      (config.strategy != optimizer_config_.strategy || config.offload != optimizer_config_.offload))
     throw std::invalid_argument("the optimizer state is " + train::describe(optimizer_config_) +
                                 "; it cannot be continued as " + train::describe(config) +
                                 " (resume with the worker.actor.optim.strategy and offload the state was made with)");
   optimizer_config_ = config;
+  check_data_parallel_layout();
+}
+
+void Qwen25VL::check_data_parallel_layout() const {
+  if (!comm_ || comm_->world_size() <= 1) return;
+  // The collectives move fp32 arrays; bf16 storage (CUDA's default) and the
+  // bf16 optimiser state are single-process only for now.
+  if (backend_->storage() != Storage::F32)
+    throw std::invalid_argument(std::string("data-parallel training needs fp32 storage; this ") + backend_->name() +
+                                " backend stores " + storage_name(backend_->storage()) +
+                                " (load the model with dtype fp32)");
+  if (dp_options_.zero1 &&
+      (optimizer_config_.strategy != train::OptimizerStrategy::AdamW || optimizer_config_.offload))
+    throw std::invalid_argument("ZeRO-1 (trainer.zero1) shards the adamw optimiser on the device; " +
+                                train::describe(optimizer_config_) +
+                                " is not sharded: set trainer.zero1=false or worker.actor.optim.strategy=adamw "
+                                "without offload");
 }
 
 void Qwen25VL::allocate_optimizer_state() {
+  if (zero1_active()) {
+    const int64_t n = split_.end(comm_->rank()) - split_.begin(comm_->rank());
+    if (shard_m_.get() || n == 0) return;
+    shard_m_ = DeviceArray(*backend_, n);
+    shard_v_ = DeviceArray(*backend_, n);
+    backend_->fill(shard_m_.get(), 0.0f, n);
+    backend_->fill(shard_v_.get(), 0.0f, n);
+    return;
+  }
+  if (adam_m_) return;
   const bool host = optimizer_config_.offload;
   // adamw: fp32 moments. adamw_bf16: moments and compensation in the
   // backend's storage type (bf16 on CUDA; fp32 holding bf16 values on the CPU).
@@ -420,6 +536,28 @@ void Qwen25VL::allocate_optimizer_state() {
   adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
   adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
   if (bf16) kahan_c_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
+}
+
+Weights Qwen25VL::gather_moments(DeviceArray& shard) {
+  Weights full = zeros_like(*backend_, weights_, Storage::F32);
+  const std::vector<dist::FlatPiece> pieces = pieces_of(full);
+  const int rank = comm_->rank();
+  const int64_t begin = split_.begin(rank);
+  if (shard.get())
+    dist::for_each_overlap(pieces, begin, split_.end(rank), [&](const dist::FlatPiece& p, int64_t first, int64_t count) {
+      backend_->copy(p.data + first, shard.get() + (p.offset + first - begin), count);
+    });
+  dist::all_gather_ranges(*backend_, *comm_, pieces, split_, dp_options_.bucket_bytes / int64_t(sizeof(float)));
+  return full;
+}
+
+void Qwen25VL::keep_own_range(Weights& full, DeviceArray& shard) {
+  const int rank = comm_->rank();
+  const int64_t begin = split_.begin(rank);
+  dist::for_each_overlap(pieces_of(full), begin, split_.end(rank),
+                         [&](const dist::FlatPiece& p, int64_t first, int64_t count) {
+                           backend_->copy(shard.get() + (p.offset + first - begin), p.data + first, count);
+                         });
 }
 
 std::vector<std::pair<std::string, std::vector<float>>> Qwen25VL::host_copy(Weights& arrays) {
@@ -467,6 +605,17 @@ void Qwen25VL::optimizer_state(std::vector<std::pair<std::string, std::vector<fl
                                std::vector<std::pair<std::string, std::vector<float>>>* v) {
   m->clear();
   v->clear();
+  if (zero1_active()) {
+    // Collective: every rank gathers the full moments (a full copy, for checks).
+    const bool any =
+        dist::all_reduce_doubles(*backend_, *comm_, {optimizer_step_count_ > 0 || shard_m_.get() ? 1.0 : 0.0},
+                                 dist::ReduceOp::Max)[0] > 0;
+    if (!any) return;
+    Weights full_m = gather_moments(shard_m_), full_v = gather_moments(shard_v_);
+    *m = host_copy(full_m);
+    *v = host_copy(full_v);
+    return;
+  }
   if (!adam_m_) return;
   *m = host_copy(*adam_m_);
   *v = host_copy(*adam_v_);
@@ -474,9 +623,19 @@ void Qwen25VL::optimizer_state(std::vector<std::pair<std::string, std::vector<fl
 
 void Qwen25VL::set_optimizer_state(const std::vector<std::pair<std::string, std::vector<float>>>& m,
                                    const std::vector<std::pair<std::string, std::vector<float>>>& v, int64_t step) {
-  if (!adam_m_) allocate_optimizer_state();
-  upload_named(*adam_m_, m, "set_optimizer_state (m)");
-  upload_named(*adam_v_, v, "set_optimizer_state (v)");
+  allocate_optimizer_state();
+  if (zero1_active()) {
+    Weights full_m = zeros_like(*backend_, weights_, Storage::F32), full_v = zeros_like(*backend_, weights_, Storage::F32);
+    upload_named(full_m, m, "set_optimizer_state (m)");
+    upload_named(full_v, v, "set_optimizer_state (v)");
+    if (shard_m_.get()) {
+      keep_own_range(full_m, shard_m_);
+      keep_own_range(full_v, shard_v_);
+    }
+  } else {
+    upload_named(*adam_m_, m, "set_optimizer_state (m)");
+    upload_named(*adam_v_, v, "set_optimizer_state (v)");
+  }
   optimizer_step_count_ = step;
 }
 
@@ -492,11 +651,42 @@ WrittenSet Qwen25VL::save_optimizer_state(const std::string& dir, bool with_mast
 
 void Qwen25VL::restore_optimizer_state(const std::string& dir, int64_t step) {
   if (step < 0) throw std::invalid_argument("restore_optimizer_state: negative step " + std::to_string(step));
-  if (!adam_m_ && optimizer_files_hold_moments(dir)) allocate_optimizer_state();
+  const bool sharded_layout = optimizer_config_.strategy == train::OptimizerStrategy::AdamW &&
+                              !optimizer_config_.offload && backend_->storage() == Storage::F32;
+  if (!sharded_layout) {
+    // adamw_bf16 and offloaded state: the single-process layout, which
+    // records and checks the strategy.
+    if (!adam_m_ && optimizer_files_hold_moments(dir)) allocate_optimizer_state();
+    weights_changed();  // the master copy, when saved, replaces the weights
+    model::restore_optimizer_state(*backend_, weights_, adam_m_.get(), adam_v_.get(), dir, optimizer_config_.strategy,
+                                   kahan_c_.get());
+    optimizer_step_count_ = step;
+    return;
+  }
+  if (optimizer_dir_holds_moments(dir)) allocate_optimizer_state();
   weights_changed();  // the master copy, when saved, replaces the weights
-  model::restore_optimizer_state(*backend_, weights_, adam_m_.get(), adam_v_.get(), dir, optimizer_config_.strategy,
-                                 kahan_c_.get());
+  FlatTargets targets;
+  targets.weights = pieces_of(weights_);
+  for (auto& [name, array] : named_parameters(weights_)) targets.names.push_back(name);
+  for (const dist::FlatPiece& p : targets.weights) targets.total += p.size;
+  if (zero1_active()) {
+    // This rank's range only; a rank whose range is empty reads the master copy alone.
+    const int64_t begin = split_.begin(comm_->rank());
+    targets.m = {{shard_m_.get().f32("ZeRO-1 moments"), begin, shard_m_.size()}};
+    targets.v = {{shard_v_.get().f32("ZeRO-1 moments"), begin, shard_v_.size()}};
+  } else if (adam_m_) {
+    targets.m = pieces_of(*adam_m_);
+    targets.v = pieces_of(*adam_v_);
+  }
+  restore_flat_optimizer_state(*backend_, dir, targets);
   optimizer_step_count_ = step;
+}
+
+WrittenSet Qwen25VL::save_optimizer_shard(const std::string& dir, bool with_master,
+                                          const SafetensorsWriteOptions& options) {
+  if (!zero1_active()) throw std::logic_error("save_optimizer_shard without ZeRO-1 (world size > 1)");
+  return model::save_optimizer_shard(*backend_, pieces_of(weights_), &shard_m_, &shard_v_, split_, comm_->rank(), dir,
+                                     with_master, options);
 }
 
 }  // namespace st::model

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "distributed/communicator.h"
+#include "distributed/data_parallel.h"
 #include "engine/safetensors_writer.h"
 #include "model/config.h"
 #include "model/image_cache.h"
@@ -35,6 +37,10 @@ struct GenerateOptions {
   int64_t max_new_tokens = 256;
   std::vector<int32_t> stop_token_ids;
   uint64_t seed = 0;
+  // Prompt p's index in the batch its random streams follow: first + p *
+  // stride. A data-parallel rank that takes prompts r, r + W, ... of a batch
+  // passes (r, W) and draws the completions the whole batch would.
+  int64_t first_prompt_index = 0, prompt_index_stride = 1;
   int64_t max_batch = 64;  // sequences decoded together
   bool keep_step_logits = false;
 };
@@ -63,6 +69,17 @@ struct Freeze {
   bool trainable(const std::string& name) const;
 };
 
+// How a model attached to a process group trains (world size > 1).
+struct DataParallelOptions {
+  // ZeRO-1: each rank keeps the AdamW moments of its range of the flattened
+  // parameters only (distributed/data_parallel.h), updates that range, and
+  // the ranges are all-gathered after the step. Off: every rank keeps all
+  // moments and takes the whole step itself.
+  bool zero1 = true;
+  // The gradient all-reduce's bucket, and the parameter all-gather's chunk.
+  int64_t bucket_bytes = int64_t(25) << 20;
+};
+
 class Qwen25VL {
  public:
   // image_cache_bytes: budget of the image-feature cache (0: off).
@@ -89,6 +106,22 @@ class Qwen25VL {
 
   std::vector<Completion> generate(const std::vector<Prompt>& prompts, const GenerateOptions& options,
                                    const GenerateControl& control);
+
+  // Data parallelism: every later optimizer_step() sums the gradients over
+  // the group's ranks first (the trainer divides each rank's loss by the
+  // global batch's counts, so the sum is the global batch's gradient), and
+  // rank 0's weights are broadcast now so every rank starts from the same
+  // ones. Before the first optimiser step only.
+  void attach_communicator(std::shared_ptr<dist::Communicator> comm, const DataParallelOptions& options);
+  // The attached group (null when none): its rank and world size.
+  dist::Communicator* communicator() { return comm_.get(); }
+  bool zero1_active() const { return comm_ && comm_->world_size() > 1 && dp_options_.zero1; }
+  const dist::ShardSplit& shard_split() const { return split_; }
+  // Values combined over the group (identical bits on every rank); the
+  // values themselves without a group.
+  std::vector<double> reduce_scalars(const std::vector<double>& values, dist::ReduceOp op);
+  // A barrier over the group (nothing without one).
+  void barrier();
 
   // Training: adds the batch's gradients to the model's gradient buffers
   // (allocated on first use) and returns the loss, log-probs and metrics.
@@ -125,9 +158,20 @@ class Qwen25VL {
   WrittenSet save_weights(const std::string& dir, DType dtype, const SafetensorsWriteOptions& options);
   WrittenSet save_optimizer_state(const std::string& dir, bool with_master, const SafetensorsWriteOptions& options);
   void restore_optimizer_state(const std::string& dir, int64_t step);
+  // ZeRO-1: this rank's range of the optimiser state as
+  // <dir>/optimizer-rank<r>-of-<W>.safetensors (model/optimizer_shards.h).
+  WrittenSet save_optimizer_shard(const std::string& dir, bool with_master, const SafetensorsWriteOptions& options);
 
  private:
   std::vector<std::pair<std::string, std::vector<float>>> host_copy(Weights& arrays);
+  // The arrays of `arrays` as pieces of the flattened list.
+  std::vector<dist::FlatPiece> pieces_of(Weights& arrays);
+  // ZeRO-1: the moments' full arrays gathered from every rank's range (a
+  // collective), and the way back (this rank keeps its range).
+  Weights gather_moments(DeviceArray& shard);
+  void keep_own_range(Weights& full, DeviceArray& shard);
+  // Refuses a data-parallel layout the collectives cannot serve yet.
+  void check_data_parallel_layout() const;
   void upload_named(Weights& arrays, const std::vector<std::pair<std::string, std::vector<float>>>& values,
                     const char* what);
   // Vision features of every prompt's images, in backend memory, in the
@@ -146,6 +190,10 @@ class Qwen25VL {
   train::OptimizerConfig optimizer_config_;
   void allocate_optimizer_state();
   int64_t optimizer_step_count_ = 0;
+  std::shared_ptr<dist::Communicator> comm_;
+  DataParallelOptions dp_options_;
+  dist::ShardSplit split_;
+  DeviceArray shard_m_, shard_v_;  // ZeRO-1: the moments of [split_.begin(rank), split_.end(rank))
   int64_t weights_version_ = 0;
   ImageFeatureCache image_cache_;
 };

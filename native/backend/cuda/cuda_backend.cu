@@ -22,6 +22,7 @@
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/device.h"
 #include "backend/cuda/kernels.cuh"
+#include "distributed/local_device.h"
 
 namespace st {
 namespace {
@@ -462,13 +463,12 @@ std::unique_ptr<Backend> make_cuda_backend(Storage storage) {
   const cuda::RuntimeInfo& info = cuda::runtime_info();
   if (!info.unavailable_reason.empty())
     throw std::runtime_error("the CUDA backend is unavailable: " + info.unavailable_reason);
-  int device = -1;
+  std::vector<int> usable;
   for (const cuda::DeviceInfo& d : info.devices)
-    if (d.usable) {
-      device = d.index;
-      break;
-    }
-  if (device < 0) throw std::runtime_error("the CUDA backend is unavailable: no usable device");
+    if (d.usable) usable.push_back(d.index);
+  if (usable.empty()) throw std::runtime_error("the CUDA backend is unavailable: no usable device");
+  // A launched worker drives its LOCAL_RANK's device, as its NCCL communicator does.
+  const int device = dist::device_for_this_process(usable);
   // TF32 products are opt-in: fp32 by default, as PyTorch does for matmul.
   return std::make_unique<CudaBackend>(device, storage, env_flag("SPATIALTHINKER_CUDA_TF32"),
                                        env_flag("SPATIALTHINKER_CUDA_SYNC"));
