@@ -107,8 +107,25 @@ function buildHost() {
     if (publishing) fail(`${note}; a published linux-x64 prebuild must have it: build with SPATIALTHINKER_CUDA=ON`);
     console.warn(`prebuild: warning: ${note}; the prebuild is CPU-only`);
   }
+  checkNoGlooDependency(file);
   const out = place(file, host);
   console.log(`prebuild: ${host}: ${out} (CUDA ${info.cuda ? `sm_${info.architectures.split(',').join(', sm_')}` : 'not built'}; CPU kernels chosen at run time, ${info.cpuIsa} here)`);
+}
+
+/**
+ * Gloo (multi-process CPU groups) is a shared library the engine links when
+ * libgloo-dev is installed at build time; a prebuild linked to it does not
+ * load where libgloo.so.0 is missing (most machines), and npm install then
+ * falls back to compiling. Publishing refuses such a prebuild: build it with
+ * SPATIALTHINKER_GLOO=OFF (CPU process groups then need a source build).
+ */
+function checkNoGlooDependency(file) {
+  // The dynamic section's NEEDED names live in .dynstr as plain strings.
+  if (!readFileSync(file).includes('libgloo.so.')) return;
+  const note = `${file} needs libgloo.so.0 at run time (it was built where libgloo-dev is installed)`;
+  if (process.env.npm_command === 'publish')
+    fail(`${note}; a published prebuild must load without it: rebuild with SPATIALTHINKER_GLOO=OFF`);
+  console.warn(`prebuild: warning: ${note}; where it is missing, npm install compiles the engine instead`);
 }
 
 function buildLinuxArm64() {
