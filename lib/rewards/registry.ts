@@ -1,5 +1,5 @@
 /**
- * Rewards by name. Built-ins (`spatial`, `sparse`, `sparse_scene`) are registered the same way
+ * Rewards by name. Built-ins (`spatial`, `spatial_ungated`, `sparse`, `sparse_scene`) are registered the same way
  * as a user's function; the trainer and `spatialthinker score` look rewards
  * up here.
  */
@@ -74,5 +74,6 @@ export function fromFunction(name: string, fn: RewardFunction): BatchReward {
 /** The registry with the built-in rewards; `register` adds yours. */
 export const rewards = new RewardRegistry()
   .registerFactory('spatial', (options) => new SpatialReward(options as SpatialRewardOptions))
+  .registerFactory('spatial_ungated', (options) => new SpatialReward({ ...(options as SpatialRewardOptions), gated: false }))
   .registerFactory('sparse', () => new SparseReward())
   .registerFactory('sparse_scene', () => new SparseSceneReward());
