@@ -73,7 +73,14 @@ export interface DemoSummary {
   /** The commit the demo ran at (with `+dirty` for uncommitted changes), or null outside a git checkout. */
   commit: string | null;
   command: string;
+  /** Wall-clock seconds per stage. */
   seconds: Record<string, number>;
+  /**
+   * CPU seconds (user + system, all threads) per stage: on a shared machine
+   * the wall clock measures the other processes too; CPU time over the
+   * engine's thread count estimates the wall time of an unloaded one.
+   */
+  cpuSeconds: Record<string, number>;
 }
 
 export interface DemoEvents {
@@ -105,13 +112,17 @@ export class Demo extends EventEmitter<DemoEvents> {
     const o = this.options;
     const out = resolve(o.out);
     const seconds: Record<string, number> = {};
+    const cpuSeconds: Record<string, number> = {};
     const timed = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
       this.emit('stage', name);
       const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
       try {
         return await work();
       } finally {
         seconds[name] = (performance.now() - t0) / 1000;
+        const cpu = process.cpuUsage(cpu0);
+        cpuSeconds[name] = (cpu.user + cpu.system) / 1e6;
       }
     };
     const runOptions = signal ? { signal } : {};
@@ -212,6 +223,7 @@ export class Demo extends EventEmitter<DemoEvents> {
       commit: await gitCommit(),
       command: this.command,
       seconds,
+      cpuSeconds,
     };
     await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 1) + '\n');
     await writeFile(join(out, 'results.md'), resultsMarkdown(summary));

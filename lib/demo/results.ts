@@ -173,7 +173,7 @@ export function resultsMarkdown(summary: DemoSummary): string {
     `- base: ${summary.base.source} (\`model.safetensors\` sha256 \`${summary.base.sha256}\`)`,
     `- seeds: ${summary.options.seeds.join(', ')}; GRPO ${summary.options.grpoSteps} steps x ${summary.options.promptsPerStep} prompts x ${summary.options.samplesPerPrompt} samples; SFT ${summary.options.sftSteps} steps x ${summary.options.sftBatch} rows`,
     `- evaluation: ${summary.options.evalSamples} completions per row at temperature ${summary.options.evalTemperature}`,
-    `- wall time: ${Math.round(Object.values(summary.seconds).reduce((a, b) => a + b, 0))} s`,
+    `- wall time: ${Math.round(Object.values(summary.seconds).reduce((a, b) => a + b, 0))} s; CPU time ${Math.round(Object.values(summary.cpuSeconds ?? {}).reduce((a, b) => a + b, 0))} s (user + system, all threads; on a shared machine the wall time includes waiting for other processes)`,
     '',
   ];
   for (const t of s.tables) {
