@@ -10,6 +10,7 @@
  * seeds and paired differences.
  */
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { VisionLanguageModel } from '../engine/pipeline.js';
@@ -126,6 +127,9 @@ export class Demo extends EventEmitter<DemoEvents> {
       }
     };
     const runOptions = signal ? { signal } : {};
+    const runDirs = ['base-warm-start', ...o.seeds.flatMap((seed) => ARMS.map((arm) => (o.seeds.length > 1 ? `${arm}-seed${seed}` : arm)))];
+    const taken = runDirs.filter((d) => existsSync(join(out, d)));
+    if (taken.length > 0) throw new Error(`${out} already holds a demo run (${taken.slice(0, 3).join(', ')}${taken.length > 3 ? ', ...' : ''}): choose another --out or remove it`);
     await mkdir(out, { recursive: true });
 
     const dataDir = join(out, 'data');
