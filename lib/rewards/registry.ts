@@ -74,6 +74,6 @@ export function fromFunction(name: string, fn: RewardFunction): BatchReward {
 /** The registry with the built-in rewards; `register` adds yours. */
 export const rewards = new RewardRegistry()
   .registerFactory('spatial', (options) => new SpatialReward(options as SpatialRewardOptions))
-  .registerFactory('spatial_ungated', (options) => new SpatialReward({ ...(options as SpatialRewardOptions), gated: false }))
   .registerFactory('sparse', () => new SparseReward())
-  .registerFactory('sparse_scene', () => new SparseSceneReward());
+  .registerFactory('sparse_scene', () => new SparseSceneReward())
+  .registerFactory('spatial_ungated', (options) => new SpatialReward({ ...(options as SpatialRewardOptions), gated: false }));

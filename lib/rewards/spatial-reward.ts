@@ -113,7 +113,12 @@ export class SpatialReward implements BatchReward {
     if (problems.length > 0) {
       const spatial = await this.matchBoxes(problems);
       problems.forEach((problem, k) => {
-        (scores[problem.index] as SpatialScores).spatial = spatial[k] as number;
+        const value = spatial[k] as number;
+        // Degenerate boxes (zero width or height) can map to a CIoU a little
+        // below 0 (-0.05 seen in the fault suite's fuzzing). Behind the accuracy
+        // gate the reference's number is kept; ungated, any garbage completion
+        // reaches the matching, and the reward must stay in [0, 1].
+        (scores[problem.index] as SpatialScores).spatial = this.gated ? value : Math.min(1, Math.max(0, value));
       });
     }
     const w = this.weights;
