@@ -11,6 +11,7 @@
  * records it).
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -165,6 +166,7 @@ export async function pretrainBase(
   const t0 = performance.now();
   const out = resolve(options.out);
   const work = `${out}.work`;
+  if (existsSync(join(work, 'sft'))) throw new Error(`${work} already holds a pretraining run: remove it or choose another --out`);
   const dataDir = join(work, 'data');
   const splits = await writeShapesSplits({ outDir: dataDir, trainRows: options.trainRows, valRows: 32, seed: options.worldSeed, width: o.imageSize, height: o.imageSize });
   hooks.log?.(`pretraining world (seed ${options.worldSeed}): ${splits.train.length} rows in ${dataDir}`);
