@@ -1,11 +1,10 @@
 /**
  * `npx tsx bench/demo-heldout.ts RUN_DIR [--rows 300] [--world-seed 99] [--samples 4]`:
  * re-evaluates a finished demo run's policies (its summary.json) on fresh
- * shapes-world rows from another world seed, and prints per-row paired
- * differences (mean ± standard error) of accuracy and box CIoU: each GRPO
- * policy against the SFT start, and dense against sparse per seed and over
- * the seeds. The demo's own held-out split is 100 rows; this is the check
- * that its gains are not that split's noise.
+ * shapes-world rows from another world seed (more rows, another sampling
+ * seed than the demo's own second-world evaluation), and prints the demo's
+ * paired differences (dense − sparse, dense − SFT, gated − ungated) on
+ * them: per seed, mean ± SE over seeds, and the SE over rows.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +13,8 @@ import { parseArgs } from 'node:util';
 import { Demo, readSummary, type PolicyResult } from '../lib/demo/demo.js';
 import { loadRows } from '../lib/rl/loader.js';
 import { writeShapesSplits } from '../lib/shapes/dataset.js';
+import { COMPARISONS } from '../lib/demo/results.js';
+import { formatMeanSe, pairedDifference } from '../lib/demo/statistics.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -30,12 +31,13 @@ const samples = Number(values.samples);
 const summary = await readSummary(runDir);
 const o = summary.options;
 if (worldSeed === o.worldSeed) throw new Error(`--world-seed ${worldSeed} is the run's own world seed: pick another for fresh rows`);
+if (worldSeed === o.secondWorldSeed) throw new Error(`--world-seed ${worldSeed} is the run's second world: pick another for fresh rows`);
 
 const dataDir = mkdtempSync(join(tmpdir(), 'st-heldout-'));
 try {
   await writeShapesSplits({ outDir: dataDir, trainRows: 1, valRows: rowCount, seed: worldSeed, width: o.imageSize, height: o.imageSize });
   const { rows } = await loadRows(join(dataDir, 'val.jsonl'));
-  const label = (r: PolicyResult) => (r.seed === null ? r.policy : `${r.policy}-seed${r.seed}`);
+  const label = (r: PolicyResult) => `${r.policy}-seed${r.seed ?? 'none'}`;
   // The demo's own evaluation, with the run's options (only the sample count may differ).
   const demo = new Demo({ ...o, evalSamples: samples, evalGreedy: false });
   const perRow = new Map<string, { accuracy: Float64Array; ciou: Float64Array }>();
@@ -53,26 +55,21 @@ try {
     console.log(`${label(result).padEnd(20)} accuracy ${m['val/accuracy']?.toFixed(3)}  format ${m['val/format_rate']?.toFixed(3)}  box CIoU ${m['val/ciou']?.toFixed(3)}  answer is an option ${m['val/answer_is_option']?.toFixed(3)}`);
   }
 
-  const meanOf = (labels: string[], key: 'accuracy' | 'ciou') =>
-    rows.map((_, i) => labels.reduce((a, l) => a + ((perRow.get(l) as { accuracy: Float64Array; ciou: Float64Array })[key][i] as number), 0) / labels.length);
-  const paired = (a: number[], b: number[]) => {
-    const d = a.map((v, i) => v - (b[i] as number));
-    const mean = d.reduce((s, v) => s + v, 0) / d.length;
-    const sd = Math.sqrt(d.reduce((s, v) => s + (v - mean) ** 2, 0) / Math.max(1, d.length - 1));
-    return `${mean >= 0 ? '+' : ''}${mean.toFixed(3)} ± ${(sd / Math.sqrt(d.length)).toFixed(3)}`;
-  };
-  const line = (name: string, a: string[], b: string[]) =>
-    console.log(`${name.padEnd(34)} accuracy ${paired(meanOf(a, 'accuracy'), meanOf(b, 'accuracy'))}   CIoU ${paired(meanOf(a, 'ciou'), meanOf(b, 'ciou'))}`);
-  console.log('\nper-row paired differences, mean ± standard error:');
-  const dense = o.seeds.map((s) => `grpo-dense-seed${s}`).filter((l) => perRow.has(l));
-  const sparse = o.seeds.map((s) => `grpo-sparse-seed${s}`).filter((l) => perRow.has(l));
-  for (const l of [...dense, ...sparse]) line(`${l} - sft`, [l], ['sft']);
-  for (const s of o.seeds) if (perRow.has(`grpo-dense-seed${s}`) && perRow.has(`grpo-sparse-seed${s}`)) line(`dense - sparse, seed ${s}`, [`grpo-dense-seed${s}`], [`grpo-sparse-seed${s}`]);
-  if (dense.length > 0 && sparse.length > 0) {
-    line(`dense - sft, mean of ${dense.length} seeds`, dense, ['sft']);
-    line(`sparse - sft, mean of ${sparse.length} seeds`, sparse, ['sft']);
-    line(`dense - sparse, mean of ${dense.length} seeds`, dense, sparse);
-  }
+  // The demo's comparisons, per seed and over its seeds, on these rows.
+  console.log('\npaired differences, mean ± SE over seeds (± SE over rows of the per-row difference):');
+  for (const { name, a, b } of COMPARISONS)
+    for (const metric of ['accuracy', 'ciou'] as const) {
+      const side = (policy: string) => o.seeds.map((s) => perRow.get(`${policy}-seed${s}`)).filter((x) => x !== undefined);
+      const as = side(a);
+      const bs = side(b);
+      if (as.length !== o.seeds.length || bs.length !== o.seeds.length) continue;
+      const pick = (x: { accuracy: Float64Array; ciou: Float64Array }) => {
+        const values = Array.from(x[metric]);
+        return { mean: values.reduce((p, v) => p + v, 0) / values.length, rows: { accuracy: Array.from(x.accuracy), ciou: Array.from(x.ciou), format: [] as number[] } };
+      };
+      const d = pairedDifference(name, 'fresh', metric, as.map(pick), bs.map(pick));
+      console.log(`${`${name} ${metric}`.padEnd(30)} per seed ${d.perSeed.map((v) => v.toFixed(3)).join(', ')}  mean ${formatMeanSe(d.overSeeds, 3, true)}  (SE over rows ${d.overRows.se?.toFixed(3) ?? '-'})`);
+    }
 } finally {
   rmSync(dataDir, { recursive: true, force: true });
 }

@@ -1,12 +1,16 @@
 /**
- * The main job, end to end on a CPU with nothing downloaded (DESIGN.md §6):
- * synthesise a shapes-world train and held-out split, build a tiny
- * Qwen2.5-VL with a tokenizer trained on the corpus, warm-start it by SFT on
- * gold reasoning traces, then run GRPO from that checkpoint twice with the
- * same budget and seeds — dense spatial reward and sparse baseline — and
- * evaluate the SFT start and both policies on the held-out split.
+ * The main job, end to end on a CPU with nothing downloaded (DESIGN.md §6),
+ * as the paper's protocol: one base policy (the shipped pre-trained base, or
+ * with `fromScratch` a random tiny Qwen2.5-VL warm-started here by SFT), and
+ * from it, per seed, four arms with the same data order: SFT on the training
+ * split, GRPO with the sparse reward, GRPO with the dense spatial reward, and
+ * GRPO with the dense reward without its gates (the paper's Table 5
+ * ablation). Every policy is evaluated on the held-out split and on rows of a
+ * second world seed; results.ts turns that into means ± standard errors over
+ * seeds and paired differences.
  */
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { VisionLanguageModel } from '../engine/pipeline.js';
@@ -21,24 +25,63 @@ import type { TrainingRun } from '../rl/run.js';
 import { SftTrainer } from '../rl/sft-trainer.js';
 import { writeShapesSplits } from '../shapes/dataset.js';
 import { writeTinyModelDirectory } from '../engine/tiny-model.js';
-import { DEMO_DEFAULTS, QUICK_DEMO, type DemoOptions } from './options.js';
+import { DEMO_DEFAULTS, QUICK_DEMO, mropeSection, type DemoOptions } from './options.js';
+import { readPretrainManifest, sha256File, shippedBasePath, sftRunConfig } from './pretrain.js';
+import { buildResults, resultsMarkdown, type DemoResults } from './results.js';
+import type { RowValues } from './statistics.js';
+export { mropeSection } from './options.js';
+
+export type Arm = 'sft' | 'grpo-dense' | 'grpo-sparse' | 'grpo-dense-ungated';
+export const ARMS: readonly Arm[] = ['sft', 'grpo-sparse', 'grpo-dense', 'grpo-dense-ungated'];
+/** The reward each GRPO arm trains with (lib/rewards/registry.ts names). */
+export const ARM_REWARD: Readonly<Record<Exclude<Arm, 'sft'>, 'spatial' | 'sparse_scene' | 'spatial_ungated'>> = {
+  'grpo-dense': 'spatial',
+  'grpo-sparse': 'sparse_scene',
+  'grpo-dense-ungated': 'spatial_ungated',
+};
+
+/** The question sets every policy is evaluated on. */
+export type EvalSet = 'held-out' | 'second-world';
+export const EVAL_SETS: readonly EvalSet[] = ['held-out', 'second-world'];
+
+export interface SetEvaluation {
+  /** `val/` metrics (lib/rl/evaluate.ts): accuracy, format_rate, ciou, answer_is_option, per category. */
+  metrics: Record<string, number>;
+  /** Per-row means over the row's completions, in row order: what the paired differences are taken over. */
+  rows: RowValues;
+}
 
 export interface PolicyResult {
-  policy: 'sft' | 'grpo-dense' | 'grpo-sparse';
+  policy: Arm | 'base';
+  /** The arm's seed; null for the base. */
   seed: number | null;
   checkpoint: string;
-  metrics: Record<string, number>;
+  evaluations: Record<EvalSet, SetEvaluation>;
 }
 
 export interface DemoSummary {
   out: string;
   options: DemoOptions;
+  /** The base every arm starts from: its directory, weights hash, and how it was made. */
+  base: { path: string; sha256: string; source: 'shipped' | 'given' | 'from-scratch' };
+  /** Per question set: rows, and the chance rate (the mean over rows of 1 / number of options). */
+  sets: Record<EvalSet, { rows: number; worldSeed: number; chance: number; file: string }>;
   results: PolicyResult[];
-  /** Rows of the summary table (what the report renders at the top). */
+  /** Means ± SE over seeds, paired differences, and the tables results.md and the report show. */
+  statistics: DemoResults;
+  /** One row per evaluated policy and seed (what the report's run table shows). */
   table: Record<string, string | number | null>[];
-  /** Per seed: dense minus SFT, sparse minus SFT, dense minus sparse, on held-out accuracy and CIoU. */
-  gains: { seed: number; denseAccuracy: number; sparseAccuracy: number; denseCiou: number; sparseCiou: number }[];
+  /** The commit the demo ran at (with `+dirty` for uncommitted changes), or null outside a git checkout. */
+  commit: string | null;
+  command: string;
+  /** Wall-clock seconds per stage. */
   seconds: Record<string, number>;
+  /**
+   * CPU seconds (user + system, all threads) per stage: on a shared machine
+   * the wall clock measures the other processes too; CPU time over the
+   * engine's thread count estimates the wall time of an unloaded one.
+   */
+  cpuSeconds: Record<string, number>;
 }
 
 export interface DemoEvents {
@@ -50,12 +93,16 @@ export interface DemoEvents {
 
 export class Demo extends EventEmitter<DemoEvents> {
   readonly options: DemoOptions;
+  /** The command line recorded in summary.json and results.md. */
+  command = 'new Demo(...).run() (the API)';
 
   constructor(options: Partial<DemoOptions> & { quick?: boolean } = {}) {
     super();
     const base = options.quick ? { ...DEMO_DEFAULTS, ...QUICK_DEMO } : DEMO_DEFAULTS;
     const { quick: _quick, ...rest } = options;
     this.options = { ...base, ...rest };
+    if (this.options.worldSeed === this.options.secondWorldSeed)
+      throw new RangeError(`the second world's seed (${this.options.secondWorldSeed}) must differ from the demo world's (${this.options.worldSeed})`);
   }
 
   private say(message: string): void {
@@ -66,69 +113,137 @@ export class Demo extends EventEmitter<DemoEvents> {
     const o = this.options;
     const out = resolve(o.out);
     const seconds: Record<string, number> = {};
+    const cpuSeconds: Record<string, number> = {};
     const timed = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
       this.emit('stage', name);
       const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
       try {
         return await work();
       } finally {
         seconds[name] = (performance.now() - t0) / 1000;
+        const cpu = process.cpuUsage(cpu0);
+        cpuSeconds[name] = (cpu.user + cpu.system) / 1e6;
       }
     };
+    const runOptions = signal ? { signal } : {};
+    const runDirs = ['base-warm-start', ...o.seeds.flatMap((seed) => ARMS.map((arm) => (o.seeds.length > 1 ? `${arm}-seed${seed}` : arm)))];
+    const taken = runDirs.filter((d) => existsSync(join(out, d)));
+    if (taken.length > 0) throw new Error(`${out} already holds a demo run (${taken.slice(0, 3).join(', ')}${taken.length > 3 ? ', ...' : ''}): choose another --out or remove it`);
     await mkdir(out, { recursive: true });
 
     const dataDir = join(out, 'data');
+    const secondDir = join(out, 'data-second-world');
+    const base = await this.resolveBase(dataDir);
     const splits = await timed('data', async () => {
-      const result = await writeShapesSplits({ outDir: dataDir, trainRows: o.trainRows, valRows: o.valRows, seed: o.worldSeed, width: o.imageSize, height: o.imageSize });
-      this.say(`shapes world: ${result.train.length} training and ${result.val.length} held-out questions in ${dataDir}`);
-      return result;
+      const size = { width: o.imageSize, height: o.imageSize };
+      const result = await writeShapesSplits({ outDir: dataDir, trainRows: o.trainRows, valRows: o.valRows, seed: o.worldSeed, ...size });
+      // The second world: only its held-out split is used (one training row is the minimum the writer takes).
+      const second = await writeShapesSplits({ outDir: secondDir, trainRows: 1, valRows: o.secondWorldRows, seed: o.secondWorldSeed, ...size });
+      this.say(`shapes world ${o.worldSeed}: ${result.train.length} training and ${result.val.length} held-out questions in ${dataDir}; world ${o.secondWorldSeed}: ${second.val.length} questions in ${secondDir}`);
+      return { train: result.train, val: result.val, second: second.val };
     });
+    const chance = (rows: readonly { options: string[] }[]) => rows.reduce((a, r) => a + 1 / Math.max(1, r.options.length), 0) / Math.max(1, rows.length);
+    const sets: DemoSummary['sets'] = {
+      'held-out': { rows: splits.val.length, worldSeed: o.worldSeed, chance: chance(splits.val), file: join(dataDir, 'val.jsonl') },
+      'second-world': { rows: splits.second.length, worldSeed: o.secondWorldSeed, chance: chance(splits.second), file: join(secondDir, 'val.jsonl') },
+    };
 
-    const modelDir = join(out, 'model');
-    await timed('model', async () => {
-      const corpus = splits.train.flatMap((r) => [r[o.promptKey], goldTrace(r.answer_option_text)]);
-      const built = await writeTinyModelDirectory(modelDir, {
-        corpus,
-        vocabSize: o.vocabSize,
-        seed: o.modelSeed,
-        text: { hidden: o.hidden, intermediate: o.hidden * 2, layers: o.layers, heads: o.heads, kvHeads: Math.max(1, o.heads / 2), mropeSection: mropeSection(o.hidden / o.heads) },
-        vision: { hidden: o.visionHidden, intermediate: o.visionHidden * 2, depth: o.visionDepth, heads: 2 },
-      });
-      this.say(`tiny model: ${built.modelVocabSize}-token vocabulary, text ${o.hidden} wide x ${o.layers} layers, vision ${o.visionHidden} wide x ${o.visionDepth} blocks, in ${modelDir}`);
-    });
-
-    const sftDir = join(out, 'sft');
-    const sftCheckpoint = await timed('sft', async () => {
-      return this.train(new SftTrainer(this.sftConfig(sftDir, modelDir), signal ? { signal } : {}), 'sft');
-    });
+    const basePath =
+      base.source === 'from-scratch'
+        ? await timed('base', async () => {
+            const modelDir = join(out, 'model');
+            const corpus = splits.train.flatMap((r) => [r[o.promptKey], goldTrace(r.answer_option_text)]);
+            const built = await writeTinyModelDirectory(modelDir, {
+              corpus,
+              vocabSize: o.vocabSize,
+              seed: o.modelSeed,
+              text: { hidden: o.hidden, intermediate: o.hidden * 2, layers: o.layers, heads: o.heads, kvHeads: Math.max(1, o.heads / 2), mropeSection: mropeSection(o.hidden / o.heads) },
+              vision: { hidden: o.visionHidden, intermediate: o.visionHidden * 2, depth: o.visionDepth, heads: 2 },
+            });
+            this.say(`from scratch: ${built.modelVocabSize}-token vocabulary, text ${o.hidden} wide x ${o.layers} layers, vision ${o.visionHidden} wide x ${o.visionDepth} blocks; warm start by SFT for ${o.scratchSteps} steps`);
+            const config = sftRunConfig({
+              runDir: join(out, 'base-warm-start'),
+              modelPath: modelDir,
+              dataDir,
+              seed: o.worldSeed,
+              steps: o.scratchSteps,
+              batch: o.sftBatch,
+              lr: o.scratchLr,
+              valEvery: o.sftValEvery,
+              threads: o.threads,
+              schedule: 'cosine',
+              name: 'the demo from-scratch warm start configuration',
+              promptKey: o.promptKey,
+              imageSize: o.imageSize,
+              maxResponseTokens: o.maxResponseTokens,
+              microBatch: o.microBatch,
+              valDuringTraining: o.valDuringTraining,
+            });
+            return this.train(new SftTrainer(config, runOptions), 'base warm start');
+          })
+        : base.path;
+    const baseHash = await sha256File(join(basePath, 'model.safetensors'));
+    this.say(`base policy: ${basePath} (${base.source}, model.safetensors sha256 ${baseHash.slice(0, 16)}...)`);
 
     const results: PolicyResult[] = [];
     const evaluate = async (policy: PolicyResult['policy'], seed: number | null, checkpoint: string) => {
-      const evaluation = await timed(`eval-${policy}${seed === null ? '' : `-${seed}`}`, () => this.evaluate(checkpoint, join(dataDir, 'val.jsonl'), signal ? { signal } : {}));
-      results.push({ policy, seed, checkpoint, metrics: evaluation.metrics });
-      const m = evaluation.metrics;
-      const greedy = this.options.evalGreedy ? `; greedy: accuracy ${fmt(m['greedy/accuracy'])}, format ${fmt(m['greedy/format_rate'])}, box CIoU ${fmt(m['greedy/ciou'])}` : '';
-      this.say(
-        `${policy}${seed === null ? '' : ` (seed ${seed})`}: held-out accuracy ${fmt(m['val/accuracy'])}, format ${fmt(m['val/format_rate'])}, box CIoU ${fmt(m['val/ciou'])} ` +
-          `(${this.options.evalSamples} samples per row at temperature ${this.options.evalTemperature})${greedy}`,
-      );
+      const evaluations = {} as Record<EvalSet, SetEvaluation>;
+      await timed(`eval-${policy}${seed === null ? '' : `-${seed}`}`, async () => {
+        for (const set of EVAL_SETS) {
+          const evaluation = await this.evaluate(checkpoint, sets[set].file, runOptions);
+          evaluations[set] = { metrics: evaluation.metrics, rows: perRow(evaluation, sets[set].rows) };
+        }
+      });
+      results.push({ policy, seed, checkpoint, evaluations });
+      const line = (set: EvalSet) => {
+        const m = evaluations[set].metrics;
+        return `${set} accuracy ${fmt(m['val/accuracy'])} (chance ${fmt(sets[set].chance)}), format ${fmt(m['val/format_rate'])}, box CIoU ${fmt(m['val/ciou'])}`;
+      };
+      this.say(`${policy}${seed === null ? '' : ` (seed ${seed})`}: ${line('held-out')}; ${line('second-world')} (${o.evalSamples} samples per row at temperature ${o.evalTemperature})`);
     };
-    await evaluate('sft', null, sftCheckpoint);
+    await evaluate('base', null, basePath);
 
     for (const seed of o.seeds) {
-      for (const reward of ['spatial', 'sparse_scene'] as const) {
-        const name = reward === 'spatial' ? 'grpo-dense' : 'grpo-sparse';
-        const runDir = join(out, o.seeds.length > 1 ? `${name}-seed${seed}` : name);
-        const checkpoint = await timed(`${name}-${seed}`, async () => {
-          return this.train(new GrpoTrainer(this.grpoConfig(runDir, sftCheckpoint, seed, reward), signal ? { signal } : {}), `${name} (seed ${seed})`);
+      for (const arm of ARMS) {
+        const runDir = join(out, o.seeds.length > 1 ? `${arm}-seed${seed}` : arm);
+        const checkpoint = await timed(`${arm}-${seed}`, async () => {
+          const trainer = arm === 'sft' ? new SftTrainer(this.sftConfig(runDir, basePath, seed), runOptions) : new GrpoTrainer(this.grpoConfig(runDir, basePath, seed, ARM_REWARD[arm]), runOptions);
+          return this.train(trainer, `${arm} (seed ${seed})`);
         });
-        await evaluate(name, seed, checkpoint);
+        await evaluate(arm, seed, checkpoint);
       }
     }
 
-    const summary = summarise(out, o, results, seconds);
-    await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+    const statistics = buildResults(results, sets, o.seeds);
+    const summary: DemoSummary = {
+      out,
+      options: o,
+      base: { path: basePath, sha256: baseHash, source: base.source },
+      sets,
+      results,
+      statistics,
+      table: runTable(results),
+      commit: await gitCommit(),
+      command: this.command,
+      seconds,
+      cpuSeconds,
+    };
+    await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 1) + '\n');
+    await writeFile(join(out, 'results.md'), resultsMarkdown(summary));
     return summary;
+  }
+
+  /** Which base the arms start from; a given or shipped one must not have seen the demo's worlds. */
+  private async resolveBase(dataDir: string): Promise<{ path: string; source: DemoSummary['base']['source'] }> {
+    const o = this.options;
+    if (o.fromScratch) return { path: join(dataDir, '..', 'model'), source: 'from-scratch' };
+    const path = resolve(o.base ?? shippedBasePath());
+    const manifest = await readPretrainManifest(path);
+    for (const [name, seed] of [['--world-seed', o.worldSeed], ['--second-world-seed', o.secondWorldSeed]] as const)
+      if (manifest.options.worldSeed === seed) throw new RangeError(`${name} ${seed} is the world the base in ${path} was pre-trained on: evaluate on another`);
+    if (manifest.promptKey !== o.promptKey) throw new RangeError(`the base in ${path} was pre-trained on prompt key ${manifest.promptKey}, the demo prompts with ${o.promptKey}`);
+    return { path, source: o.base === undefined ? 'shipped' : 'given' };
   }
 
   /** What SFT and GRPO share: data, batch and model settings, logging. */
@@ -174,12 +289,16 @@ export class Demo extends EventEmitter<DemoEvents> {
     };
   }
 
-  /** The SFT warm start's configuration (validated). */
-  sftConfig(runDir: string, modelPath: string) {
+  /**
+   * The SFT arm from the base (validated): gold traces of the training split
+   * in the seed's data order, `sftSteps` steps of `sftBatch` rows at a
+   * constant `sftLr`.
+   */
+  sftConfig(runDir: string, basePath: string, seed: number) {
     const o = this.options;
     return validateConfig(
-      deepMerge(this.commonConfig(runDir, modelPath, o.worldSeed), {
-        worker: { actor: { global_batch_size: o.sftBatch, optim: { lr: o.sftLr, lr_scheduler: 'cosine', lr_warmup_ratio: 0.05, min_lr_ratio: 0.1 } }, rollout: { n: 2 } },
+      deepMerge(this.commonConfig(runDir, basePath, seed), {
+        worker: { actor: { global_batch_size: o.sftBatch, optim: { lr: o.sftLr } }, rollout: { n: 2 } },
         data: { rollout_batch_size: o.sftBatch },
         trainer: { max_steps: o.sftSteps, val_freq: o.sftValEvery },
       }),
@@ -188,17 +307,20 @@ export class Demo extends EventEmitter<DemoEvents> {
   }
 
   /**
-   * A GRPO run's configuration from a checkpoint, with the dense (`spatial`)
-   * or the outcome-only reward (validated). The outcome-only baseline is
-   * `sparse_scene`, the paper's sparse reward for the four-block format the
-   * SFT start writes: the think/answer `sparse` would score every one of its
-   * completions 0.
+   * A GRPO arm's configuration from the base (validated). The sparse arm is
+   * `sparse_scene`, the paper's outcome-only reward for the four-block format
+   * the base writes (the think/answer `sparse` would score every one of its
+   * completions 0); the ungated arm is `spatial_ungated`, the dense terms
+   * without gates.
    */
-  grpoConfig(runDir: string, checkpoint: string, seed: number, reward: 'spatial' | 'sparse_scene') {
+  grpoConfig(runDir: string, checkpoint: string, seed: number, reward: 'spatial' | 'sparse_scene' | 'spatial_ungated') {
     const o = this.options;
     return validateConfig(
-      deepMerge(this.commonConfig(runDir, checkpoint, seed), { worker: { reward: { reward_function: reward } }, trainer: { max_steps: o.grpoSteps } }),
-      `the demo ${reward === 'spatial' ? 'grpo-dense' : 'grpo-sparse'} configuration`,
+      deepMerge(this.commonConfig(runDir, checkpoint, seed), {
+        worker: { reward: { reward_function: reward, ...(reward === 'spatial_ungated' ? { reward_function_kwargs: { similarity: 'exact' } } : {}) } },
+        trainer: { max_steps: o.grpoSteps },
+      }),
+      `the demo ${reward} GRPO configuration`,
     );
   }
 
@@ -215,7 +337,7 @@ export class Demo extends EventEmitter<DemoEvents> {
   }
 
   /**
-   * Every held-out row: `evalSamples` completions at `evalTemperature` (the
+   * Every row of `valFile`: `evalSamples` completions at `evalTemperature` (the
    * paper's validation decoding), whose means are the `val/` metrics, and with
    * `evalGreedy` a greedy one (`greedy/`). A model this small falls into
    * repetition loops under greedy decoding far more often than when it
@@ -244,70 +366,66 @@ export class Demo extends EventEmitter<DemoEvents> {
   }
 }
 
-/** M-RoPE's split of half the head dimension into temporal, height and width (Qwen: 16/24/24 of 64). */
-export function mropeSection(headDim: number): [number, number, number] {
-  const half = headDim / 2;
-  if (!Number.isInteger(half) || half < 3) throw new RangeError(`head dimension ${headDim} is too small for M-RoPE`);
-  const temporal = Math.floor(half / 4);
-  const height = Math.floor((half - temporal) / 2);
-  return [temporal, height, half - temporal - height];
+/** Per-row means of an evaluation's sampled completions (`rows` rows, in order). */
+function perRow(evaluation: Evaluation, rows: number): RowValues {
+  const sums = { accuracy: new Float64Array(rows), format: new Float64Array(rows), ciou: new Float64Array(rows) };
+  const counts = new Float64Array(rows);
+  for (const s of evaluation.samples) {
+    const i = s.rollout.prompt;
+    counts[i]!++;
+    sums.accuracy[i]! += s.correct ? 1 : 0;
+    sums.format[i]! += s.wellFormed ? 1 : 0;
+    sums.ciou[i]! += s.ciou;
+  }
+  const mean = (a: Float64Array) => Array.from(a, (v, i) => round4(v / Math.max(1, counts[i] as number)));
+  return { accuracy: mean(sums.accuracy), format: mean(sums.format), ciou: mean(sums.ciou) };
 }
 
+const round4 = (v: number) => Math.round(v * 1e4) / 1e4;
 const fmt = (v: number | undefined) => (v === undefined ? '-' : v.toFixed(3));
 
-function summarise(out: string, options: DemoOptions, results: PolicyResult[], seconds: Record<string, number>): DemoSummary {
-  const categories = [...new Set(results.flatMap((r) => Object.keys(r.metrics).filter((k) => k.startsWith('val/accuracy/')).map((k) => k.slice(13))))].sort();
-  const table = results.map((r) => {
-    const row: Record<string, string | number | null> = {
-      policy: r.policy,
-      seed: r.seed,
-      accuracy: round(r.metrics['val/accuracy']),
-      format_rate: round(r.metrics['val/format_rate']),
-      box_ciou: round(r.metrics['val/ciou']),
-      answer_is_option: round(r.metrics['val/answer_is_option']),
-      reward: round(r.metrics['val/reward/overall']),
-    };
-    if (options.evalGreedy) {
-      row['greedy_accuracy'] = round(r.metrics['greedy/accuracy']);
-      row['greedy_format'] = round(r.metrics['greedy/format_rate']);
-      row['greedy_ciou'] = round(r.metrics['greedy/ciou']);
+function runTable(results: readonly PolicyResult[]): Record<string, string | number | null>[] {
+  const rows: Record<string, string | number | null>[] = [];
+  for (const r of results)
+    for (const set of EVAL_SETS) {
+      const m = r.evaluations[set].metrics;
+      rows.push({
+        policy: r.policy,
+        seed: r.seed,
+        set,
+        accuracy: round(m['val/accuracy']),
+        format_rate: round(m['val/format_rate']),
+        box_ciou: round(m['val/ciou']),
+        answer_is_option: round(m['val/answer_is_option']),
+        reward: round(m['val/reward/overall']),
+      });
     }
-    for (const c of categories) row[`acc/${c}`] = round(r.metrics[`val/accuracy/${c}`]);
-    return row;
-  });
-  const sft = results.find((r) => r.policy === 'sft');
-  const gains = options.seeds.map((seed) => {
-    const dense = results.find((r) => r.policy === 'grpo-dense' && r.seed === seed);
-    const sparse = results.find((r) => r.policy === 'grpo-sparse' && r.seed === seed);
-    const d = (x: PolicyResult | undefined, key: string) => (x?.metrics[key] ?? NaN) - (sft?.metrics[key] ?? NaN);
-    return { seed, denseAccuracy: d(dense, 'val/accuracy'), sparseAccuracy: d(sparse, 'val/accuracy'), denseCiou: d(dense, 'val/ciou'), sparseCiou: d(sparse, 'val/ciou') };
-  });
-  return { out, options, results, table, gains, seconds };
+  return rows;
 }
 
 function round(v: number | undefined): number | null {
   return v === undefined ? null : Math.round(v * 1000) / 1000;
 }
 
-/** The summary as a fixed-width table for the console. */
-export function formatSummary(summary: DemoSummary): string {
-  const columns = Object.keys(summary.table[0] ?? {});
-  const cell = (v: unknown) => (v === null || v === undefined ? '-' : typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : String(v));
-  const widths = columns.map((c) => Math.max(c.length, ...summary.table.map((r) => cell(r[c]).length)));
-  const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i] as number)).join('  ');
-  const lines = [line(columns), line(widths.map((w) => '-'.repeat(w))), ...summary.table.map((r) => line(columns.map((c) => cell(r[c]))))];
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-  const g = summary.gains;
-  lines.push(
-    '',
-    `held-out gain over SFT (mean over ${g.length} seed${g.length === 1 ? '' : 's'}): dense accuracy ${signed(mean(g.map((x) => x.denseAccuracy)))}, ` +
-      `sparse accuracy ${signed(mean(g.map((x) => x.sparseAccuracy)))}, dense CIoU ${signed(mean(g.map((x) => x.denseCiou)))}, sparse CIoU ${signed(mean(g.map((x) => x.sparseCiou)))}`,
-  );
-  return lines.join('\n');
+/** HEAD of the checkout this module runs from, `+dirty` when it has uncommitted changes; null when it is not one (an installed package). */
+async function gitCommit(): Promise<string | null> {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const { fileURLToPath } = await import('node:url');
+  const cwd = fileURLToPath(new URL('.', import.meta.url));
+  const run = promisify(execFile);
+  try {
+    const head = (await run('git', ['rev-parse', 'HEAD'], { cwd })).stdout.trim();
+    const status = (await run('git', ['status', '--porcelain', '--untracked-files=no'], { cwd })).stdout.trim();
+    return status ? `${head}+dirty` : head;
+  } catch {
+    return null;
+  }
 }
 
-function signed(v: number): string {
-  return Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${v.toFixed(3)}` : '-';
+/** The console summary: the tables of results.md. */
+export function formatSummary(summary: DemoSummary): string {
+  return summary.statistics.consoleText;
 }
 
 export async function readSummary(dir: string): Promise<DemoSummary> {

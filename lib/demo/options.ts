@@ -14,9 +14,18 @@ export interface DemoOptions {
    * instruction, which is 700 of its 760 prompt tokens on the tiny tokenizer.
    */
   promptKey: 'problem' | 'question_with_options';
+  /** The demo's world: its training split and held-out split. */
   worldSeed: number;
+  /** The second world every policy is also evaluated on (rows of its held-out split). */
+  secondWorldSeed: number;
+  secondWorldRows: number;
+  /** The base model directory the arms start from (default: the shipped assets/demo-base). */
+  base: string | undefined;
+  /** No shipped base: a random tiny model warm-started here by SFT on the training split (`scratchSteps`). */
+  fromScratch: boolean;
+  /** Seed of the random weights (from scratch only). */
   modelSeed: number;
-  /** GRPO seeds: a dense and a sparse run each, from the same SFT checkpoint. */
+  /** Arm seeds: each seed runs the four arms (SFT, sparse, dense, ungated dense) from the same base with the same data order. */
   seeds: number[];
   vocabSize: number;
   hidden: number;
@@ -24,6 +33,10 @@ export interface DemoOptions {
   heads: number;
   visionHidden: number;
   visionDepth: number;
+  /** From scratch: the warm start's SFT steps (batch sftBatch) and peak learning rate (cosine). */
+  scratchSteps: number;
+  scratchLr: number;
+  /** The SFT arm: steps of sftBatch gold traces at a constant sftLr. */
   sftSteps: number;
   sftBatch: number;
   sftLr: number;
@@ -56,6 +69,10 @@ export const DEMO_DEFAULTS: Readonly<DemoOptions> = Object.freeze({
   imageSize: 112,
   promptKey: 'question_with_options',
   worldSeed: 1,
+  secondWorldSeed: 2,
+  secondWorldRows: 100,
+  base: undefined,
+  fromScratch: false,
   modelSeed: 1,
   seeds: [1],
   vocabSize: 1024,
@@ -64,10 +81,12 @@ export const DEMO_DEFAULTS: Readonly<DemoOptions> = Object.freeze({
   heads: 4,
   visionHidden: 32,
   visionDepth: 2,
-  sftSteps: 900,
+  scratchSteps: 900,
+  scratchLr: 4e-3,
+  sftSteps: 20,
   sftBatch: 8,
-  sftLr: 4e-3,
-  sftValEvery: 450,
+  sftLr: 4e-4,
+  sftValEvery: 10,
   grpoSteps: 20,
   promptsPerStep: 8,
   samplesPerPrompt: 8,
@@ -85,6 +104,8 @@ export const DEMO_DEFAULTS: Readonly<DemoOptions> = Object.freeze({
 export const QUICK_DEMO: Partial<DemoOptions> = Object.freeze({
   trainRows: 48,
   valRows: 12,
+  secondWorldRows: 12,
+  fromScratch: true,
   valDuringTraining: 8,
   imageSize: 56,
   hidden: 32,
@@ -93,7 +114,8 @@ export const QUICK_DEMO: Partial<DemoOptions> = Object.freeze({
   visionHidden: 16,
   visionDepth: 1,
   vocabSize: 512,
-  sftSteps: 6,
+  scratchSteps: 6,
+  sftSteps: 2,
   sftBatch: 8,
   sftValEvery: 3,
   grpoSteps: 2,
@@ -103,3 +125,12 @@ export const QUICK_DEMO: Partial<DemoOptions> = Object.freeze({
   valEvery: 2,
   evalSamples: 2,
 });
+
+/** M-RoPE's split of half the head dimension into temporal, height and width (Qwen: 16/24/24 of 64). */
+export function mropeSection(headDim: number): [number, number, number] {
+  const half = headDim / 2;
+  if (!Number.isInteger(half) || half < 3) throw new RangeError(`head dimension ${headDim} is too small for M-RoPE`);
+  const temporal = Math.floor(half / 4);
+  const height = Math.floor((half - temporal) / 2);
+  return [temporal, height, half - temporal - height];
+}

@@ -390,15 +390,41 @@ function heldOutHtml(summary: Record<string, unknown>): string {
   );
 }
 
+/**
+ * A demo's statistics (lib/demo/results.ts): titled tables of means ±
+ * standard errors and paired differences, already formatted, and the
+ * verdict on each of the paper's claims.
+ */
+function statisticsHtml(statistics: unknown): string {
+  if (!isRecord(statistics) || !Array.isArray(statistics['tables'])) return '';
+  const parts: string[] = [];
+  for (const t of statistics['tables']) {
+    if (!isRecord(t) || !Array.isArray(t['columns']) || !Array.isArray(t['rows'])) continue;
+    const columns = t['columns'].map(String);
+    const rows = t['rows'].filter(Array.isArray) as unknown[][];
+    parts.push(
+      `<h3>${escapeHtml(String(t['title'] ?? ''))}</h3>\n<p class="caption">${escapeHtml(String(t['caption'] ?? ''))}</p>\n` +
+        `<div class="wide"><table class="data statistics"><tr>${columns.map((c) => `<th>${escapeHtml(c)}</th>`).join('')}</tr>` +
+        rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(String(c))}</td>`).join('')}</tr>`).join('') +
+        `</table></div>`,
+    );
+  }
+  const verdicts = Array.isArray(statistics['verdicts']) ? statistics['verdicts'].map(String) : [];
+  if (verdicts.length > 0) parts.push(`<h3>The paper's claims here</h3>\n<ul>${verdicts.map((v) => `<li>${escapeHtml(v)}</li>`).join('')}</ul>`);
+  return parts.join('\n');
+}
+
 /** summary.json: the held-out evaluation by policy, its `table` (rows of objects) as an HTML table, the rest as JSON. */
 function summaryHtml(summary: unknown): string {
   if (summary === undefined) return '';
   const parts: string[] = ['<h2>Summary</h2>'];
   let rest: unknown = summary;
   if (isRecord(summary)) {
-    const heldOut = heldOutHtml(summary);
+    const statistics = statisticsHtml(summary['statistics']);
+    if (statistics) parts.push(statistics);
+    const heldOut = statistics ? '' : heldOutHtml(summary);
     if (heldOut) parts.push(heldOut);
-    const { table, ...others } = summary;
+    const { table, statistics: _statistics, ...others } = summary;
     if (Array.isArray(table) && table.every(isRecord)) {
       const rows = table as Record<string, unknown>[];
       const columns = [...new Set(rows.flatMap((row) => Object.keys(row)))];

@@ -1,5 +1,5 @@
 /**
- * Rewards by name. Built-ins (`spatial`, `sparse`, `sparse_scene`) are registered the same way
+ * Rewards by name. Built-ins (`spatial`, `spatial_ungated`, `sparse`, `sparse_scene`) are registered the same way
  * as a user's function; the trainer and `spatialthinker score` look rewards
  * up here.
  */
@@ -75,4 +75,5 @@ export function fromFunction(name: string, fn: RewardFunction): BatchReward {
 export const rewards = new RewardRegistry()
   .registerFactory('spatial', (options) => new SpatialReward(options as SpatialRewardOptions))
   .registerFactory('sparse', () => new SparseReward())
-  .registerFactory('sparse_scene', () => new SparseSceneReward());
+  .registerFactory('sparse_scene', () => new SparseSceneReward())
+  .registerFactory('spatial_ungated', (options) => new SpatialReward({ ...(options as SpatialRewardOptions), gated: false }));

@@ -2,11 +2,16 @@
  * The SpatialThinker dense spatial reward (shared/spec/rewards.md):
  * format gates everything, accuracy gates spatial, and
  * overall = w.format F + w.count C + w.accuracy A + w.spatial S.
+ * `gated: false` is the paper's ablation (Table 5, `spatial_ungated`): the
+ * same four terms summed with no gate, each scored on whatever the
+ * completion holds, so a policy can collect count and spatial reward with a
+ * malformed completion or a wrong answer.
  * A batch is scored with one native call for all of its box matching.
  */
 import { native, type Device } from '../native/binding.js';
 import { groundTruthOutsideImage, parseGroundTruth, type GroundTruth, GroundTruthError } from './ground-truth.js';
 import { labelSimilarity, type LabelSimilarity, type SimilarityName } from './similarity/index.js';
+import { extractScene, isValidObject, listOr } from './scene.js';
 import { answersMatch, checkFormat, countScore, extractAnswer, predictedObjects, type PredictedObject } from './spatial-format.js';
 import { RewardInputError, type BatchReward, type ImageGeometry, type RewardInput, type RewardScores } from './types.js';
 
@@ -33,6 +38,8 @@ export interface SpatialRewardOptions {
   similarity?: SimilarityName | LabelSimilarity;
   /** Where the box matching runs: 'cpu' (default) or 'cuda'. */
   device?: Device;
+  /** The lexicographic gates (default true); false is the ungated ablation. */
+  gated?: boolean;
 }
 
 export interface SpatialScores extends RewardScores {
@@ -54,8 +61,9 @@ interface SpatialProblem {
 }
 
 export class SpatialReward implements BatchReward {
-  readonly name = 'spatial';
+  readonly name: 'spatial' | 'spatial_ungated';
   readonly weights: Readonly<SpatialRewardWeights>;
+  readonly gated: boolean;
   private readonly similarity: LabelSimilarity;
   private readonly device: Device;
 
@@ -63,6 +71,8 @@ export class SpatialReward implements BatchReward {
     this.weights = Object.freeze(validateWeights({ ...DEFAULT_SPATIAL_WEIGHTS, ...options.weights }));
     this.similarity = labelSimilarity(options.similarity ?? 'wordnet');
     this.device = options.device ?? 'cpu';
+    this.gated = options.gated ?? true;
+    this.name = this.gated ? 'spatial' : 'spatial_ungated';
   }
 
   /** Why this input cannot be scored (a malformed ground truth or image size), or undefined. */
@@ -86,6 +96,7 @@ export class SpatialReward implements BatchReward {
       if (invalid !== undefined) throw new RewardInputError(index, invalid);
       const { width, height } = input.image as ImageGeometry;
       const groundTruth = this.groundTruth(input.groundTruth);
+      if (!this.gated) return this.ungatedScores(input.completion, groundTruth, index, width, height, problems);
       const completion = checkFormat(input.completion);
       if (!completion) return { overall: 0, format: 0, count: 0, accuracy: 0, spatial: 0 };
       const count = countScore(completion.scene, groundTruth.scene);
@@ -102,13 +113,38 @@ export class SpatialReward implements BatchReward {
     if (problems.length > 0) {
       const spatial = await this.matchBoxes(problems);
       problems.forEach((problem, k) => {
-        (scores[problem.index] as SpatialScores).spatial = spatial[k] as number;
+        const value = spatial[k] as number;
+        // Degenerate boxes (zero width or height) can map to a CIoU a little
+        // below 0 (-0.05 seen in the fault suite's fuzzing). Behind the accuracy
+        // gate the reference's number is kept; ungated, any garbage completion
+        // reaches the matching, and the reward must stay in [0, 1].
+        (scores[problem.index] as SpatialScores).spatial = this.gated ? value : Math.min(1, Math.max(0, value));
       });
     }
     const w = this.weights;
     for (const s of scores)
       s.overall = w.format * s.format + w.count * s.count + w.accuracy * s.accuracy + w.spatial * s.spatial;
     return scores;
+  }
+
+  /**
+   * The four terms without gates: format as usual; count, accuracy and
+   * spatial from whatever scene and answer blocks the completion has, valid
+   * or not (objects that are not `{id, bbox}` with an ordered finite box are
+   * left out of the matching, as in the gated reward).
+   */
+  private ungatedScores(text: string, groundTruth: GroundTruth, index: number, width: number, height: number, problems: SpatialProblem[]): SpatialScores {
+    const format = checkFormat(text) ? 1 : 0;
+    const scene = extractScene(text);
+    const count = Object.keys(scene).length === 0 ? 0 : countScore(scene, groundTruth.scene);
+    const accuracy = answersMatch(extractAnswer(text), groundTruth.answer) ? 1 : 0;
+    let spatial = 0;
+    if (groundTruth.objects.length === 0 && groundTruth.relationshipCount > 0) spatial = 1;
+    else {
+      const objects = (listOr(scene, 'objects') ?? []).filter(isValidObject) as { id: string; bbox: unknown[] }[];
+      if (objects.length > 0) problems.push({ index, predictions: predictedObjects({ scene, objects }), groundTruth, width, height });
+    }
+    return { overall: 0, format, count, accuracy, spatial };
   }
 
   /**
