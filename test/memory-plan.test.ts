@@ -61,9 +61,16 @@ const runConfig = (overrides: { checkpointing: boolean; micro: number; kl?: numb
   });
 
 t.test('CUDA: planned against the device, in the backend dtype, refused with the switch that fixes it', async (t) => {
-  const ok = planMemory({ config: runConfig({ checkpointing: true, micro: 1 }), model: qwen3b, device: h100 });
+  t.same(
+    planMemory({ config: runConfig({ checkpointing: true, micro: 1 }), model: qwen3b, device: h100 }).precision,
+    process.env['SPATIALTHINKER_CUDA_DTYPE'] === 'fp32' ? { weights: 'fp32', activations: 'fp32' } : { weights: 'bf16', activations: 'bf16' },
+    'by default the plan is in the CUDA backend\'s storage type',
+  );
+  // The rest plans the fp32 storage (SPATIALTHINKER_CUDA_DTYPE=fp32).
+  const fp32 = { weights: 'fp32', activations: 'fp32' } as const;
+  const ok = planMemory({ config: runConfig({ checkpointing: true, micro: 1 }), model: qwen3b, device: h100, precision: fp32 });
   t.equal(ok.availableBytes, h100.totalBytes, 'the device memory, not host RAM');
-  t.same(ok.precision, { weights: 'fp32', activations: 'fp32' }, 'the CUDA backend stores fp32 today');
+  t.same(ok.precision, fp32, 'the precision asked');
   const weights = ok.items.find((i) => i.name === 'weights')?.bytes ?? 0;
   t.ok(Math.abs(weights - 3.75e9 * 4) < 0.05 * 3.75e9 * 4, `fp32 weights of the 3B model (${(weights / 2 ** 30).toFixed(1)} GiB)`);
   t.equal(ok.items.find((i) => i.name === 'runtime')?.bytes, 600 * 2 ** 20, 'what the device uses beside the weights is the runtime');
@@ -71,21 +78,21 @@ t.test('CUDA: planned against the device, in the backend dtype, refused with the
   t.ok(ok.updatePeakBytes > ok.items.filter((i) => i.phase === 'resident').reduce((a, b) => a + b.bytes, 0), 'update adds activations');
   t.match(formatMemoryPlan(ok), /rollout peak[\s\S]*update peak[\s\S]*peak .* of 80\.00 GiB available/);
 
-  const heavy = planMemory({ config: runConfig({ checkpointing: false, micro: 8 }), model: qwen3b, device: h100 });
+  const heavy = planMemory({ config: runConfig({ checkpointing: false, micro: 8 }), model: qwen3b, device: h100, precision: fp32 });
   t.notOk(heavy.fits, 'every layer of 8 x 3072 tokens kept does not fit in 80 GiB');
   t.match(heavy.messages[0], /the update needs .* but GPU 0 \(H100\).*largest: activations/);
   t.match(heavy.messages[0], /worker\.actor\.model\.enable_gradient_checkpointing=true/);
   t.match(heavy.messages[0], /worker\.actor\.micro_batch_size_per_device_for_update/);
-  const checkpointed = planMemory({ config: runConfig({ checkpointing: true, micro: 8 }), model: qwen3b, device: h100 });
+  const checkpointed = planMemory({ config: runConfig({ checkpointing: true, micro: 8 }), model: qwen3b, device: h100, precision: fp32 });
   const activations = (p: typeof heavy) => p.items.find((i) => i.name === 'activations')?.bytes ?? 0;
   t.ok(activations(checkpointed) < activations(heavy) / 4, 'checkpointing keeps a fraction of the activations');
 
-  const withKl = planMemory({ config: runConfig({ checkpointing: true, micro: 1, kl: 0.01 }), model: qwen3b, device: h100 });
+  const withKl = planMemory({ config: runConfig({ checkpointing: true, micro: 1, kl: 0.01 }), model: qwen3b, device: h100, precision: fp32 });
   t.notOk(withKl.fits, 'a fp32 reference model on top does not fit in 80 GiB');
   t.match(withKl.messages.join('\n'), /algorithm\.kl_coef=0/);
 
   const small: DeviceMemory = { ...h100, name: 'GPU 0 (40 GB)', totalBytes: 40 * 2 ** 30, freeBytes: 40 * 2 ** 30 - fp32Weights - 600 * 2 ** 20 };
-  const tooBig = planMemory({ config: runConfig({ checkpointing: true, micro: 1, kl: 0.01 }), model: qwen3b, device: small });
+  const tooBig = planMemory({ config: runConfig({ checkpointing: true, micro: 1, kl: 0.01 }), model: qwen3b, device: small, precision: fp32 });
   t.notOk(tooBig.fits, 'fp32 weights, gradients and moments of 3B exceed 40 GiB');
   t.match(tooBig.messages[0], /worker\.actor\.offload\.offload_optimizer=true .*resident state alone/);
   t.match(tooBig.messages[0], /algorithm\.kl_coef=0/);

@@ -47,8 +47,12 @@ export interface BackendPrecision {
 export function backendPrecision(backend: 'cpu' | 'cuda'): BackendPrecision {
   switch (backend) {
     case 'cpu':
-    case 'cuda':
       return { weights: 'fp32', activations: 'fp32' };
+    case 'cuda':
+      // The CUDA backend's storage default (native: SPATIALTHINKER_CUDA_DTYPE, else bf16).
+      return process.env['SPATIALTHINKER_CUDA_DTYPE'] === 'fp32'
+        ? { weights: 'fp32', activations: 'fp32' }
+        : { weights: 'bf16', activations: 'bf16' };
   }
 }
 
