@@ -15,6 +15,9 @@
  * (and of host pointers never reaching a kernel), not of a GPU's timing.
  */
 import t from 'tap';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Model } from '../lib/engine/model.js';
 import { native } from '../lib/native/binding.js';
 import { runOp } from '../lib/native/testing.js';
 import { rng } from './helpers.js';
@@ -89,4 +92,50 @@ t.test('the offloaded step streams through chunks and equals the resident step',
       t.ok(same(offloaded.outputs[name], resident.outputs[name]), `${op}, ${dtype} storage: ${name} offloaded = resident on CUDA`);
     }
   }
+});
+
+// adamw over bf16 storage keeps an fp32 master copy: the update runs on it and
+// the bf16 weights are its rounding. Steps of about a quarter of a bf16 ulp
+// vanish when rounded straight into bf16 weights (no master), so after ten of
+// them such weights would still be where they started, while the CPU's fp32
+// weights moved by ~2.5 ulp. With the master copy the CUDA weights follow the
+// CPU's to within their own rounding (and the bf16 forward's gradient noise,
+// which Adam's normalised step mostly removes).
+const FIXTURES = resolve('..', 'shared', 'fixtures', 'qwen25vl-tiny');
+const CHECKPOINT = join(FIXTURES, 'checkpoint');
+const noFixtures = existsSync(CHECKPOINT) ? false : `the golden fixtures are not at ${CHECKPOINT}`;
+t.test('adamw on bf16 weights updates an fp32 master copy: sub-ulp steps accumulate as on the CPU', { skip: skip || noFixtures }, async (t) => {
+  const steps = 10;
+  const lr = 3e-5;
+  const run = async (device: 'cpu' | 'cuda') => {
+    const model = await Model.load(CHECKPOINT, device === 'cuda' ? { device, dtype: 'bf16' } : { device });
+    try {
+      const before = await model.parameters();
+      const ids = Array.from({ length: 24 }, (_, i) => 10 + ((i * 7) % 50));
+      for (let s = 0; s < steps; s++) {
+        const [logp] = await model.logprobs([{ ids: ids.slice(0, 8) }], [ids.slice(8)]);
+        await model.trainGradients([{ ids, promptLength: 8, advantage: 1, oldLogprobs: logp as Float32Array }], { klCoef: 0, temperature: 1 });
+        await model.optimizerStep({ lr, weightDecay: 0, maxGradNorm: 0 });
+      }
+      return { before, after: await model.parameters() };
+    } finally {
+      await model.dispose();
+    }
+  };
+  const cpu = await run('cpu');
+  const cuda = await run('cuda');
+  let moved = 0, apart = 0, stuck = 0, n = 0;
+  for (const [name, w0] of Object.entries(cpu.before)) {
+    if (!/proj\.weight$/.test(name)) continue;  // the matrices: |w| ~ init scale, where lr is a fraction of an ulp
+    const w1 = cpu.after[name] as Float32Array, c0 = cuda.before[name] as Float32Array, c1 = cuda.after[name] as Float32Array;
+    for (let i = 0; i < w0.length; i++) {
+      moved += Math.abs((w1[i] as number) - (w0[i] as number));
+      apart += Math.abs((c1[i] as number) - (w1[i] as number));
+      if (c1[i] === c0[i]) stuck++;
+      n++;
+    }
+  }
+  t.ok(n > 0, `${n} matrix entries compared`);
+  t.ok(apart < 0.5 * moved, `CUDA bf16 weights vs the CPU's after ${steps} steps: mean |diff| ${(apart / n).toExponential(2)} against the CPU's mean move ${(moved / n).toExponential(2)}`);
+  t.ok(stuck < 0.5 * n, `${stuck} of ${n} bf16 entries never moved (without a master copy most would not)`);
 });

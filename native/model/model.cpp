@@ -483,12 +483,20 @@ double Qwen25VL::optimizer_step(const train::AdamWOptions& options, double max_g
   auto m = named_parameters(*adam_m_), v = named_parameters(*adam_v_);
   std::vector<std::pair<std::string, DeviceArray*>> c;
   if (kahan_c_) c = named_parameters(*kahan_c_);
+  // adamw over bf16 storage updates the fp32 master copy, then rounds it into the weights.
+  if (master_) p = named_parameters(*master_);
   for (size_t i = 0; i < p.size(); ++i)
     if (freeze.trainable(p[i].first))
       train::apply_optimizer_step(*backend_, optimizer_config_, p[i].second->get(), named_grads[i].second->get(),
                                   m[i].second->get(), v[i].second->get(), c.empty() ? DevicePtr() : c[i].second->get(),
                                   p[i].second->size(), optimizer_step_count_, scale, options);
+  if (master_) round_master_into_weights();
   return norm;
+}
+
+void Qwen25VL::round_master_into_weights() {
+  auto w = named_parameters(weights_), master = named_parameters(*master_);
+  for (size_t i = 0; i < w.size(); ++i) backend_->copy(w[i].second->get(), master[i].second->get(), w[i].second->size());
 }
 
 void Qwen25VL::configure_optimizer(const train::OptimizerConfig& config) {
@@ -536,6 +544,13 @@ void Qwen25VL::allocate_optimizer_state() {
   adam_m_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
   adam_v_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
   if (bf16) kahan_c_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, state, host));
+  if (!bf16 && backend_->storage() != Storage::F32) {
+    // Kept on the device even with offload: the update writes the weights
+    // from it every step.
+    master_ = std::make_unique<Weights>(zeros_like(*backend_, weights_, Storage::F32));
+    auto w = named_parameters(weights_), master = named_parameters(*master_);
+    for (size_t i = 0; i < w.size(); ++i) backend_->copy(master[i].second->get(), w[i].second->get(), w[i].second->size());
+  }
 }
 
 Weights Qwen25VL::gather_moments(DeviceArray& shard) {
@@ -599,6 +614,7 @@ void Qwen25VL::upload_named(Weights& arrays, const std::vector<std::pair<std::st
 void Qwen25VL::set_parameters(const std::vector<std::pair<std::string, std::vector<float>>>& values) {
   weights_changed();
   upload_named(weights_, values, "set_parameters");
+  if (master_) upload_named(*master_, values, "set_parameters (fp32 master copy)");
 }
 
 void Qwen25VL::optimizer_state(std::vector<std::pair<std::string, std::vector<float>>>* m,
@@ -645,8 +661,9 @@ WrittenSet Qwen25VL::save_weights(const std::string& dir, DType dtype, const Saf
 
 WrittenSet Qwen25VL::save_optimizer_state(const std::string& dir, bool with_master,
                                           const SafetensorsWriteOptions& options) {
-  return model::save_optimizer_state(*backend_, config_, weights_, adam_m_.get(), adam_v_.get(), dir, with_master,
-                                     options, optimizer_config_.strategy, kahan_c_.get());
+  return model::save_optimizer_state(*backend_, config_, master_ ? *master_ : weights_, adam_m_.get(), adam_v_.get(),
+                                     dir, with_master || master_ != nullptr, options, optimizer_config_.strategy,
+                                     kahan_c_.get());
 }
 
 void Qwen25VL::restore_optimizer_state(const std::string& dir, int64_t step) {
@@ -658,8 +675,9 @@ void Qwen25VL::restore_optimizer_state(const std::string& dir, int64_t step) {
     // records and checks the strategy.
     if (!adam_m_ && optimizer_files_hold_moments(dir)) allocate_optimizer_state();
     weights_changed();  // the master copy, when saved, replaces the weights
-    model::restore_optimizer_state(*backend_, weights_, adam_m_.get(), adam_v_.get(), dir, optimizer_config_.strategy,
-                                   kahan_c_.get());
+    model::restore_optimizer_state(*backend_, master_ ? *master_ : weights_, adam_m_.get(), adam_v_.get(), dir,
+                                   optimizer_config_.strategy, kahan_c_.get());
+    if (master_) round_master_into_weights();
     optimizer_step_count_ = step;
     return;
   }

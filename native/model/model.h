@@ -187,6 +187,10 @@ class Qwen25VL {
   std::unique_ptr<Weights> grads_, adam_m_, adam_v_;
   // adamw_bf16's Kahan compensation (train/optimizer_strategy.h); null for adamw.
   std::unique_ptr<Weights> kahan_c_;
+  // adamw over bf16 weights: the fp32 master copy the update runs on; the
+  // bf16 weights are its rounding, refreshed after every step.
+  std::unique_ptr<Weights> master_;
+  void round_master_into_weights();
   train::OptimizerConfig optimizer_config_;
   void allocate_optimizer_state();
   int64_t optimizer_step_count_ = 0;
