@@ -210,7 +210,8 @@ export function planMemory(input: PlanInput): MemoryPlan {
     optimizerItem('AdamW moments', 2 * P * wBytes, `m and v, ${state} (adamw_bf16)`);
     optimizerItem('Kahan compensation', P * wBytes, `${state}, what each weight update lost to rounding`);
   } else {
-    optimizerItem('master weights', precision.weights === 'fp32' ? 0 : P * 4, precision.weights === 'fp32' ? 'none: the fp32 weights are the master copy' : 'fp32 copy the optimizer updates (adamw)');
+    // The master copy stays on the device even with offload: each step writes the weights from it.
+    add('resident', 'master weights', precision.weights === 'fp32' ? 0 : P * 4, precision.weights === 'fp32' ? 'none: the fp32 weights are the master copy' : 'fp32 copy the optimizer updates (adamw), on the device');
     add('resident', 'gradients', P * 4, 'fp32, kept between steps');
     const zeroRanks = Math.max(1, input.zeroRanks ?? 1);
     optimizerItem('AdamW moments', 2 * Math.ceil(P / zeroRanks) * 4, zeroRanks > 1 ? `m and v, fp32, this rank's 1/${zeroRanks} (ZeRO-1)` : 'm and v, fp32 (adamw)');
