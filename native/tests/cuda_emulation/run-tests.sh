@@ -33,7 +33,7 @@ if [ "$ci" = 1 ]; then
   # `npm run test:cuda-emulated`).
   if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-graphs.test.ts test/cuda-sampling.test.ts test/cuda-loss.test.ts; fi
 fi
-if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-graphs.test.ts test/cuda-sampling.test.ts test/cuda-loss.test.ts test/cuda-model.test.ts; fi
+if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-graphs.test.ts test/cuda-sampling.test.ts test/cuda-loss.test.ts test/cuda-optimizer.test.ts test/cuda-model.test.ts; fi
 
 echo "CUDA emulation: building build-emu/ (the CUDA kernels run on the CPU, not a GPU)"
 build() {
