@@ -668,11 +668,16 @@ WrittenSet Qwen25VL::save_optimizer_state(const std::string& dir, bool with_mast
 
 void Qwen25VL::restore_optimizer_state(const std::string& dir, int64_t step) {
   if (step < 0) throw std::invalid_argument("restore_optimizer_state: negative step " + std::to_string(step));
-  const bool sharded_layout = optimizer_config_.strategy == train::OptimizerStrategy::AdamW &&
-                              !optimizer_config_.offload && backend_->storage() == Storage::F32;
+  // ZeRO-1 shards, or shards being read by another world size, go through
+  // the flat reader; a single process reading the single-process layout goes
+  // through the reader that records and checks the strategy.
+  const bool sharded_layout = zero1_active() || saved_optimizer_world(dir) > 0;
+  if (sharded_layout && (optimizer_config_.strategy != train::OptimizerStrategy::AdamW || optimizer_config_.offload ||
+                         backend_->storage() != Storage::F32))
+    throw std::invalid_argument(dir + ": ZeRO-1 optimiser shards hold fp32 adamw state; the run asks for " +
+                                train::describe(optimizer_config_) + " on " + storage_name(backend_->storage()) +
+                                " storage");
   if (!sharded_layout) {
-    // adamw_bf16 and offloaded state: the single-process layout, which
-    // records and checks the strategy.
     if (!adam_m_ && optimizer_files_hold_moments(dir)) allocate_optimizer_state();
     weights_changed();  // the master copy, when saved, replaces the weights
     model::restore_optimizer_state(*backend_, master_ ? *master_ : weights_, adam_m_.get(), adam_v_.get(), dir,
