@@ -29,9 +29,11 @@ if [ "$ci" = 1 ]; then
     echo "CUDA emulation tests skipped: no CUDA runtime headers (cuda_runtime.h) found; set CUDA_PATH to run them"
     exit 0
   fi
-  # npm test runs the parity of every op (the model-level test is left to
-  # `npm run test:cuda-emulated`).
-  if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-graphs.test.ts test/cuda-sampling.test.ts test/cuda-loss.test.ts; fi
+  # npm test runs the op parity, the tensor-core attention and op capture;
+  # sampling, the fused loss (about 4 minutes each here, every emulated row a
+  # block of real threads), the optimiser strategies and the model-level test
+  # are left to `npm run test:cuda-emulated`, to keep CI well under 30 minutes.
+  if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-graphs.test.ts; fi
 fi
 if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-graphs.test.ts test/cuda-sampling.test.ts test/cuda-loss.test.ts test/cuda-optimizer.test.ts test/cuda-model.test.ts; fi
 
