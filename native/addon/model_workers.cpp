@@ -607,30 +607,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   // saveOptimizerState({dir, master, maxShardBytes, bufferBytes}) -> {files, totalSize, step}
-  Napi::Value SaveOptimizerState(const Napi::CallbackInfo& info) {
-    const char* fn = "saveOptimizerState";
-    Napi::Object o = options_object(info, fn);
-    const std::string dir = dir_of(o, fn);
-    const bool master = boolean_field(o, "master", fn);
-    SafetensorsWriteOptions options = write_options(o, fn);
-    options.metadata = {{"format", "spatialthinker-optimizer"}};
-    auto written = std::make_shared<WrittenSet>();
-    auto step = std::make_shared<int64_t>(0);
-    auto handle = handle_;
-    return Run(
-        info.Env(),
-        [=]() {
-          return guarded(handle, [&](model::Qwen25VL& m) {
-            *written = m.save_optimizer_state(dir, master, options);
-            *step = m.optimizer_steps();
-          });
-        },
-        [=](Napi::Env env) -> Napi::Value {
-          Napi::Object out = written_to_js(env, *written).As<Napi::Object>();
-          out.Set("step", double(*step));
-          return out;
-        });
-  }
+  Napi::Value SaveOptimizerState(const Napi::CallbackInfo& info) { return SaveOptimizer(info, false); }
+
 
   // restoreOptimizerState({dir, step}): master weights and moments from dir/optimizer*.safetensors.
   Napi::Value RestoreOptimizerState(const Napi::CallbackInfo& info) {
@@ -706,12 +684,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   // saveOptimizerShard({dir, master, maxShardBytes, bufferBytes}) -> {files, totalSize, step}: ZeRO-1, this rank's range.
-  Napi::Value SaveOptimizerShard(const Napi::CallbackInfo& info) {
-    const char* fn = "saveOptimizerShard";
+  Napi::Value SaveOptimizerShard(const Napi::CallbackInfo& info) { return SaveOptimizer(info, true); }
+
+  // The whole optimiser state (optimizer.safetensors), or this rank's ZeRO-1
+  // range of it (whose writer sets its own metadata).
+  Napi::Value SaveOptimizer(const Napi::CallbackInfo& info, bool shard) {
+    const char* fn = shard ? "saveOptimizerShard" : "saveOptimizerState";
     Napi::Object o = options_object(info, fn);
     const std::string dir = dir_of(o, fn);
     const bool master = boolean_field(o, "master", fn);
     SafetensorsWriteOptions options = write_options(o, fn);
+    if (!shard) options.metadata = {{"format", "spatialthinker-optimizer"}};
     auto written = std::make_shared<WrittenSet>();
     auto step = std::make_shared<int64_t>(0);
     auto handle = handle_;
@@ -719,7 +702,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         info.Env(),
         [=]() {
           return guarded(handle, [&](model::Qwen25VL& m) {
-            *written = m.save_optimizer_shard(dir, master, options);
+            *written = shard ? m.save_optimizer_shard(dir, master, options) : m.save_optimizer_state(dir, master, options);
             *step = m.optimizer_steps();
           });
         },
@@ -729,6 +712,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           return out;
         });
   }
+
 
   // cancel(call): aborts one generate or logprobs call, waiting or running;
   // the model's other calls go on.
