@@ -678,7 +678,7 @@ void Qwen25VL::restore_optimizer_state(const std::string& dir, int64_t step) {
                                 train::describe(optimizer_config_) + " on " + storage_name(backend_->storage()) +
                                 " storage");
   if (!sharded_layout) {
-    if (!adam_m_ && optimizer_files_hold_moments(dir)) allocate_optimizer_state();
+    if (!adam_m_ && optimizer_dir_holds_moments(dir)) allocate_optimizer_state();
     weights_changed();  // the master copy, when saved, replaces the weights
     model::restore_optimizer_state(*backend_, master_ ? *master_ : weights_, adam_m_.get(), adam_v_.get(), dir,
                                    optimizer_config_.strategy, kahan_c_.get());
