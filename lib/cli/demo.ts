@@ -89,6 +89,8 @@ options:
   --batch N        rows per step (default ${PRETRAIN_DEFAULTS.batch})
   --lr X           peak learning rate, cosine schedule (default ${PRETRAIN_DEFAULTS.lr})
   --threads N      engine threads (default: all cores)
+  --init DIR       continue from this base (made by demo pretrain) instead of
+                   random weights; pretrain.json records its hash and command
 `;
 
 async function pretrainCommand(argv: string[]): Promise<void> {
@@ -103,6 +105,7 @@ async function pretrainCommand(argv: string[]): Promise<void> {
       batch: { type: 'string' },
       lr: { type: 'string' },
       threads: { type: 'string' },
+      init: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -128,6 +131,7 @@ async function pretrainCommand(argv: string[]): Promise<void> {
     batch: number('batch', PRETRAIN_DEFAULTS.batch),
     lr: number('lr', PRETRAIN_DEFAULTS.lr, false, 0),
     threads: typeof values['threads'] === 'string' ? number('threads', 1) : undefined,
+    init: values['init'],
   };
   const controller = new AbortController();
   const onSignal = () => controller.abort(new Error('interrupted'));

@@ -37,6 +37,12 @@ export interface PretrainOptions {
   batch: number;
   lr: number;
   threads: number | undefined;
+  /**
+   * A base directory (made by this command) to continue from instead of
+   * random weights: its weights and tokenizer; the rows come from
+   * `worldSeed` as always.
+   */
+  init?: string | undefined;
 }
 
 export const PRETRAIN_DEFAULTS: Readonly<Omit<PretrainOptions, 'out'>> = Object.freeze({
@@ -47,12 +53,15 @@ export const PRETRAIN_DEFAULTS: Readonly<Omit<PretrainOptions, 'out'>> = Object.
   batch: 8,
   lr: 4e-3,
   threads: undefined,
+  init: undefined,
 });
 
 /** What pretrain.json beside the weights records: how to make them again. */
 export interface PretrainManifest {
   command: string;
-  options: Omit<PretrainOptions, 'out' | 'threads'>;
+  options: Omit<PretrainOptions, 'out' | 'threads' | 'init'>;
+  /** The base this one continued from (`--init`): its own manifest and its weights' sha256, so the chain of commands is on record. */
+  init?: { sha256: string; manifest: PretrainManifest };
   promptKey: 'question_with_options';
   finalLoss: number | undefined;
   seconds: number;
@@ -170,15 +179,26 @@ export async function pretrainBase(
   const dataDir = join(work, 'data');
   const splits = await writeShapesSplits({ outDir: dataDir, trainRows: options.trainRows, valRows: 32, seed: options.worldSeed, width: o.imageSize, height: o.imageSize });
   hooks.log?.(`pretraining world (seed ${options.worldSeed}): ${splits.train.length} rows in ${dataDir}`);
-  const modelDir = join(work, 'random');
-  const corpus = splits.train.flatMap((r) => [r.question_with_options, goldTrace(r.answer_option_text)]);
-  await writeTinyModelDirectory(modelDir, {
-    corpus,
-    vocabSize: o.vocabSize,
-    seed: options.seed,
-    text: { hidden: o.hidden, intermediate: o.hidden * 2, layers: o.layers, heads: o.heads, kvHeads: Math.max(1, o.heads / 2), mropeSection: mropeSection(o.hidden / o.heads) },
-    vision: { hidden: o.visionHidden, intermediate: o.visionHidden * 2, depth: o.visionDepth, heads: 2 },
-  });
+  let modelDir: string;
+  let init: PretrainManifest['init'];
+  if (options.init !== undefined) {
+    modelDir = resolve(options.init);
+    init = { sha256: await sha256File(join(modelDir, 'model.safetensors')), manifest: await readPretrainManifest(modelDir) };
+    if (init.manifest.options.worldSeed !== options.worldSeed) {
+      throw new Error(`--init ${options.init} was pretrained on world ${init.manifest.options.worldSeed}, this run asks world ${options.worldSeed}: continue on the same world so the demo's refusal of the base's world stays true`);
+    }
+    hooks.log?.(`continuing from ${modelDir} (model.safetensors sha256 ${init.sha256})`);
+  } else {
+    modelDir = join(work, 'random');
+    const corpus = splits.train.flatMap((r) => [r.question_with_options, goldTrace(r.answer_option_text)]);
+    await writeTinyModelDirectory(modelDir, {
+      corpus,
+      vocabSize: o.vocabSize,
+      seed: options.seed,
+      text: { hidden: o.hidden, intermediate: o.hidden * 2, layers: o.layers, heads: o.heads, kvHeads: Math.max(1, o.heads / 2), mropeSection: mropeSection(o.hidden / o.heads) },
+      vision: { hidden: o.visionHidden, intermediate: o.visionHidden * 2, depth: o.visionDepth, heads: 2 },
+    });
+  }
   const config = sftRunConfig({
     runDir: join(work, 'sft'),
     modelPath: modelDir,
@@ -211,10 +231,11 @@ export async function pretrainBase(
   await mkdir(out, { recursive: true });
   const present = new Set(await readdir(checkpoint));
   for (const f of BASE_FILES) if (f !== 'pretrain.json' && present.has(f)) await copyFile(join(checkpoint, f), join(out, f));
-  const { out: _out, threads: _threads, ...recorded } = options;
+  const { out: _out, threads: _threads, init: _init, ...recorded } = options;
   const manifest: PretrainManifest = {
-    command: hooks.command ?? `spatialthinker demo pretrain --out ${options.out} --seed ${options.seed} --steps ${options.steps}`,
+    command: hooks.command ?? `spatialthinker demo pretrain --out ${options.out} --seed ${options.seed} --steps ${options.steps}${options.init !== undefined ? ` --init ${options.init}` : ''}`,
     options: recorded,
+    ...(init ? { init } : {}),
     promptKey: 'question_with_options',
     finalLoss,
     seconds: Math.round((performance.now() - t0) / 1000),

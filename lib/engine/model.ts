@@ -373,6 +373,7 @@ export class Model {
           logprobs: new Float32Array(0),
           positions: new Float64Array(0),
           finishReason: 'cancelled',
+          graphSteps: 0,
         })),
       );
     const call = this.nextCall++;

@@ -166,6 +166,8 @@ export interface NativeCompletion {
   positions: Float64Array;
   finishReason: FinishReason;
   stepLogits?: Float32Array;
+  /** Decode steps of this completion run as a replayed graph (CUDA graphs; SPATIALTHINKER_DECODE_GRAPHS). */
+  graphSteps: number;
 }
 
 export interface NativeGenerateArgs {

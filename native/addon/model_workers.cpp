@@ -358,6 +358,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             item.Set("positions", to_typed_array(env, positions));
             if (!c.step_logits.empty()) item.Set("stepLogits", to_typed_array(env, c.step_logits));
             item.Set("finishReason", c.finish_reason);
+            item.Set("graphSteps", double(c.graph_steps));
             r.Set(uint32_t(i), item);
           }
           return r;

@@ -30,11 +30,27 @@
 
 namespace st {
 
-// The element type of a backend array.
-enum class Storage : uint8_t { F32, BF16 };
+// The element type of a backend array. F32 and BF16 hold values; I32 and
+// U64 hold indices (token ids, cache slots, key counts) and sampling seeds
+// and counters, kept in backend memory where a captured decode step must
+// read each step's values at replay time.
+enum class Storage : uint8_t { F32, BF16, I32, U64 };
 
-inline int64_t storage_bytes(Storage s) { return s == Storage::BF16 ? 2 : 4; }
-inline const char* storage_name(Storage s) { return s == Storage::BF16 ? "bf16" : "fp32"; }
+inline int64_t storage_bytes(Storage s) {
+  switch (s) {
+    case Storage::BF16: return 2;
+    case Storage::U64: return 8;
+    default: return 4;
+  }
+}
+inline const char* storage_name(Storage s) {
+  switch (s) {
+    case Storage::BF16: return "bf16";
+    case Storage::I32: return "int32";
+    case Storage::U64: return "uint64";
+    default: return "fp32";
+  }
+}
 
 // A pointer into backend memory together with its element type. Arithmetic
 // counts elements of that type, so `x + row * dim` is right for fp32 and bf16
@@ -66,12 +82,24 @@ class BasicDevicePtr {
   // The fp32 view of the memory; throws when the array holds another type
   // (a backend op reached with an array it does not support).
   std::conditional_t<std::is_const_v<Void>, const float*, float*> f32(const char* what = "array") const {
-    if (data_ != nullptr && type_ != Storage::F32)
-      throw std::logic_error(std::string(what) + " is " + storage_name(type_) + " where fp32 is required");
-    return static_cast<std::conditional_t<std::is_const_v<Void>, const float*, float*>>(data_);
+    return as<float>(Storage::F32, what);
+  }
+  std::conditional_t<std::is_const_v<Void>, const int32_t*, int32_t*> i32(const char* what = "array") const {
+    return as<int32_t>(Storage::I32, what);
+  }
+  std::conditional_t<std::is_const_v<Void>, const uint64_t*, uint64_t*> u64(const char* what = "array") const {
+    return as<uint64_t>(Storage::U64, what);
   }
 
  private:
+  template <class E>
+  std::conditional_t<std::is_const_v<Void>, const E*, E*> as(Storage wanted, const char* what) const {
+    if (data_ != nullptr && type_ != wanted)
+      throw std::logic_error(std::string(what) + " is " + storage_name(type_) + " where " + storage_name(wanted) +
+                             " is required");
+    return static_cast<std::conditional_t<std::is_const_v<Void>, const E*, E*>>(data_);
+  }
+
   Void* data_ = nullptr;
   Storage type_ = Storage::F32;
 };
@@ -146,6 +174,25 @@ struct AttentionArgs {
   std::vector<AttentionSequence> sequences;
 };
 
+// The decode step's attention with its key lists in backend memory (what a
+// captured decode step needs): row r of q is the last position of a
+// sequence whose keys and values are the pool rows
+// slot_table[r * table_stride .. + key_lengths[r]), every one visible.
+// table_stride bounds every key count and is what the CUDA kernels plan
+// their key ranges from, so a graph captured for one stride serves every
+// step whose sequences fit it.
+struct PagedDecodeArgs {
+  ConstDevicePtr q;            // [rows, heads, head_dim], storage type
+  ConstDevicePtr k_pool;       // [slots, kv_heads, head_dim]
+  ConstDevicePtr v_pool;       // [slots, kv_heads, head_dim]
+  DevicePtr out;               // [rows, heads, head_dim]
+  ConstDevicePtr slot_table;   // I32 [rows, table_stride]
+  ConstDevicePtr key_lengths;  // I32 [rows], each in [1, table_stride]
+  int64_t rows = 0, table_stride = 0;
+  int64_t heads = 0, kv_heads = 0, head_dim = 0;
+  float scale = 1.0f;
+};
+
 // Ops recorded once and run again by replay() (a CUDA graph on the CUDA
 // backend: one launch for the whole sequence instead of one per kernel).
 class OpGraph {
@@ -177,6 +224,8 @@ class Backend {
   // Host values already in dst's element type (e.g. a bf16 checkpoint's
   // bytes into bf16 memory): copied as they are, no conversion.
   virtual void upload_raw(DevicePtr dst, const void* host, int64_t count) = 0;
+  // dst's elements as they are (no conversion), after the work before it.
+  virtual void download_raw(void* host, ConstDevicePtr src, int64_t count) = 0;
   // Between arrays of the same type, or converting (rounding into bf16).
   virtual void copy(DevicePtr dst, ConstDevicePtr src, int64_t count) = 0;
 
@@ -265,6 +314,18 @@ class Backend {
   // the device (ids, rows, slots, targets, downloads); on the CUDA backend
   // such an op makes capture() throw, naming what it did.
   virtual std::unique_ptr<OpGraph> capture(const std::function<void()>& enqueue) = 0;
+
+  // The decode step's ops with their index arrays in backend memory (I32;
+  // seeds and counters U64), so that a captured step reads the values of
+  // the step it replays: gather_rows and scatter_rows with backend rows,
+  // the decode attention over a slot table, and sample_tokens writing
+  // tokens (I32) and log-probs (F32) to backend arrays.
+  virtual void gather_rows_at(ConstDevicePtr src, ConstDevicePtr rows, int64_t n, DevicePtr out, int64_t dim) = 0;
+  virtual void scatter_rows_at(ConstDevicePtr src, ConstDevicePtr rows, int64_t n, DevicePtr dst, int64_t dim) = 0;
+  virtual void paged_decode_attention(const PagedDecodeArgs& args) = 0;
+  virtual void sample_tokens_at(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
+                                ConstDevicePtr seeds, ConstDevicePtr counters, DevicePtr tokens,
+                                DevicePtr logprobs) = 0;
 
   // token_logprobs, the per-token policy loss terms of train/policy_terms.h
   // and token_logprobs_backward in one op: the log-probs, the loss and

@@ -28,16 +28,28 @@ void block_forward(Backend& b, const BlockParams& p, DevicePtr x, int64_t n, con
   b.linear(h1, p.vw, p.vb, v, n, D, K);
   b.rotary(q, rope.cos, rope.sin, n, p.heads, p.head_dim);
   b.rotary(k, rope.cos, rope.sin, n, p.kv_heads, p.head_dim);
-  if (cache) {
+  if (cache && cache->slots_at) {
+    b.scatter_rows_at(k, cache->slots_at, n, cache->k_pool, K);  // [S, K]
+    b.scatter_rows_at(v, cache->slots_at, n, cache->v_pool, K);
+  } else if (cache) {
     b.scatter_rows(k, cache->slots, n, cache->k_pool, K);  // [S, K]
     b.scatter_rows(v, cache->slots, n, cache->v_pool, K);
   }
   DevicePtr attn = grown(b, s.attn, n * Q);                    // [N, Q]
-  args.q = q;
-  args.k_pool = cache ? cache->k_pool : k;
-  args.v_pool = cache ? cache->v_pool : v;
-  args.out = attn;
-  b.attention(args);
+  if (cache && cache->decode) {
+    PagedDecodeArgs decode = *cache->decode;
+    decode.q = q;
+    decode.k_pool = cache->k_pool;
+    decode.v_pool = cache->v_pool;
+    decode.out = attn;
+    b.paged_decode_attention(decode);
+  } else {
+    args.q = q;
+    args.k_pool = cache ? cache->k_pool : k;
+    args.v_pool = cache ? cache->v_pool : v;
+    args.out = attn;
+    b.attention(args);
+  }
   DevicePtr out = grown(b, s.out, n * D);                      // [N, D]
   b.linear(attn, p.ow, p.ob, out, n, Q, D);
   b.add(x, out, n * D);

@@ -61,13 +61,17 @@ struct BlockRotary {
 };
 
 // KV-cache inference: the layer's key and value pools [S, K] and the slot of
-// each of the N new rows (host), where their keys and values are written
-// before the attention reads the pools. Without it the block attends over
-// its own k and v (slots 0 .. N-1).
+// each of the N new rows (host `slots`, or backend I32 `slots_at`), where
+// their keys and values are written before the attention reads the pools.
+// With `decode`, the attention is the paged decode over its slot table
+// (its q, pools and out set by the block) instead of `args`. Without a
+// KvCacheWrite the block attends over its own k and v (slots 0 .. N-1).
 struct KvCacheWrite {
   DevicePtr k_pool;
   DevicePtr v_pool;
-  const int32_t* slots;
+  const int32_t* slots = nullptr;
+  ConstDevicePtr slots_at;
+  const PagedDecodeArgs* decode = nullptr;
 };
 
 // A block's intermediates. In training each block keeps its own for the

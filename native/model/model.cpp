@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "model/checkpoint.h"
+#include "model/decode_graph.h"
 #include "model/decoder.h"
 #include "backend/sampling_rule.h"
 #include "model/optimizer_shards.h"
@@ -221,6 +222,11 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
   std::vector<Completion> completions(prompts.size() * size_t(options.samples));
   std::vector<Active> active;
   size_t next_prompt = 0;
+  // Decode steps as captured graphs where they pay (the CUDA backend); the
+  // per-step logits kept for inspection come only from the eager path.
+  std::unique_ptr<DecodeGraphs> graphs;
+  if (!options.keep_step_logits && decode_graphs_wanted(*backend_))
+    graphs = std::make_unique<DecodeGraphs>(*backend_, config_, weights_, cache, options.sampling);
   auto cancelled = [&] { return control.cancel && control.cancel->load(); };
   auto is_stop = [&](int32_t t) {
     return std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), t) != options.stop_token_ids.end();
@@ -333,24 +339,36 @@ std::vector<Completion> Qwen25VL::generate(const std::vector<Prompt>& prompts, c
     }
 
     // One decode step for every active sequence.
-    DecoderBatch batch;
-    std::vector<int64_t> streams[3];
-    for (const Active& a : active) {
-      Completion& c = completions[a.completion];
-      const int64_t position = cache.length(a.cache_id) + a.delta;
-      c.positions.push_back(position);
-      const int64_t pos3[3] = {position, position, position};
-      append_row(batch, streams, a.cache_id, &c.tokens.back(), pos3, 1, 1, -1);
-      batch.logit_rows.push_back(int32_t(batch.ids.size() - 1));
-    }
-    finish_positions(batch, streams);
-    DeviceArray hidden = decoder_forward(*backend_, config_, weights_, cache, batch);
-    DeviceArray step_logits = logits(*backend_, config_, weights_, hidden.get(), int64_t(active.size()));
-    std::vector<size_t> row_of(active.size());
-    for (size_t i = 0; i < row_of.size(); ++i) row_of[i] = i;
     std::vector<int32_t> tokens;
     std::vector<float> logprobs;
-    draw(step_logits, active, row_of, &tokens, &logprobs);
+    if (graphs) {
+      std::vector<DecodeGraphs::Row> rows;
+      for (const Active& a : active) {
+        Completion& c = completions[a.completion];
+        const int64_t position = cache.length(a.cache_id) + a.delta;
+        c.positions.push_back(position);
+        rows.push_back({a.cache_id, c.tokens.back(), position, a.seed, uint64_t(c.tokens.size())});
+        ++c.graph_steps;
+      }
+      graphs->step(rows, &tokens, &logprobs);
+    } else {
+      DecoderBatch batch;
+      std::vector<int64_t> streams[3];
+      for (const Active& a : active) {
+        Completion& c = completions[a.completion];
+        const int64_t position = cache.length(a.cache_id) + a.delta;
+        c.positions.push_back(position);
+        const int64_t pos3[3] = {position, position, position};
+        append_row(batch, streams, a.cache_id, &c.tokens.back(), pos3, 1, 1, -1);
+        batch.logit_rows.push_back(int32_t(batch.ids.size() - 1));
+      }
+      finish_positions(batch, streams);
+      DeviceArray hidden = decoder_forward(*backend_, config_, weights_, cache, batch);
+      DeviceArray step_logits = logits(*backend_, config_, weights_, hidden.get(), int64_t(active.size()));
+      std::vector<size_t> row_of(active.size());
+      for (size_t i = 0; i < row_of.size(); ++i) row_of[i] = i;
+      draw(step_logits, active, row_of, &tokens, &logprobs);
+    }
     std::vector<Active> still;
     for (size_t i = 0; i < active.size(); ++i) {
       if (record(active[i], tokens[i], logprobs[i], i)) still.push_back(active[i]);

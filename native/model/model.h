@@ -52,6 +52,7 @@ struct Completion {
   std::vector<int64_t> positions;  // M-RoPE position of each token fed back
   std::vector<float> step_logits;  // [tokens, vocab] when kept
   std::string finish_reason;       // "stop", "length" or "cancelled"
+  int64_t graph_steps = 0;         // decode steps of it run as a replayed graph
 };
 
 struct GenerateControl {

@@ -45,20 +45,29 @@ RotaryTables vision_rotary(Backend& backend, const VisionConfig& config, const V
 }
 
 RotaryTables mrope(Backend& backend, const TextConfig& t, const std::vector<int64_t>& positions, int64_t rows) {
+  std::vector<float> cos, sin;
+  mrope_tables(t, positions, rows, &cos, &sin);
+  return upload(backend, cos, sin);
+}
+
+void mrope_tables(const TextConfig& t, const std::vector<int64_t>& positions, int64_t rows, std::vector<float>* cos_out,
+                  std::vector<float>* sin_out) {
   const int64_t hd = t.head_dim(), half = hd / 2;
   std::vector<double> inv(static_cast<size_t>(half));
   for (int64_t j = 0; j < half; ++j) inv[size_t(j)] = 1.0 / std::pow(t.rope_theta, double(2 * j) / double(hd));
   std::vector<int> stream(static_cast<size_t>(half));
   for (int64_t j = 0; j < half; ++j)
     stream[size_t(j)] = j < t.mrope_section[0] ? 0 : j < t.mrope_section[0] + t.mrope_section[1] ? 1 : 2;
-  std::vector<float> cos(static_cast<size_t>(rows * hd)), sin(static_cast<size_t>(rows * hd));
+  std::vector<float>& cos = *cos_out;
+  std::vector<float>& sin = *sin_out;
+  cos.assign(static_cast<size_t>(rows * hd), 0.0f);
+  sin.assign(static_cast<size_t>(rows * hd), 0.0f);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < half; ++j) {
       const double theta = double(positions[size_t(stream[size_t(j)] * rows + r)]) * inv[size_t(j)];
       cos[size_t(r * hd + j)] = cos[size_t(r * hd + j + half)] = float(std::cos(theta));
       sin[size_t(r * hd + j)] = sin[size_t(r * hd + j + half)] = float(std::sin(theta));
     }
-  return upload(backend, cos, sin);
 }
 
 }  // namespace st::model

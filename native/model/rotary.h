@@ -29,5 +29,9 @@ RotaryTables vision_rotary(Backend& backend, const VisionConfig& config, const V
 // positions is [3, rows]; frequency j takes its angle from stream t, h or w
 // by mrope_section, repeated in both halves.
 RotaryTables mrope(Backend& backend, const TextConfig& config, const std::vector<int64_t>& positions, int64_t rows);
+// The same tables on the host, [rows, head_dim] each (a captured decode step
+// uploads them with its other inputs).
+void mrope_tables(const TextConfig& config, const std::vector<int64_t>& positions, int64_t rows, std::vector<float>* cos,
+                  std::vector<float>* sin);
 
 }  // namespace st::model

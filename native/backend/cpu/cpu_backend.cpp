@@ -54,15 +54,19 @@ class CpuBackend final : public Backend {
 
   Storage storage() const override { return Storage::F32; }
   DevicePtr alloc(int64_t count, Storage type) override {
-    if (type != Storage::F32)
-      throw std::invalid_argument(std::string("the CPU backend stores fp32 only, not ") + storage_name(type));
-    return allocate_floats(count);
+    if (type == Storage::BF16)
+      throw std::invalid_argument(std::string("the CPU backend stores fp32 (and indices), not ") + storage_name(type));
+    // Indices: int32 has a float's size; a uint64 takes two.
+    return DevicePtr(allocate_floats(type == Storage::U64 ? 2 * count : count), type);
   }
   bool memory_is_host() const override { return true; }
   void free(DevicePtr ptr) override { std::free(ptr.data()); }
   void upload(DevicePtr dst, const float* host, int64_t count) override { copy(dst.f32("upload"), host, count); }
   void upload_raw(DevicePtr dst, const void* host, int64_t count) override {
-    copy(dst.f32("upload_raw"), static_cast<const float*>(host), count);
+    if (count > 0) std::memcpy(dst.data(), host, size_t(count * storage_bytes(dst.type())));
+  }
+  void download_raw(void* host, ConstDevicePtr src, int64_t count) override {
+    if (count > 0) std::memcpy(host, src.data(), size_t(count * storage_bytes(src.type())));
   }
   void download(float* host, ConstDevicePtr src, int64_t count) override { copy(host, src.f32("download"), count); }
   void copy(DevicePtr dst, ConstDevicePtr src, int64_t count) override { copy(dst.f32("copy"), src.f32("copy"), count); }
@@ -356,6 +360,42 @@ class CpuBackend final : public Backend {
       std::function<void()> ops;
     };
     return std::make_unique<Recorded>(enqueue);
+  }
+
+  // The decode step's index-array ops: backend memory is host memory here,
+  // so they are the host-array ops on the same values (the same bits).
+  void gather_rows_at(ConstDevicePtr src, ConstDevicePtr rows, int64_t n, DevicePtr out, int64_t dim) override {
+    gather_rows(src.f32(), rows.i32("gather_rows_at: rows"), n, out.f32(), dim);
+  }
+  void scatter_rows_at(ConstDevicePtr src, ConstDevicePtr rows, int64_t n, DevicePtr dst, int64_t dim) override {
+    scatter_rows(src.f32(), rows.i32("scatter_rows_at: rows"), n, dst.f32(), dim);
+  }
+  void paged_decode_attention(const PagedDecodeArgs& p) override {
+    const int32_t* table = p.slot_table.i32("paged_decode_attention: slot_table");
+    const int32_t* lengths = p.key_lengths.i32("paged_decode_attention: key_lengths");
+    AttentionArgs a;
+    a.q = p.q;
+    a.k_pool = p.k_pool;
+    a.v_pool = p.v_pool;
+    a.out = p.out;
+    a.heads = p.heads;
+    a.kv_heads = p.kv_heads;
+    a.head_dim = p.head_dim;
+    a.scale = p.scale;
+    for (int64_t r = 0; r < p.rows; ++r) {
+      if (lengths[r] < 1 || lengths[r] > p.table_stride)
+        throw std::invalid_argument("paged_decode_attention: row " + std::to_string(r) + " has " +
+                                    std::to_string(lengths[r]) + " keys, outside [1, " +
+                                    std::to_string(p.table_stride) + "]");
+      a.sequences.push_back({r, 1, table + r * p.table_stride, lengths[r], true});
+    }
+    cpu::attention_forward(a);
+  }
+  void sample_tokens_at(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
+                        ConstDevicePtr seeds, ConstDevicePtr counters, DevicePtr tokens, DevicePtr logprobs) override {
+    sample_tokens(logits, rows, vocab, options, seeds.u64("sample_tokens_at: seeds"),
+                  counters.u64("sample_tokens_at: counters"), tokens.i32("sample_tokens_at: tokens"),
+                  logprobs.f32("sample_tokens_at: logprobs"));
   }
 
   void sample_tokens(ConstDevicePtr logits_ptr, int64_t rows, int64_t vocab, const SamplingOptions& options,

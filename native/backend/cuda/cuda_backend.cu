@@ -132,6 +132,15 @@ class CudaBackend final : public Backend {
     for (int64_t i = 0; i < count; ++i) host[i] = cuda::to_f32(raw[size_t(i)]);
   }
 
+  void download_raw(void* host, ConstDevicePtr src, int64_t count) override {
+    enter();
+    if (count > 0)
+      cuda::check(cudaMemcpyAsync(host, src.data(), size_t(count * storage_bytes(src.type())), cudaMemcpyDeviceToHost,
+                                  stream_),
+                  "download");
+    cuda::check(cudaStreamSynchronize(stream_), "download");
+  }
+
   void copy(DevicePtr dst, ConstDevicePtr src, int64_t count) override {
     enter();
     if (dst.type() != src.type()) {
@@ -330,6 +339,37 @@ class CudaBackend final : public Backend {
                      const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs) override {
     enter();
     cuda::sample_tokens(logits, rows, vocab, options, seeds, counters, tokens, logprobs, stream_);
+  }
+
+  void gather_rows_at(ConstDevicePtr src, ConstDevicePtr rows, int64_t n, DevicePtr out, int64_t dim) override {
+    enter();
+    if (n > 0) cuda::gather_rows(src, rows.i32("gather_rows_at: rows"), n, out, dim, stream_);
+    done("gather_rows_at");
+  }
+
+  void scatter_rows_at(ConstDevicePtr src, ConstDevicePtr rows, int64_t n, DevicePtr dst, int64_t dim) override {
+    enter();
+    if (n > 0) cuda::scatter_rows(src, rows.i32("scatter_rows_at: rows"), n, dst, dim, stream_);
+    done("scatter_rows_at");
+  }
+
+  void paged_decode_attention(const PagedDecodeArgs& args) override {
+    enter();
+    if (args.q.type() != Storage::BF16)
+      throw std::invalid_argument(std::string("CUDA backend: paged_decode_attention runs on bf16 storage (the "
+                                              "tensor-core decode kernels), not ") + storage_name(args.q.type()) +
+                                  "; fp32 storage decodes through attention()");
+    cuda::paged_decode_attention(args, stream_);
+    done("paged_decode_attention");
+  }
+
+  void sample_tokens_at(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
+                        ConstDevicePtr seeds, ConstDevicePtr counters, DevicePtr tokens, DevicePtr logprobs) override {
+    enter();
+    cuda::sample_tokens_at(logits, rows, vocab, options, seeds.u64("sample_tokens_at: seeds"),
+                           counters.u64("sample_tokens_at: counters"), tokens.i32("sample_tokens_at: tokens"),
+                           logprobs.f32("sample_tokens_at: logprobs"), stream_);
+    done("sample_tokens_at");
   }
 
   PolicyLossTotals policy_loss(ConstDevicePtr hidden, ConstDevicePtr head, int64_t rows, int64_t dim, int64_t vocab,

@@ -17,6 +17,7 @@
 
 #include "backend/cuda/device.h"
 #include "backend/cuda/flash_attention.cuh"
+#include "backend/cuda/kernels.cuh"
 
 namespace st::cuda {
 namespace {
@@ -160,6 +161,47 @@ int multiprocessors() {
   return 1;
 }
 
+// Key ranges per tile: enough blocks for two waves of the multiprocessors,
+// but no range shorter than kMinKeysPerSplit.
+int pick_splits(int64_t tiles, int64_t max_k_len) {
+  const int64_t wanted = (2 * int64_t(multiprocessors()) + tiles - 1) / tiles;
+  const int64_t most = std::max<int64_t>(1, max_k_len / kMinKeysPerSplit);
+  return int(std::clamp<int64_t>(wanted, 1, std::min<int64_t>(most, 64)));
+}
+
+// Both passes over `tiles` (sequence, kv head) tiles of `splits` items each,
+// the items and sequences already on the device in p.
+void run_decode(const Params& p, int64_t tiles, int splits, int64_t max_k_len, int64_t head_dim, __nv_bfloat16* out,
+                cudaStream_t s, const char* op) {
+  // Ranges of whole key tiles, so a warp's tile never straddles two blocks.
+  const int64_t per_split = (max_k_len + splits - 1) / splits;
+  const int64_t chunk = std::max<int64_t>(kDecodeKeyTile, (per_split + kDecodeKeyTile - 1) / kDecodeKeyTile * kDecodeKeyTile);
+  const int64_t blocks = tiles * splits;
+  Temp<float> partial_o(blocks * kDecodeRows * head_dim, s, op), partial_ml(blocks * kDecodeRows * 2, s, op);
+  with_padded_dim(head_dim, [&](auto dims) {
+    constexpr int Dp = decltype(dims)::value;
+    launch(decode_partial_kernel<Dp>, dim3(unsigned(blocks)), decode_shared<Dp>(), s, op, p, chunk, partial_o.get(),
+           partial_ml.get());
+  });
+  ST_LAUNCH(decode_merge_kernel, grid_for(tiles * kDecodeRows * head_dim, 256), 256, 0, s)(
+      p, splits, tiles, static_cast<const float*>(partial_o.get()), static_cast<const float*>(partial_ml.get()), out);
+  check_launch(op);
+}
+
+// The paged decode's sequences (row r: one query, keys from row r of the
+// slot table) and work items (tile-major, then split), from the key counts
+// on the device: what a captured step must read at replay time.
+__global__ void paged_plan_kernel(const int32_t* key_lengths, int64_t rows, int64_t stride, int32_t kv_heads,
+                                  int32_t splits, Sequence* seqs, Item* items) {
+  const int64_t per_row = int64_t(kv_heads) * splits;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * per_row;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / per_row;
+    items[i] = Item{int32_t(r), int32_t((i / splits) % kv_heads), 0, int32_t(i % splits)};
+    if (i % per_row == 0) seqs[r] = Sequence{r, r * stride, 1, key_lengths[r], 1};
+  }
+}
+
 }  // namespace
 
 bool decode_attention_fits(const Bf16AttentionArgs& a) {
@@ -183,27 +225,37 @@ void decode_attention(const Bf16AttentionArgs& a, __nv_bfloat16* out, int splits
       max_k_len = std::max(max_k_len, seq.k_len);
     }
   if (tiles == 0) return;
-  if (splits <= 0) {
-    // Enough blocks for two waves of the multiprocessors, but no range shorter than kMinKeysPerSplit.
-    const int64_t wanted = (2 * int64_t(multiprocessors()) + tiles - 1) / tiles;
-    const int64_t most = std::max<int64_t>(1, max_k_len / kMinKeysPerSplit);
-    splits = int(std::clamp<int64_t>(wanted, 1, std::min<int64_t>(most, 64)));
-  }
-  // Ranges of whole key tiles, so a warp's tile never straddles two blocks.
-  const int64_t per_split = (max_k_len + splits - 1) / splits;
-  const int64_t chunk = std::max<int64_t>(kDecodeKeyTile, (per_split + kDecodeKeyTile - 1) / kDecodeKeyTile * kDecodeKeyTile);
+  if (splits <= 0) splits = pick_splits(tiles, max_k_len);
   const Plan plan(a, kDecodeRows, 0, splits, s, op);
-  const int64_t blocks = plan.query_items();
-  Temp<float> partial_o(blocks * kDecodeRows * a.head_dim, s, op), partial_ml(blocks * kDecodeRows * 2, s, op);
-  with_padded_dim(a.head_dim, [&](auto dims) {
-    constexpr int Dp = decltype(dims)::value;
-    launch(decode_partial_kernel<Dp>, dim3(unsigned(blocks)), decode_shared<Dp>(), s, op, plan.query_params(), chunk,
-           partial_o.get(), partial_ml.get());
-  });
-  ST_LAUNCH(decode_merge_kernel, grid_for(tiles * kDecodeRows * a.head_dim, 256), 256, 0, s)(
-      plan.query_params(), splits, tiles, static_cast<const float*>(partial_o.get()),
-      static_cast<const float*>(partial_ml.get()), out);
+  run_decode(plan.query_params(), tiles, splits, max_k_len, a.head_dim, out, s, op);
+}
+
+void paged_decode_attention(const PagedDecodeArgs& a, cudaStream_t s) {
+  const char* op = "paged_decode_attention";
+  if (a.rows <= 0) return;
+  if (a.heads <= 0 || a.kv_heads <= 0 || a.heads % a.kv_heads != 0 || a.heads / a.kv_heads > kDecodeRows)
+    throw std::invalid_argument(std::string("CUDA backend: ") + op + ": heads " + std::to_string(a.heads) +
+                                " over kv_heads " + std::to_string(a.kv_heads) + " must be a group of at most " +
+                                std::to_string(kDecodeRows));
+  if (a.head_dim <= 0 || a.head_dim > kFlashMaxHeadDim)
+    throw std::invalid_argument(std::string("CUDA backend: ") + op + ": head_dim " + std::to_string(a.head_dim) +
+                                " is outside 1.." + std::to_string(kFlashMaxHeadDim));
+  if (a.table_stride <= 0 || a.table_stride > INT32_MAX)
+    throw std::invalid_argument(std::string("CUDA backend: ") + op + ": table stride " + std::to_string(a.table_stride));
+  const int64_t tiles = a.rows * a.kv_heads;
+  // From the stride, not the step's lengths: fixed for every replay of a graph.
+  const int splits = pick_splits(tiles, a.table_stride);
+  Temp<Sequence> seqs(a.rows, s, op);
+  Temp<Item> items(tiles * splits, s, op);
+  ST_LAUNCH(paged_plan_kernel, grid_for(tiles * splits, 256), 256, 0, s)(
+      a.key_lengths.i32("paged_decode_attention: key_lengths"), a.rows, a.table_stride, int32_t(a.kv_heads),
+      int32_t(splits), seqs.get(), items.get());
   check_launch(op);
+  const Params p{typed<__nv_bfloat16>(a.q, op, "q"), typed<__nv_bfloat16>(a.k_pool, op, "k_pool"),
+                 typed<__nv_bfloat16>(a.v_pool, op, "v_pool"), a.heads, a.kv_heads, a.head_dim,
+                 a.heads / a.kv_heads, a.scale, seqs.get(), items.get(),
+                 a.slot_table.i32("paged_decode_attention: slot_table")};
+  run_decode(p, tiles, splits, a.table_stride, a.head_dim, typed<__nv_bfloat16>(a.out, op, "out"), s, op);
 }
 
 }  // namespace st::cuda

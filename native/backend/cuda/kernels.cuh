@@ -86,6 +86,12 @@ class HostStateStepper {
   Slot slots_[2];
 };
 
+// The Backend's paged_decode_attention (bf16, decode_attention.cu): the
+// decode kernels with their sequences and work items built on the device
+// from the key counts, and key ranges planned from the table stride, so a
+// captured step replays for any counts that fit it.
+void paged_decode_attention(const PagedDecodeArgs& a, cudaStream_t s);
+
 // ---- attention.cu: packed variable-length attention over slot pools
 void attention_forward(const AttentionArgs& args, cudaStream_t s);
 void attention_backward(const AttentionArgs& args, ConstDevicePtr dout, DevicePtr dq, DevicePtr dk_pool,
@@ -113,8 +119,13 @@ void logprob_backward(Gemm& gemm, ConstDevicePtr hidden, ConstDevicePtr head, in
 // Throws for a non-positive dim, vocabulary or temperature.
 void check_logprob_shapes(int64_t dim, int64_t vocab, float temperature, const char* op);
 
-// ---- sampling.cu: one token per row of logits (backend/sampling_rule.h);
-// seeds, counters, tokens and logprobs are host memory.
+// ---- sampling.cu: one token per row of logits (backend/sampling_rule.h).
+// sample_tokens_at: seeds, counters, tokens and log-probs in device memory,
+// nothing waits (a captured decode step's sampling); sample_tokens: the same
+// draw from and to host memory, waiting for it.
+void sample_tokens_at(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
+                      const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs,
+                      cudaStream_t s);
 void sample_tokens(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
                    const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs, cudaStream_t s);
 

@@ -190,13 +190,11 @@ __global__ void sample_kernel(const float* logits, int64_t rows, int64_t vocab, 
 
 }  // namespace
 
-void sample_tokens(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
-                   const uint64_t* host_seeds, const uint64_t* host_counters, int32_t* host_tokens,
-                   float* host_logprobs, cudaStream_t s) {
-  const char* op = "sample_tokens";
-  if (rows <= 0) return;
+namespace {
+
+SampleSettings settings_of(const SamplingOptions& options, int64_t vocab, const char* op) {
   if (vocab <= 0 || vocab > sampling::kMaxVocab)
-    throw std::invalid_argument("CUDA backend: sample_tokens: the vocabulary size " + std::to_string(vocab) +
+    throw std::invalid_argument(std::string("CUDA backend: ") + op + ": the vocabulary size " + std::to_string(vocab) +
                                 " is outside [1, " + std::to_string(sampling::kMaxVocab) + "]");
   SampleSettings settings;
   settings.greedy = options.greedy || options.temperature <= 0.0;
@@ -205,15 +203,37 @@ void sample_tokens(ConstDevicePtr logits, int64_t rows, int64_t vocab, const Sam
   settings.limit_p = options.top_p < 1.0;
   settings.top_k = options.top_k;
   settings.top_p = options.top_p;
+  return settings;
+}
+
+}  // namespace
+
+void sample_tokens_at(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
+                      const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs,
+                      cudaStream_t s) {
+  const char* op = "sample_tokens";
+  if (rows <= 0) return;
+  const SampleSettings settings = settings_of(options, vocab, op);
+  static_assert(sizeof(u64) == sizeof(uint64_t), "64-bit seeds");
+  ST_LAUNCH(sample_kernel, unsigned(std::min<int64_t>(rows, 65535)), kThreads, 0, s)(
+      logits.f32("sample_tokens: logits"), rows, vocab, settings, reinterpret_cast<const u64*>(seeds),
+      reinterpret_cast<const u64*>(counters), tokens, logprobs);
+  check_launch(op);
+}
+
+void sample_tokens(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
+                   const uint64_t* host_seeds, const uint64_t* host_counters, int32_t* host_tokens,
+                   float* host_logprobs, cudaStream_t s) {
+  const char* op = "sample_tokens";
+  if (rows <= 0) return;
+  settings_of(options, vocab, op);  // refuses a bad vocabulary before any copy
   Temp<u64> seeds(2 * rows, s, op);  // seeds, then counters
   Temp<int32_t> tokens(rows, s, op);
   Temp<float> logprobs(rows, s, op);
-  static_assert(sizeof(u64) == sizeof(uint64_t), "64-bit seeds");
   copy_to_device(seeds.get(), reinterpret_cast<const u64*>(host_seeds), rows, s, op);
   copy_to_device(seeds.get() + rows, reinterpret_cast<const u64*>(host_counters), rows, s, op);
-  ST_LAUNCH(sample_kernel, unsigned(std::min<int64_t>(rows, 65535)), kThreads, 0, s)(
-      logits.f32("sample_tokens: logits"), rows, vocab, settings, seeds.get(), seeds.get() + rows, tokens.get(), logprobs.get());
-  check_launch(op);
+  sample_tokens_at(logits, rows, vocab, options, reinterpret_cast<const uint64_t*>(seeds.get()),
+                   reinterpret_cast<const uint64_t*>(seeds.get() + rows), tokens.get(), logprobs.get(), s);
   check(cudaMemcpyAsync(host_tokens, tokens.get(), size_t(rows) * sizeof(int32_t), cudaMemcpyDeviceToHost, s), op);
   check(cudaMemcpyAsync(host_logprobs, logprobs.get(), size_t(rows) * sizeof(float), cudaMemcpyDeviceToHost, s), op);
   check(cudaStreamSynchronize(s), op);
