@@ -173,7 +173,7 @@ async function trainWorker(dir: string, o: GpuBenchOptions): Promise<void> {
 }
 
 /** Runs a command while sampling the GPU's used memory; returns its last stdout line as JSON and the peak in GiB. */
-async function runSampled(command: string, args: string[]): Promise<{ result: Record<string, unknown> | string; peakGiB?: number }> {
+async function runSampled(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ result: Record<string, unknown> | string; peakGiB?: number }> {
   const used = () => {
     const r = spawnSync('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-i', '0'], { encoding: 'utf8' });
     return r.status === 0 ? Number(r.stdout.trim()) / 1024 : undefined;
@@ -186,7 +186,7 @@ async function runSampled(command: string, args: string[]): Promise<{ result: Re
   }, 250);
   try {
     const { status, stdout, stderr } = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -231,11 +231,13 @@ export async function benchGpu(options: Partial<GpuBenchOptions> = {}): Promise<
 
       const [genCmd, genArgs] = tsx('--generate-worker');
       const oursGen = await runSampled(genCmd, [...genArgs]);
+      // The same run with every decode step launched op by op: what the captured graphs save.
+      const eagerGen = await runSampled(genCmd, [...genArgs], { ...process.env, SPATIALTHINKER_DECODE_GRAPHS: '0' });
       const theirsGen = await runSampled('python3', ['bench/reference/gpu_transformers.py', 'generate', dir, '--prompts', String(o.prompts), '--samples', String(o.samples), '--prompt-tokens', String(o.promptTokens), '--new-tokens', String(o.newTokens), '--image-side', String(IMAGE_SIDE)]);
       console.log(`Qwen2.5-VL-${size.toUpperCase()} generation on ${device}: ${o.prompts} prompts x ${o.samples} samples, ${o.promptTokens}-token image+text prompts, ${o.newTokens} new tokens (EOS ignored), sampling at T=1\n`);
       const genRow = (name: string, r: { result: Record<string, unknown> | string; peakGiB?: number }) =>
         typeof r.result === 'string' ? [name, r.result, '', ''] : [name, fmt(r.result['tokens_per_second']), fmt(r.result['seconds'], 1), gib(r.peakGiB)];
-      console.log(table(['engine', 'tokens/s', 'seconds', 'peak GPU GiB (nvidia-smi)'], [genRow('spatialthinker (CUDA)', oursGen), genRow('transformers generate (bf16, sdpa)', theirsGen)]));
+      console.log(table(['engine', 'tokens/s', 'seconds', 'peak GPU GiB (nvidia-smi)'], [genRow('spatialthinker (CUDA, decode steps as CUDA graphs)', oursGen), genRow('spatialthinker (CUDA, eager decode: SPATIALTHINKER_DECODE_GRAPHS=0)', eagerGen), genRow('transformers generate (bf16, sdpa)', theirsGen)]));
       console.log('\ntarget for 3B: at least 10,000 tokens/s (memory-bandwidth ceiling about 34,000)\n');
 
       const [trainCmd, trainArgs] = tsx('--train-worker');

@@ -31,7 +31,8 @@
  *     dw, db, dtable; the log-probs and entropies; AdamW's m and v): the fp32
  *     tolerance above, since the products accumulate in fp32 like the CPU's;
  *     embedding_backward and AdamW's m, v are checked bit for bit;
- *   - copies (embedding, gather_rows, scatter_rows, copy_columns, fill):
+ *   - copies (embedding, gather_rows, scatter_rows and their _at forms with
+ *     backend index arrays, copy_columns, fill):
  *     exact, a bf16 value survives a copy;
  *   - outputs stored in bf16 once (linear's y with its bias, since the bias
  *     is written first and the product added to it in fp32 before the one
@@ -170,6 +171,35 @@ function attentionCase(
   ];
 }
 
+/**
+ * The decode attention over a slot table (paged_decode_attention): `lengths`
+ * keys per row, a table of `stride` slots per row (entries past a row's
+ * length are slots the row must not read: they hold huge keys).
+ */
+function pagedDecodeCase(name: string, heads: number, kvHeads: number, headDim: number, lengths: number[], stride: number): Case {
+  const rows = lengths.length;
+  const slots = lengths.reduce((a, b) => a + b, 0) + 9;
+  const order = permutation(slots);
+  const table = new Int32Array(rows * stride);
+  let at = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < stride; j++) table[r * stride + j] = j < (lengths[r] as number) ? (order[at + j] as number) : (order[slots - 1 - (j % 9)] as number);
+    at += lengths[r] as number;
+  }
+  const kPool = uniform(slots * kvHeads * headDim, -2, 2);
+  for (let j = 0; j < 9; j++) kPool.fill(50, (order[slots - 1 - j] as number) * kvHeads * headDim, ((order[slots - 1 - j] as number) + 1) * kvHeads * headDim);
+  return {
+    name: `paged_decode_attention ${name}`,
+    tol: ATTENTION,
+    args: {
+      op: 'paged_decode_attention',
+      tensors: { q: uniform(rows * heads * headDim, -2, 2), k_pool: kPool, v_pool: uniform(slots * kvHeads * headDim) },
+      ints: { table, lengths: Int32Array.from(lengths) },
+      scalars: { rows, stride, slots, heads, kvHeads, headDim },
+    },
+  };
+}
+
 function cases(): Case[] {
   const out: Case[] = [];
   const add = (name: string, tol: number, args: OpArgs) => out.push({ name, tol, args });
@@ -227,6 +257,26 @@ function cases(): Case[] {
     ints: { rows: permutation(vocab).slice(0, 30) },
     scalars: { dim },
   });
+  add('gather_rows_at (repeats)', ELEMENTWISE, { op: 'gather_rows_at', tensors: { src: uniform(vocab * dim) }, ints: { rows: ints(40, vocab) }, scalars: { dim } });
+  add('scatter_rows_at (distinct rows)', ELEMENTWISE, {
+    op: 'scatter_rows_at',
+    tensors: { src: uniform(30 * dim), dst: uniform(vocab * dim) },
+    ints: { rows: permutation(vocab).slice(0, 30) },
+    scalars: { dim },
+  });
+  // A decode batch padded to 8 rows; one row past the 256 keys of a split.
+  out.push(pagedDecodeCase('8 rows, 16 heads / 2 kv, hd 128', 16, 2, 128, [1, 5, 33, 300, 2, 64, 17, 1], 512));
+  out.push(pagedDecodeCase('3 rows, 4 heads / 4 kv, hd 80', 4, 4, 80, [7, 40, 1], 64));
+  add('gather_rows_at (repeats)', ELEMENTWISE, { op: 'gather_rows_at', tensors: { src: uniform(vocab * dim) }, ints: { rows: ints(40, vocab) }, scalars: { dim } });
+  add('scatter_rows_at (distinct rows)', ELEMENTWISE, {
+    op: 'scatter_rows_at',
+    tensors: { src: uniform(30 * dim), dst: uniform(vocab * dim) },
+    ints: { rows: permutation(vocab).slice(0, 30) },
+    scalars: { dim },
+  });
+  // A decode batch padded to 8 rows; one row past the 256 keys of a split.
+  out.push(pagedDecodeCase('8 rows, 16 heads / 2 kv, hd 128', 16, 2, 128, [1, 5, 33, 300, 2, 64, 17, 1], 512));
+  out.push(pagedDecodeCase('3 rows, 4 heads / 4 kv, hd 80', 4, 4, 80, [7, 40, 1], 64));
   add('copy_columns', ELEMENTWISE, { op: 'copy_columns', tensors: { src: uniform(17 * 72) }, scalars: { rows: 17, srcCols: 72, colOffset: 24, cols: 24 } });
 
   out.push(
@@ -417,7 +467,7 @@ function withBf16Inputs(args: OpArgs): OpArgs {
 
 const BF16_STORE = 2 ** -8;
 const FP32_OUTPUTS = new Set(['dw', 'db', 'dtable', 'dhead', 'logp', 'entropy', 'm', 'v']);
-const COPIES = new Set(['embedding', 'gather_rows', 'scatter_rows', 'copy_columns', 'fill']);
+const COPIES = new Set(['embedding', 'gather_rows', 'scatter_rows', 'gather_rows_at', 'scatter_rows_at', 'copy_columns', 'fill']);
 
 /** The bf16 tolerance of output `name` of case `c` (see the header). */
 function bf16Tolerance(c: Case, name: string): number {
@@ -426,7 +476,7 @@ function bf16Tolerance(c: Case, name: string): number {
   // bf16 attention runs on the tensor cores and rounds P (and dS) to bf16
   // for their products: the bounds of test/cuda-attention.test.ts, in units
   // of bf16's unit roundoff 2^-8 (2u forward, 8u backward).
-  if (c.args.op === 'attention') return c.tol + 2 * BF16_STORE;
+  if (c.args.op === 'attention' || c.args.op === 'paged_decode_attention') return c.tol + 2 * BF16_STORE;
   if (c.args.op === 'attention_backward') return 8 * BF16_STORE;
   if (FP32_OUTPUTS.has(name)) return c.tol;
   return c.tol + BF16_STORE;

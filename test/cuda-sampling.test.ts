@@ -42,10 +42,10 @@ interface Sampling {
 }
 
 /** Draws one token per row; row r uses seed seeds[r] (a number below 2^53) at step counters[r]. */
-async function draw(device: 'cpu' | 'cuda', logits: Float32Array, vocab: number, seeds: number[], counters: number[], s: Sampling) {
+async function draw(device: 'cpu' | 'cuda', logits: Float32Array, vocab: number, seeds: number[], counters: number[], s: Sampling, op: 'sample_tokens' | 'sample_tokens_at' = 'sample_tokens') {
   const rows = seeds.length;
   const r = await runOp({
-    op: 'sample_tokens',
+    op,
     device,
     tensors: { logits },
     ints: {
@@ -207,4 +207,21 @@ t.test('CUDA: the draws follow the distribution (chi-square) and equal the CPU d
   t.equal(stray, 0, 'no token outside top-k / top-p');
   t.ok(stat < critical, `chi-square ${stat.toFixed(1)} < ${critical.toFixed(1)} (significance 1e-6)`);
   t.same(cuda.tokens, cpu.tokens, 'every draw equals the CPU backend');
+});
+
+t.test('sample_tokens_at (seeds, counters, tokens and log-probs in backend arrays) draws what sample_tokens draws', async (t) => {
+  const random = rng(77);
+  const vocab = 300;
+  const rows = 9;
+  const logits = Float32Array.from({ length: rows * vocab }, () => 4 * (random() - 0.5));
+  const seeds = Array.from({ length: rows }, (_, i) => 1000003 * i + 2 ** 40);
+  const counters = Array.from({ length: rows }, (_, i) => 3 * i);
+  const devices: ('cpu' | 'cuda')[] = cudaSkip ? ['cpu'] : ['cpu', 'cuda'];
+  for (const device of devices)
+    for (const s of [{ temperature: 0.7, topK: 20, topP: 0.9 }, { greedy: 1 }] as Sampling[]) {
+      const host = await draw(device, logits, vocab, seeds, counters, s);
+      const at = await draw(device, logits, vocab, seeds, counters, s, 'sample_tokens_at');
+      t.same(at.tokens, host.tokens, `${device} ${JSON.stringify(s)}: the same tokens`);
+      t.ok(Buffer.from(at.logprobs.buffer).equals(Buffer.from(host.logprobs.buffer)), `${device} ${JSON.stringify(s)}: the same log-prob bits`);
+    }
 });

@@ -161,6 +161,18 @@ struct OpCall {
     return upload(host(name, count), type_of(f32)).get();
   }
   DevicePtr optional_in(const char* name, int64_t count) { return given(name) ? in(name, count) : nullptr; }
+  // An index array on the backend (Storage::I32), each entry in [0, bound).
+  DevicePtr indices_in(const char* name, int64_t bound, const char* what, int64_t count = -1) {
+    const auto& v = indices(name, bound, what, count);
+    arrays.emplace_back(*backend, int64_t(v.size()), Storage::I32);
+    backend->upload_raw(arrays.back().get(), v.data(), int64_t(v.size()));
+    return arrays.back().get();
+  }
+  DevicePtr u64_in(const std::vector<uint64_t>& values) {
+    arrays.emplace_back(*backend, int64_t(values.size()), Storage::U64);
+    backend->upload_raw(arrays.back().get(), values.data(), int64_t(values.size()));
+    return arrays.back().get();
+  }
   // An output on the backend, downloaded afterwards.
   DevicePtr out(const char* name, int64_t count, bool f32 = false) {
     DeviceArray* array;
@@ -373,6 +385,47 @@ const std::map<std::string, OpFn>& op_table() {
          const ConstDevicePtr src = c.in("src", n * dim);
          c.backend->scatter_rows(src, rows.data(), n, c.inout("dst", dst_rows * dim), dim);
        }},
+      {"gather_rows_at",
+       [](OpCall& c) {
+         const int64_t dim = c.integer("dim");
+         const int64_t src_rows = c.size_of("src") / std::max<int64_t>(dim, 1);
+         const int64_t n = int64_t(c.int_array("rows").size());
+         const ConstDevicePtr rows = c.indices_in("rows", src_rows, "a row is outside src");
+         const ConstDevicePtr src = c.in("src", src_rows * dim);
+         c.backend->gather_rows_at(src, rows, n, c.out("out", n * dim), dim);
+       }},
+      {"scatter_rows_at",
+       [](OpCall& c) {
+         const int64_t dim = c.integer("dim");
+         const int64_t dst_rows = c.size_of("dst") / std::max<int64_t>(dim, 1);
+         const int64_t n = int64_t(c.int_array("rows").size());
+         const ConstDevicePtr rows = c.indices_in("rows", dst_rows, "a row is outside dst");
+         const ConstDevicePtr src = c.in("src", n * dim);
+         c.backend->scatter_rows_at(src, rows, n, c.inout("dst", dst_rows * dim), dim);
+       }},
+      {"paged_decode_attention",
+       // tensors q [rows, heads, headDim], k_pool, v_pool [slots, kvHeads,
+       // headDim]; ints table [rows, stride] (slots) and lengths [rows];
+       // scalars rows, stride, slots, heads, kvHeads, headDim, scale?.
+       [](OpCall& c) {
+         PagedDecodeArgs a;
+         a.rows = c.integer("rows");
+         a.table_stride = c.integer("stride");
+         a.heads = c.integer("heads");
+         a.kv_heads = c.integer("kvHeads");
+         a.head_dim = c.integer("headDim");
+         a.scale = float(c.num("scale", 1.0 / std::sqrt(double(std::max<int64_t>(a.head_dim, 1)))));
+         const int64_t slots = c.integer("slots");
+         for (int32_t n : c.int_array("lengths", a.rows))
+           if (n < 1 || n > a.table_stride) c.fail("a key count is outside [1, stride]");
+         a.slot_table = c.indices_in("table", slots, "a slot is outside the pools", a.rows * a.table_stride);
+         a.key_lengths = c.indices_in("lengths", a.table_stride + 1, "a key count is above stride", a.rows);
+         a.q = c.in("q", a.rows * a.heads * a.head_dim);
+         a.k_pool = c.in("k_pool", slots * a.kv_heads * a.head_dim);
+         a.v_pool = c.in("v_pool", slots * a.kv_heads * a.head_dim);
+         a.out = c.out("out", a.rows * a.heads * a.head_dim);
+         c.backend->paged_decode_attention(a);
+       }},
       {"copy_columns",
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), src_cols = c.integer("srcCols"), offset = c.integer("colOffset"),
@@ -447,6 +500,37 @@ const std::map<std::string, OpFn>& op_table() {
          std::vector<int32_t> tokens(static_cast<size_t>(rows));
          std::vector<float>& logprobs = c.host_out("logprobs", rows);
          c.backend->sample_tokens(logits, rows, vocab, o, seeds.data(), steps.data(), tokens.data(), logprobs.data());
+         std::vector<float>& as_floats = c.host_out("tokens", rows);
+         for (int64_t r = 0; r < rows; ++r) as_floats[size_t(r)] = float(tokens[size_t(r)]);
+       }},
+      {"sample_tokens_at",
+       // sample_tokens with seeds, counters, tokens and log-probs in backend
+       // arrays (what a captured decode step uses); the same inputs and outputs.
+       [](OpCall& c) {
+         const int64_t rows = c.integer("rows"), vocab = c.integer("vocab");
+         const auto& lo = c.int_array("seedsLo", rows);
+         const auto& hi = c.int_array("seedsHi", rows);
+         const auto& counters = c.int_array("counters", rows);
+         std::vector<uint64_t> seeds(static_cast<size_t>(rows)), steps(static_cast<size_t>(rows));
+         for (int64_t r = 0; r < rows; ++r) {
+           seeds[size_t(r)] = (uint64_t(uint32_t(hi[size_t(r)])) << 32) | uint64_t(uint32_t(lo[size_t(r)]));
+           steps[size_t(r)] = uint64_t(uint32_t(counters[size_t(r)]));
+         }
+         SamplingOptions o;
+         o.greedy = c.num("greedy", 0) != 0;
+         o.temperature = c.num("temperature", 1.0);
+         o.top_k = int64_t(c.num("topK", 0));
+         o.top_p = c.num("topP", 1.0);
+         ConstDevicePtr logits = c.in("logits", rows * vocab, true);
+         const DevicePtr seeds_at = c.u64_in(seeds), steps_at = c.u64_in(steps);
+         c.arrays.emplace_back(*c.backend, rows, Storage::I32);
+         const DevicePtr tokens_at = c.arrays.back().get();
+         c.arrays.emplace_back(*c.backend, rows, Storage::F32);
+         const DevicePtr logprobs_at = c.arrays.back().get();
+         c.backend->sample_tokens_at(logits, rows, vocab, o, seeds_at, steps_at, tokens_at, logprobs_at);
+         std::vector<int32_t> tokens(static_cast<size_t>(rows));
+         c.backend->download_raw(tokens.data(), tokens_at, rows);
+         c.backend->download(c.host_out("logprobs", rows).data(), logprobs_at, rows);
          std::vector<float>& as_floats = c.host_out("tokens", rows);
          for (int64_t r = 0; r < rows; ++r) as_floats[size_t(r)] = float(tokens[size_t(r)]);
        }},

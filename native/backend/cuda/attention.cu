@@ -524,6 +524,76 @@ void backward(const AttentionArgs& a, ConstDevicePtr dout_ptr, DevicePtr dq_ptr,
 
 }  // namespace
 
+namespace {
+
+constexpr int kPagedThreads = 128;  // keys scored per pass; each thread owns head dims d, d + 128
+
+// The paged decode for fp32 storage: one block per (row, head), the keys in
+// passes of 128 scored into shared memory, then an online-softmax update of
+// each thread's two output dims.
+__global__ void paged_decode_fp32_kernel(const float* q, const float* k_pool, const float* v_pool, float* out,
+                                         const int32_t* table, const int32_t* lengths, int64_t stride, int64_t heads,
+                                         int64_t kv_heads, int64_t hd, float scale) {
+  extern __shared__ float paged_shared[];
+  float* sq = paged_shared;        // [hd]
+  float* scores = sq + hd;         // [kPagedThreads]
+  const int64_t r = blockIdx.x, h = blockIdx.y, kvh = h / (heads / kv_heads);
+  const int tid = threadIdx.x;
+  for (int64_t d = tid; d < hd; d += kPagedThreads) sq[d] = q[(r * heads + h) * hd + d];
+  __syncthreads();
+  const int64_t n = lengths[r];
+  const int32_t* slots = table + r * stride;
+  float m = -INFINITY, l = 0.0f, acc[2] = {0.0f, 0.0f};
+  for (int64_t k0 = 0; k0 < n; k0 += kPagedThreads) {
+    const int64_t count = min(int64_t(kPagedThreads), n - k0);
+    if (tid < count) {
+      const float* key = k_pool + (int64_t(slots[k0 + tid]) * kv_heads + kvh) * hd;
+      float dot = 0.0f;
+      for (int64_t d = 0; d < hd; ++d) dot += sq[d] * key[d];
+      scores[tid] = dot * scale;
+    }
+    __syncthreads();
+    float top = m;
+    for (int64_t j = 0; j < count; ++j) top = fmaxf(top, scores[j]);
+    const float keep = m == -INFINITY ? 0.0f : expf(m - top);
+    l *= keep;
+    acc[0] *= keep;
+    acc[1] *= keep;
+    for (int64_t j = 0; j < count; ++j) {
+      const float p = expf(scores[j] - top);
+      l += p;
+      const float* value = v_pool + (int64_t(slots[k0 + j]) * kv_heads + kvh) * hd;
+      for (int e = 0; e < 2; ++e) {
+        const int64_t d = tid + int64_t(e) * kPagedThreads;
+        if (d < hd) acc[e] += p * value[d];
+      }
+    }
+    m = top;
+    __syncthreads();  // scores are rewritten by the next pass
+  }
+  for (int e = 0; e < 2; ++e) {
+    const int64_t d = tid + int64_t(e) * kPagedThreads;
+    if (d < hd) out[(r * heads + h) * hd + d] = l > 0.0f ? acc[e] / l : 0.0f;
+  }
+}
+
+}  // namespace
+
+void paged_decode_attention_fp32(const PagedDecodeArgs& a, cudaStream_t s) {
+  const char* op = "paged_decode_attention";
+  if (a.rows <= 0) return;
+  if (a.head_dim > 2 * kPagedThreads)
+    throw std::invalid_argument(std::string("CUDA backend: ") + op + ": head_dim " + std::to_string(a.head_dim) +
+                                " is above " + std::to_string(2 * kPagedThreads) + " (fp32 storage)");
+  const size_t shared = size_t(a.head_dim + kPagedThreads) * sizeof(float);
+  ST_LAUNCH(paged_decode_fp32_kernel, dim3(unsigned(a.rows), unsigned(a.heads)), kPagedThreads, shared, s)(
+      typed<float>(a.q, op, "q"), typed<float>(a.k_pool, op, "k_pool"), typed<float>(a.v_pool, op, "v_pool"),
+      typed<float>(a.out, op, "out"), a.slot_table.i32("paged_decode_attention: slot_table"),
+      a.key_lengths.i32("paged_decode_attention: key_lengths"), a.table_stride, a.heads, a.kv_heads, a.head_dim,
+      a.scale);
+  check_launch(op);
+}
+
 void attention_forward(const AttentionArgs& a, cudaStream_t s) {
   if (a.sequences.empty()) return;
   if (a.q.type() == Storage::BF16) return attention_forward_bf16(a, s);  // tensor cores (flash_attention.cu)

@@ -355,10 +355,6 @@ class CudaBackend final : public Backend {
 
   void paged_decode_attention(const PagedDecodeArgs& args) override {
     enter();
-    if (args.q.type() != Storage::BF16)
-      throw std::invalid_argument(std::string("CUDA backend: paged_decode_attention runs on bf16 storage (the "
-                                              "tensor-core decode kernels), not ") + storage_name(args.q.type()) +
-                                  "; fp32 storage decodes through attention()");
     cuda::paged_decode_attention(args, stream_);
     done("paged_decode_attention");
   }

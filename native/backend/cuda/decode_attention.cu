@@ -233,15 +233,19 @@ void decode_attention(const Bf16AttentionArgs& a, __nv_bfloat16* out, int splits
 void paged_decode_attention(const PagedDecodeArgs& a, cudaStream_t s) {
   const char* op = "paged_decode_attention";
   if (a.rows <= 0) return;
-  if (a.heads <= 0 || a.kv_heads <= 0 || a.heads % a.kv_heads != 0 || a.heads / a.kv_heads > kDecodeRows)
-    throw std::invalid_argument(std::string("CUDA backend: ") + op + ": heads " + std::to_string(a.heads) +
-                                " over kv_heads " + std::to_string(a.kv_heads) + " must be a group of at most " +
-                                std::to_string(kDecodeRows));
+  if (a.heads <= 0 || a.kv_heads <= 0 || a.heads % a.kv_heads != 0)
+    throw std::invalid_argument(std::string("CUDA backend: ") + op + ": heads (" + std::to_string(a.heads) +
+                                ") must be a positive multiple of kv_heads (" + std::to_string(a.kv_heads) + ")");
   if (a.head_dim <= 0 || a.head_dim > kFlashMaxHeadDim)
     throw std::invalid_argument(std::string("CUDA backend: ") + op + ": head_dim " + std::to_string(a.head_dim) +
                                 " is outside 1.." + std::to_string(kFlashMaxHeadDim));
   if (a.table_stride <= 0 || a.table_stride > INT32_MAX)
     throw std::invalid_argument(std::string("CUDA backend: ") + op + ": table stride " + std::to_string(a.table_stride));
+  if (a.q.type() == Storage::F32) return paged_decode_attention_fp32(a, s);
+  if (a.heads / a.kv_heads > kDecodeRows)
+    throw std::invalid_argument(std::string("CUDA backend: ") + op + ": a GQA group of " +
+                                std::to_string(a.heads / a.kv_heads) + " heads is more than the " +
+                                std::to_string(kDecodeRows) + " rows of a decode tile");
   const int64_t tiles = a.rows * a.kv_heads;
   // From the stride, not the step's lengths: fixed for every replay of a graph.
   const int splits = pick_splits(tiles, a.table_stride);

@@ -91,6 +91,8 @@ class HostStateStepper {
 // from the key counts, and key ranges planned from the table stride, so a
 // captured step replays for any counts that fit it.
 void paged_decode_attention(const PagedDecodeArgs& a, cudaStream_t s);
+// The same for fp32 storage (attention.cu: CUDA cores, one block per row and head).
+void paged_decode_attention_fp32(const PagedDecodeArgs& a, cudaStream_t s);
 
 // ---- attention.cu: packed variable-length attention over slot pools
 void attention_forward(const AttentionArgs& args, cudaStream_t s);
