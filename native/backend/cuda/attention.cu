@@ -534,7 +534,7 @@ constexpr int kPagedThreads = 128;  // keys scored per pass; each thread owns he
 __global__ void paged_decode_fp32_kernel(const float* q, const float* k_pool, const float* v_pool, float* out,
                                          const int32_t* table, const int32_t* lengths, int64_t stride, int64_t heads,
                                          int64_t kv_heads, int64_t hd, float scale) {
-  extern __shared__ float paged_shared[];
+  ST_DYNAMIC_SHARED(float, paged_shared);
   float* sq = paged_shared;        // [hd]
   float* scores = sq + hd;         // [kPagedThreads]
   const int64_t r = blockIdx.x, h = blockIdx.y, kvh = h / (heads / kv_heads);
