@@ -267,16 +267,6 @@ function cases(): Case[] {
   // A decode batch padded to 8 rows; one row past the 256 keys of a split.
   out.push(pagedDecodeCase('8 rows, 16 heads / 2 kv, hd 128', 16, 2, 128, [1, 5, 33, 300, 2, 64, 17, 1], 512));
   out.push(pagedDecodeCase('3 rows, 4 heads / 4 kv, hd 80', 4, 4, 80, [7, 40, 1], 64));
-  add('gather_rows_at (repeats)', ELEMENTWISE, { op: 'gather_rows_at', tensors: { src: uniform(vocab * dim) }, ints: { rows: ints(40, vocab) }, scalars: { dim } });
-  add('scatter_rows_at (distinct rows)', ELEMENTWISE, {
-    op: 'scatter_rows_at',
-    tensors: { src: uniform(30 * dim), dst: uniform(vocab * dim) },
-    ints: { rows: permutation(vocab).slice(0, 30) },
-    scalars: { dim },
-  });
-  // A decode batch padded to 8 rows; one row past the 256 keys of a split.
-  out.push(pagedDecodeCase('8 rows, 16 heads / 2 kv, hd 128', 16, 2, 128, [1, 5, 33, 300, 2, 64, 17, 1], 512));
-  out.push(pagedDecodeCase('3 rows, 4 heads / 4 kv, hd 80', 4, 4, 80, [7, 40, 1], 64));
   add('copy_columns', ELEMENTWISE, { op: 'copy_columns', tensors: { src: uniform(17 * 72) }, scalars: { rows: 17, srcCols: 72, colOffset: 24, cols: 24 } });
 
   out.push(
