@@ -5,9 +5,10 @@
 # self-test, then the CPU/CUDA parity tests against that addon. Nothing here
 # runs on a GPU, and passing here does not replace a run on one.
 #
-#   npm run test:cuda-emulated                 # self-test, cuda-ops, cuda-attention and cuda-model tests
+#   npm run test:cuda-emulated                 # self-test and every CUDA test file (ops, attention, graphs,
+#                                              # sampling, loss, optimiser, decode graphs, model)
 #   npm run test:cuda-emulated -- test/cuda-ops.test.ts   # self-test and the files named
-#   run-tests.sh --ci                          # what `npm test` runs: self-test and cuda-ops
+#   run-tests.sh --ci                          # what `npm test` runs: self-test, ops, attention, graphs
 #                                              # (skips, saying why, without CUDA headers)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -35,7 +36,7 @@ if [ "$ci" = 1 ]; then
   # are left to `npm run test:cuda-emulated`, to keep CI well under 30 minutes.
   if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-graphs.test.ts; fi
 fi
-if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-graphs.test.ts test/cuda-sampling.test.ts test/cuda-loss.test.ts test/cuda-optimizer.test.ts test/cuda-model.test.ts; fi
+if [ "$#" -eq 0 ]; then set -- test/cuda-ops.test.ts test/cuda-attention.test.ts test/cuda-graphs.test.ts test/cuda-sampling.test.ts test/cuda-loss.test.ts test/cuda-optimizer.test.ts test/decode-graphs.test.ts test/cuda-model.test.ts; fi
 
 echo "CUDA emulation: building build-emu/ (the CUDA kernels run on the CPU, not a GPU)"
 build() {
