@@ -14,8 +14,8 @@
  * an op that takes host arrays (an embedding's ids) is refused with an error
  * instead of replaying stale ids.
  *
- * Not covered here: the model's decode step is not captured yet (its ops
- * take host ids, positions and key slots; see README).
+ * The model's decode step, captured with its inputs in backend index
+ * arrays, is test/decode-graphs.test.ts.
  */
 import t from 'tap';
 import { native } from '../lib/native/binding.js';

@@ -39,10 +39,21 @@
  *     choice is allowed, and the rest of that row is not compared, since it
  *     continues from another token; the test prints where that happened.
  *   - generation vs the log-prob gather vs the training forward, all in
- *     bf16: the same 1e-3 mean |difference| as in fp32, since the three run
- *     the same bf16 operations on the same values and keep their logits and
- *     log-probs in fp32;
- *   - the same tokens' log-probs, bf16 CUDA vs fp32 CPU: BF16_LOGIT.
+ *     bf16: mean |difference| <= GENERATION_VS_TRAINING_BF16 (2e-2). They
+ *     do not run the same kernels: a decode step's attention is the split
+ *     decode kernel over one query row per sequence and its products have
+ *     M = 1, where the gather and the training forward run the flash kernel
+ *     over whole sequences and products of every row. Their fp32 sums
+ *     agree to ~1e-7 relative, but every activation is then stored in bf16,
+ *     and a sum that lands near a rounding boundary rounds the other way: a
+ *     2^-8 relative step, carried through the layers (the rollout/training
+ *     log-prob gap RL frameworks see in bf16). Measured under the emulation
+ *     on the fixture's image prompt: 8.6e-3. The gather and the training
+ *     forward run the same kernels on the same rows, so they agree with
+ *     each other as in fp32 (1e-3). In fp32 all three agree to 1e-3;
+ *   - the same tokens' log-probs, bf16 CUDA vs fp32 CPU: BF16_IMAGE_LOGPROB
+ *     (0.9) at most, the image forward's measured max logit difference,
+ *     since this prompt has an image (0.34 measured), and 0.05 on average.
  * (A tighter check of the arithmetic alone would run the CPU on the weights
  * rounded to bf16; the per-op bounds of test/cuda-ops.test.ts are that check.)
  *
@@ -77,6 +88,9 @@ if (skipCuda) t.comment(`CUDA model tests skipped: ${skipCuda}`);
 if (info.cuda.devices.some((d) => /emulation/i.test(d.name))) t.setTimeout(60 * 60 * 1000);
 
 const GENERATION_VS_TRAINING = 1e-3; // mean |difference| per token
+const GENERATION_VS_TRAINING_BF16 = 2e-2; // mean |difference| per token, bf16 storage (see the header)
+const BF16_IMAGE_LOGPROB = 0.9; // max |difference| of an image prompt's log-probs, bf16 CUDA vs fp32 CPU
+const BF16_IMAGE_LOGPROB_MEAN = 0.05;
 const CPU_VS_CUDA = 1e-3; // max |difference| per token, fp32 storage
 const BF16_LOGIT = 0.3; // max |difference| of a logit or log-prob with bf16 storage (see the header)
 
@@ -133,10 +147,13 @@ async function generationAgreement(t: Test, device: 'cpu' | 'cuda', dtype: 'fp32
       })),
       { klCoef: 0, temperature: 1 },
     );
+    const tolerance = dtype === 'bf16' ? GENERATION_VS_TRAINING_BF16 : GENERATION_VS_TRAINING;
     const gap = meanAbs(sampled, gathered);
-    t.ok(gap <= GENERATION_VS_TRAINING, `${device} ${dtype}: generation vs log-prob gather, mean |diff| ${gap.toExponential(2)} over ${sampled.length} tokens`);
+    t.ok(gap <= tolerance, `${device} ${dtype}: generation vs log-prob gather, mean |diff| ${gap.toExponential(2)} over ${sampled.length} tokens (tolerance ${tolerance})`);
     const trainGap = meanAbs(sampled, trained.logp);
-    t.ok(trainGap <= GENERATION_VS_TRAINING, `${device} ${dtype}: generation vs training forward, mean |diff| ${trainGap.toExponential(2)}`);
+    t.ok(trainGap <= tolerance, `${device} ${dtype}: generation vs training forward, mean |diff| ${trainGap.toExponential(2)} (tolerance ${tolerance})`);
+    const sameKernels = meanAbs(gathered, trained.logp);
+    t.ok(sameKernels <= GENERATION_VS_TRAINING, `${device} ${dtype}: log-prob gather vs training forward, mean |diff| ${sameKernels.toExponential(2)} (tolerance ${GENERATION_VS_TRAINING})`);
     return { prompt, tokens: completions.map((c) => c.tokens), gathered };
   } finally {
     await model.dispose();
@@ -154,8 +171,12 @@ for (const dtype of ['fp32', 'bf16'] as const) {
     try {
       const onCpu = concat(await cpu.logprobs(tokens.map(() => prompt), tokens));
       const gap = maxAbs(gathered, onCpu);
-      const tolerance = dtype === 'fp32' ? CPU_VS_CUDA : BF16_LOGIT;
+      const tolerance = dtype === 'fp32' ? CPU_VS_CUDA : BF16_IMAGE_LOGPROB;
       t.ok(gap <= tolerance, `the same tokens' log-probs, CUDA ${dtype} vs CPU: max |diff| ${gap.toExponential(2)} (tolerance ${tolerance})`);
+      if (dtype === 'bf16') {
+        const mean = meanAbs(gathered, onCpu);
+        t.ok(mean <= BF16_IMAGE_LOGPROB_MEAN, `the same tokens' log-probs, CUDA bf16 vs CPU: mean |diff| ${mean.toExponential(2)} (tolerance ${BF16_IMAGE_LOGPROB_MEAN})`);
+      }
     } finally {
       await cpu.dispose();
     }
