@@ -5,7 +5,7 @@
  * a child process of its own so its peak memory is its own.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Model, type ImageInput } from '../lib/engine/model.js';
@@ -23,6 +23,17 @@ interface WorkerResult {
 }
 
 /** One configuration, in this process: prints a WorkerResult as JSON. */
+/**
+ * This process's peak RSS. Not resourceUsage().maxRSS: Linux carries
+ * ru_maxrss across exec, so a worker started by a bench process that had
+ * just written a 2 GB checkpoint would report the parent's peak; VmHWM
+ * belongs to the new address space.
+ */
+function peakRssBytes(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : process.resourceUsage().maxRSS * 1024;
+}
+
 /** The timed batch: `sequences` of `length` tokens, each an image (4 tokens) and text prompt of length / 2 and a completion. */
 function benchBatch(vocab: number, sequences: number, length: number) {
   const tok = randomCheckpointTokens(vocab);
@@ -54,7 +65,7 @@ async function worker(dir: string, sequences: number, length: number, checkpoint
     tokensPerSecond: (tokens * steps) / seconds,
     stepSeconds: seconds / steps,
     matmulShare: native().engineCounters().matmulSeconds / seconds,
-    peakRssGiB: (process.resourceUsage().maxRSS * 1024) / 2 ** 30,
+    peakRssGiB: peakRssBytes() / 2 ** 30,
     tokensPerStep: tokens,
   };
   process.stdout.write(JSON.stringify(result) + '\n');

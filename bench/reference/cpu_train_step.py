@@ -5,7 +5,8 @@
 BATCH.json (written by bench/train.ts) holds the sequences' ids, the prompt
 length, one image's patches and grid. The step is the engine's: the policy's
 forward over every sequence (image through the vision tower), log-probs of
-the completion tokens, the GRPO loss as the engine computes it by default
+the completion tokens (logits of those positions only, logits_to_keep),
+the GRPO loss as the engine computes it by default
 (token-mean; ratio clipped to [0.8, 1.3], dual clip 3; k3 KL to fixed
 reference log-probs, coefficient 0.01), backward, global grad-norm clipping
 at 1, one AdamW step. Prints one JSON line: seconds per step and tokens/s.
@@ -63,8 +64,10 @@ def main():
     targets = ids[:, prompt_len:]
 
     def step():
-        out = model(input_ids=ids, pixel_values=pixels, image_grid_thw=grid, use_cache=False)
-        logits = out.logits[:, prompt_len - 1 : -1].float()
+        # Logits of the completion positions only (as TRL's GRPO asks with
+        # logits_to_keep), not of the whole sequence.
+        out = model(input_ids=ids, pixel_values=pixels, image_grid_thw=grid, use_cache=False, logits_to_keep=completion + 1)
+        logits = out.logits[:, :-1].float()
         logp = torch.gather(logits.log_softmax(-1), 2, targets[..., None])[..., 0]
         ratio = torch.exp(logp - old)
         pg = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(0.8, 1.3))
