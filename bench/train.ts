@@ -127,7 +127,7 @@ export async function benchTraining(): Promise<void> {
       }
     }
     console.log(table(['model', 'checkpointing', 'batch (seq x tokens)', 'tokens/s', `PyTorch eager tokens/s (${threads} threads)`, 'ours / PyTorch', 'time in matmul', 'peak RSS GiB'], rows));
-    console.log('\n(PyTorch eager: bench/reference/cpu_train_step.py, the same step in transformers fp32 with sdpa attention: forward with the image, GRPO loss, backward, grad-norm clip, torch.optim.AdamW; target for ours / PyTorch: at least 1.5x.)');
+    console.log('\n(PyTorch eager: bench/reference/cpu_train_step.py, the same step in transformers fp32 with sdpa attention: forward with the image, GRPO loss, backward, grad-norm clip, torch.optim.AdamW(fused=True); target for ours / PyTorch: at least 1.5x.)');
     console.log(`\n(${TINY.text.hidden}-wide tiny model; the 0.5B-class model holds fp32 weights, gradients and two AdamW moments: 16 bytes per parameter.)`);
     console.log('No GPU figures here: training on the GPU is the CUDA backend issue.');
   } finally {

@@ -9,7 +9,7 @@ the completion tokens (logits of those positions only, logits_to_keep),
 the GRPO loss as the engine computes it by default
 (token-mean; ratio clipped to [0.8, 1.3], dual clip 3; k3 KL to fixed
 reference log-probs, coefficient 0.01), backward, global grad-norm clipping
-at 1, one AdamW step. Prints one JSON line: seconds per step and tokens/s.
+at 1, one fused AdamW step. Prints one JSON line: seconds per step and tokens/s.
 """
 import argparse
 import json
@@ -50,7 +50,9 @@ def main():
     if args.checkpoint_layers:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-6, betas=(0.9, 0.999), weight_decay=0.01)
+    # fused: PyTorch's fastest AdamW on the CPU (the default single-tensor
+    # loop takes 7.8 s a step at 0.5B here, the fused kernel 0.36 s).
+    optimizer = torch.optim.AdamW(params, lr=1e-6, betas=(0.9, 0.999), weight_decay=0.01, fused=True)
 
     ids = torch.tensor(batch["ids"], dtype=torch.long)
     sequences, length = ids.shape
