@@ -60,7 +60,7 @@ import t from 'tap';
 import { native } from '../lib/native/binding.js';
 import { runOp } from '../lib/native/testing.js';
 import type { RunOpArgs } from '../lib/native/binding.js';
-import { rng } from './helpers.js';
+import { rng, toBf16 } from './helpers.js';
 
 const info = native().runtimeInfo();
 const skip = !info.cuda.available
@@ -437,18 +437,6 @@ t.test('every op on CUDA in fp32 matches the CPU backend', { skip }, async (t) =
       t.ok(Buffer.from((again.outputs[name] as Float32Array).buffer).equals(Buffer.from(first.buffer)), `${c.name}: ${name} is the same bits on a second CUDA run`);
   }
 });
-
-/** Each value rounded to the nearest bf16 (ties to even), as the CUDA backend stores it; NaN stays NaN. */
-function toBf16(values: Float32Array): Float32Array {
-  const out = new Float32Array(values);
-  const bits = new Uint32Array(out.buffer);
-  for (let i = 0; i < bits.length; i++) {
-    if (Number.isNaN(out[i])) continue;
-    const b = bits[i] as number;
-    bits[i] = (Math.floor((b + 0x7fff + (Math.floor(b / 65536) & 1)) / 65536) * 65536) >>> 0;
-  }
-  return out;
-}
 
 function withBf16Inputs(args: OpArgs): OpArgs {
   const tensors = args.tensors ? Object.fromEntries(Object.entries(args.tensors).map(([k, v]) => [k, toBf16(v)])) : undefined;

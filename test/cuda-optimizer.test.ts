@@ -22,7 +22,7 @@ import { Model } from '../lib/engine/model.js';
 import { readSafetensors } from '../lib/io/safetensors.js';
 import { native } from '../lib/native/binding.js';
 import { runOp } from '../lib/native/testing.js';
-import { rng } from './helpers.js';
+import { rng, toBf16 } from './helpers.js';
 
 // Chunks of 1,000 entries: 4,500 entries stream through 5 of them, reusing both slots.
 process.env['SPATIALTHINKER_OFFLOAD_CHUNK'] = '1000';
@@ -108,18 +108,6 @@ t.test('the offloaded step streams through chunks and equals the resident step',
 // forward's noise), and the bf16 weights are exactly the master rounded to
 // bf16. Compared: the moves of the entries the CPU moved (the text model's
 // matrices; the vision tower gets no gradient from a text-only sequence).
-/** Each value rounded to the nearest bf16 (ties to even), as the CUDA backend stores it. */
-function toBf16(values: Float32Array): Float32Array {
-  const out = new Float32Array(values);
-  const bits = new Uint32Array(out.buffer);
-  for (let i = 0; i < bits.length; i++) {
-    if (Number.isNaN(out[i])) continue;
-    const b = bits[i] as number;
-    bits[i] = (Math.floor((b + 0x7fff + (Math.floor(b / 65536) & 1)) / 65536) * 65536) >>> 0;
-  }
-  return out;
-}
-
 const FIXTURES = resolve('..', 'shared', 'fixtures', 'qwen25vl-tiny');
 const CHECKPOINT = join(FIXTURES, 'checkpoint');
 const noFixtures = existsSync(CHECKPOINT) ? false : `the golden fixtures are not at ${CHECKPOINT}`;

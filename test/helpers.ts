@@ -51,3 +51,15 @@ export const WORKED = {
 
 /** Deterministic pseudo-random numbers for reproducible test data (the project's one seeded generator). */
 export { mulberry32 as rng } from '../lib/random.js';
+
+/** Each value rounded to the nearest bf16 (ties to even), as the CUDA backend stores it; NaN stays NaN. */
+export function toBf16(values: Float32Array): Float32Array {
+  const out = new Float32Array(values);
+  const bits = new Uint32Array(out.buffer);
+  for (let i = 0; i < bits.length; i++) {
+    if (Number.isNaN(out[i])) continue;
+    const b = bits[i] as number;
+    bits[i] = (Math.floor((b + 0x7fff + (Math.floor(b / 65536) & 1)) / 65536) * 65536) >>> 0;
+  }
+  return out;
+}

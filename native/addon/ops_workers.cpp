@@ -89,6 +89,12 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
 // caller passes in starts from the given values (for ops that accumulate);
 // one it does not pass starts as NaN, so entries an op fails to write show.
 
+// The sampling ops' per-row seeds and counters and their options.
+struct SamplingInputs {
+  std::vector<uint64_t> seeds, counters;
+  SamplingOptions options;
+};
+
 struct OpCall {
   std::string op;
   std::map<std::string, std::vector<float>> tensors;
@@ -199,6 +205,24 @@ struct OpCall {
     std::vector<float>& v = results[name];
     v.assign(size_t(count), std::numeric_limits<float>::quiet_NaN());
     return v;
+  }
+
+  // ints seedsLo, seedsHi (each row's 64-bit seed as two 32-bit halves),
+  // counters; scalars temperature, topK, topP, greedy (0/1).
+  SamplingInputs sampling_inputs(int64_t rows) const {
+    const auto& lo = int_array("seedsLo", rows);
+    const auto& hi = int_array("seedsHi", rows);
+    const auto& steps = int_array("counters", rows);
+    SamplingInputs in;
+    for (int64_t r = 0; r < rows; ++r) {
+      in.seeds.push_back((uint64_t(uint32_t(hi[size_t(r)])) << 32) | uint64_t(uint32_t(lo[size_t(r)])));
+      in.counters.push_back(uint64_t(uint32_t(steps[size_t(r)])));
+    }
+    in.options.greedy = num("greedy", 0) != 0;
+    in.options.temperature = num("temperature", 1.0);
+    in.options.top_k = int64_t(num("topK", 0));
+    in.options.top_p = num("topP", 1.0);
+    return in;
   }
 
   AttentionArgs attention_args(int64_t q_rows_count) {
@@ -483,23 +507,11 @@ const std::map<std::string, OpFn>& op_table() {
        // and logprobs.
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), vocab = c.integer("vocab");
-         const auto& lo = c.int_array("seedsLo", rows);
-         const auto& hi = c.int_array("seedsHi", rows);
-         const auto& counters = c.int_array("counters", rows);
-         std::vector<uint64_t> seeds(static_cast<size_t>(rows)), steps(static_cast<size_t>(rows));
-         for (int64_t r = 0; r < rows; ++r) {
-           seeds[size_t(r)] = (uint64_t(uint32_t(hi[size_t(r)])) << 32) | uint64_t(uint32_t(lo[size_t(r)]));
-           steps[size_t(r)] = uint64_t(uint32_t(counters[size_t(r)]));
-         }
-         SamplingOptions o;
-         o.greedy = c.num("greedy", 0) != 0;
-         o.temperature = c.num("temperature", 1.0);
-         o.top_k = int64_t(c.num("topK", 0));
-         o.top_p = c.num("topP", 1.0);
+         const SamplingInputs in = c.sampling_inputs(rows);
          ConstDevicePtr logits = c.in("logits", rows * vocab, true);
          std::vector<int32_t> tokens(static_cast<size_t>(rows));
          std::vector<float>& logprobs = c.host_out("logprobs", rows);
-         c.backend->sample_tokens(logits, rows, vocab, o, seeds.data(), steps.data(), tokens.data(), logprobs.data());
+         c.backend->sample_tokens(logits, rows, vocab, in.options, in.seeds.data(), in.counters.data(), tokens.data(), logprobs.data());
          std::vector<float>& as_floats = c.host_out("tokens", rows);
          for (int64_t r = 0; r < rows; ++r) as_floats[size_t(r)] = float(tokens[size_t(r)]);
        }},
@@ -508,26 +520,14 @@ const std::map<std::string, OpFn>& op_table() {
        // arrays (what a captured decode step uses); the same inputs and outputs.
        [](OpCall& c) {
          const int64_t rows = c.integer("rows"), vocab = c.integer("vocab");
-         const auto& lo = c.int_array("seedsLo", rows);
-         const auto& hi = c.int_array("seedsHi", rows);
-         const auto& counters = c.int_array("counters", rows);
-         std::vector<uint64_t> seeds(static_cast<size_t>(rows)), steps(static_cast<size_t>(rows));
-         for (int64_t r = 0; r < rows; ++r) {
-           seeds[size_t(r)] = (uint64_t(uint32_t(hi[size_t(r)])) << 32) | uint64_t(uint32_t(lo[size_t(r)]));
-           steps[size_t(r)] = uint64_t(uint32_t(counters[size_t(r)]));
-         }
-         SamplingOptions o;
-         o.greedy = c.num("greedy", 0) != 0;
-         o.temperature = c.num("temperature", 1.0);
-         o.top_k = int64_t(c.num("topK", 0));
-         o.top_p = c.num("topP", 1.0);
+         const SamplingInputs in = c.sampling_inputs(rows);
          ConstDevicePtr logits = c.in("logits", rows * vocab, true);
-         const DevicePtr seeds_at = c.u64_in(seeds), steps_at = c.u64_in(steps);
+         const DevicePtr seeds_at = c.u64_in(in.seeds), steps_at = c.u64_in(in.counters);
          c.arrays.emplace_back(*c.backend, rows, Storage::I32);
          const DevicePtr tokens_at = c.arrays.back().get();
          c.arrays.emplace_back(*c.backend, rows, Storage::F32);
          const DevicePtr logprobs_at = c.arrays.back().get();
-         c.backend->sample_tokens_at(logits, rows, vocab, o, seeds_at, steps_at, tokens_at, logprobs_at);
+         c.backend->sample_tokens_at(logits, rows, vocab, in.options, seeds_at, steps_at, tokens_at, logprobs_at);
          std::vector<int32_t> tokens(static_cast<size_t>(rows));
          c.backend->download_raw(tokens.data(), tokens_at, rows);
          c.backend->download(c.host_out("logprobs", rows).data(), logprobs_at, rows);

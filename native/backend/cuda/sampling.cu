@@ -188,10 +188,6 @@ __global__ void sample_kernel(const float* logits, int64_t rows, int64_t vocab, 
   }
 }
 
-}  // namespace
-
-namespace {
-
 SampleSettings settings_of(const SamplingOptions& options, int64_t vocab, const char* op) {
   if (vocab <= 0 || vocab > sampling::kMaxVocab)
     throw std::invalid_argument(std::string("CUDA backend: ") + op + ": the vocabulary size " + std::to_string(vocab) +
@@ -206,19 +202,23 @@ SampleSettings settings_of(const SamplingOptions& options, int64_t vocab, const 
   return settings;
 }
 
+// The draw kernel over device seeds, counters and outputs.
+void launch_sample(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SampleSettings& settings,
+                   const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs, cudaStream_t s) {
+  static_assert(sizeof(u64) == sizeof(uint64_t), "64-bit seeds");
+  ST_LAUNCH(sample_kernel, unsigned(std::min<int64_t>(rows, 65535)), kThreads, 0, s)(
+      logits.f32("sample_tokens: logits"), rows, vocab, settings, reinterpret_cast<const u64*>(seeds),
+      reinterpret_cast<const u64*>(counters), tokens, logprobs);
+  check_launch("sample_tokens");
+}
+
 }  // namespace
 
 void sample_tokens_at(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
                       const uint64_t* seeds, const uint64_t* counters, int32_t* tokens, float* logprobs,
                       cudaStream_t s) {
-  const char* op = "sample_tokens";
   if (rows <= 0) return;
-  const SampleSettings settings = settings_of(options, vocab, op);
-  static_assert(sizeof(u64) == sizeof(uint64_t), "64-bit seeds");
-  ST_LAUNCH(sample_kernel, unsigned(std::min<int64_t>(rows, 65535)), kThreads, 0, s)(
-      logits.f32("sample_tokens: logits"), rows, vocab, settings, reinterpret_cast<const u64*>(seeds),
-      reinterpret_cast<const u64*>(counters), tokens, logprobs);
-  check_launch(op);
+  launch_sample(logits, rows, vocab, settings_of(options, vocab, "sample_tokens"), seeds, counters, tokens, logprobs, s);
 }
 
 void sample_tokens(ConstDevicePtr logits, int64_t rows, int64_t vocab, const SamplingOptions& options,
@@ -226,14 +226,14 @@ void sample_tokens(ConstDevicePtr logits, int64_t rows, int64_t vocab, const Sam
                    float* host_logprobs, cudaStream_t s) {
   const char* op = "sample_tokens";
   if (rows <= 0) return;
-  settings_of(options, vocab, op);  // refuses a bad vocabulary before any copy
+  const SampleSettings settings = settings_of(options, vocab, op);  // refuses a bad vocabulary before any copy
   Temp<u64> seeds(2 * rows, s, op);  // seeds, then counters
   Temp<int32_t> tokens(rows, s, op);
   Temp<float> logprobs(rows, s, op);
   copy_to_device(seeds.get(), reinterpret_cast<const u64*>(host_seeds), rows, s, op);
   copy_to_device(seeds.get() + rows, reinterpret_cast<const u64*>(host_counters), rows, s, op);
-  sample_tokens_at(logits, rows, vocab, options, reinterpret_cast<const uint64_t*>(seeds.get()),
-                   reinterpret_cast<const uint64_t*>(seeds.get() + rows), tokens.get(), logprobs.get(), s);
+  launch_sample(logits, rows, vocab, settings, reinterpret_cast<const uint64_t*>(seeds.get()),
+                reinterpret_cast<const uint64_t*>(seeds.get() + rows), tokens.get(), logprobs.get(), s);
   check(cudaMemcpyAsync(host_tokens, tokens.get(), size_t(rows) * sizeof(int32_t), cudaMemcpyDeviceToHost, s), op);
   check(cudaMemcpyAsync(host_logprobs, logprobs.get(), size_t(rows) * sizeof(float), cudaMemcpyDeviceToHost, s), op);
   check(cudaStreamSynchronize(s), op);
