@@ -10,8 +10,9 @@
  *   moments).
  * - A resume, on the same world size or another one, against the run it
  *   continues: bit for bit.
- * - 2 ranks against 1: the loss of the first step is exact (each token's
- *   log-prob does not depend on the rest of the batch), but the gradients
+ * - 2 ranks against 1: the loss of the first step agrees to 1e-12 relative
+ *   (each token's log-prob does not depend on the rest of the batch; the
+ *   micro-batch losses are added in another grouping, in doubles), but the gradients
  *   are summed in another order: 1 rank adds micro-batch after micro-batch
  *   into one buffer inside the kernels, 2 ranks add their two buffers in the
  *   all-reduce. fp32 re-association moves a gradient element by a few units
@@ -147,7 +148,10 @@ async function tests(): Promise<void> {
 
     const [one, two] = [metrics('sft-1'), metrics('sft-2')];
     t.equal(two.length, steps, 'rank 0 alone logged, once per step');
-    t.equal(two[0]!['sft/loss'], one[0]!['sft/loss'], 'the first loss is exact');
+    // The same micro-batch losses, added in another grouping (each rank's
+    // sum, then the all-reduce of the two): equal up to the last bits of a double.
+    const lossGap = Math.abs(two[0]!['sft/loss']! - one[0]!['sft/loss']!) / Math.abs(one[0]!['sft/loss']!);
+    t.ok(lossGap <= 1e-12, `the first loss agrees to 1e-12 relative (${lossGap.toExponential(2)}; ${two[0]!['sft/loss']} vs ${one[0]!['sft/loss']})`);
     for (let s = 0; s < steps; s++) {
       const rel = Math.abs(two[s]!['actor/grad_norm']! - one[s]!['actor/grad_norm']!) / one[s]!['actor/grad_norm']!;
       t.ok(rel < 1e-6, `step ${s + 1}: gradient norm within 1e-6 relative (${rel.toExponential(2)})`);
