@@ -9,7 +9,9 @@ the completion tokens (logits of those positions only, logits_to_keep),
 the GRPO loss as the engine computes it by default
 (token-mean; ratio clipped to [0.8, 1.3], dual clip 3; k3 KL to fixed
 reference log-probs, coefficient 0.01), backward, global grad-norm clipping
-at 1, one fused AdamW step. Prints one JSON line: seconds per step and tokens/s.
+at 1, one fused AdamW step. Prints one JSON line: seconds per step (and
+per phase: forward with the loss, backward, clip + AdamW + zero_grad) and
+tokens/s.
 """
 import argparse
 import json
@@ -39,6 +41,9 @@ def main():
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--checkpoint-layers", action="store_true")
+    # PyTorch's default (zero_grad(set_to_none=True)) allocates fresh gradient
+    # tensors every step; --keep-grads zeroes them in place instead.
+    parser.add_argument("--keep-grads", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -65,7 +70,10 @@ def main():
     ref = torch.full((sequences, completion), -12.0)
     targets = ids[:, prompt_len:]
 
+    phases = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+
     def step():
+        t0 = time.perf_counter()
         # Logits of the completion positions only (as TRL's GRPO asks with
         # logits_to_keep), not of the whole sequence.
         out = model(input_ids=ids, pixel_values=pixels, image_grid_thw=grid, use_cache=False, logits_to_keep=completion + 1)
@@ -76,18 +84,33 @@ def main():
         pg = torch.where(advantages < 0, torch.minimum(pg, -advantages * 3.0), pg)
         kl = torch.exp(ref - logp) - (ref - logp) - 1
         loss = (pg + 0.01 * kl).mean()
+        t1 = time.perf_counter()
         loss.backward()
+        t2 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=not args.keep_grads)
+        t3 = time.perf_counter()
+        phases["forward"] += t1 - t0
+        phases["backward"] += t2 - t1
+        phases["optimizer"] += t3 - t2
 
     step()  # warm-up: allocates the optimizer state
+    for k in phases:
+        phases[k] = 0.0
     start = time.perf_counter()
     for _ in range(args.steps):
         step()
     seconds = (time.perf_counter() - start) / args.steps
     tokens = sequences * length
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "step_seconds": seconds, "tokens_per_second": tokens / seconds}))
+    print(json.dumps({
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "keep_grads": args.keep_grads,
+        "step_seconds": seconds,
+        "phase_seconds": {k: v / args.steps for k, v in phases.items()},
+        "tokens_per_second": tokens / seconds,
+    }))
 
 
 if __name__ == "__main__":
