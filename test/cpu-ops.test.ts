@@ -48,7 +48,7 @@ if (!process.env['SPATIALTHINKER_CPU_ISA'])
       t.match(r.stdout, /ok \d+ - 1100x4000 \. 33x4000\^T/, 'the packed shapes ran');
     });
 
-// The log-prob pass and its backward (native/backend/cpu/exp_rows.*: a
+// The log-prob pass and its backward (native/backend/cpu/row_math.*: a
 // vectorised double exp, 64-row tiles, 4096-entry vocabulary tiles) against
 // float64, on shapes with row and vocabulary tails, a temperature, and
 // logits spanning up to a few hundred (exp arguments far below -100).

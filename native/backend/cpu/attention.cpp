@@ -16,6 +16,8 @@
 #include <limits>
 #include <vector>
 
+#include "backend/cpu/row_math.h"
+#include "backend/cpu/vector_clones.h"
 #include "engine/thread_pool.h"
 
 namespace st::cpu {
@@ -24,13 +26,6 @@ namespace {
 constexpr int kLanes = 16;
 constexpr int64_t kQueriesPerItem = 32;
 
-// x86-64: one clone per instruction set, picked at load time from the CPU.
-// Elsewhere (arm64) the compiler's baseline vectorisation (NEON) serves.
-#if defined(__x86_64__) || defined(_M_X64)
-#define ST_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define ST_VECTOR_CLONES
-#endif
 
 // exp(x) for x <= 0: 2^n * p(r), r = x - n ln 2 in [-ln2/2, ln2/2], p of degree 6.
 inline float exp_nonpositive(float x) {
@@ -58,18 +53,6 @@ ST_VECTOR_CLONES float sum_of(const float* x, int64_t n) {
   return total;
 }
 
-ST_VECTOR_CLONES float max_of(const float* x, int64_t n) {
-  float part[kLanes];
-  std::fill(part, part + kLanes, -std::numeric_limits<float>::infinity());
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) part[l] = part[l] > x[j + l] ? part[l] : x[j + l];
-  float best = -std::numeric_limits<float>::infinity();
-  for (; j < n; ++j) best = std::max(best, x[j]);
-  for (int l = 0; l < kLanes; ++l) best = std::max(best, part[l]);
-  return best;
-}
-
 ST_VECTOR_CLONES float dot_of(const float* x, const float* y, int64_t n) {
   float part[kLanes] = {};
   int64_t j = 0;
@@ -95,7 +78,7 @@ ST_VECTOR_CLONES void scores_of(const float* q, const float* kt, int64_t stride,
 // p[j] = exp(s[j] - max s) / sum; returns nothing when n == 0.
 ST_VECTOR_CLONES void softmax_in_place(float* s, int64_t n) {
   if (n == 0) return;
-  const float top = max_of(s, n);
+  const float top = max_value(s, n);
   for (int64_t j = 0; j < n; ++j) s[j] = exp_nonpositive(s[j] - top);
   const float inv = 1.0f / sum_of(s, n);
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;

@@ -18,7 +18,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/attention.h"
-#include "backend/cpu/exp_rows.h"
+#include "backend/cpu/row_math.h"
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/sampling.h"
 #include "engine/thread_pool.h"

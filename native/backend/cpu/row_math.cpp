@@ -1,17 +1,13 @@
-#include "backend/cpu/exp_rows.h"
+#include "backend/cpu/row_math.h"
 
 #include <algorithm>
 #include <cstring>
 #include <limits>
 
+#include "backend/cpu/vector_clones.h"
+
 namespace st::cpu {
 namespace {
-
-#if defined(__x86_64__) || defined(_M_X64)
-#define ST_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define ST_VECTOR_CLONES
-#endif
 
 // exp(x) = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2]
 // (ln 2 in two parts, fdlibm's, so n ln2_hi is exact), e^r by its Taylor

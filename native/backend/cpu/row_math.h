@@ -1,6 +1,7 @@
 #pragma once
 #include <cstdint>
 
+// Vectorised kernels over one row of floats (logits, attention scores).
 namespace st::cpu {
 
 // out[j] = exp(double(z[j]) * scale - shift) for j < n, in double precision
@@ -15,8 +16,8 @@ void exp_scaled_shifted(const float* z, double scale, double shift, int64_t n, d
 // (so the loop vectorises) added pairwise at the end.
 void sum_exp_scaled_shifted(const float* z, double scale, double shift, int64_t n, double* sum, double* weighted);
 
-// The largest of z[0 .. n), -infinity when n == 0 (NaNs are not ordered:
-// a NaN logit is caught by the loss's finiteness check, not here).
+// The largest of z[0 .. n), -infinity when n == 0. NaNs are not ordered
+// and may or may not win; the exp of what follows carries them anyway.
 float max_value(const float* z, int64_t n);
 
 }  // namespace st::cpu
