@@ -22,7 +22,6 @@ interface WorkerResult {
   tokensPerStep: number;
 }
 
-/** One configuration, in this process: prints a WorkerResult as JSON. */
 /**
  * This process's peak RSS. Not resourceUsage().maxRSS: Linux carries
  * ru_maxrss across exec, so a worker started by a bench process that had
@@ -47,6 +46,7 @@ function benchBatch(vocab: number, sequences: number, length: number) {
   });
 }
 
+/** One configuration, in this process: prints a WorkerResult as JSON. */
 async function worker(dir: string, sequences: number, length: number, checkpointLayers: boolean, steps: number): Promise<void> {
   const model = await Model.load(dir);
   const batch = benchBatch(model.config.text.vocab, sequences, length);
